@@ -1,0 +1,3 @@
+from famous.cli.main import run
+
+run()

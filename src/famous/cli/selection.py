@@ -1,0 +1,271 @@
+"""Model packages and engine selection: models, show-model, engines, show-engine, use-engine."""
+
+from __future__ import annotations
+
+import typer
+
+from famous.cli import exits
+from famous.cli.errors import handle_errors
+from famous.cli.render import (
+    FormatOption,
+    OutputFormat,
+    emit,
+    print_fields,
+    print_table,
+    to_plain,
+)
+
+RootOption = typer.Option(
+    None,
+    "--root",
+    help="Read the machine from a captured root instead of / (also FAMOUS_HARDWARE_ROOT).",
+)
+
+
+def _size(n: int | None) -> str:
+    from famous.units import format_size
+
+    return format_size(n)
+
+
+@handle_errors
+def models(fmt: OutputFormat = FormatOption) -> None:
+    """List the built-in model packages."""
+    from famous.manifests.loader import builtin_package_names, find_package
+
+    packages = [find_package(name) for name in builtin_package_names()]
+    data = [
+        {
+            "name": p.name,
+            "capabilities": p.model.capabilities,
+            "license": p.model.license,
+            "engines": sorted(p.engines),
+            "description": p.model.description,
+        }
+        for p in packages
+    ]
+
+    def table() -> None:
+        rows = [
+            (
+                d["name"],
+                ",".join(d["capabilities"]),
+                d["license"],
+                len(d["engines"]),
+                _clip(d["description"], 60),
+            )
+            for d in data
+        ]
+        print_table(["model", "capabilities", "license", "engines", "description"], rows)
+
+    emit(data, fmt, table)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@handle_errors
+def show_model(
+    model: str = typer.Argument(..., help="A built-in package name or a package directory."),
+    fmt: OutputFormat = FormatOption,
+) -> None:
+    """Show a model package: what it is, its variants, its engines, what is installed."""
+    from famous.manifests.loader import find_package
+
+    package = find_package(model)
+    installed = _installed(package.name)
+    data = {
+        "model": package.model,
+        "engines": sorted(package.engines),
+        "source": package.source,
+        "installed": installed,
+    }
+
+    def table() -> None:
+        m = package.model
+        print_fields(
+            [
+                ("name", m.name),
+                ("description", m.description),
+                ("model-card", m.model_card),
+                ("license", m.license),
+                ("capabilities", ", ".join(m.capabilities)),
+                ("parameters", f"{m.shape.parameters / 1e9:.2f} B"),
+                ("context", f"{m.shape.context} (max {m.shape.max_context or m.shape.context})"),
+                ("engines", ", ".join(sorted(package.engines))),
+                ("source", package.source),
+            ]
+        )
+        print()
+        rows = [
+            (name, o.format, o.quantization, _size(o.size), o.repo, ",".join(o.files[:2]))
+            for name, o in m.options.items()
+        ]
+        print_table(["option", "format", "quantization", "size", "repo", "files"], rows)
+        print()
+        if not installed:
+            print(f"installed: nothing (run `famous pull {m.name}`)")
+            return
+        for artifact in installed:
+            print(f"installed: {artifact['engine']} / {artifact['variant']} at {artifact['path']}")
+            for f in artifact.get("files", []):
+                digest = f.get("sha256") or f.get("etag") or "-"
+                print(f"  {f['relpath']}  {_size(f['size_bytes'])}  sha256:{digest}")
+
+    emit(data, fmt, table)
+
+
+def _installed(model: str) -> list[dict]:
+    """Installed artifacts of ``model`` from the catalog (empty before any pull)."""
+    try:
+        from famous.store.artifacts import installed_artifacts
+    except ImportError:
+        return []
+    return to_plain(installed_artifacts(model))
+
+
+@handle_errors
+def engines(
+    model: str = typer.Argument(..., help="A built-in package name or a package directory."),
+    root: str | None = RootOption,
+    fmt: OutputFormat = FormatOption,
+) -> None:
+    """List a model's engines with their score and compatibility on this machine."""
+    from famous.manifests.loader import find_package
+    from famous.matchmaker import NoCompatibleEngine, evaluate_all
+    from famous.services.selection import machine_report, resolve_selection
+
+    package = find_package(model)
+    report = machine_report(root)
+    try:
+        chosen = resolve_selection(model, package=package, report=report).selection
+        evaluations, selected = chosen.evaluations, chosen.engine.name
+    except NoCompatibleEngine:
+        evaluations, selected = evaluate_all(package, report), None
+    data = [
+        {**to_plain(ev), "verdict": ev.verdict, "selected": ev.engine == selected}
+        for ev in evaluations
+    ]
+
+    def table() -> None:
+        rows = [
+            (
+                ("* " if ev.engine == selected else "  ") + ev.engine,
+                ev.vendor,
+                ev.summary,
+                ev.verdict,
+                ev.score,
+                ev.option or "-",
+            )
+            for ev in evaluations
+        ]
+        print_table(["engine", "vendor", "summary", "compatible", "score", "option"], rows)
+        if selected is None:
+            print("\nno engine can run here; see `famous show-engine MODEL ENGINE` for reasons")
+
+    emit(data, fmt, table)
+    if selected is None:
+        raise typer.Exit(exits.INCOMPATIBLE)
+
+
+@handle_errors
+def show_engine(
+    model: str = typer.Argument(..., help="A built-in package name or a package directory."),
+    engine: str | None = typer.Argument(None, help="Engine name; default: the selected one."),
+    root: str | None = RootOption,
+    fmt: OutputFormat = FormatOption,
+) -> None:
+    """Explain one engine: manifest, score, why each device does or does not match, memory."""
+    from famous.manifests.loader import find_package
+    from famous.matchmaker import UnknownEngine, evaluate
+    from famous.services.selection import machine_report, resolve_selection
+    from famous.store.config import resolve
+
+    package = find_package(model)
+    report = machine_report(root)
+    if engine is None:
+        engine = resolve_selection(model, package=package, report=report).selection.engine.name
+    if engine not in package.engines:
+        raise UnknownEngine(package.name, engine, sorted(package.engines))
+    manifest = package.engines[engine]
+    ev = evaluate(package, manifest, report)
+    settings = resolve(manifest.configuration, model=package.name)
+    data = {
+        "manifest": manifest,
+        "evaluation": {**to_plain(ev), "verdict": ev.verdict},
+        "configuration": {k: s.model_dump() for k, s in settings.items()},
+    }
+
+    def table() -> None:
+        print_fields(
+            [
+                ("engine", manifest.name),
+                ("summary", manifest.summary),
+                ("description", manifest.description),
+                ("vendor", manifest.vendor),
+                ("runtime", manifest.runtime),
+                ("experimental", "yes" if manifest.experimental else "no"),
+                ("compatible", ev.verdict),
+                ("score", ev.score),
+                ("model option", ev.option or "-"),
+                ("model options", ", ".join(manifest.model_options)),
+            ]
+        )
+        print("\ndevices:")
+        for check in ev.devices:
+            mark = "ok " if check.matched else "no "
+            where = f" -> {check.device} (+{check.score})" if check.matched else ""
+            print(f"  [{check.group}] {mark}{check.requirement}{where}")
+            for reason in check.reasons:
+                print(f"      {reason}")
+        print("\nmemory:")
+        for m in ev.memory:
+            print(f"  {m.explain()}")
+        if ev.reasons:
+            print("\nnot compatible:")
+            for reason in ev.reasons:
+                print(f"  - {reason}")
+        print("\nconfiguration:")
+        for key, s in sorted(settings.items()):
+            print(f"  {key} = {s.value}  ({s.layer})")
+
+    emit(data, fmt, table)
+
+
+@handle_errors
+def use_engine(
+    model: str = typer.Argument(..., help="A built-in package name or a package directory."),
+    engine: str | None = typer.Argument(None, help="Engine to pin."),
+    auto: bool = typer.Option(False, "--auto", help="Unpin: let famous choose again."),
+    force: bool = typer.Option(False, "--force", help="Pin even an incompatible engine."),
+    root: str | None = RootOption,
+) -> None:
+    """Pin the engine famous uses for a model (or --auto to choose by score again)."""
+    from famous.manifests.loader import find_package
+    from famous.matchmaker import select
+    from famous.services.selection import machine_report
+    from famous.store.selections import pin_engine, unpin_engine
+
+    if auto == (engine is not None):
+        typer.echo("error: give an ENGINE or --auto (not both)", err=True)
+        raise typer.Exit(exits.USAGE)
+    package = find_package(model)
+    if auto:
+        removed = unpin_engine(package.name)
+        note = "unpinned" if removed else "was not pinned"
+        typer.echo(f"{package.name}: {note}; famous chooses the engine automatically")
+        return
+    assert engine is not None
+    selection = select(package, machine_report(root), engine=engine, force=force)
+    pin_engine(package.name, engine, forced=force and not selection.evaluation.compatible)
+    verdict = "" if selection.evaluation.compatible else " (forced: not compatible here)"
+    typer.echo(f"{package.name}: engine {engine} pinned{verdict}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("models")(models)
+    app.command("show-model")(show_model)
+    app.command("engines")(engines)
+    app.command("show-engine")(show_engine)
+    app.command("use-engine")(use_engine)

@@ -1,0 +1,103 @@
+"""Multi-head attention (MHA / GQA / MQA) over the external KV cache.
+
+Options: q/k/v bias, per-head q/k norm, logit soft-capping, sliding window (ring cache).
+q, k and v come from one fused projection (one matmul reads all three weights).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from famous.genai.config import AttentionConfig
+from famous.genai.layers.norm import make_norm
+from famous.genai.layers.rope import apply_rope
+
+
+class Attention(nn.Module):
+    def __init__(self, hidden_size: int, cfg: AttentionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.n_heads = cfg.num_attention_heads
+        self.n_kv = cfg.num_key_value_heads
+        self.head_dim = cfg.head_dim
+        self.qkv = nn.Linear(hidden_size, cfg.q_size + 2 * cfg.kv_size, bias=cfg.qkv_bias)
+        self.o = nn.Linear(cfg.q_size, hidden_size, bias=cfg.o_bias)
+        self.q_norm = make_norm(cfg.qk_norm, cfg.head_dim) if cfg.qk_norm else None
+        self.k_norm = make_norm(cfg.qk_norm, cfg.head_dim) if cfg.qk_norm else None
+        self.scale = cfg.softmax_scale
+        self.softcap = cfg.logit_softcapping
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: tuple[torch.Tensor, torch.Tensor],
+        input_pos: torch.Tensor,
+        ring: int | None = None,
+        end: int | None = None,
+        inplace: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x: [B, T, hidden]; input_pos: [T] cache positions of the new tokens.
+
+        ``mask`` ([T, S] or [B, 1, T, S], True = visible) is built once per forward by the
+        model for each cache kind. ``end`` (eager only): attend to the first ``end`` slots of a
+        full cache instead of all of them. ``inplace``: write into ``cache`` directly.
+        """
+        bsz, t, _ = x.shape
+        q, k, v = self.qkv(x).split([self.cfg.q_size, self.cfg.kv_size, self.cfg.kv_size], dim=-1)
+        q = q.view(bsz, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = k.view(bsz, t, self.n_kv, self.head_dim).transpose(1, 2)
+        v = v.view(bsz, t, self.n_kv, self.head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+
+        k_cache, v_cache = cache
+        if ring is None:
+            k_cache = _write(k_cache, input_pos, k, inplace)
+            v_cache = _write(v_cache, input_pos, v, inplace)
+            keys, values = (k_cache, v_cache) if end is None else (k_cache[:, :, :end], v_cache[:, :, :end])
+        else:
+            # Attend over [ring contents before this call ; new keys], then keep the last
+            # `ring` new keys in their slots. Works for one token or a prompt longer than
+            # the window alike.
+            keys, values = torch.cat((k_cache, k), dim=2), torch.cat((v_cache, v), dim=2)
+            keep = min(t, ring)
+            slots = input_pos[t - keep :] % ring
+            k_cache = _write(k_cache, slots, k[:, :, t - keep :], inplace)
+            v_cache = _write(v_cache, slots, v[:, :, t - keep :], inplace)
+
+        out = self._attend(q, keys, values, mask)
+        out = out.transpose(1, 2).reshape(bsz, t, self.cfg.q_size)
+        return self.o(out), (k_cache, v_cache)
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        if self.softcap is None:
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.n_kv != self.n_heads
+            )
+        # Soft-capped logits (Gemma 2) need the scores explicitly. Query heads are grouped
+        # by their shared kv head so k and v are never repeated.
+        bsz, h, t, d = q.shape
+        g = h // self.n_kv
+        qg = q.reshape(bsz, self.n_kv, g * t, d)
+        scores = torch.matmul(qg, k.transpose(-1, -2)) * self.scale
+        scores = torch.tanh(scores / self.softcap) * self.softcap
+        if mask is not None:
+            # rows of qg are ordered (group, token): tile the [.., T, S] mask per group
+            m = mask.repeat(g, 1) if mask.dim() == 2 else mask.repeat(1, 1, g, 1)
+            scores = scores.masked_fill(~m, float("-inf"))
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+        return torch.matmul(probs, v).reshape(bsz, h, t, d)
+
+
+def _write(buf: torch.Tensor, index: torch.Tensor, value: torch.Tensor, inplace: bool) -> torch.Tensor:
+    if inplace:
+        return buf.index_copy_(2, index, value)
+    return buf.index_copy(2, index, value)

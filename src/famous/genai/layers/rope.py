@@ -1,0 +1,94 @@
+"""Rotary position embedding: default, linear, dynamic-NTK, Llama-3 and LongRoPE scaling,
+full or partial rotary dimensions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from famous.genai.config import RopeConfig, longrope_attention_factor
+
+
+def inverse_frequencies(
+    rope: RopeConfig, head_dim: int, max_position_embeddings: int, max_seq_len: int
+) -> tuple[torch.Tensor, float]:
+    """Per-pair rotation frequencies (fp32) and the cos/sin multiplier ("attention factor").
+
+    ``dynamic`` and ``longrope`` depend on the sequence length; we fix them at the cache
+    capacity ``max_seq_len`` so the forward stays a pure function of its inputs.
+    """
+    dim = int(head_dim * rope.partial_rotary_factor)
+    base = rope.rope_theta
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
+    attention_factor = 1.0
+    if rope.rope_type == "dynamic" and max_seq_len > max_position_embeddings:
+        f = rope.factor
+        base = base * ((f * max_seq_len / max_position_embeddings) - (f - 1)) ** (dim / (dim - 2))
+    inv_freq = 1.0 / (base**exponents)
+    if rope.rope_type == "linear":
+        inv_freq = inv_freq / rope.factor
+    elif rope.rope_type == "llama3":
+        inv_freq = _llama3_scaling(inv_freq, rope)
+    elif rope.rope_type == "longrope":
+        orig = rope.original_max_position_embeddings or max_position_embeddings
+        factors = rope.long_factor if max_seq_len > orig else rope.short_factor
+        if factors is None:
+            raise ValueError("longrope needs short_factor and long_factor")
+        inv_freq = inv_freq / torch.tensor(factors, dtype=torch.float32)
+        attention_factor = longrope_attention_factor(rope, max_position_embeddings)
+    return inv_freq, attention_factor
+
+
+def _llama3_scaling(inv_freq: torch.Tensor, rope: RopeConfig) -> torch.Tensor:
+    """Llama 3.1+: long wavelengths are slowed by ``factor``, short ones kept, the band in
+    between interpolated smoothly."""
+    old_ctx = rope.original_max_position_embeddings or 8192
+    wavelen = 2 * math.pi / inv_freq
+    low_wavelen = old_ctx / rope.low_freq_factor  # longer than this: fully scaled
+    high_wavelen = old_ctx / rope.high_freq_factor  # shorter than this: untouched
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / rope.factor, inv_freq)
+    t = (old_ctx / wavelen - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor)
+    blended = (1 - t) * scaled / rope.factor + t * scaled
+    in_band = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return torch.where(in_band, blended, scaled)
+
+
+class RotaryEmbedding(nn.Module):
+    """Turns positions into (cos, sin) tables, computed in fp32 then cast to the model dtype."""
+
+    def __init__(
+        self, rope: RopeConfig, head_dim: int, max_position_embeddings: int, max_seq_len: int
+    ) -> None:
+        super().__init__()
+        self.args = (rope, head_dim, max_position_embeddings, max_seq_len)
+        inv_freq, self.attention_factor = inverse_frequencies(
+            rope, head_dim, max_position_embeddings, max_seq_len
+        )
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """positions: [T] or [B, T] → cos, sin of shape [T, rd] or [B, 1, T, rd]."""
+        freqs = positions.float().unsqueeze(-1) * self.inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos(), emb.sin()
+        if self.attention_factor != 1.0:
+            cos, sin = cos * self.attention_factor, sin * self.attention_factor
+        if positions.dim() == 2:
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        return cos.to(dtype), sin.to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [B, H, T, D]; rotates the first ``cos.shape[-1]`` dims (partial rotary keeps the rest)."""
+    rd = cos.shape[-1]
+    if rd == x.shape[-1]:
+        return x * cos + _rotate_half(x) * sin
+    rot, rest = x[..., :rd], x[..., rd:]
+    return torch.cat((rot * cos + _rotate_half(rot) * sin, rest), dim=-1)

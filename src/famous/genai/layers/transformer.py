@@ -1,0 +1,160 @@
+"""The decoder-only transformer every family instantiates from its ``ModelConfig``.
+
+``forward(tokens, input_pos, kv_cache) -> (logits, kv_cache)`` is a pure function of its
+inputs (exportable with ``torch.export``: prefill_N and decode signatures). Keyword options
+are eager-only speedups and must keep their defaults in an exported program.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from famous.genai.config import ModelConfig
+from famous.genai.layers.attention import Attention
+from famous.genai.layers.feed_forward import FeedForward
+from famous.genai.layers.kv_cache import KVCache, cache_kinds, init_kv_cache
+from famous.genai.layers.norm import make_norm
+from famous.genai.layers.rope import RotaryEmbedding
+
+
+class Block(nn.Module):
+    """Pre-norm attention and feed-forward with residuals; Gemma 2/3 add post-norms."""
+
+    def __init__(self, hidden_size: int, cfg) -> None:
+        super().__init__()
+        self.attn_norm = make_norm(cfg.attn_norm, hidden_size)
+        self.attn = Attention(hidden_size, cfg.attention)
+        self.attn_post_norm = make_norm(cfg.attn_post_norm, hidden_size) if cfg.attn_post_norm else None
+        self.ffn_norm = make_norm(cfg.ffn_norm, hidden_size)
+        self.ffn = FeedForward(hidden_size, cfg.feed_forward)
+        self.ffn_post_norm = make_norm(cfg.ffn_post_norm, hidden_size) if cfg.ffn_post_norm else None
+
+    def forward(self, x, cos, sin, mask, cache, input_pos, ring, end, inplace):
+        h, cache = self.attn(self.attn_norm(x), cos, sin, mask, cache, input_pos, ring, end, inplace)
+        if self.attn_post_norm is not None:
+            h = self.attn_post_norm(h)
+        x = x + h
+        h = self.ffn(self.ffn_norm(x))
+        if self.ffn_post_norm is not None:
+            h = self.ffn_post_norm(h)
+        return x + h, cache
+
+
+class DecoderModel(nn.Module):
+    """Embedding → blocks → final norm → LM head (tied or separate) → optional soft-cap.
+
+    ``max_seq_len`` fixes the cache capacity (it decides which sliding layers get a ring
+    and, for dynamic / long RoPE, the frequencies).
+    """
+
+    def __init__(self, cfg: ModelConfig, max_seq_len: int = 4096) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.max_seq_len = max_seq_len
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Block(cfg.hidden_size, b) for b in cfg.blocks)
+        self.norm = make_norm(cfg.final_norm, cfg.hidden_size)
+        self.lm_head = (
+            None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        )
+        # One RoPE table per distinct (rope config, head_dim); Gemma 3 has two.
+        self.ropes = nn.ModuleList()
+        self._rope_index: list[int] = []
+        seen: dict[tuple, int] = {}
+        for b in cfg.blocks:
+            key = (b.attention.rope, b.attention.head_dim)
+            if key not in seen:
+                seen[key] = len(self.ropes)
+                self.ropes.append(
+                    RotaryEmbedding(b.attention.rope, b.attention.head_dim, cfg.max_position_embeddings, max_seq_len)
+                )
+            self._rope_index.append(seen[key])
+        self._rings = cache_kinds(cfg, max_seq_len)
+        self._windows = [b.attention.sliding_window for b in cfg.blocks]
+
+    def materialize_buffers(self, device: torch.device | str = "cpu") -> None:
+        """Recompute the RoPE tables (after building on the meta device and loading)."""
+        for i, rope in enumerate(self.ropes):
+            self.ropes[i] = RotaryEmbedding(*rope.args).to(device)
+
+    # ------------------------------------------------------------------ cache
+    def init_cache(self, batch_size: int = 1, dtype: torch.dtype | None = None) -> KVCache:
+        dtype = dtype or self.embed.weight.dtype
+        return init_kv_cache(self.cfg, batch_size, self.max_seq_len, dtype, self.embed.weight.device)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        input_pos: torch.Tensor,
+        kv_cache: KVCache,
+        *,
+        pad_lens: torch.Tensor | None = None,
+        end: int | None = None,
+        inplace: bool = False,
+        last_logits_only: bool = False,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """tokens: [B, T] int64; input_pos: [T] int64 consecutive cache positions.
+
+        Returns logits [B, T, vocab] (or [B, 1, vocab] with ``last_logits_only``) in the
+        model dtype, and the updated cache. ``pad_lens`` [B]: left padding per row of a
+        batch (those slots are masked and RoPE positions start after them).
+        """
+        x = self.embed(tokens)
+        if self.cfg.embedding_scale is not None:
+            x = x * torch.tensor(self.cfg.embedding_scale, dtype=x.dtype)
+        rope_pos = input_pos if pad_lens is None else (input_pos[None, :] - pad_lens[:, None]).clamp_min(0)
+        tables = [rope(rope_pos, x.dtype) for rope in self.ropes]
+        masks: dict[tuple[int | None, int | None], torch.Tensor | None] = {}
+        new_cache = []
+        for i, layer in enumerate(self.layers):
+            ring, window = self._rings[i], self._windows[i]
+            key = (ring, window)
+            if key not in masks:
+                masks[key] = self._mask(input_pos, kv_cache[i][0].shape[2], ring, window, end, pad_lens)
+            cos, sin = tables[self._rope_index[i]]
+            x, c = layer(x, cos, sin, masks[key], kv_cache[i], input_pos, ring, end, inplace)
+            new_cache.append(c)
+        if last_logits_only:
+            x = x[:, -1:]
+        x = self.norm(x)
+        logits = F.linear(x, self.embed.weight if self.lm_head is None else self.lm_head.weight)
+        if self.cfg.final_logit_softcapping is not None:
+            cap = self.cfg.final_logit_softcapping
+            logits = torch.tanh(logits / cap) * cap
+        return logits, tuple(new_cache)
+
+    @staticmethod
+    def _mask(
+        input_pos: torch.Tensor,
+        slots: int,
+        ring: int | None,
+        window: int | None,
+        end: int | None,
+        pad_lens: torch.Tensor | None,
+    ) -> torch.Tensor | None:
+        """Visibility [T, S] (or [B, 1, T, S] with padding); True = may attend."""
+        q = input_pos[:, None]
+        if ring is None:
+            t = input_pos.shape[0]
+            if end is not None and t == 1 and window is None and pad_lens is None:
+                return None  # one new token sees every filled slot
+            kpos = torch.arange(slots if end is None else end, device=input_pos.device)
+        else:
+            # Slot s holds the latest position < p0 congruent to s (negative: never written).
+            p0 = input_pos[:1]
+            s = torch.arange(ring, device=input_pos.device)
+            old = (p0 - 1) - torch.remainder(p0 - 1 - s, ring)
+            kpos = torch.cat((old, input_pos))
+        k = kpos[None, :]
+        mask = (k <= q) & (k >= 0)
+        if window is not None:
+            mask = mask & (k > q - window)
+        if pad_lens is not None:
+            # Padding slots are hidden; a padding query still sees itself so no row is all
+            # masked (an all-masked row would put NaN into the cache).
+            real = k[None, None] >= pad_lens[:, None, None, None]
+            mask = (mask[None, None] & real) | (k == q)[None, None]
+        return mask

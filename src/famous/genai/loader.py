@@ -1,0 +1,383 @@
+"""Checkpoint loading by declarative weight remapping.
+
+A family's ``WeightMap`` is a list of ``Rule(target ← sources, transform)``. Loading:
+
+1. read every safetensors header (a truncated shard is named before anything is read);
+2. account for every tensor without reading data: a source the map needs but the
+   checkpoint lacks, a checkpoint tensor no rule uses, a model parameter no rule fills,
+   a shape that disagrees with ``config.json`` — each is an error that names the tensor;
+3. build the model on the meta device (no memory), then read shard by shard with
+   ``safe_open`` and assign each finished target, so peak memory is about the model
+   plus one shard, never a second full copy.
+
+Pickle checkpoints (``.bin`` / ``.pt``) execute code when loaded; they are refused unless the
+caller passes ``allow_pickle=True`` (then read with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from famous.genai.errors import (
+    CheckpointError,
+    PickleCheckpointRefused,
+    ShapeMismatchError,
+    TruncatedCheckpointError,
+    WeightMapError,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from famous.genai.config import ModelConfig
+    from famous.genai.layers.transformer import DecoderModel
+
+Shape = tuple[int, ...]
+
+
+# ------------------------------------------------------------------------------ transforms
+
+
+@dataclass(frozen=True)
+class Identity:
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        return [target]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return tensors[0]
+
+
+@dataclass(frozen=True)
+class Fuse:
+    """Concatenate the sources along ``dim`` (q, k, v → qkv; gate, up → gate_up)."""
+
+    dim: int
+    sizes: tuple[int, ...]
+
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        return [tuple(s if i == self.dim else d for i, d in enumerate(target)) for s in self.sizes]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        import torch
+
+        return torch.cat(list(tensors), dim=self.dim)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Take part ``index`` of one source split along ``dim`` into ``sizes``."""
+
+    dim: int
+    sizes: tuple[int, ...]
+    index: int
+
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        return [tuple(sum(self.sizes) if i == self.dim else d for i, d in enumerate(target))]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return tensors[0].split(list(self.sizes), dim=self.dim)[self.index].contiguous()
+
+
+@dataclass(frozen=True)
+class Transpose:
+    """A 2-D weight stored as (in, out) (GPT-2 style Conv1D) → nn.Linear's (out, in)."""
+
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        return [tuple(reversed(target))]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return tensors[0].t().contiguous()
+
+
+@dataclass(frozen=True)
+class PermuteRope:
+    """Interleaved-pair RoPE rows (Meta / GGUF layout) ↔ the half-split layout famous uses.
+
+    ``inverse=False``: interleaved → half-split; ``inverse=True``: half-split → interleaved.
+    """
+
+    n_heads: int
+    head_dim: int
+    inverse: bool = False
+
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        return [target]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return permute_rope(tensors[0], self.n_heads, self.head_dim, self.inverse)
+
+
+def permute_rope(w: torch.Tensor, n_heads: int, head_dim: int, inverse: bool = False) -> torch.Tensor:
+    rest = w.shape[1:]
+    if inverse:  # half-split → interleaved pairs
+        return w.reshape(n_heads, 2, head_dim // 2, *rest).transpose(1, 2).reshape(w.shape).contiguous()
+    return w.reshape(n_heads, head_dim // 2, 2, *rest).transpose(1, 2).reshape(w.shape).contiguous()
+
+
+Transform = Identity | Fuse | Split | Transpose | PermuteRope
+
+
+@dataclass(frozen=True)
+class Rule:
+    target: str
+    sources: tuple[str, ...]
+    transform: Transform = field(default_factory=Identity)
+
+
+@dataclass(frozen=True)
+class WeightMap:
+    rules: tuple[Rule, ...]
+    ignore: tuple[str, ...] = ()  # regexes of checkpoint tensors that are safe to skip
+
+    def ignored(self, name: str) -> bool:
+        return any(re.search(p, name) for p in self.ignore)
+
+
+# ------------------------------------------------------------------------------ checkpoint files
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    file: Path
+    shape: Shape
+    dtype: str
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    """Parse a safetensors header and check the file holds every byte it promises."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise TruncatedCheckpointError(f"{path.name}: file is truncated ({size} bytes, no header)")
+            (n,) = struct.unpack("<Q", raw)
+            if 8 + n > size:
+                raise TruncatedCheckpointError(
+                    f"{path.name}: file is truncated (header needs {8 + n} bytes, file has {size}); "
+                    "download it again"
+                )
+            header = json.loads(f.read(n))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path.name}: not a safetensors file (bad header: {e})") from e
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        raise TruncatedCheckpointError(
+            f"{path.name}: file is truncated: it should hold {8 + n + end} bytes but has {size}; "
+            "the download was interrupted — download it again"
+        )
+    return header
+
+
+def checkpoint_files(model_dir: str | Path, allow_pickle: bool = False) -> tuple[list[Path], bool]:
+    """The weight files of a model directory and whether they are pickle."""
+    d = Path(model_dir)
+    index = d / "model.safetensors.index.json"
+    if index.is_file():
+        with index.open(encoding="utf-8") as f:
+            names = sorted(set(json.load(f)["weight_map"].values()))
+        missing = [n for n in names if not (d / n).is_file()]
+        if missing:
+            raise CheckpointError(f"{index.name} lists shards that are missing: {', '.join(missing)}")
+        return [d / n for n in names], False
+    st = sorted(d.glob("*.safetensors"))
+    if st:
+        return st, False
+    pickles = sorted([*d.glob("*.bin"), *d.glob("*.pt"), *d.glob("*.pth")])
+    if pickles:
+        if not allow_pickle:
+            raise PickleCheckpointRefused(
+                f"{d} holds only pickle checkpoints ({', '.join(p.name for p in pickles)}); "
+                "pickle files can run code when loaded, so famous refuses them by default. "
+                "Use a safetensors revision of the model, or opt in with allow_pickle=True "
+                "(--allow-pickle) if you trust the source."
+            )
+        return pickles, True
+    raise CheckpointError(f"{d} has no weights (*.safetensors, or pickle *.bin / *.pt)")
+
+
+def scan_checkpoint(files: Sequence[Path], pickle: bool = False) -> dict[str, TensorInfo]:
+    infos: dict[str, TensorInfo] = {}
+    for path in files:
+        if pickle:
+            import torch
+
+            sd = torch.load(path, map_location="meta", weights_only=True, mmap=True)
+            for k, t in sd.items():
+                infos[k] = TensorInfo(path, tuple(t.shape), str(t.dtype))
+            continue
+        for k, v in _read_header(path).items():
+            if k == "__metadata__":
+                continue
+            infos[k] = TensorInfo(path, tuple(v["shape"]), v["dtype"])
+    return infos
+
+
+# ------------------------------------------------------------------------------ accounting
+
+
+def check_weight_map(
+    wmap: WeightMap, infos: dict[str, TensorInfo], target_shapes: dict[str, Shape]
+) -> None:
+    """Every error a checkpoint can have, found from headers alone (nothing loaded yet)."""
+    used: set[str] = set()
+    missing: list[str] = []
+    for rule in wmap.rules:
+        for s in rule.sources:
+            used.add(s)
+            if s not in infos:
+                missing.append(f"{s} (for {rule.target})")
+    if missing:
+        raise WeightMapError(
+            f"checkpoint is missing {len(missing)} tensor(s) the model needs: "
+            + ", ".join(missing[:8])
+            + (" …" if len(missing) > 8 else "")
+        )
+    unused = sorted(k for k in infos if k not in used and not wmap.ignored(k))
+    if unused:
+        raise WeightMapError(
+            f"checkpoint has {len(unused)} tensor(s) the weight map does not use: "
+            + ", ".join(unused[:8])
+            + (" …" if len(unused) > 8 else "")
+            + " (does config.json match these weights?)"
+        )
+    targets = {r.target for r in wmap.rules}
+    not_filled = sorted(t for t in target_shapes if t not in targets)
+    if not_filled:
+        raise WeightMapError(f"no rule fills model parameter(s): {', '.join(not_filled)}")
+    unknown = sorted(t for t in targets if t not in target_shapes)
+    if unknown:
+        raise WeightMapError(f"weight map names parameter(s) the model lacks: {', '.join(unknown)}")
+    for rule in wmap.rules:
+        want = rule.transform.source_shapes(target_shapes[rule.target], len(rule.sources))
+        for s, w in zip(rule.sources, want, strict=True):
+            got = infos[s].shape
+            if got != tuple(w):
+                raise ShapeMismatchError(
+                    f"tensor {s!r} has shape {list(got)} but config.json implies {list(w)} "
+                    f"(for model parameter {rule.target!r}); the checkpoint and its config.json "
+                    "do not belong together"
+                )
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def _set_param(model: torch.nn.Module, name: str, value: torch.Tensor) -> None:
+    import torch
+
+    parent_name, _, leaf = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, leaf, torch.nn.Parameter(value, requires_grad=False))
+
+
+def load_state(
+    model: torch.nn.Module,
+    wmap: WeightMap,
+    files: Sequence[Path],
+    infos: dict[str, TensorInfo],
+    dtype: torch.dtype,
+    pickle: bool = False,
+) -> None:
+    """Fill ``model``'s (meta) parameters shard by shard."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    order = {p: i for i, p in enumerate(files)}
+    by_file: dict[Path, list[Rule]] = {}
+    runs_at: dict[str, Path] = {}  # source name → shard whose turn runs its rule
+    for rule in wmap.rules:
+        # a rule runs when the last shard it reads from is open
+        last = max((infos[s].file for s in rule.sources), key=order.__getitem__)
+        by_file.setdefault(last, []).append(rule)
+        for s in rule.sources:
+            runs_at[s] = last
+    pending: dict[str, torch.Tensor] = {}  # read from an earlier shard, waiting for a later one
+    for path in files:
+        handle = None
+        try:
+            if pickle:
+                sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                get = sd.__getitem__
+            else:
+                handle = safe_open(str(path), framework="pt")
+                get = handle.get_tensor
+            for name, info in infos.items():
+                if info.file == path and name in runs_at and runs_at[name] != path:
+                    pending[name] = get(name)
+            for rule in by_file.get(path, []):
+                parts = [pending.pop(s) if s in pending else get(s) for s in rule.sources]
+                value = rule.transform.apply(parts).to(dtype)
+                del parts
+                _set_param(model, rule.target, value.contiguous())
+        except SafetensorError as e:
+            raise TruncatedCheckpointError(f"{path.name}: cannot read tensor data ({e})") from e
+        finally:
+            del handle  # close the mmap before the next shard
+
+
+def load_model(
+    model_dir: str | Path,
+    dtype: torch.dtype | str | None = None,
+    max_seq_len: int = 4096,
+    allow_pickle: bool = False,
+    device: str = "cpu",
+) -> DecoderModel:
+    """Build the family's model from ``config.json`` and fill it from the checkpoint.
+
+    ``dtype``: ``torch.float32`` / ``"bf16"`` / ``"fp16"`` …; default: float32.
+    """
+    import torch
+
+    from famous.genai.config import read_config_json
+    from famous.genai.layers.transformer import DecoderModel
+    from famous.genai.models import family_for
+
+    dtype = resolve_dtype(dtype)
+    hf = read_config_json(model_dir)
+    family = family_for(hf)  # unknown model_type fails here, before any file is read
+    cfg = family.config_from_hf(hf)
+    files, pickle = checkpoint_files(model_dir, allow_pickle)
+    infos = scan_checkpoint(files, pickle)
+    with torch.device("meta"):
+        model = DecoderModel(cfg, max_seq_len=max_seq_len)
+    target_shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    wmap = family.weight_map(cfg)
+    check_weight_map(wmap, infos, target_shapes)
+    load_state(model, wmap, files, infos, dtype, pickle)
+    model.materialize_buffers(device)
+    return model.eval()
+
+
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {
+        "fp32": torch.float32,
+        "float32": torch.float32,
+        "f32": torch.float32,
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+        "f16": torch.float16,
+    }
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r} (use one of {sorted(table)})")
+    return table[dtype]
+
+
+def config_of(model_dir: str | Path) -> ModelConfig:
+    from famous.genai.config import load_config
+
+    return load_config(model_dir)

@@ -1,0 +1,154 @@
+"""What most families share: reading a Llama-shaped config.json and the Hub's tensor names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from famous.genai.config import (
+    AttentionConfig,
+    BlockConfig,
+    FeedForwardConfig,
+    ModelConfig,
+    NormConfig,
+    RopeConfig,
+    activation_from_hf,
+    eos_ids,
+    rope_from_hf,
+)
+from famous.genai.loader import Fuse, Rule, WeightMap
+
+
+def head_dim(hf: dict[str, Any]) -> int:
+    return int(hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"])
+
+
+def layer_types(hf: dict[str, Any]) -> list[str]:
+    n = hf["num_hidden_layers"]
+    types = hf.get("layer_types")
+    return list(types) if types else ["full_attention"] * n
+
+
+def decoder_config(
+    hf: dict[str, Any],
+    *,
+    qkv_bias: bool = False,
+    o_bias: bool = False,
+    qk_norm: NormConfig | None = None,
+    norm: NormConfig | None = None,
+    post_norms: bool = False,
+    attn_scale: float | None = None,
+    window_for: dict[str, int | None] | None = None,
+    rope_for: dict[str, RopeConfig] | None = None,
+    embedding_scale: float | None = None,
+    activation: str | None = None,
+    tie_default: bool = False,
+) -> ModelConfig:
+    """A Llama-shaped ModelConfig; ``window_for`` / ``rope_for`` map a layer type
+    (``full_attention`` / ``sliding_attention``) to its window and RoPE."""
+    norm = norm or NormConfig("rms", float(hf.get("rms_norm_eps", 1e-6)))
+    act = activation_from_hf(activation or hf.get("hidden_act") or hf.get("hidden_activation"))
+    ffn = FeedForwardConfig(int(hf["intermediate_size"]), act, True, bool(hf.get("mlp_bias", False)))
+    blocks = []
+    default_rope = rope_from_hf(hf)
+    for lt in layer_types(hf):
+        attn = AttentionConfig(
+            num_attention_heads=int(hf["num_attention_heads"]),
+            num_key_value_heads=int(hf.get("num_key_value_heads") or hf["num_attention_heads"]),
+            head_dim=head_dim(hf),
+            rope=(rope_for or {}).get(lt, default_rope),
+            qkv_bias=qkv_bias,
+            o_bias=o_bias,
+            qk_norm=qk_norm,
+            scale=attn_scale,
+            logit_softcapping=hf.get("attn_logit_softcapping"),
+            sliding_window=(window_for or {}).get(lt),
+        )
+        blocks.append(
+            BlockConfig(
+                attention=attn,
+                feed_forward=ffn,
+                attn_norm=norm,
+                ffn_norm=norm,
+                attn_post_norm=norm if post_norms else None,
+                ffn_post_norm=norm if post_norms else None,
+            )
+        )
+    return ModelConfig(
+        model_type=hf["model_type"],
+        vocab_size=int(hf["vocab_size"]),
+        hidden_size=int(hf["hidden_size"]),
+        blocks=tuple(blocks),
+        final_norm=norm,
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings", tie_default)),
+        embedding_scale=embedding_scale,
+        final_logit_softcapping=hf.get("final_logit_softcapping"),
+        max_position_embeddings=int(hf.get("max_position_embeddings", 2048)),
+        bos_token_id=hf.get("bos_token_id"),
+        eos_token_id=eos_ids(hf.get("eos_token_id")),
+        pad_token_id=hf.get("pad_token_id"),
+    )
+
+
+def hf_decoder_weight_map(
+    cfg: ModelConfig,
+    *,
+    prefix: str = "model.",
+    fused_qkv: bool = False,
+    fused_gate_up: bool = False,
+    ffn_norm_name: str = "post_attention_layernorm",
+    post_norm_names: tuple[str, str] = ("post_attention_layernorm", "post_feedforward_layernorm"),
+) -> WeightMap:
+    """The Hub's ``model.layers.{i}.self_attn.q_proj.weight`` … names → famous's modules.
+
+    Separate q/k/v and gate/up tensors are fused into one weight each (one matmul reads
+    them); checkpoints that already store them fused (Phi-3) map one to one.
+    """
+    rules: list[Rule] = [Rule("embed.weight", (f"{prefix}embed_tokens.weight",))]
+    for i, b in enumerate(cfg.blocks):
+        src, dst = f"{prefix}layers.{i}.", f"layers.{i}."
+        a, f = b.attention, b.feed_forward
+        qkv_sizes = (a.q_size, a.kv_size, a.kv_size)
+        kinds = ["weight", "bias"] if a.qkv_bias else ["weight"]
+        for kind in kinds:
+            if fused_qkv:
+                rules.append(Rule(f"{dst}attn.qkv.{kind}", (f"{src}self_attn.qkv_proj.{kind}",)))
+            else:
+                rules.append(
+                    Rule(
+                        f"{dst}attn.qkv.{kind}",
+                        tuple(f"{src}self_attn.{p}_proj.{kind}" for p in "qkv"),
+                        Fuse(0, qkv_sizes),
+                    )
+                )
+        rules.append(Rule(f"{dst}attn.o.weight", (f"{src}self_attn.o_proj.weight",)))
+        if a.o_bias:
+            rules.append(Rule(f"{dst}attn.o.bias", (f"{src}self_attn.o_proj.bias",)))
+        if a.qk_norm is not None:
+            rules.append(Rule(f"{dst}attn.q_norm.weight", (f"{src}self_attn.q_norm.weight",)))
+            rules.append(Rule(f"{dst}attn.k_norm.weight", (f"{src}self_attn.k_norm.weight",)))
+        kinds = ["weight", "bias"] if f.bias else ["weight"]
+        for kind in kinds:
+            if fused_gate_up:
+                rules.append(Rule(f"{dst}ffn.gate_up.{kind}", (f"{src}mlp.gate_up_proj.{kind}",)))
+            else:
+                rules.append(
+                    Rule(
+                        f"{dst}ffn.gate_up.{kind}",
+                        (f"{src}mlp.gate_proj.{kind}", f"{src}mlp.up_proj.{kind}"),
+                        Fuse(0, (f.intermediate_size, f.intermediate_size)),
+                    )
+                )
+            rules.append(Rule(f"{dst}ffn.down.{kind}", (f"{src}mlp.down_proj.{kind}",)))
+        rules.append(Rule(f"{dst}attn_norm.weight", (f"{src}input_layernorm.weight",)))
+        rules.append(Rule(f"{dst}ffn_norm.weight", (f"{src}{ffn_norm_name}.weight",)))
+        if b.attn_post_norm is not None:
+            rules.append(Rule(f"{dst}attn_post_norm.weight", (f"{src}{post_norm_names[0]}.weight",)))
+        if b.ffn_post_norm is not None:
+            rules.append(Rule(f"{dst}ffn_post_norm.weight", (f"{src}{post_norm_names[1]}.weight",)))
+    rules.append(Rule("norm.weight", (f"{prefix}norm.weight",)))
+    ignore: tuple[str, ...] = (r".*\.rotary_emb\.inv_freq$",)
+    if cfg.tie_word_embeddings:
+        ignore += (r"^lm_head\.weight$",)  # some exports keep the tied copy
+    else:
+        rules.append(Rule("lm_head.weight", ("lm_head.weight",)))
+    return WeightMap(tuple(rules), ignore)

@@ -1,0 +1,314 @@
+"""The runtime adapter: how famous installs-checks, launches, health-checks and stops an engine.
+
+Every engine runs as its own process speaking OpenAI HTTP on a free 127.0.0.1 port, so a
+crash of the engine never takes famous down. An adapter only builds the command line and
+knows the health route; launching, waiting, logs and stopping are shared here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from famous.store.deployments import log_path_for, tail
+
+
+class EngineError(RuntimeError):
+    """Base of the errors an engine runtime raises."""
+
+
+class RuntimeNotInstalled(EngineError):
+    """The runtime's software is missing; the message carries the exact install command."""
+
+    def __init__(self, runtime: str, missing: str, install_command: str) -> None:
+        self.runtime = runtime
+        self.missing = missing
+        self.install_command = install_command
+        super().__init__(
+            f"the {runtime} runtime is not installed ({missing}); install it with: "
+            f"{install_command}"
+        )
+
+
+class EngineStartError(EngineError):
+    """The engine process exited or never became healthy; carries its last log lines."""
+
+    def __init__(self, message: str, log_lines: list[str] | None = None) -> None:
+        self.log_lines = log_lines or []
+        text = message
+        if self.log_lines:
+            text += "\nlast log lines:\n" + "\n".join("  " + line for line in self.log_lines)
+        super().__init__(text)
+
+
+class HealthTimeout(EngineStartError):
+    """The engine did not answer its health route in time."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def physical_cores() -> int:
+    """Physical cores: llama.cpp decodes fastest with one thread per core, not per hyperthread."""
+    try:
+        import psutil
+
+        return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    except Exception:
+        return max(1, os.cpu_count() or 1)
+
+
+def normalize_configuration(configuration: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Engine manifests write kebab-case keys (``ctx-size``); adapters read snake_case."""
+    return {str(k).replace("-", "_").lower(): v for k, v in (configuration or {}).items()}
+
+
+def as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What to serve and how: one model file or directory, under one name."""
+
+    name: str
+    model_path: Path
+    configuration: Mapping[str, Any] = field(default_factory=dict)
+    embedding: bool = False
+    host: str = "127.0.0.1"
+    port: int | None = None
+    log_path: Path | None = None
+    env: Mapping[str, str] | None = None
+
+
+@dataclass
+class EngineProcess:
+    """A launched engine server: its process, where it listens, and where it logs."""
+
+    name: str
+    runtime: str
+    server: str
+    command: list[str]
+    host: str
+    port: int
+    log_path: Path
+    health_path: str
+    popen: subprocess.Popen[bytes] | None = None
+    pid_: int | None = None
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid if self.popen is not None else int(self.pid_ or 0)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def health_url(self) -> str:
+        return self.base_url + self.health_path
+
+    def returncode(self) -> int | None:
+        """The exit status once the process ended (reaping it), else None."""
+        if self.popen is not None:
+            return self.popen.poll()
+        from famous.store.deployments import process_alive
+
+        return None if process_alive(self.pid) else -1
+
+    def alive(self) -> bool:
+        return self.returncode() is None
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        return tail(self.log_path, lines)
+
+    def _describe(self) -> str:
+        return f"{self.server} for {self.name!r} (pid {self.pid}, port {self.port})"
+
+    def _check_health_once(self, timeout: float = 2.0) -> bool:
+        try:
+            with urllib.request.urlopen(self.health_url, timeout=timeout) as resp:
+                return 200 <= resp.status < 300
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def healthy(self, timeout: float = 2.0) -> bool:
+        """Ask the engine itself (not a stored status) whether it answers."""
+        return self.alive() and self._check_health_once(timeout)
+
+    def _died_error(self) -> EngineStartError:
+        return EngineStartError(
+            f"{self._describe()} exited with status {self.returncode()} before it was healthy",
+            self.log_tail(),
+        )
+
+    def _timeout_error(self, timeout: float) -> HealthTimeout:
+        return HealthTimeout(
+            f"timed out after {timeout:.0f} s waiting for GET {self.health_url} to answer 200 "
+            f"from {self._describe()}",
+            self.log_tail(),
+        )
+
+    def wait_healthy(self, timeout: float = 120.0, interval: float = 0.1) -> None:
+        """Block until the health route answers 200; raise with the log tail otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.alive():
+                raise self._died_error()
+            if self._check_health_once(timeout=min(2.0, max(0.1, deadline - time.monotonic()))):
+                return
+            if time.monotonic() >= deadline:
+                raise self._timeout_error(timeout)
+            time.sleep(interval)
+
+    async def wait_healthy_async(self, timeout: float = 120.0, interval: float = 0.1) -> None:
+        """The same wait without blocking an event loop (the gateway loads while it serves)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+            while True:
+                if not self.alive():
+                    raise self._died_error()
+                try:
+                    resp = await client.get(self.health_url)
+                    if 200 <= resp.status_code < 300:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() >= deadline:
+                    raise self._timeout_error(timeout)
+                await asyncio.sleep(interval)
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM the engine's process group, SIGKILL it after ``grace`` seconds."""
+        return stop_process(self.pid, grace, popen=self.popen)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def stop_process(
+    pid: int, grace: float = 10.0, popen: subprocess.Popen[bytes] | None = None
+) -> int | None:
+    """Stop a process famous started (it leads its own session): SIGTERM, wait, SIGKILL."""
+    if pid <= 0:
+        return None
+    if popen is not None:
+        if popen.poll() is not None:
+            return popen.returncode
+        _signal_group(pid, signal.SIGTERM)
+        try:
+            return popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(pid, signal.SIGKILL)
+            return popen.wait(timeout=10)
+    from famous.store.deployments import process_alive
+
+    if not process_alive(pid):
+        return None
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not process_alive(pid):
+            return 0
+        time.sleep(0.05)
+    _signal_group(pid, signal.SIGKILL)
+    return -signal.SIGKILL
+
+
+class RuntimeAdapter(ABC):
+    """One kind of engine server. Subclasses say how to check, command-line and health-check it."""
+
+    #: runtime name used by engine manifests (``runtime: llamacpp``)
+    runtime: ClassVar[str]
+    #: which server program this adapter starts (shown by ``famous ps``)
+    server: ClassVar[str]
+    #: what a user runs when the runtime is missing
+    install_command: ClassVar[str]
+    #: the route that answers 200 once the model is loaded
+    health_path: ClassVar[str] = "/v1/models"
+    #: engine configuration keys this adapter understands, with what each does
+    configuration_keys: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, configuration: Mapping[str, Any] | None = None) -> None:
+        self.configuration = normalize_configuration(configuration)
+
+    @abstractmethod
+    def check_installed(self) -> None:
+        """Raise RuntimeNotInstalled (with the install command) when the server cannot start."""
+
+    @abstractmethod
+    def command(self, spec: LaunchSpec, port: int) -> list[str]:
+        """The argv that serves ``spec`` on ``spec.host:port``."""
+
+    def environment(self, spec: LaunchSpec) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(spec.env or {})
+        return env
+
+    def unknown_keys(self, configuration: Mapping[str, Any]) -> list[str]:
+        known = set(self.configuration_keys)
+        return sorted(k for k in normalize_configuration(configuration) if k not in known)
+
+    def launch(self, spec: LaunchSpec) -> EngineProcess:
+        """Start the server in its own session, stdout and stderr appended to its log file."""
+        self.check_installed()
+        if not Path(spec.model_path).exists():
+            raise EngineStartError(f"model file {spec.model_path} does not exist")
+        port = spec.port or free_port(spec.host)
+        log_path = Path(spec.log_path or log_path_for(spec.name))
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = self.command(spec, port)
+        with open(log_path, "ab") as log:
+            header = f"\n==> {time.strftime('%Y-%m-%d %H:%M:%S')} famous starts: {' '.join(argv)}\n"
+            log.write(header.encode())
+            ignored = self.unknown_keys(spec.configuration)
+            if ignored:
+                log.write(f"==> configuration keys ignored by {self.server}: {ignored}\n".encode())
+            log.flush()
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(spec),
+                start_new_session=True,  # its own group: Ctrl-C on famous does not hit it
+                close_fds=True,
+            )
+        return EngineProcess(
+            name=spec.name,
+            runtime=self.runtime,
+            server=self.server,
+            command=argv,
+            host=spec.host,
+            port=port,
+            log_path=log_path,
+            health_path=self.health_path,
+            popen=popen,
+        )

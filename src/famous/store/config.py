@@ -1,0 +1,180 @@
+"""Layered configuration: package < engine < user < environment < flag.
+
+- package: famous's own defaults (``DEFAULTS``), the same for every model;
+- engine: the selected engine manifest's ``configuration``;
+- user: ``famous set`` (``FAMOUS_HOME/config.yaml``), globally or for one model;
+- environment: ``FAMOUS_<KEY>`` with dots and dashes as underscores (``FAMOUS_HTTP_PORT``);
+- flag: ``--set key=value`` on commands that take it.
+
+A value's type is its default's type (int, float, bool or str), so ``famous set`` rejects
+``http.port=eighty`` before writing anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel
+
+from famous.store.paths import user_config_path
+
+Value = str | int | float | bool
+Layer = Literal["package", "engine", "user", "environment", "flag"]
+
+# Settings of famous itself; engines add their own keys through their manifests.
+DEFAULTS: dict[str, Value] = {
+    "http.host": "127.0.0.1",
+    "http.port": 8324,
+    "keep-alive": 300,  # seconds an idle deployment stays loaded
+    "max-loaded-models": 3,
+    "startup-timeout": 300,  # seconds to wait for an engine to become healthy
+    "offline": False,
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "http.host": "address the gateway binds (an API key is required beyond 127.0.0.1)",
+    "http.port": "port of the gateway",
+    "keep-alive": "seconds an idle model stays loaded before it is unloaded",
+    "max-loaded-models": "models kept loaded at once (least recently used is evicted)",
+    "startup-timeout": "seconds to wait for an engine to report healthy",
+    "offline": "never contact the Hub; use only what is in the catalog",
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class UnknownKey(ConfigError, LookupError):
+    def __init__(self, key: str, known: list[str]):
+        super().__init__(f"unknown configuration key {key!r}; known keys: {', '.join(known)}")
+
+
+class Setting(BaseModel):
+    key: str
+    value: Value
+    layer: Layer
+
+
+def env_name(key: str) -> str:
+    return "FAMOUS_" + key.upper().replace(".", "_").replace("-", "_")
+
+
+def coerce(key: str, raw: Value, like: Value) -> Value:
+    """Convert ``raw`` (often a string from the CLI or environment) to ``like``'s type."""
+    if isinstance(like, bool):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} expects true or false, got {raw!r}")
+    if isinstance(like, int):
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise ConfigError(f"{key} expects a whole number, got {raw!r}") from None
+    if isinstance(like, float):
+        try:
+            return float(str(raw).strip())
+        except ValueError:
+            raise ConfigError(f"{key} expects a number, got {raw!r}") from None
+    return str(raw)
+
+
+class UserConfig(BaseModel):
+    """What ``famous set`` wrote: global values, and per-model values."""
+
+    values: dict[str, Value] = {}
+    models: dict[str, dict[str, Value]] = {}
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> UserConfig:
+        path = path or user_config_path()
+        if not path.is_file():
+            return cls()
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            return cls.model_validate(data)
+        except (yaml.YAMLError, ValueError) as exc:
+            raise ConfigError(f"{path} is not a valid famous configuration: {exc}") from exc
+
+    def save(self, path: Path | None = None) -> None:
+        """Write atomically (temp file + rename) so a crash never leaves half a file."""
+        path = path or user_config_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(self.model_dump(), sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def resolve(
+    engine_config: Mapping[str, Value] | None = None,
+    model: str | None = None,
+    flags: Mapping[str, Value] | None = None,
+    user: UserConfig | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Setting]:
+    """Every known key with its effective value and the layer it came from."""
+    environ = os.environ if environ is None else environ
+    user = user if user is not None else UserConfig.load()
+    settings = {k: Setting(key=k, value=v, layer="package") for k, v in DEFAULTS.items()}
+    for key, value in (engine_config or {}).items():
+        settings[key] = Setting(key=key, value=value, layer="engine")
+    layers: list[tuple[Layer, Mapping[str, Value]]] = [
+        ("user", user.values),
+        ("user", user.models.get(model, {}) if model else {}),
+        ("environment", {k: environ[env_name(k)] for k in settings if env_name(k) in environ}),
+        ("flag", flags or {}),
+    ]
+    for layer, values in layers:
+        for key, raw in values.items():
+            if key not in settings:
+                continue  # a key of another engine, kept for when that engine is chosen
+            value = coerce(key, raw, settings[key].value)
+            settings[key] = Setting(key=key, value=value, layer=layer)
+    return settings
+
+
+def known_keys(engine_config: Mapping[str, Value] | None = None) -> list[str]:
+    return sorted({*DEFAULTS, *(engine_config or {})})
+
+
+def set_value(
+    key: str,
+    raw: str,
+    model: str | None = None,
+    engine_config: Mapping[str, Value] | None = None,
+    path: Path | None = None,
+) -> Value:
+    """Validate then persist one user value; nothing is written when validation fails."""
+    defaults = {**DEFAULTS, **(engine_config or {})}
+    if key not in defaults:
+        raise UnknownKey(key, known_keys(engine_config))
+    value = coerce(key, raw, defaults[key])
+    config = UserConfig.load(path)
+    if model:
+        config.models.setdefault(model, {})[key] = value
+    else:
+        config.values[key] = value
+    config.save(path)
+    return value
+
+
+def unset_value(key: str, model: str | None = None, path: Path | None = None) -> bool:
+    """Remove a user value (back to the lower layers); True when one was removed."""
+    config = UserConfig.load(path)
+    scope = config.models.get(model, {}) if model else config.values
+    if key not in scope:
+        return False
+    del scope[key]
+    if model and not scope:
+        config.models.pop(model, None)
+    config.save(path)
+    return True
