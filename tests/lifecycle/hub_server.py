@@ -22,6 +22,7 @@ serves repos laid out as ``DIR/ORG/NAME/...`` (used by the benchmark, in its own
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -139,8 +140,10 @@ class HubServer:
             lfs = path.endswith(LFS_SUFFIXES) or size >= LFS_THRESHOLD
             if blob is None:
                 # LFS files' git oid is the pointer file's; any stable hex id will do here.
-                blob = git_blob_id(source) if isinstance(source, bytes) and not lfs else (
-                    hashlib.sha1(f"lfs {sha}".encode()).hexdigest()
+                blob = (
+                    git_blob_id(source)
+                    if isinstance(source, bytes) and not lfs
+                    else (hashlib.sha1(f"lfs {sha}".encode()).hexdigest())
                 )
             entries[path] = HubFile(path, source, size, sha, blob, lfs)
         commit = hashlib.sha1(
@@ -195,16 +198,14 @@ class HubServer:
 
     def downloads_of(self, filename: str) -> list[tuple[str, str, str | None]]:
         """GET requests that fetched the bytes of ``filename`` (resolve or CDN)."""
-        shas = {
-            f.sha256 for r in self.repos.values() for p, f in r.files.items() if p == filename
-        }
+        shas = {f.sha256 for r in self.repos.values() for p, f in r.files.items() if p == filename}
         out = []
         for method, path, rng in self.requests:
             if method != "GET":
                 continue
-            if path.endswith("/" + filename) and "/resolve/" in path:
-                out.append((method, path, rng))
-            elif path.startswith("/cdn/") and path.split("/")[2].split("?")[0] in shas:
+            if (path.endswith("/" + filename) and "/resolve/" in path) or (
+                path.startswith("/cdn/") and path.split("/")[2].split("?")[0] in shas
+            ):
                 out.append((method, path, rng))
         return out
 
@@ -224,9 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     # -- helpers -----------------------------------------------------------------------------
-    def _send(
-        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> None:
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -355,7 +354,9 @@ class _Handler(BaseHTTPRequestHandler):
             if f.lfs:
                 entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": 134}
             entries.append(entry)
-        dirs = [{"type": "directory", "oid": "0" * 40, "size": 0, "path": p} for p in sorted(folders)]
+        dirs = [
+            {"type": "directory", "oid": "0" * 40, "size": 0, "path": p} for p in sorted(folders)
+        ]
         self._json(200, dirs + entries)
 
     def _file_headers(self, repo: HubRepo, f: HubFile) -> dict[str, str]:
@@ -440,10 +441,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(memoryview(f.source)[start:limit])
         if cut is not None:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def environment(server: HubServer) -> dict[str, str]:

@@ -49,7 +49,7 @@ def show_machine(
     if root is not None and not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
         raise fail(f"hardware root {root} {what}")
-    report = detect(Host.from_env(root) if root is not None else Host.real())
+    report = detect(Host.fake(root) if root is not None else Host.real())
     emit(report, fmt, lambda: _table(report, all_devices))
 
 
@@ -89,7 +89,10 @@ def _table(report: HardwareReport, all_devices: bool) -> None:
         [
             ("total", format_size(mem.total_bytes)),
             ("available", format_size(mem.available_bytes)),
-            ("swap", f"{format_size(mem.swap_free_bytes)} free of {format_size(mem.swap_total_bytes)}"),
+            (
+                "swap",
+                f"{format_size(mem.swap_free_bytes)} free of {format_size(mem.swap_total_bytes)}",
+            ),
         ]
     )
     out.write("\nDISK\n")
@@ -121,6 +124,8 @@ def _table(report: HardwareReport, all_devices: bool) -> None:
 
 
 def _device_row(dev: Device) -> tuple[object, ...]:
+    from famous.hardware.pci import KNOWN_NPUS
+
     gpu = dev.gpu
     memory = arch = None
     if gpu is not None:
@@ -129,7 +134,7 @@ def _device_row(dev: Device) -> tuple[object, ...]:
         elif gpu.unified_memory:
             memory = "shared"
         if gpu.compute_capability:
-            arch = f"sm {gpu.compute_capability}"
+            arch = f"cc {gpu.compute_capability}"
         elif gpu.microarchitecture:
             arch = gpu.microarchitecture
     integrated = None if dev.integrated is None else ("yes" if dev.integrated else "no")
@@ -139,7 +144,7 @@ def _device_row(dev: Device) -> tuple[object, ...]:
         f"0x{dev.device_class:06x}",
         f"{dev.vendor_id:04x}:{dev.device_id:04x}",
         dev.vendor_name or _VENDORS.get(dev.vendor_id),
-        dev.device_name,
+        dev.device_name or KNOWN_NPUS.get((dev.vendor_id, dev.device_id)),
         memory,
         arch,
         integrated,

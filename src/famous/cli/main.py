@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "famous.cli.machine",
     "famous.cli.selection",
     "famous.cli.config",
+    "famous.cli.serving",
 )
 _COMMAND_MODULES = tuple(m for m in _COMMAND_MODULES if importlib.util.find_spec(m))
 

@@ -31,19 +31,26 @@ def _size(n: int | None) -> str:
 @handle_errors
 def models(fmt: OutputFormat = FormatOption) -> None:
     """List the built-in model packages."""
-    from famous.manifests.loader import builtin_package_names, find_package
+    from famous.manifests.loader import (
+        builtin_package_names,
+        builtin_packages_dir,
+        engine_names,
+        load_model_manifest,
+    )
 
-    packages = [find_package(name) for name in builtin_package_names()]
-    data = [
-        {
-            "name": p.name,
-            "capabilities": p.model.capabilities,
-            "license": p.model.license,
-            "engines": sorted(p.engines),
-            "description": p.model.description,
-        }
-        for p in packages
-    ]
+    data = []
+    for name in builtin_package_names():
+        directory = builtin_packages_dir() / name
+        model = load_model_manifest(directory)
+        data.append(
+            {
+                "name": model.name,
+                "capabilities": model.capabilities,
+                "license": model.license,
+                "engines": engine_names(directory),
+                "description": model.description,
+            }
+        )
 
     def table() -> None:
         rows = [

@@ -96,7 +96,9 @@ def _arm_features(values: dict[str, str]) -> list[str]:
 
 
 def _x86_features(values: dict[str, str]) -> list[str]:
-    words = f"{values.get('machdep.cpu.features', '')} {values.get('machdep.cpu.leaf7_features', '')}"
+    words = (
+        f"{values.get('machdep.cpu.features', '')} {values.get('machdep.cpu.leaf7_features', '')}"
+    )
     flags = []
     for word in words.lower().split():
         flags.append("avx" if word == "avx1.0" else word.replace(".", "_"))
@@ -191,8 +193,10 @@ def detect_apple(
     vm = host.run(["vm_stat"])
     available = parse_vm_stat(vm.stdout) if vm.ok else None
     if available is None:
-        warnings.append(f"vm_stat {vm.describe() if not vm.ok else 'unreadable'}: "
-                        "assuming all memory is available")
+        warnings.append(
+            f"vm_stat {vm.describe() if not vm.ok else 'unreadable'}: "
+            "assuming all memory is available"
+        )
         available = total
     swap_total, swap_free = _swap(values)
     memory = MemoryInfo(

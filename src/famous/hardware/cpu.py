@@ -267,10 +267,8 @@ def _hybrid_intel_types(
         if len(keys) < 2:
             continue
         smt = [k for k in keys if k[-1] == "smt"]
-        if smt:
-            perf = set(smt)
-        else:
-            perf = {max(keys, key=lambda k: _cache_kb(groups[k][0]))}
+        largest_cache = max(keys, key=lambda k: _cache_kb(groups[k][0]))
+        perf = set(smt) if smt else {largest_cache}
         for key in keys:
             labels[key] = "performance" if key in perf else "efficient"
     return labels if any(labels.values()) else {}

@@ -41,7 +41,10 @@ def detect(host: Host | None = None) -> HardwareReport:
     memory = MemoryInfo()
     if host.system == "Darwin":
         arch, cpus, memory, devices = _guarded(
-            "macOS", lambda: detect_apple(host, warnings), ("unknown", [], MemoryInfo(), []), warnings
+            "macOS",
+            lambda: detect_apple(host, warnings),
+            ("unknown", [], MemoryInfo(), []),
+            warnings,
         )
     else:
         arch, cpus = _guarded("CPU", lambda: detect_cpus(host, warnings), ("unknown", []), warnings)

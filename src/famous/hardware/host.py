@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -157,6 +156,8 @@ class RealHost(Host):
         exe = shutil.which(argv[0])
         if exe is None:
             return CommandResult("missing")
+        import subprocess  # only paid for when a probe actually runs a tool
+
         try:
             done = subprocess.run(
                 [exe, *argv[1:]],
@@ -200,7 +201,9 @@ class FakeHost(Host):
     def __init__(self, root: str | os.PathLike[str], system: str | None = None) -> None:
         self.root = Path(root)
         if system is None:
-            darwin = not self._file("/proc/cpuinfo").exists() and self._file("/run/sysctl").is_file()
+            darwin = (
+                not self._file("/proc/cpuinfo").exists() and self._file("/run/sysctl").is_file()
+            )
             system = "Darwin" if darwin else "Linux"
         self.system = system
 

@@ -8,6 +8,7 @@ timeout. A fake root answers those calls from ``run/nvidia-smi/SLOT/FIELD``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from famous.hardware.host import Host
@@ -75,10 +76,8 @@ def _probe_nvml(gpus: list[Device], warnings: list[str]) -> bool:
         warnings.append(f"NVML query failed ({exc}); trying nvidia-smi")
         return False
     finally:
-        try:
+        with contextlib.suppress(Exception):
             pynvml.nvmlShutdown()
-        except Exception:
-            pass
     return True
 
 
@@ -88,7 +87,9 @@ def _text(value: object) -> str:
 
 def _smi(host: Host, slot: str, field: str) -> tuple[str | None, str | None]:
     """(output, None) or (None, why it failed)."""
-    result = host.run(["nvidia-smi", f"--id={slot}", f"--query-gpu={field}", "--format=csv,noheader"])
+    result = host.run(
+        ["nvidia-smi", f"--id={slot}", f"--query-gpu={field}", "--format=csv,noheader"]
+    )
     if result.status == "missing":
         return None, "missing"
     if not result.ok:
@@ -106,6 +107,9 @@ def _probe_smi(host: Host, gpus: list[Device], warnings: list[str]) -> None:
                 f"NVIDIA GPU {slots}: neither NVML nor nvidia-smi is available "
                 "(driver not installed?), VRAM and compute capability unknown"
             )
+            return
+        if memory is None and why and "timed out" in why:
+            warnings.append(f"{why}; not asking nvidia-smi again, NVIDIA GPU details unknown")
             return
         if memory is None:
             warnings.append(f"{why}; VRAM unknown")

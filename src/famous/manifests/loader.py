@@ -139,6 +139,20 @@ def load_package(directory: Path) -> ModelPackage:
     return ModelPackage(model=model, engines=engines, source=str(directory))
 
 
+def load_model_manifest(directory: Path) -> ModelManifest:
+    """Only ``model.yaml`` of a package (for listings that do not need the engines)."""
+    problems: list[ManifestProblem] = []
+    model, _, _ = _validate(ModelManifest, Path(directory) / "model.yaml", problems)
+    if problems:
+        raise ManifestError(problems)
+    assert model is not None
+    return model
+
+
+def engine_names(directory: Path) -> list[str]:
+    return sorted(p.parent.name for p in (Path(directory) / "engines").glob("*/engine.yaml"))
+
+
 def find_package(name: str) -> ModelPackage:
     """A built-in package by name, or a package directory by path."""
     path = Path(name).expanduser()

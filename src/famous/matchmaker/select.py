@@ -119,7 +119,15 @@ def evaluate(
     score = sum(c.score for c in checks if c.group == "allof") + max(
         (c.score for c in anyof), default=0
     )
-    gpu_slot = next((c.device for c in checks if c.matched and c.device and ":" in c.device), None)
+    requirements = [*engine.devices.allof, *engine.devices.anyof]
+    gpu_slot = next(
+        (
+            c.device
+            for c, req in zip(checks, requirements, strict=True)
+            if c.matched and req.type in ("gpu", "npu")
+        ),
+        None,
+    )
     budget = memory_budget(engine, report, gpu_slot)
     ctx = _context(engine, context)
     memory = [

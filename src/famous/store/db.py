@@ -61,6 +61,12 @@ MIGRATIONS: list[str] = [
         chosen_at TEXT NOT NULL
     );
     """,
+    # 2: (famous.store.artifacts) when each verified file was last seen unchanged, so a
+    # modified file is re-hashed before it is served; header facts of an artifact (JSON).
+    """
+    ALTER TABLE artifact_files ADD COLUMN mtime_ns INTEGER;
+    ALTER TABLE artifacts ADD COLUMN metadata TEXT
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

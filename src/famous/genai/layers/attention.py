@@ -62,10 +62,15 @@ class Attention(nn.Module):
             v_cache = _write(v_cache, input_pos, v, inplace)
             keys, values = (k_cache, v_cache) if end is None else (k_cache[:, :, :end], v_cache[:, :, :end])
         else:
-            # Attend over [ring contents before this call ; new keys], then keep the last
-            # `ring` new keys in their slots. Works for one token or a prompt longer than
-            # the window alike.
-            keys, values = torch.cat((k_cache, k), dim=2), torch.cat((v_cache, v), dim=2)
+            # Attend over [the ring's last ring-1 positions, oldest first ; new keys], then
+            # keep the last `ring` new keys in their slots. Chronological order keeps the
+            # reduction order of the reference; works for one token or a long prompt alike.
+            # Eager calls know how many positions exist before this call and skip the rest.
+            n_old = ring - 1 if end is None else min(ring - 1, end - t)
+            first = input_pos[:1] - n_old
+            order = torch.remainder(first + torch.arange(n_old, device=x.device), ring)
+            keys = torch.cat((k_cache.index_select(2, order), k), dim=2)
+            values = torch.cat((v_cache.index_select(2, order), v), dim=2)
             keep = min(t, ring)
             slots = input_pos[t - keep :] % ring
             k_cache = _write(k_cache, slots, k[:, :, t - keep :], inplace)

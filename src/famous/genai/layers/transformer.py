@@ -143,10 +143,10 @@ class DecoderModel(nn.Module):
                 return None  # one new token sees every filled slot
             kpos = torch.arange(slots if end is None else end, device=input_pos.device)
         else:
-            # Slot s holds the latest position < p0 congruent to s (negative: never written).
-            p0 = input_pos[:1]
-            s = torch.arange(ring, device=input_pos.device)
-            old = (p0 - 1) - torch.remainder(p0 - 1 - s, ring)
+            # The attention reads the ring's last ring-1 positions before p0, oldest first
+            # (negative: never written).
+            n_old = ring - 1 if end is None else min(ring - 1, end - input_pos.shape[0])
+            old = input_pos[:1] - n_old + torch.arange(n_old, device=input_pos.device)
             kpos = torch.cat((old, input_pos))
         k = kpos[None, :]
         mask = (k <= q) & (k >= 0)

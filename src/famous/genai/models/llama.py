@@ -73,13 +73,13 @@ FAMILY = Family(
         },
     },
     realistic_hf_configs={
-        # SmolLM2-135M widths, 4 of its 30 layers, a smaller vocabulary
+        # SmolLM2-135M widths, 2 of its 30 layers, a smaller vocabulary
         "llama": {
             "model_type": "llama",
             "architectures": ["LlamaForCausalLM"],
             "hidden_size": 576,
             "intermediate_size": 1536,
-            "num_hidden_layers": 4,
+            "num_hidden_layers": 2,
             "num_attention_heads": 9,
             "num_key_value_heads": 3,
             "vocab_size": 8192,
@@ -97,7 +97,7 @@ FAMILY = Family(
             "architectures": ["MistralForCausalLM"],
             "hidden_size": 512,
             "intermediate_size": 1408,
-            "num_hidden_layers": 4,
+            "num_hidden_layers": 2,
             "num_attention_heads": 8,
             "num_key_value_heads": 2,
             "head_dim": 64,

@@ -54,7 +54,7 @@ FAMILY = Family(
             "architectures": ["Phi3ForCausalLM"],
             "hidden_size": 768,
             "intermediate_size": 2048,
-            "num_hidden_layers": 3,
+            "num_hidden_layers": 2,
             "num_attention_heads": 8,
             "num_key_value_heads": 8,
             "vocab_size": 8192,

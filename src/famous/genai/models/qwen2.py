@@ -53,13 +53,13 @@ FAMILY = Family(
         },
     },
     realistic_hf_configs={
-        # Qwen2.5-0.5B widths, 3 of its 24 layers
+        # Qwen2.5-0.5B widths, 2 of its 24 layers
         "qwen2": {
             "model_type": "qwen2",
             "architectures": ["Qwen2ForCausalLM"],
             "hidden_size": 896,
             "intermediate_size": 4864,
-            "num_hidden_layers": 3,
+            "num_hidden_layers": 2,
             "num_attention_heads": 14,
             "num_key_value_heads": 2,
             "vocab_size": 8192,

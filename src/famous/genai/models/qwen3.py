@@ -52,13 +52,13 @@ FAMILY = Family(
         },
     },
     realistic_hf_configs={
-        # Qwen3-0.6B widths, 3 of its 28 layers
+        # Qwen3-0.6B widths, 2 of its 28 layers
         "qwen3": {
             "model_type": "qwen3",
             "architectures": ["Qwen3ForCausalLM"],
             "hidden_size": 1024,
             "intermediate_size": 3072,
-            "num_hidden_layers": 3,
+            "num_hidden_layers": 2,
             "num_attention_heads": 16,
             "num_key_value_heads": 8,
             "head_dim": 128,

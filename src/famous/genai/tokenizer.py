@@ -1,0 +1,115 @@
+"""Tokenizer from ``tokenizer.json`` (the ``tokenizers`` library) plus the Hub chat template.
+
+The chat template is rendered with Jinja the way transformers does: a sandboxed
+environment, ``trim_blocks`` / ``lstrip_blocks``, ``raise_exception``, ``bos_token`` /
+``eos_token`` and ``add_generation_prompt`` in scope.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from famous.genai.errors import CheckpointError
+
+
+class TemplateError(ValueError):
+    """The chat template refused the messages (its ``raise_exception``)."""
+
+
+def _token_text(value: Any) -> str | None:
+    if isinstance(value, dict):  # {"content": "<s>", ...} in older tokenizer_config files
+        return value.get("content")
+    return value
+
+
+class Tokenizer:
+    def __init__(self, model_dir: str | Path) -> None:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        d = Path(model_dir)
+        path = d / "tokenizer.json"
+        if not path.is_file():
+            raise CheckpointError(f"{path} not found: famous needs a tokenizer.json (fast tokenizer)")
+        self._tok = HFTokenizer.from_file(str(path))
+        conf: dict[str, Any] = {}
+        if (d / "tokenizer_config.json").is_file():
+            conf = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8"))
+        self.bos_token = _token_text(conf.get("bos_token"))
+        self.eos_token = _token_text(conf.get("eos_token"))
+        self.pad_token = _token_text(conf.get("pad_token"))
+        self.add_bos_token = bool(conf.get("add_bos_token", False))
+        template = conf.get("chat_template")
+        if template is None and (d / "chat_template.jinja").is_file():
+            template = (d / "chat_template.jinja").read_text(encoding="utf-8")
+        if isinstance(template, list):  # named templates: take "default"
+            template = next((t["template"] for t in template if t.get("name") == "default"), None)
+        self.chat_template: str | None = template
+        self.bos_token_id = self.token_to_id(self.bos_token)
+        self.eos_token_id = self.token_to_id(self.eos_token)
+        self.pad_token_id = self.token_to_id(self.pad_token)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size()
+
+    def token_to_id(self, token: str | None) -> int | None:
+        return None if token is None else self._tok.token_to_id(token)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        ids = self._tok.encode(text, add_special_tokens=add_special_tokens).ids
+        if add_special_tokens and self.add_bos_token and self.bos_token_id is not None:
+            if not ids or ids[0] != self.bos_token_id:
+                ids = [self.bos_token_id, *ids]
+        return ids
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def apply_chat_template(
+        self,
+        messages: Sequence[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        **extra: Any,
+    ) -> str:
+        if not self.chat_template:
+            raise TemplateError("this model has no chat template; send a plain prompt instead")
+        from jinja2.exceptions import TemplateError as JinjaTemplateError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message: str) -> None:
+            raise TemplateError(message)
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        env.filters["tojson"] = lambda v, indent=None: json.dumps(v, ensure_ascii=False, indent=indent)
+        try:
+            return env.from_string(self.chat_template).render(
+                messages=list(messages),
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token or "",
+                eos_token=self.eos_token or "",
+                **extra,
+            )
+        except JinjaTemplateError as e:
+            raise TemplateError(f"chat template failed: {e}") from e
+
+
+class StreamDecoder:
+    """Turns a growing token list into text deltas without splitting a UTF-8 character."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tok = tokenizer
+        self.ids: list[int] = []
+        self.emitted = ""
+
+    def add(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.tok.decode(self.ids)
+        if text.endswith("\ufffd"):
+            return ""  # an incomplete multi-byte character: wait for the next token
+        delta = text[len(self.emitted) :]
+        self.emitted = text
+        return delta

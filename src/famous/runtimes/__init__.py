@@ -1,0 +1,73 @@
+"""Engine runtimes: one adapter per kind of engine server (see ``base.RuntimeAdapter``).
+
+``get_runtime(name, configuration)`` is the one entry point the supervisor uses; a new
+runtime (MLX, vLLM, transformers, OpenVINO) registers a factory in ``RUNTIMES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from famous.runtimes.base import (
+    EngineError,
+    EngineProcess,
+    EngineStartError,
+    HealthTimeout,
+    LaunchSpec,
+    RuntimeAdapter,
+    RuntimeNotInstalled,
+    free_port,
+    stop_process,
+)
+
+RuntimeFactory = Callable[[Mapping[str, Any] | None], RuntimeAdapter]
+
+
+def _llamacpp(configuration: Mapping[str, Any] | None) -> RuntimeAdapter:
+    from famous.runtimes.llamacpp import llamacpp_adapter
+
+    return llamacpp_adapter(configuration)
+
+
+def _native(configuration: Mapping[str, Any] | None) -> RuntimeAdapter:
+    from famous.runtimes.native import FamousNativeServer
+
+    return FamousNativeServer(configuration)
+
+
+RUNTIMES: dict[str, RuntimeFactory] = {
+    "llamacpp": _llamacpp,
+    "famous-native": _native,
+}
+
+
+class UnknownRuntime(EngineError):
+    """An engine names a runtime famous has no adapter for."""
+
+
+def get_runtime(name: str, configuration: Mapping[str, Any] | None = None) -> RuntimeAdapter:
+    """The adapter for runtime ``name`` configured with the engine's ``configuration``."""
+    try:
+        factory = RUNTIMES[name]
+    except KeyError:
+        raise UnknownRuntime(
+            f"no runtime adapter named {name!r}; famous knows {', '.join(sorted(RUNTIMES))}"
+        ) from None
+    return factory(configuration)
+
+
+__all__ = [
+    "RUNTIMES",
+    "EngineError",
+    "EngineProcess",
+    "EngineStartError",
+    "HealthTimeout",
+    "LaunchSpec",
+    "RuntimeAdapter",
+    "RuntimeNotInstalled",
+    "UnknownRuntime",
+    "free_port",
+    "get_runtime",
+    "stop_process",
+]

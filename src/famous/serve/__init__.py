@@ -1,0 +1,1 @@
+"""The gateway (FastAPI): OpenAI routes, proxy, supervisor. Import submodules explicitly."""

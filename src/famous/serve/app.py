@@ -1,0 +1,428 @@
+"""The gateway: OpenAI routes in front of the engines, routed by the request's ``model``.
+
+The gateway checks what it can cheaply (size, JSON, the fields it must understand to route
+and to reject nonsense early), then forwards the request bytes unchanged to the model's
+engine and relays the answer's bytes as they arrive, server-sent events included. It never
+re-encodes a token stream.
+
+Admin routes under ``/api/`` (ps, load, stop, register a file) serve the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from famous import __version__
+from famous.serve.catalog import ModelSpec
+from famous.serve.errors import APIError, invalid
+from famous.serve.supervisor import Deployment, Supervisor
+
+log = logging.getLogger("famous.serve")
+
+DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
+# A body over the limit is still read (and dropped) up to this size, so the client gets
+# its 413 instead of a reset connection while it is still sending.
+_DRAIN_CAP = 64 * 1024 * 1024
+
+_ROUTES = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+}
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+# -- request checks -------------------------------------------------------------------------
+
+
+async def _drain(request: Request, already: int) -> None:
+    seen = already
+    with contextlib.suppress(Exception):
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > _DRAIN_CAP:
+                break
+
+
+def _too_large(size: int, limit: int) -> APIError:
+    return APIError(
+        413,
+        f"the request body is {size} bytes; this gateway accepts at most {limit} bytes "
+        "(famous serve --max-request-size)",
+        code="request_too_large",
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or 413 as soon as it is known to exceed ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        await _drain(request, 0)
+        raise _too_large(int(declared), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            await _drain(request, size)
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise invalid("the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise invalid(
+            f"the request body must be a JSON object, not {type(payload).__name__}",
+            code="invalid_json",
+        )
+    return payload
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    )
+
+
+def _check_range(payload: dict[str, Any], key: str, low: float, high: float) -> None:
+    if key in payload and payload[key] is not None:
+        value = payload[key]
+        if not _is_number(value) or not low <= value <= high:
+            raise invalid(f"{key} must be a number between {low:g} and {high:g}, got {value!r}", key)
+
+
+def validate(kind: str, payload: dict[str, Any]) -> str:
+    """Reject what no engine should see; returns the model name. Unknown fields pass through."""
+    model = payload.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise invalid("model is required: the name of a model from GET /v1/models", "model")
+    if kind == "chat":
+        messages = payload.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise invalid("messages must be a non-empty list of {role, content} objects", "messages")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise invalid(f"messages[{i}] must be an object with a string role", "messages")
+    elif kind == "completions":
+        prompt = payload.get("prompt")
+        if prompt is None or not isinstance(prompt, str | list):
+            raise invalid("prompt is required: a string or a list of strings or tokens", "prompt")
+    elif kind == "embeddings":
+        value = payload.get("input")
+        if value is None or not isinstance(value, str | list) or value == []:
+            raise invalid("input is required: a string or a non-empty list of strings", "input")
+    minimum = 0 if kind == "completions" else 1
+    for key in ("max_tokens", "max_completion_tokens"):
+        if key in payload and payload[key] is not None:
+            value = payload[key]
+            if not _is_int(value) or value < minimum:
+                raise invalid(f"{key} must be an integer >= {minimum}, got {value!r}", key)
+    if "n" in payload and payload["n"] is not None:
+        if not _is_int(payload["n"]) or not 1 <= payload["n"] <= 128:
+            raise invalid(f"n must be an integer between 1 and 128, got {payload['n']!r}", "n")
+    _check_range(payload, "temperature", 0, 2)
+    _check_range(payload, "top_p", 0, 1)
+    _check_range(payload, "presence_penalty", -2, 2)
+    _check_range(payload, "frequency_penalty", -2, 2)
+    if "stream" in payload and not isinstance(payload["stream"], bool | None):
+        raise invalid(f"stream must be true or false, got {payload['stream']!r}", "stream")
+    if "seed" in payload and payload["seed"] is not None and not _is_int(payload["seed"]):
+        raise invalid(f"seed must be an integer, got {payload['seed']!r}", "seed")
+    stop = payload.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
+        raise invalid("stop must be a string or a list of strings", "stop")
+    return model
+
+
+def prefer_wait(request: Request) -> float | None:
+    """RFC 7240 ``Prefer: wait=N``: how long the caller will wait for a model to load."""
+    header = request.headers.get("prefer")
+    if not header:
+        return None
+    match = _PREFER_WAIT.search(header)
+    return float(match.group(1)) if match else None
+
+
+# -- the app --------------------------------------------------------------------------------
+
+
+def create_app(
+    supervisor: Supervisor,
+    *,
+    api_key: str | None = None,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+) -> FastAPI:
+    """The gateway application around ``supervisor`` (which it starts and stops)."""
+    state: dict[str, Any] = {"started": time.time()}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state["client"] = httpx.AsyncClient(
+            timeout=httpx.Timeout(connect=10.0, read=None, write=60.0, pool=None),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            trust_env=False,
+        )
+        await supervisor.start()
+        try:
+            yield
+        finally:
+            await supervisor.close()
+            await state["client"].aclose()
+
+    app = FastAPI(
+        title="famous gateway",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.supervisor = supervisor
+
+    def error_response(exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(APIError)
+    async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = (
+            f"no route {request.method} {request.url.path}"
+            if exc.status_code in (404, 405)
+            else str(exc.detail)
+        )
+        return error_response(APIError(exc.status_code, message, code="not_found"))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(invalid(f"invalid request: {exc.errors()}"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error in the gateway")
+        return error_response(
+            APIError(500, f"internal gateway error ({type(exc).__name__}); see the gateway log")
+        )
+
+    def authorize(request: Request) -> None:
+        if not api_key:
+            return
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not hmac.compare_digest(token.encode(), api_key.encode()):
+            raise APIError(
+                401,
+                "a valid API key is required: send 'Authorization: Bearer <key>'",
+                code="invalid_api_key",
+            )
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "uptime_seconds": round(time.time() - state["started"], 1),
+            "models": {d["name"]: d["state"] for d in supervisor.snapshot()},
+        }
+
+    def model_entry(spec: ModelSpec) -> dict[str, Any]:
+        dep = supervisor.deployments.get(spec.name)
+        entry = spec.describe()
+        entry["created"] = int(state["started"])
+        entry["status"] = dep.state if dep else "stopped"
+        return entry
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> dict[str, Any]:
+        authorize(request)
+        return {"object": "list", "data": [model_entry(s) for s in supervisor.catalog.all()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+        authorize(request)
+        return model_entry(supervisor.spec_for(model_id))
+
+    async def proxy(request: Request, kind: str) -> Response:
+        authorize(request)
+        body = await read_body(request, max_request_bytes)
+        payload = parse_json(body)
+        name = validate(kind, payload)
+        dep = await supervisor.acquire(name, wait=prefer_wait(request))
+        try:
+            return await forward(dep, _ROUTES[kind], body, request)
+        except BaseException:
+            supervisor.release(dep)
+            raise
+
+    async def forward(dep: Deployment, path: str, body: bytes, request: Request) -> Response:
+        """Send the original bytes to the engine; relay its answer (released when done)."""
+        proc = dep.process
+        assert proc is not None
+        client: httpx.AsyncClient = state["client"]
+        upstream = client.build_request(
+            "POST",
+            proc.base_url + path,
+            content=body,
+            headers={
+                "content-type": "application/json",
+                "accept": request.headers.get("accept", "*/*"),
+            },
+        )
+        try:
+            resp = await client.send(upstream, stream=True)
+        except httpx.HTTPError:
+            raise APIError(502, supervisor.engine_broke(dep), code="engine_failed") from None
+        content_type = resp.headers.get("content-type", "application/json")
+        if content_type.startswith("text/event-stream"):
+
+            async def relay() -> AsyncIterator[bytes]:
+                try:
+                    async for chunk in resp.aiter_raw():
+                        yield chunk
+                except httpx.HTTPError:
+                    message = supervisor.engine_broke(dep) + "; the answer is incomplete"
+                    yield APIError(502, message, code="engine_failed").sse_event()
+                finally:
+                    await resp.aclose()
+                    supervisor.release(dep)
+
+            return StreamingResponse(
+                relay(),
+                status_code=resp.status_code,
+                headers={
+                    "content-type": content_type,
+                    "cache-control": "no-cache",
+                    "x-accel-buffering": "no",
+                },
+            )
+        try:
+            content = await resp.aread()
+        except httpx.HTTPError:
+            raise APIError(502, supervisor.engine_broke(dep), code="engine_failed") from None
+        finally:
+            await resp.aclose()
+        supervisor.release(dep)
+        if resp.status_code >= 400:
+            return error_response(engine_error(resp.status_code, content))
+        return Response(content, status_code=resp.status_code, media_type=content_type)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await proxy(request, "chat")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await proxy(request, "completions")
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        return await proxy(request, "embeddings")
+
+    # -- admin routes for the CLI ---------------------------------------------------------
+
+    async def admin_payload(request: Request) -> dict[str, Any]:
+        authorize(request)
+        return parse_json(await read_body(request, 1024 * 1024))
+
+    @app.get("/api/ps")
+    async def ps(request: Request) -> dict[str, Any]:
+        authorize(request)
+        return {"deployments": supervisor.snapshot()}
+
+    @app.post("/api/models")
+    async def register(request: Request) -> dict[str, Any]:
+        payload = await admin_payload(request)
+        name, path = payload.get("name"), payload.get("path")
+        if not isinstance(name, str) or not name.strip():
+            raise invalid("name is required", "name")
+        if not isinstance(path, str) or not path:
+            raise invalid("path is required: a GGUF file or a model directory", "path")
+        configuration = payload.get("configuration") or {}
+        if not isinstance(configuration, dict):
+            raise invalid("configuration must be an object", "configuration")
+        spec = ModelSpec(
+            name=name,
+            path=Path(path),
+            runtime=str(payload.get("runtime") or "llamacpp"),
+            engine=str(payload.get("engine") or payload.get("runtime") or "llamacpp"),
+            configuration=configuration,
+            embedding=payload.get("embedding"),
+        )
+        try:
+            supervisor.catalog.register(spec)
+        except FileNotFoundError as exc:
+            raise invalid(str(exc), "path") from None
+        return model_entry(spec)
+
+    @app.post("/api/load")
+    async def load(request: Request) -> dict[str, Any]:
+        payload = await admin_payload(request)
+        name = payload.get("model")
+        if not isinstance(name, str):
+            raise invalid("model is required", "model")
+        dep = await supervisor.acquire(name, wait=prefer_wait(request))
+        supervisor.release(dep)
+        return dep.snapshot()
+
+    @app.post("/api/stop")
+    async def stop(request: Request) -> dict[str, Any]:
+        payload = await admin_payload(request)
+        if payload.get("all"):
+            return {"stopped": await supervisor.stop_all()}
+        name = payload.get("model")
+        if not isinstance(name, str):
+            raise invalid("model (or all: true) is required", "model")
+        return {"stopped": [name] if await supervisor.stop(name) else []}
+
+    return app
+
+
+def engine_error(status: int, content: bytes) -> APIError:
+    """An engine's error answer in OpenAI's shape (engines disagree on theirs)."""
+    message = content.decode("utf-8", errors="replace")[:2000]
+    code = None
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)
+            code = err.get("code") if isinstance(err.get("code"), str) else None
+        elif isinstance(err, str):
+            message = err
+        elif "detail" in data:  # FastAPI validation errors (llama-cpp-python)
+            message = f"the engine rejected the request: {data['detail']}"
+    # A 422 from a FastAPI engine is a bad request to an OpenAI client.
+    return APIError(400 if status == 422 else status, message, code=code or "engine_error")

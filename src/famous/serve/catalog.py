@@ -1,0 +1,211 @@
+"""Which models the gateway can serve: the store's installed artifacts plus registered files.
+
+A ``ModelSpec`` is everything the supervisor needs to start a model: the file, the runtime,
+the engine's effective configuration and a memory estimate. Catalog rows are read on every
+lookup (a small SQLite query), so a model pulled while the gateway runs is servable at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from famous.runtimes import gguf_meta
+
+log = logging.getLogger("famous.serve")
+
+DEFAULT_OVERHEAD = 384 * 1024**2
+FORMAT_RUNTIMES = {"gguf": "llamacpp"}
+
+
+@dataclass
+class ModelSpec:
+    """A servable model: what file, on which runtime, with which settings."""
+
+    name: str
+    path: Path
+    runtime: str = "llamacpp"
+    engine: str = "llamacpp"
+    configuration: dict[str, Any] = field(default_factory=dict)
+    memory_bytes: int | None = None
+    embedding: bool | None = None
+    artifact_id: int | None = None
+    source: str = "registered"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.name,
+            "object": "model",
+            "owned_by": "famous",
+            "engine": self.engine,
+            "runtime": self.runtime,
+            "source": self.source,
+        }
+
+
+def _gguf_file(path: Path) -> Path | None:
+    if path.is_file():
+        return path if path.suffix == ".gguf" else None
+    if path.is_dir():
+        shards = sorted(path.rglob("*.gguf"))
+        first = [p for p in shards if "-00001-of-" in p.name]
+        plain = [p for p in shards if "mmproj" not in p.name]
+        return (first or plain or [None])[0]
+    return None
+
+
+def estimate_memory(path: Path, configuration: Mapping[str, Any] | None = None) -> int | None:
+    """weights + KV cache (2 × layers × context × kv-heads × head-dim × 2 bytes) + overhead.
+
+    The matchmaker's formula, read from the GGUF itself so registered files get one too.
+    """
+    gguf = _gguf_file(path)
+    if gguf is None:
+        return None
+    try:
+        meta = gguf_meta.read_metadata(gguf)
+    except (OSError, gguf_meta.GGUFError):
+        return None
+    arch = gguf_meta.architecture(meta) or ""
+    weights = sum(p.stat().st_size for p in ([gguf] if path.is_file() else path.rglob("*.gguf")))
+    cfg = {str(k).replace("-", "_"): v for k, v in (configuration or {}).items()}
+    ctx = cfg.get("ctx_size") or cfg.get("n_ctx") or min(gguf_meta.context_length(meta) or 0, 4096)
+    layers = meta.get(f"{arch}.block_count") or 0
+    heads = meta.get(f"{arch}.attention.head_count") or 1
+    kv_heads = meta.get(f"{arch}.attention.head_count_kv") or heads
+    embd = meta.get(f"{arch}.embedding_length") or 0
+    head_dim = embd // heads if heads else 0
+    kv = 2 * int(layers) * int(ctx) * int(kv_heads) * int(head_dim) * 2
+    return int(weights + kv + DEFAULT_OVERHEAD)
+
+
+class ModelCatalog:
+    """Registered models (tests, ``famous run ./file.gguf``) over the store's artifacts."""
+
+    def __init__(self, specs: list[ModelSpec] | None = None, use_store: bool = True) -> None:
+        self._registered: dict[str, ModelSpec] = {}
+        self._lock = threading.Lock()
+        self.use_store = use_store
+        for spec in specs or []:
+            self.register(spec)
+
+    def register(self, spec: ModelSpec) -> ModelSpec:
+        """Add (or replace) a model the gateway may serve; files are checked, not trusted."""
+        path = Path(spec.path).expanduser().resolve()
+        if not path.exists():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        spec.path = path
+        if spec.memory_bytes is None:
+            spec.memory_bytes = estimate_memory(path, spec.configuration)
+        with self._lock:
+            self._registered[spec.name] = spec
+        return spec
+
+    def unregister(self, name: str) -> bool:
+        with self._lock:
+            return self._registered.pop(name, None) is not None
+
+    def get(self, name: str) -> ModelSpec | None:
+        with self._lock:
+            spec = self._registered.get(name)
+        if spec is not None:
+            return spec
+        return self._from_store(name) if self.use_store else None
+
+    def names(self) -> list[str]:
+        with self._lock:
+            names = set(self._registered)
+        if self.use_store:
+            names.update(row["model"] for row in self._store_rows())
+        return sorted(names)
+
+    def all(self) -> list[ModelSpec]:
+        out = []
+        for name in self.names():
+            spec = self.get(name)
+            if spec is not None:
+                out.append(spec)
+        return out
+
+    # -- the store's catalog ---------------------------------------------------------------
+
+    def _store_rows(self, model: str | None = None) -> list[Mapping[str, Any]]:
+        from famous.store import db
+
+        try:
+            conn = db.connect(create=False)
+        except db.CatalogError as exc:
+            log.warning("catalog unreadable: %s", exc)
+            return []
+        if conn is None:
+            return []
+        try:
+            sql = "SELECT * FROM artifacts"
+            args: tuple[Any, ...] = ()
+            if model is not None:
+                sql += " WHERE model = ?"
+                args = (model,)
+            return [dict(r) for r in conn.execute(sql + " ORDER BY created_at DESC", args)]
+        finally:
+            conn.close()
+
+    def _from_store(self, name: str) -> ModelSpec | None:
+        rows = [r for r in self._store_rows(name) if Path(r["path"]).exists()]
+        if not rows:
+            return None
+        row = self._preferred(name, rows)
+        runtime, configuration = self._engine_settings(name, row)
+        path = Path(row["path"])
+        return ModelSpec(
+            name=name,
+            path=path,
+            runtime=runtime,
+            engine=row["engine"],
+            configuration=configuration,
+            memory_bytes=estimate_memory(path, configuration),
+            artifact_id=row["id"],
+            source="catalog",
+        )
+
+    @staticmethod
+    def _preferred(name: str, rows: list[Mapping[str, Any]]) -> Mapping[str, Any]:
+        """The artifact of the engine the user pinned (``use-engine``), else the newest."""
+        try:
+            from famous.store.selections import pinned_engine
+
+            pinned = pinned_engine(name)
+        except Exception:  # the selection store is optional for serving
+            pinned = None
+        if pinned is not None:
+            for row in rows:
+                if row["engine"] == pinned.engine:
+                    return row
+        return rows[0]
+
+    @staticmethod
+    def _engine_settings(name: str, row: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Runtime and effective configuration (engine < user < environment) of an artifact."""
+        runtime = FORMAT_RUNTIMES.get(row["format"], "llamacpp")
+        engine_config: dict[str, Any] = {}
+        try:
+            from famous.manifests.loader import find_package
+
+            engine = find_package(name).engines.get(row["engine"])
+            if engine is not None:
+                runtime = engine.runtime
+                engine_config = dict(engine.configuration)
+        except Exception as exc:  # a synthesized package may not be loadable by name
+            log.debug("no package manifest for %s: %s", name, exc)
+        try:
+            from famous.store.config import resolve
+
+            settings = resolve(engine_config, model=name)
+            configuration = {k: s.value for k, s in settings.items() if k in engine_config}
+        except Exception as exc:
+            log.warning("user configuration ignored for %s: %s", name, exc)
+            configuration = engine_config
+        return runtime, configuration

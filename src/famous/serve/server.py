@@ -1,0 +1,91 @@
+"""Run the gateway in the foreground (``famous serve``): uvicorn around ``create_app``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from famous.serve import state
+from famous.serve.app import DEFAULT_MAX_REQUEST_BYTES, create_app
+from famous.serve.catalog import ModelCatalog, ModelSpec
+from famous.serve.supervisor import Supervisor
+
+
+class GatewayConfigError(ValueError):
+    """The gateway cannot start with these settings (for example no API key off localhost)."""
+
+
+@dataclass
+class GatewaySettings:
+    host: str = state.DEFAULT_HOST
+    port: int = state.DEFAULT_PORT
+    api_key: str | None = None
+    keep_alive: float = 300.0
+    max_loaded: int | None = 3
+    memory_budget: int | None = None
+    startup_timeout: float = 300.0
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    models: list[ModelSpec] = field(default_factory=list)
+    use_store: bool = True
+    log_level: str = "info"
+
+
+def check_binding(host: str, api_key: str | None) -> None:
+    """Secure default: anything beyond loopback needs an API key."""
+    if host not in state.LOCAL_HOSTS and not api_key:
+        raise GatewayConfigError(
+            f"binding {host} exposes the gateway beyond this machine; set an API key with "
+            "--api-key or FAMOUS_API_KEY (or bind 127.0.0.1)"
+        )
+
+
+def build(settings: GatewaySettings):  # -> FastAPI (kept untyped: fastapi imported lazily)
+    check_binding(settings.host, settings.api_key)
+    catalog = ModelCatalog(settings.models, use_store=settings.use_store)
+    supervisor = Supervisor(
+        catalog,
+        keep_alive=settings.keep_alive,
+        memory_budget=settings.memory_budget,
+        max_loaded=settings.max_loaded,
+        startup_timeout=settings.startup_timeout,
+    )
+    return create_app(
+        supervisor, api_key=settings.api_key, max_request_bytes=settings.max_request_bytes
+    )
+
+
+def run_gateway(settings: GatewaySettings) -> None:
+    """Serve until SIGINT/SIGTERM; every engine started here is stopped on the way out."""
+    import uvicorn
+
+    app = build(settings)
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=15,
+    )
+    server = uvicorn.Server(config)
+    pid = os.getpid()
+    state.write(
+        state.GatewayInfo(
+            pid=pid,
+            host=settings.host,
+            port=settings.port,
+            started_at=time.time(),
+            auth=bool(settings.api_key),
+        )
+    )
+    try:
+        server.run()
+    finally:
+        state.clear(pid)

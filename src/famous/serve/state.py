@@ -1,0 +1,110 @@
+"""Where the running gateway can be found: ``FAMOUS_HOME/run/gateway.json``.
+
+Light on purpose (standard library only): ``famous status``, ``ps``, ``stop`` and ``run``
+read it to find the gateway without importing the web stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from famous.store.paths import run_dir
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8324
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class GatewayInfo:
+    pid: int
+    host: str
+    port: int
+    started_at: float
+    auth: bool = False
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+
+def state_path() -> Path:
+    return run_dir() / "gateway.json"
+
+
+def write(info: GatewayInfo) -> None:
+    """Atomically record the gateway (temp file + rename)."""
+    path = state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(info)))
+    os.replace(tmp, path)
+
+
+def clear(pid: int | None = None) -> None:
+    """Remove the record (only our own, when ``pid`` is given)."""
+    info = read()
+    if info is None or pid is None or info.pid == pid:
+        try:
+            state_path().unlink()
+        except FileNotFoundError:
+            pass
+
+
+def read() -> GatewayInfo | None:
+    try:
+        data = json.loads(state_path().read_text())
+        return GatewayInfo(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def request(
+    info: GatewayInfo,
+    method: str,
+    path: str,
+    payload: dict[str, Any] | None = None,
+    timeout: float = 5.0,
+    api_key: str | None = None,
+) -> tuple[int, Any]:
+    """One JSON call to the gateway with the standard library: (status, decoded body)."""
+    data = json.dumps(payload).encode() if payload is not None else None
+    req = urllib.request.Request(info.url + path, data=data, method=method)
+    req.add_header("content-type", "application/json")
+    key = api_key or os.environ.get("FAMOUS_API_KEY")
+    if key:
+        req.add_header("authorization", f"Bearer {key}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body)
+        except ValueError:
+            return exc.code, {"error": {"message": body.decode(errors="replace")}}
+
+
+def running() -> GatewayInfo | None:
+    """The gateway when its process lives and ``/health`` answers; None otherwise."""
+    info = read()
+    if info is None:
+        return None
+    from famous.store.deployments import process_alive
+
+    if not process_alive(info.pid):
+        return None
+    try:
+        status, _ = request(info, "GET", "/health", timeout=2.0)
+    except (OSError, ValueError):
+        return None
+    return info if status == 200 else None

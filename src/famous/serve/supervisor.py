@@ -1,0 +1,430 @@
+"""The supervisor: starts engines on demand, watches them, unloads idle ones, evicts by LRU.
+
+One ``Deployment`` per model name. A request ``acquire``s it (starting the engine when it is
+not running, and waiting or not, as the caller prefers) and ``release``s it when its response
+is done. A monitor task notices dead engines (marked ``failed`` with their exit status; the
+next request restarts them, with back-off after repeated failures) and unloads deployments
+idle longer than ``keep_alive``. Memory: before a start, least-recently-used idle deployments
+are stopped until the new model's estimate fits the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from famous.runtimes import (
+    EngineError,
+    EngineProcess,
+    LaunchSpec,
+    RuntimeNotInstalled,
+    get_runtime,
+)
+from famous.serve.catalog import ModelCatalog, ModelSpec
+from famous.serve.errors import APIError
+from famous.store.deployments import DeploymentRecord, log_path_for, now_iso
+from famous.units import format_size
+
+log = logging.getLogger("famous.serve")
+
+# Back-off after repeated start failures: the Nth failure within the window waits 2**(N-3) s.
+FAILURE_WINDOW = 60.0
+FAILURES_BEFORE_BACKOFF = 3
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class Deployment:
+    """A model's engine process and what the supervisor knows about it."""
+
+    spec: ModelSpec
+    state: str = "stopped"  # stopped | starting | ready | failed
+    process: EngineProcess | None = None
+    active: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    load_task: asyncio.Task[None] | None = None
+    load_started: float | None = None
+    last_load_seconds: float | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    failures: list[float] = field(default_factory=list)
+    requests: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def snapshot(self) -> dict[str, Any]:
+        proc = self.process
+        running = proc is not None and self.state in ("starting", "ready")
+        return {
+            "name": self.name,
+            "state": self.state,
+            "engine": self.spec.engine,
+            "runtime": self.spec.runtime,
+            "server": proc.server if proc else None,
+            "pid": proc.pid if running and proc else None,
+            "port": proc.port if running and proc else None,
+            "url": proc.base_url if running and proc else None,
+            "active_requests": self.active,
+            "requests": self.requests,
+            "idle_seconds": round(time.monotonic() - self.last_used, 1),
+            "memory_estimate_bytes": self.spec.memory_bytes,
+            "uptime_seconds": round(time.time() - proc.started_at, 1) if running and proc else None,
+            "log_path": str(proc.log_path) if proc else str(log_path_for(self.name)),
+            "error": self.error,
+            "exit_code": self.exit_code,
+        }
+
+
+class Supervisor:
+    """Owns every engine process the gateway started."""
+
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        *,
+        keep_alive: float = 300.0,
+        memory_budget: int | None = None,
+        max_loaded: int | None = 3,
+        startup_timeout: float = 300.0,
+        stop_grace: float = 10.0,
+        monitor_interval: float = 0.25,
+        record: bool = True,
+    ) -> None:
+        self.catalog = catalog
+        self.keep_alive = keep_alive
+        self.memory_budget = memory_budget
+        self.max_loaded = max_loaded
+        self.startup_timeout = startup_timeout
+        self.stop_grace = stop_grace
+        self.monitor_interval = monitor_interval
+        self.record = record
+        self.deployments: dict[str, Deployment] = {}
+        self._monitor: asyncio.Task[None] | None = None
+        self._room = asyncio.Lock()  # one eviction decision at a time
+        self._conn: Any = None
+
+    # -- lifecycle of the supervisor itself ------------------------------------------------
+
+    async def start(self) -> None:
+        if self._monitor is None:
+            self._monitor = asyncio.create_task(self._watch(), name="famous-supervisor")
+
+    async def close(self) -> None:
+        """Stop every engine (the gateway is going away) and the monitor."""
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+            self._monitor = None
+        await self.stop_all()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def spec_for(self, name: str) -> ModelSpec:
+        spec = self.catalog.get(name)
+        if spec is None:
+            available = self.catalog.names()
+            listing = ", ".join(available) if available else "none (pull one with famous pull)"
+            raise APIError(
+                404,
+                f"model {name!r} is not available; available models: {listing}",
+                code="model_not_found",
+                param="model",
+                extra={"available": available},
+            )
+        return spec
+
+    async def acquire(self, name: str, wait: float | None = None) -> Deployment:
+        """A ready deployment of ``name`` with one more active request.
+
+        ``wait``: None waits for a start up to the startup timeout; a number of seconds waits
+        at most that long (0: not at all) and answers 503 with Retry-After while it loads.
+        """
+        spec = self.spec_for(name)
+        dep = self.deployments.get(name)
+        if dep is None:
+            dep = self.deployments[name] = Deployment(spec)
+        elif dep.state in ("stopped", "failed") and dep.load_task is None:
+            dep.spec = spec  # pick up a re-pulled artifact or a changed configuration
+        while True:
+            if dep.state == "ready" and dep.process is not None:
+                if dep.process.alive():
+                    dep.active += 1
+                    dep.requests += 1
+                    dep.last_used = time.monotonic()
+                    return dep
+                self._mark_failed(dep)
+            if dep.load_task is None:
+                self._check_backoff(dep)
+                dep.load_task = asyncio.create_task(self._load(dep), name=f"load {name}")
+            task = dep.load_task
+            try:
+                if wait is None:
+                    await asyncio.shield(task)
+                else:
+                    await asyncio.wait_for(asyncio.shield(task), timeout=max(wait, 0.0))
+            except TimeoutError:
+                raise APIError(
+                    503,
+                    f"model {name!r} is loading; retry in a few seconds",
+                    code="model_loading",
+                    headers={"Retry-After": str(self._retry_after(dep))},
+                ) from None
+            except APIError:
+                raise
+            except RuntimeNotInstalled as exc:
+                raise APIError(503, str(exc), code="engine_not_installed") from None
+            except EngineError as exc:
+                raise APIError(
+                    503,
+                    f"model {name!r} could not start: {exc}",
+                    code="engine_failed",
+                ) from None
+
+    def release(self, dep: Deployment) -> None:
+        dep.active = max(0, dep.active - 1)
+        dep.last_used = time.monotonic()
+
+    def engine_broke(self, dep: Deployment) -> str:
+        """Called when a proxied request failed: if the engine died, mark it failed now."""
+        proc = dep.process
+        if proc is not None and not proc.alive() and dep.state == "ready":
+            self._mark_failed(dep)
+        code = proc.returncode() if proc is not None else None
+        if code is not None:
+            return f"the engine serving {dep.name!r} exited (status {code}) during the request"
+        return f"the engine serving {dep.name!r} broke the connection during the request"
+
+    # -- starting and stopping ---------------------------------------------------------------
+
+    def _retry_after(self, dep: Deployment) -> int:
+        expected = dep.last_load_seconds or 2.0
+        elapsed = time.monotonic() - (dep.load_started or time.monotonic())
+        return max(1, int(expected - elapsed + 0.999))
+
+    def _check_backoff(self, dep: Deployment) -> None:
+        now = time.monotonic()
+        dep.failures = [t for t in dep.failures if now - t < FAILURE_WINDOW]
+        if len(dep.failures) < FAILURES_BEFORE_BACKOFF:
+            return
+        delay = min(MAX_BACKOFF, 2.0 ** (len(dep.failures) - FAILURES_BEFORE_BACKOFF))
+        remaining = dep.failures[-1] + delay - now
+        if remaining > 0:
+            raise APIError(
+                503,
+                f"model {dep.name!r} failed {len(dep.failures)} times in the last minute "
+                f"({dep.error or 'see famous logs'}); retrying after {remaining:.0f} s",
+                code="engine_backoff",
+                headers={"Retry-After": str(max(1, int(remaining + 0.999)))},
+            )
+
+    async def _load(self, dep: Deployment) -> None:
+        spec = dep.spec
+        dep.state = "starting"
+        dep.error = None
+        dep.exit_code = None
+        dep.load_started = time.monotonic()
+        try:
+            await self._make_room(dep)
+            adapter = get_runtime(spec.runtime, spec.configuration)
+            launch = LaunchSpec(
+                name=spec.name,
+                model_path=spec.path,
+                configuration=spec.configuration,
+                embedding=bool(spec.embedding),
+                log_path=log_path_for(spec.name),
+            )
+            proc = await asyncio.to_thread(adapter.launch, launch)
+            dep.process = proc
+            self._record(dep, "starting")
+            log.info("starting %s: %s (pid %s, port %s)", spec.name, proc.server, proc.pid, proc.port)
+            await proc.wait_healthy_async(self.startup_timeout)
+        except APIError:
+            dep.state = "stopped"  # it never started: not a failure of the engine
+            dep.load_task = None
+            raise
+        except BaseException as exc:
+            dep.state = "failed"
+            dep.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            dep.failures.append(time.monotonic())
+            if dep.process is not None:
+                dep.exit_code = await asyncio.to_thread(dep.process.stop, self.stop_grace)
+            self._record(dep, "failed")
+            log.warning("%s failed to start: %s", spec.name, exc)
+            raise
+        finally:
+            dep.load_task = None
+        dep.state = "ready"
+        dep.last_used = time.monotonic()
+        dep.last_load_seconds = time.monotonic() - dep.load_started
+        self._record(dep, "ready")
+        log.info("%s ready in %.1f s", spec.name, dep.last_load_seconds)
+
+    def _loaded(self, exclude: Deployment | None = None) -> list[Deployment]:
+        return [
+            d
+            for d in self.deployments.values()
+            if d is not exclude and d.state in ("starting", "ready") and d.process is not None
+        ]
+
+    def _fits(self, dep: Deployment) -> tuple[bool, str]:
+        need = dep.spec.memory_bytes or 0
+        loaded = self._loaded(exclude=dep)
+        if self.max_loaded is not None and len(loaded) >= self.max_loaded:
+            return False, f"{len(loaded)} models are loaded (max-loaded-models {self.max_loaded})"
+        if self.memory_budget is not None:
+            used = sum(d.spec.memory_bytes or 0 for d in loaded)
+            if used + need > self.memory_budget:
+                return False, (
+                    f"{dep.name!r} needs {format_size(need)}; the budget is "
+                    f"{format_size(self.memory_budget)} and {format_size(used)} is in use"
+                )
+            return True, ""
+        try:
+            import psutil
+
+            available = psutil.virtual_memory().available
+        except Exception:
+            return True, ""
+        if need > available:
+            return False, (
+                f"{dep.name!r} needs {format_size(need)}; {format_size(available)} of RAM is free"
+            )
+        return True, ""
+
+    async def _make_room(self, dep: Deployment) -> None:
+        """Stop least-recently-used idle deployments until ``dep`` fits (507 when it cannot)."""
+        async with self._room:
+            need = dep.spec.memory_bytes or 0
+            if self.memory_budget is not None and need > self.memory_budget:
+                raise APIError(
+                    507,
+                    f"model {dep.name!r} needs {format_size(need)} but the gateway's memory "
+                    f"budget is {format_size(self.memory_budget)}; choose a smaller variant",
+                    code="insufficient_memory",
+                )
+            while True:
+                fits, why = self._fits(dep)
+                if fits:
+                    return
+                idle = sorted(
+                    (d for d in self._loaded(exclude=dep) if d.active == 0 and d.state == "ready"),
+                    key=lambda d: d.last_used,
+                )
+                if not idle:
+                    raise APIError(
+                        507,
+                        f"cannot load {dep.name!r}: {why}, and every loaded model is busy",
+                        code="insufficient_memory",
+                    )
+                victim = idle[0]
+                log.info("evicting %s (least recently used) to load %s", victim.name, dep.name)
+                await self._stop(victim, reason="evicted")
+
+    async def _stop(self, dep: Deployment, reason: str = "stopped") -> None:
+        proc = dep.process
+        dep.state = "stopped"
+        if proc is not None:
+            dep.exit_code = await asyncio.to_thread(proc.stop, self.stop_grace)
+        self._record(dep, "stopped")
+        log.info("%s %s", dep.name, reason)
+
+    async def stop(self, name: str) -> bool:
+        """Stop one model's engine; False when it was not running."""
+        dep = self.deployments.get(name)
+        if dep is None:
+            return False
+        task = dep.load_task
+        if task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(task)
+        if dep.state not in ("ready", "starting"):
+            return False
+        await self._stop(dep)
+        return True
+
+    async def stop_all(self) -> list[str]:
+        stopped = []
+        for name in list(self.deployments):
+            if await self.stop(name):
+                stopped.append(name)
+        return stopped
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [d.snapshot() for d in sorted(self.deployments.values(), key=lambda d: d.name)]
+
+    # -- watching ----------------------------------------------------------------------------
+
+    def _mark_failed(self, dep: Deployment) -> None:
+        proc = dep.process
+        dep.exit_code = proc.returncode() if proc is not None else None
+        dep.state = "failed"
+        dep.error = f"the engine process exited with status {dep.exit_code}"
+        dep.failures.append(time.monotonic())
+        self._record(dep, "failed")
+        log.warning("%s: %s", dep.name, dep.error)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.monitor_interval)
+            try:
+                await self._check_once()
+            except Exception:  # the monitor must never die
+                log.exception("supervisor check failed")
+
+    async def _check_once(self) -> None:
+        now = time.monotonic()
+        for dep in list(self.deployments.values()):
+            if dep.state != "ready" or dep.process is None:
+                continue
+            if not dep.process.alive():
+                self._mark_failed(dep)
+            elif (
+                self.keep_alive >= 0 and dep.active == 0 and now - dep.last_used > self.keep_alive
+            ):
+                await self._stop(dep, reason=f"unloaded after {self.keep_alive:g} s idle")
+
+    # -- the catalog's deployments table ---------------------------------------------------
+
+    def _record(self, dep: Deployment, status: str) -> None:
+        if not self.record:
+            return
+        from famous.store import db
+        from famous.store import deployments as rows
+
+        proc = dep.process
+        try:
+            if self._conn is None:
+                self._conn = db.connect(create=True)
+            rows.upsert(
+                self._conn,
+                DeploymentRecord(
+                    name=dep.name,
+                    engine=dep.spec.engine,
+                    runtime=dep.spec.runtime,
+                    server=proc.server if proc else None,
+                    pid=proc.pid if proc else None,
+                    port=proc.port if proc else None,
+                    status=status,
+                    log_path=str(proc.log_path if proc else log_path_for(dep.name)),
+                    started_at=(
+                        datetime.fromtimestamp(proc.started_at, UTC).isoformat(timespec="seconds")
+                        if proc
+                        else None
+                    ),
+                    updated_at=now_iso(),
+                    artifact_id=dep.spec.artifact_id,
+                ),
+            )
+        except Exception as exc:  # bookkeeping must never break serving
+            log.warning("could not record deployment %s: %s", dep.name, exc)

@@ -1,0 +1,180 @@
+"""The selection and configuration commands, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from famous.cli import exits
+from famous.cli.main import app, command_modules
+
+from .conftest import machine_root
+from .test_manifests import GOOD_ENGINE, write_package
+
+runner = CliRunner()
+GPU_BOX = "i5-3570k+arc-a580+gtx1080ti"
+
+
+def famous(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_every_command_module_registers() -> None:
+    import importlib
+
+    for name in command_modules():
+        assert callable(importlib.import_module(name).register)
+
+
+def test_models_lists_builtin_packages_in_every_format() -> None:
+    code, out, _ = famous("models")
+    assert code == 0 and "qwen2.5-0.5b-instruct" in out and "embedding" in out
+    code, out, _ = famous("models", "--format", "json")
+    names = [m["name"] for m in json.loads(out)]
+    assert "all-minilm-l6-v2" in names
+    code, out, _ = famous("models", "--format", "yaml")
+    assert [m["name"] for m in yaml.safe_load(out)] == names
+
+
+def test_show_model() -> None:
+    code, out, _ = famous("show-model", "qwen2.5-0.5b-instruct")
+    assert code == 0
+    assert "Qwen/Qwen2.5-0.5B-Instruct-GGUF" in out and "q4_k_m" in out
+    code, out, _ = famous("show-model", "qwen2.5-0.5b-instruct", "--format", "json")
+    assert json.loads(out)["model"]["shape"]["kv-heads"] == 2
+
+
+def test_engines_marks_the_chosen_one() -> None:
+    code, out, _ = famous("engines", "qwen2.5-0.5b-instruct", "--root", str(machine_root(GPU_BOX)))
+    assert code == 0
+    lines = {
+        line.split()[1] if line.startswith("*") else line.split()[0]: line
+        for line in out.splitlines()[1:]
+    }
+    assert lines["cuda"].startswith("* cuda") and " yes " in lines["cuda"]
+    assert " no " in lines["vllm-cuda"]
+    code, out, _ = famous(
+        "engines", "qwen2.5-0.5b-instruct", "--root", str(machine_root(GPU_BOX)), "-f", "json"
+    )
+    rows = json.loads(out)
+    assert [r["engine"] for r in rows if r["selected"]] == ["cuda"]
+    assert {r["verdict"] for r in rows} == {"yes", "no"}
+
+
+def test_show_engine_explains_each_device() -> None:
+    root = str(machine_root(GPU_BOX))
+    code, out, _ = famous("show-engine", "llama-3.1-8b-instruct", "vllm-cuda", "--root", root)
+    assert code == 0
+    assert "compute capability 6.1 does not satisfy >=7.0" in out
+    assert "KV cache" in out and "gpu-memory-utilization = 0.9  (engine)" in out
+    code, out, _ = famous("show-engine", "llama-3.1-8b-instruct", "--root", root, "-f", "json")
+    data = json.loads(out)
+    assert data["manifest"]["name"] == "cuda" and data["evaluation"]["score"] == 120
+
+
+def test_engines_on_a_machine_that_cannot_run_the_model_exits_3() -> None:
+    code, out, _ = famous("engines", "qwen3-8b", "--root", str(machine_root("raspberry-pi-5")))
+    assert code == exits.INCOMPATIBLE and "no engine can run here" in out
+
+
+def test_unknown_model_and_engine_exit_4() -> None:
+    code, _, err = famous("engines", "no-such-model")
+    assert code == exits.NOT_FOUND and "famous models" in err
+    code, _, err = famous(
+        "show-engine", "qwen2.5-0.5b-instruct", "warp-drive", "--root", str(machine_root(GPU_BOX))
+    )
+    assert code == exits.NOT_FOUND and "its engines are" in err
+
+
+def test_use_engine_persists_refuses_incompatible_and_auto_unpins(famous_home: Path) -> None:
+    root = str(machine_root(GPU_BOX))
+    code, _, err = famous("use-engine", "qwen2.5-0.5b-instruct", "vllm-cuda", "--root", root)
+    assert code == exits.INCOMPATIBLE and "compute capability 6.1" in err and "--force" in err
+    code, out, _ = famous("use-engine", "qwen2.5-0.5b-instruct", "cpu", "--root", root)
+    assert code == 0 and "pinned" in out
+    _, out, _ = famous("engines", "qwen2.5-0.5b-instruct", "--root", root, "-f", "json")
+    assert [r["engine"] for r in json.loads(out) if r["selected"]] == ["cpu"]
+    code, out, _ = famous(
+        "use-engine", "qwen2.5-0.5b-instruct", "vllm-cuda", "--force", "--root", root
+    )
+    assert code == 0 and "forced" in out
+    code, out, _ = famous("use-engine", "qwen2.5-0.5b-instruct", "--auto")
+    assert code == 0 and "unpinned" in out
+    _, out, _ = famous("engines", "qwen2.5-0.5b-instruct", "--root", root, "-f", "json")
+    assert [r["engine"] for r in json.loads(out) if r["selected"]] == ["cuda"]
+    code, _, _ = famous("use-engine", "qwen2.5-0.5b-instruct")
+    assert code == exits.USAGE
+
+
+def test_config_layers_package_engine_user_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAMOUS_HARDWARE_ROOT", str(machine_root("raspberry-pi-5")))
+    code, out, _ = famous("get", "http.port", "-f", "json")
+    assert json.loads(out) == {"key": "http.port", "value": 8324, "layer": "package"}
+    code, out, _ = famous("get", "context-size", "--model", "qwen2.5-0.5b-instruct", "-f", "json")
+    assert json.loads(out)["layer"] == "engine" and json.loads(out)["value"] == 4096
+    assert famous("set", "context-size=2048", "--model", "qwen2.5-0.5b-instruct")[0] == 0
+    code, out, _ = famous("get", "context-size", "--model", "qwen2.5-0.5b-instruct", "-f", "json")
+    assert json.loads(out) == {"key": "context-size", "value": 2048, "layer": "user"}
+    monkeypatch.setenv("FAMOUS_CONTEXT_SIZE", "1024")
+    code, out, _ = famous("get", "context-size", "--model", "qwen2.5-0.5b-instruct")
+    assert out.strip() == "1024"
+    monkeypatch.delenv("FAMOUS_CONTEXT_SIZE")
+    assert famous("unset", "context-size", "--model", "qwen2.5-0.5b-instruct")[0] == 0
+    code, out, _ = famous("get", "context-size", "--model", "qwen2.5-0.5b-instruct")
+    assert out.strip() == "4096"
+
+
+def test_set_validates_before_writing(famous_home: Path) -> None:
+    code, _, err = famous("set", "http.port=eighty")
+    assert code == exits.ERROR and "whole number" in err
+    code, _, err = famous("set", "http.prot=80")
+    assert code == exits.NOT_FOUND and "http.port" in err
+    code, _, _ = famous("set", "http.port=9000", "warp=1")
+    assert code == exits.NOT_FOUND
+    assert not (famous_home / "config.yaml").exists()
+    assert famous("set", "http.port", "9000")[0] == 0
+    assert famous("get", "http.port")[1].strip() == "9000"
+
+
+def test_broken_package_directory_exits_5_and_writes_nothing(
+    tmp_path: Path, famous_home: Path
+) -> None:
+    pkg = write_package(
+        tmp_path, engine=GOOD_ENGINE.format(name="cpu").replace("vendor:", "vendr:")
+    )
+    for command in (
+        ["engines", str(pkg)],
+        ["show-model", str(pkg)],
+        ["use-engine", str(pkg), "cpu"],
+    ):
+        code, _, err = famous(*command)
+        assert code == exits.INVALID_MANIFEST, command
+        assert f"{pkg}/engines/cpu/engine.yaml:4: vendr: unknown key 'vendr'" in err
+    assert not famous_home.exists()
+
+
+def test_the_console_script_runs() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "famous",
+            "engines",
+            "qwen2.5-0.5b-instruct",
+            "--root",
+            str(machine_root("hp-proliant-rl300-gen11-altra")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "* ampere" in done.stdout

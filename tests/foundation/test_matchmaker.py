@@ -1,0 +1,207 @@
+"""Matchmaker rules on hand-built machines: scoring, memory fit, tie-breaks, reasons."""
+
+from __future__ import annotations
+
+import pytest
+
+from famous.hardware.report import CpuGroup, Device, GpuInfo, HardwareReport, MemoryInfo
+from famous.manifests.schema import EngineManifest, ModelManifest, ModelPackage
+from famous.matchmaker import NoCompatibleEngine, UnknownEngine, evaluate_all, select
+from famous.matchmaker.memory import kv_cache_bytes
+
+GiB = 1024**3
+
+
+def machine(
+    ram_gib: float = 16, flags: tuple[str, ...] = ("avx2",), gpus: tuple[Device, ...] = ()
+) -> HardwareReport:
+    return HardwareReport(
+        architecture="amd64",
+        cpus=[
+            CpuGroup(
+                architecture="amd64",
+                manufacturer_id="GenuineIntel",
+                model_name="Test CPU",
+                flags=list(flags),
+                physical_cores=4,
+                logical_cores=8,
+            )
+        ],
+        memory=MemoryInfo(total_bytes=int(ram_gib * GiB), available_bytes=int(ram_gib * GiB)),
+        devices=list(gpus),
+    )
+
+
+def nvidia(vram_gib: float, cc: str, slot: str = "0000:01:00.0") -> Device:
+    return Device(
+        slot=slot,
+        kind="gpu",
+        device_class=0x030000,
+        vendor_id=0x10DE,
+        device_id=0x2204,
+        integrated=False,
+        gpu=GpuInfo(vram_bytes=int(vram_gib * GiB), compute_capability=cc),
+    )
+
+
+def engine(
+    name: str, devices: dict, options: list[str], default: str | None = None, **extra
+) -> EngineManifest:
+    return EngineManifest.model_validate(
+        {
+            "name": name,
+            "summary": name,
+            "description": name,
+            "vendor": "test",
+            "runtime": "llamacpp",
+            "devices": devices,
+            "model-options": options,
+            "default-model-option": default or options[0],
+            **extra,
+        }
+    )
+
+
+def package(*engines: EngineManifest) -> ModelPackage:
+    model = ModelManifest.model_validate(
+        {
+            "name": "m",
+            "description": "d",
+            "license": "mit",
+            "capabilities": ["text"],
+            "shape": {
+                "parameters": 8_000_000_000,
+                "layers": 32,
+                "kv-heads": 8,
+                "head-dim": 128,
+                "context": 8192,
+            },
+            "options": {
+                "q4": {
+                    "repo": "o/m-GGUF",
+                    "format": "gguf",
+                    "quantization": "Q4_K_M",
+                    "files": ["*Q4*"],
+                    "size": "4.9GB",
+                },
+                "q8": {
+                    "repo": "o/m-GGUF",
+                    "format": "gguf",
+                    "quantization": "Q8_0",
+                    "files": ["*Q8*"],
+                    "size": "8.5GB",
+                },
+                "q2": {
+                    "repo": "o/m-GGUF",
+                    "format": "gguf",
+                    "quantization": "Q2_K",
+                    "files": ["*Q2*"],
+                    "size": "3.2GB",
+                },
+            },
+        }
+    )
+    return ModelPackage(model=model, engines={e.name: e for e in engines}, source="test")
+
+
+CPU = engine("cpu", {"anyof": [{"type": "cpu", "architecture": "amd64"}]}, ["q8", "q4", "q2"], "q8")
+AVX512 = engine(
+    "avx512",
+    {"allof": [{"type": "cpu", "architecture": "amd64", "flags": ["avx512f"]}]},
+    ["q8", "q4"],
+)
+CUDA = engine(
+    "cuda",
+    {"allof": [{"type": "gpu", "vendor-id": "10de", "compute-capability": [">=7.0"]}]},
+    ["q8", "q4"],
+)
+
+
+def test_kv_cache_formula() -> None:
+    shape = package(CPU).model.shape
+    # 2 × 32 layers × 8192 ctx × 8 kv heads × 128 head dim × 2 bytes = 1 GiB
+    assert kv_cache_bytes(shape, 2.0) == GiB
+
+
+def test_more_specific_engine_wins_and_gpu_beats_cpu() -> None:
+    pkg = package(CPU, AVX512, CUDA)
+    assert select(pkg, machine()).engine.name == "cpu"
+    assert select(pkg, machine(flags=("avx2", "avx512f"))).engine.name == "avx512"
+    assert select(pkg, machine(flags=("avx512f",), gpus=(nvidia(24, "8.9"),))).engine.name == "cuda"
+
+
+def test_gpu_memory_is_checked_against_vram_not_ram() -> None:
+    pkg = package(CPU, CUDA)
+    small = select(pkg, machine(ram_gib=64, gpus=(nvidia(6, "8.6"),)))
+    # q8 (8.5 GB) does not fit 6 GiB VRAM: falls back to the largest that does, q4.
+    assert (small.engine.name, small.option_name) == ("cuda", "q4")
+    assert small.memory.budget == "VRAM of 0000:01:00.0"
+    tiny = select(pkg, machine(ram_gib=64, gpus=(nvidia(2, "8.6"),)))
+    assert tiny.engine.name == "cpu"
+    cuda = next(ev for ev in tiny.evaluations if ev.engine == "cuda")
+    assert not cuda.compatible
+    assert "VRAM of 0000:01:00.0 is 2.0 GiB: does not fit" in cuda.reasons[0]
+
+
+def test_compute_capability_is_really_checked() -> None:
+    pkg = package(CPU, CUDA)
+    chosen = select(pkg, machine(gpus=(nvidia(11, "6.1"),)))
+    assert chosen.engine.name == "cpu"
+    cuda = next(ev for ev in chosen.evaluations if ev.engine == "cuda")
+    assert cuda.reasons == ["compute capability 6.1 does not satisfy >=7.0"]
+
+
+def test_default_option_then_largest_that_fits_then_incompatible() -> None:
+    pkg = package(CPU)
+    assert select(pkg, machine(ram_gib=16)).option_name == "q8"
+    assert select(pkg, machine(ram_gib=7)).option_name == "q4"
+    assert select(pkg, machine(ram_gib=5)).option_name == "q2"
+    with pytest.raises(NoCompatibleEngine) as info:
+        select(pkg, machine(ram_gib=3))
+    assert "q2: needs 4.4 GiB" in str(info.value) and "available RAM is 3.0 GiB" in str(info.value)
+
+
+def test_experimental_engines_only_by_name() -> None:
+    exp = engine(
+        "exp", {"anyof": [{"type": "cpu", "architecture": "amd64"}]}, ["q4"], experimental=True
+    )
+    pkg = package(exp)
+    with pytest.raises(NoCompatibleEngine):
+        select(pkg, machine())
+    assert select(pkg, machine(), engine="exp").engine.name == "exp"
+
+
+def test_ties_break_deterministically_by_name() -> None:
+    a = engine("b-engine", {"anyof": [{"type": "cpu", "architecture": "amd64"}]}, ["q4"])
+    b = engine("a-engine", {"anyof": [{"type": "cpu", "architecture": "amd64"}]}, ["q4"])
+    assert select(package(a, b), machine()).engine.name == "a-engine"
+    assert [ev.engine for ev in evaluate_all(package(a, b), machine())] == ["a-engine", "b-engine"]
+
+
+def test_named_engine_that_cannot_run_needs_force() -> None:
+    pkg = package(CPU, CUDA)
+    with pytest.raises(NoCompatibleEngine) as info:
+        select(pkg, machine(), engine="cuda")
+    assert "use --force" in str(info.value)
+    assert select(pkg, machine(), engine="cuda", force=True).pinned
+    with pytest.raises(UnknownEngine):
+        select(pkg, machine(), engine="nope")
+
+
+def test_unified_memory_gpu_counts_ram_once() -> None:
+    apple = Device(
+        bus="soc",
+        slot="apple-gpu",
+        kind="gpu",
+        device_class=0x030000,
+        vendor_id=0x106B,
+        device_id=0,
+        integrated=True,
+        gpu=GpuInfo(vram_bytes=16 * GiB, unified_memory=True),
+    )
+    mlx = engine(
+        "mlx", {"allof": [{"type": "gpu", "bus": "soc", "vendor-id": "0x106b"}]}, ["q8", "q4"]
+    )
+    chosen = select(package(mlx), machine(ram_gib=7, gpus=(apple,)))
+    assert chosen.option_name == "q4"
+    assert chosen.memory.budget == "available RAM (shared with apple-gpu)"

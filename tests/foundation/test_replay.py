@@ -1,0 +1,266 @@
+"""Every captured machine, through the real detector and the matchmaker, for every package.
+
+The expected engine per machine is what a person reading the capture would pick:
+CUDA where an NVIDIA driver reports a usable GPU, vLLM only from compute capability 7.0,
+Ampere's build on Ampere servers, AVX-512 builds where the flags are there, OpenVINO on an
+Intel GPU only where its OpenCL runtime answers, and a smaller variant (or nothing) where
+RAM is short.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from famous.hardware.detector import detect
+from famous.hardware.host import Host
+from famous.manifests.loader import builtin_package_names, find_package
+from famous.matchmaker import NoCompatibleEngine, evaluate, select
+
+from .conftest import machine_names, machine_root
+
+EXPECTED = {
+    "ampere-one-m-banshee-12": {
+        "all-minilm-l6-v2": "ampere/q8_0",
+        "gemma-2-2b-it": "ampere/q4_k_m",
+        "llama-3.1-8b-instruct": "ampere/q4_k_m",
+        "llama-3.2-1b-instruct": "ampere/q4_k_m",
+        "phi-3.5-mini-instruct": "ampere/q4_k_m",
+        "qwen2.5-0.5b-instruct": "ampere/q4_k_m",
+        "qwen3-8b": "ampere/q4_k_m",
+    },
+    "ampere-one-siryn": {
+        "all-minilm-l6-v2": "ampere/q8_0",
+        "gemma-2-2b-it": "ampere/q4_k_m",
+        "llama-3.1-8b-instruct": "ampere/q4_k_m",
+        "llama-3.2-1b-instruct": "ampere/q4_k_m",
+        "phi-3.5-mini-instruct": "ampere/q4_k_m",
+        "qwen2.5-0.5b-instruct": "ampere/q4_k_m",
+        "qwen3-8b": "ampere/q4_k_m",
+    },
+    "asus-ux301l": {
+        "all-minilm-l6-v2": "cpu/q8_0",
+        "gemma-2-2b-it": "cpu/q4_k_m",
+        "llama-3.1-8b-instruct": None,
+        "llama-3.2-1b-instruct": "cpu/q4_k_m",
+        "phi-3.5-mini-instruct": None,
+        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
+        "qwen3-8b": None,
+    },
+    "hp-pavilion-15-cs-3037nl": {
+        "all-minilm-l6-v2": "cpu-avx512/q8_0",
+        "gemma-2-2b-it": "cpu-avx512/q4_k_m",
+        "llama-3.1-8b-instruct": "cpu-avx512/q4_k_m",
+        "llama-3.2-1b-instruct": "cpu-avx512/q4_k_m",
+        "phi-3.5-mini-instruct": "cpu-avx512/q4_k_m",
+        "qwen2.5-0.5b-instruct": "cpu-avx512/q4_k_m",
+        "qwen3-8b": "cpu-avx512/q4_k_m",
+    },
+    "hp-proliant-rl300-gen11-altra": {
+        "all-minilm-l6-v2": "ampere/q8_0",
+        "gemma-2-2b-it": "ampere/q4_k_m",
+        "llama-3.1-8b-instruct": "ampere/q4_k_m",
+        "llama-3.2-1b-instruct": "ampere/q4_k_m",
+        "phi-3.5-mini-instruct": "ampere/q4_k_m",
+        "qwen2.5-0.5b-instruct": "ampere/q4_k_m",
+        "qwen3-8b": "ampere/q4_k_m",
+    },
+    "hp-zbook-power-16-inch-g11": {
+        "all-minilm-l6-v2": "cpu/q8_0",
+        "gemma-2-2b-it": "cpu/q4_k_m",
+        "llama-3.1-8b-instruct": "cpu/q3_k_m",
+        "llama-3.2-1b-instruct": "cpu/q4_k_m",
+        "phi-3.5-mini-instruct": "cpu/q4_k_m",
+        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
+        "qwen3-8b": None,
+    },
+    "i5-3570k+arc-a580+gtx1080ti": {
+        "all-minilm-l6-v2": "cuda/q8_0",
+        "gemma-2-2b-it": "cuda/q4_k_m",
+        "llama-3.1-8b-instruct": "cuda/q4_k_m",
+        "llama-3.2-1b-instruct": "cuda/q4_k_m",
+        "phi-3.5-mini-instruct": "cuda/q4_k_m",
+        "qwen2.5-0.5b-instruct": "cuda/q4_k_m",
+        "qwen3-8b": "cuda/q4_k_m",
+    },
+    "i7-10510U": {
+        "all-minilm-l6-v2": "cpu/q8_0",
+        "gemma-2-2b-it": "cpu/q4_k_m",
+        "llama-3.1-8b-instruct": "cpu/q4_k_m",
+        "llama-3.2-1b-instruct": "cpu/q4_k_m",
+        "phi-3.5-mini-instruct": "cpu/q4_k_m",
+        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
+        "qwen3-8b": "cpu/q4_k_m",
+    },
+    "i7-1165G7": {
+        "all-minilm-l6-v2": "cpu-avx512/q8_0",
+        "gemma-2-2b-it": "cpu-avx512/q4_k_m",
+        "llama-3.1-8b-instruct": "cpu-avx512/q4_k_m",
+        "llama-3.2-1b-instruct": "cpu-avx512/q4_k_m",
+        "phi-3.5-mini-instruct": "cpu-avx512/q4_k_m",
+        "qwen2.5-0.5b-instruct": "cpu-avx512/q4_k_m",
+        "qwen3-8b": "cpu-avx512/q4_k_m",
+    },
+    "intel-core-ultra-7-256v": {
+        "all-minilm-l6-v2": "cpu/q8_0",
+        "gemma-2-2b-it": "cpu/q4_k_m",
+        "llama-3.1-8b-instruct": "cpu/q4_k_m",
+        "llama-3.2-1b-instruct": "cpu/q4_k_m",
+        "phi-3.5-mini-instruct": "cpu/q4_k_m",
+        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
+        "qwen3-8b": "cpu/q4_k_m",
+    },
+    "lenovo-thinkpad-p16s": {
+        "all-minilm-l6-v2": "cpu-avx512/q8_0",
+        "gemma-2-2b-it": "cpu-avx512/q4_k_m",
+        "llama-3.1-8b-instruct": "cpu-avx512/q4_k_m",
+        "llama-3.2-1b-instruct": "cpu-avx512/q4_k_m",
+        "phi-3.5-mini-instruct": "cpu-avx512/q4_k_m",
+        "qwen2.5-0.5b-instruct": "cpu-avx512/q4_k_m",
+        "qwen3-8b": "cpu-avx512/q4_k_m",
+    },
+    "mustang": {
+        "all-minilm-l6-v2": "cpu/q8_0",
+        "gemma-2-2b-it": "cpu/q4_k_m",
+        "llama-3.1-8b-instruct": "cpu/q4_k_m",
+        "llama-3.2-1b-instruct": "cpu/q4_k_m",
+        "phi-3.5-mini-instruct": "cpu/q4_k_m",
+        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
+        "qwen3-8b": "cpu/q4_k_m",
+    },
+    "orange-pi-rv2": {
+        "all-minilm-l6-v2": "cpu/q8_0",
+        "gemma-2-2b-it": "cpu/q4_k_m",
+        "llama-3.1-8b-instruct": "cpu/q4_k_m",
+        "llama-3.2-1b-instruct": "cpu/q4_k_m",
+        "phi-3.5-mini-instruct": "cpu/q4_k_m",
+        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
+        "qwen3-8b": "cpu/q4_k_m",
+    },
+    "raspberry-pi-5": {
+        "all-minilm-l6-v2": "cpu/q8_0",
+        "gemma-2-2b-it": "cpu/q4_k_m",
+        "llama-3.1-8b-instruct": None,
+        "llama-3.2-1b-instruct": "cpu/q4_k_m",
+        "phi-3.5-mini-instruct": None,
+        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
+        "qwen3-8b": None,
+    },
+    "sifive-p550-premier": {
+        "all-minilm-l6-v2": "cpu/q8_0",
+        "gemma-2-2b-it": "cpu/q4_k_m",
+        "llama-3.1-8b-instruct": "cpu/q4_k_m",
+        "llama-3.2-1b-instruct": "cpu/q4_k_m",
+        "phi-3.5-mini-instruct": "cpu/q4_k_m",
+        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
+        "qwen3-8b": "cpu/q4_k_m",
+    },
+    "system76-addw4": {
+        "all-minilm-l6-v2": "cpu/q8_0",
+        "gemma-2-2b-it": "cpu/q4_k_m",
+        "llama-3.1-8b-instruct": "cpu/q4_k_m",
+        "llama-3.2-1b-instruct": "cpu/q4_k_m",
+        "phi-3.5-mini-instruct": "cpu/q4_k_m",
+        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
+        "qwen3-8b": "cpu/q4_k_m",
+    },
+    "xps13-7390": {
+        "all-minilm-l6-v2": "cpu/q8_0",
+        "gemma-2-2b-it": "cpu/q4_k_m",
+        "llama-3.1-8b-instruct": "cpu/q3_k_m",
+        "llama-3.2-1b-instruct": "intel-gpu/ov-int4",
+        "phi-3.5-mini-instruct": "intel-gpu/ov-int4",
+        "qwen2.5-0.5b-instruct": "intel-gpu/ov-int4",
+        "qwen3-8b": None,
+    },
+}
+
+
+def _report(machine: str):
+    return detect(Host.fake(machine_root(machine)))
+
+
+def test_every_capture_is_covered() -> None:
+    names = machine_names()
+    if not names:
+        pytest.skip("machine captures not found (shared/ beside the repo)")
+    assert sorted(EXPECTED) == names
+    assert all(sorted(row) == builtin_package_names() for row in EXPECTED.values())
+
+
+@pytest.mark.parametrize("machine", sorted(EXPECTED))
+def test_selection_on_captured_machine(machine: str) -> None:
+    report = _report(machine)
+    for name, expected in EXPECTED[machine].items():
+        package = find_package(name)
+        if expected is None:
+            with pytest.raises(NoCompatibleEngine) as info:
+                select(package, report)
+            assert "does not fit" in str(info.value) or "no matching" in str(info.value)
+            continue
+        selection = select(package, report)
+        got = f"{selection.engine.name}/{selection.option_name}"
+        assert got == expected, f"{machine} / {name}: {got} != {expected}"
+        assert selection.evaluation.compatible and not selection.engine.experimental
+        assert selection.memory.fits
+        # Deterministic: the same machine always gets the same answer.
+        again = select(package, report)
+        assert (again.engine.name, again.option_name) == (
+            selection.engine.name,
+            selection.option_name,
+        )
+
+
+def _why(machine: str, package: str, engine: str) -> str:
+    pkg = find_package(package)
+    ev = evaluate(pkg, pkg.engines[engine], _report(machine))
+    assert not ev.compatible
+    return "\n".join(ev.reasons)
+
+
+def test_gtx_1080_ti_is_too_old_for_vllm() -> None:
+    why = _why("i5-3570k+arc-a580+gtx1080ti", "llama-3.1-8b-instruct", "vllm-cuda")
+    assert "compute capability 6.1 does not satisfy >=7.0" in why
+
+
+def test_raspberry_pi_has_no_avx512_and_too_little_ram_for_8b() -> None:
+    assert "architecture arm64 is not amd64" in _why("raspberry-pi-5", "qwen3-8b", "cpu-avx512")
+    with pytest.raises(NoCompatibleEngine) as info:
+        select(find_package("qwen3-8b"), _report("raspberry-pi-5"))
+    message = str(info.value)
+    assert "q4_k_m: needs 5.6 GiB" in message and "available RAM is 4.1 GiB" in message
+
+
+def test_intel_gpu_without_opencl_runtime_is_explained() -> None:
+    why = _why("mustang", "qwen2.5-0.5b-instruct", "intel-gpu")
+    assert "needs 1.0 GiB VRAM, device 0000:03:00.0 reports none" in why
+
+
+def test_amd_gfx_target_is_checked() -> None:
+    why = _why("lenovo-thinkpad-p16s", "qwen2.5-0.5b-instruct", "rocm")
+    assert "microarchitecture gfx1152 is not gfx900" in why
+
+
+def test_ampere_altra_matches_through_its_root_complex() -> None:
+    pkg = find_package("qwen2.5-0.5b-instruct")
+    ev = evaluate(pkg, pkg.engines["ampere"], _report("hp-proliant-rl300-gen11-altra"))
+    matched = [c for c in ev.devices if c.matched and c.group == "anyof"]
+    assert [c.requirement for c in matched] == ["pci vendor 0x1def"]
+    assert ev.compatible and ev.score == 25
+
+
+def test_experimental_npu_engine_is_never_picked_automatically() -> None:
+    pkg = find_package("qwen2.5-0.5b-instruct")
+    report = _report("intel-core-ultra-7-256v")
+    npu = evaluate(pkg, pkg.engines["intel-npu"], report)
+    assert npu.compatible and npu.verdict == "exptl"
+    chosen = select(pkg, report)
+    assert chosen.engine.name != "intel-npu" and npu.score > chosen.evaluation.score
+    assert select(pkg, report, engine="intel-npu").engine.name == "intel-npu"
+
+
+def test_short_memory_falls_back_to_a_smaller_variant() -> None:
+    pkg = find_package("llama-3.1-8b-instruct")
+    selection = select(pkg, _report("xps13-7390"))
+    assert selection.option_name == "q3_k_m"
+    default = next(m for m in selection.evaluation.memory if m.option == "q4_k_m")
+    assert not default.fits and selection.memory.fits

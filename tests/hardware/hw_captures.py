@@ -1,0 +1,72 @@
+"""Where the real-machine captures live and how a report is summarised for golden files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from famous.hardware.cpu import notable_flags
+from famous.hardware.report import HardwareReport
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MACHINES = (REPO_ROOT / ".." / "shared" / "machines").resolve()
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def machine_names() -> list[str]:
+    if not MACHINES.is_dir():
+        return []
+    return sorted(p.name for p in MACHINES.iterdir() if (p / "machine-root").is_dir())
+
+
+def machine_root(name: str) -> Path:
+    if not MACHINES.is_dir():
+        pytest.skip(f"real-machine captures not found at {MACHINES} (../shared/machines)")
+    root = MACHINES / name / "machine-root"
+    if not root.is_dir():
+        pytest.skip(f"capture {name} not found under {MACHINES}")
+    return root
+
+
+_HEX = {
+    "device_class": 6,
+    "vendor_id": 4,
+    "device_id": 4,
+    "subsystem_vendor_id": 4,
+    "subsystem_device_id": 4,
+    "implementer_id": 2,
+    "part_number": 3,
+}
+
+
+def _hexed(data: dict[str, Any]) -> dict[str, Any]:
+    """Ids as people write them (0x10de), so a golden file reads like lspci."""
+    return {
+        k: f"0x{v:0{_HEX[k]}x}" if k in _HEX and isinstance(v, int) else v for k, v in data.items()
+    }
+
+
+def summary(report: HardwareReport) -> dict[str, Any]:
+    """A compact, reviewable view: every field except the long flag lists and 'other' devices."""
+    return {
+        "architecture": report.architecture,
+        "cpus": [
+            {
+                **_hexed(cpu.model_dump(exclude={"flags"}, exclude_none=True)),
+                "flag_count": len(cpu.flags),
+                "notable_flags": notable_flags(cpu),
+            }
+            for cpu in report.cpus
+        ],
+        "memory": report.memory.model_dump(),
+        "disk": report.disk.model_dump() if report.disk else None,
+        "devices": [
+            _hexed(d.model_dump(mode="json", exclude_none=True))
+            for d in report.devices
+            if d.kind != "other"
+        ],
+        "other_devices": sum(1 for d in report.devices if d.kind == "other"),
+        "warnings": report.warnings,
+    }
