@@ -127,7 +127,7 @@ def test_config_layers_package_engine_user_environment(monkeypatch: pytest.Monke
     assert out.strip() == "1024"
     monkeypatch.delenv("FAMOUS_CONTEXT_SIZE")
     assert famous("unset", "context-size", "--model", "qwen2.5-0.5b-instruct")[0] == 0
-    code, out, _ = famous("get", "context-size", "--model", "qwen2.5-0.5b-instruct")
+    _, out, _ = famous("get", "context-size", "--model", "qwen2.5-0.5b-instruct")
     assert out.strip() == "4096"
 
 

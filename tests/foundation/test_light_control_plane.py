@@ -27,9 +27,9 @@ HEAVY = {
     "uvicorn",
     "safetensors",
     "numpy",
+    "httpx",
+    "huggingface_hub",
     "famous.genai",
-    "famous.serve",
-    "famous.runtimes",
 }
 
 PROBE = """

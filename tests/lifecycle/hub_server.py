@@ -87,6 +87,7 @@ class Faults:
     missing: set[str] = field(default_factory=set)  # resolve answers 404 EntryNotFound
     stall: dict[str, float] = field(default_factory=dict)  # sleep this long before the body
     stall_api: float = 0.0  # sleep before answering API calls
+    rate: dict[str, int] = field(default_factory=dict)  # throttle to N bytes per second
 
     def clear(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -434,6 +435,12 @@ class _Handler(BaseHTTPRequestHandler):
             if data:
                 data[len(data) // 2] ^= 0xFF
             self.wfile.write(bytes(data))
+        elif faults.lookup(faults.rate, f.path):
+            per_second = faults.rate.get(f.path, faults.rate.get("*", 1 << 20))
+            step = max(per_second // 20, 1)
+            for pos in range(start, limit, step):
+                self.wfile.write(f.read(pos, min(pos + step, limit)))
+                time.sleep(0.05)
         elif isinstance(f.source, Path):
             with open(f.source, "rb") as fh:
                 self.connection.sendfile(fh, start, limit - start)

@@ -23,7 +23,9 @@ _COMMAND_MODULES = (
     "famous.cli.machine",
     "famous.cli.selection",
     "famous.cli.config",
+    "famous.cli.genai",
     "famous.cli.serving",
+    "famous.cli.lifecycle",
 )
 _COMMAND_MODULES = tuple(m for m in _COMMAND_MODULES if importlib.util.find_spec(m))
 

@@ -173,35 +173,38 @@ def _start_gateway(port: int | None = None, wait: float = 60.0) -> state.Gateway
     raise fail(f"the gateway did not start (see {log_path}):\n{lines}")
 
 
-def _resolve_model(model: str, engine: str | None, variant: str | None) -> dict[str, Any] | None:
-    """MODEL → what the gateway should register (a local file), or None when it is cataloged.
+def _resolve_model(
+    model: str, engine: str | None, variant: str | None
+) -> tuple[str, dict[str, Any] | None]:
+    """MODEL → (the name requests use, what the gateway must register for a local file).
 
-    A catalog miss pulls through the lifecycle's pull service when it is installed.
+    A model that is not installed (or not for ``--engine``/``--variant``) is pulled first.
     """
     path = Path(model).expanduser()
-    if path.exists():
+    if path.is_file() or (path.is_dir() and not (path / "model.yaml").is_file()):
         name = path.stem if path.is_file() else path.name
-        return {"name": name, "path": str(path.resolve())}
+        return name, {"name": name, "path": str(path.resolve())}
     from famous.serve.catalog import ModelCatalog
 
-    if ModelCatalog(use_store=True).get(model) is not None:
-        return None
-    try:
-        from famous.hub import pull as pull_service  # the lifecycle's pull service
-    except ImportError:
-        pull_service = None
-    if pull_service is None or not hasattr(pull_service, "pull"):
-        raise fail(
-            f"{model} is not pulled and is not a file; pull it first: famous pull {model}",
-            exits.NOT_FOUND,
-        )
+    if engine is None and variant is None and ModelCatalog(use_store=True).get(model) is not None:
+        return model, None
+    from famous.hub.errors import HubError
+    from famous.hub.progress import default_progress
+    from famous.hub.pull import pull
+
     typer.echo(f"pulling {model}…", err=True)
-    kwargs: dict[str, Any] = {}
-    if engine:
-        kwargs["engine"] = engine
-    if variant:
-        kwargs["variant"] = variant
-    pull_service.pull(model, **kwargs)
+    try:
+        result = pull(model, engine=engine, variant=variant, progress=default_progress())
+    except HubError as exc:
+        hint = getattr(exc, "hint", None)
+        code = getattr(exc, "exit_code", exits.ERROR)
+        raise fail(f"{exc}" + (f" ({hint})" if hint and hint not in str(exc) else ""), code) from None
+    typer.echo(
+        f"{result.model}: engine {result.engine}, variant {result.variant}"
+        + (" (already installed)" if result.reused else ""),
+        err=True,
+    )
+    return result.model, None
     return None
 
 
@@ -308,11 +311,9 @@ def run(
     api_key: str | None = ApiKeyOption,
 ) -> None:
     """Pull if needed, start the gateway if none runs, load the model, then chat."""
-    register_payload = _resolve_model(model, engine, variant)
+    name, register_payload = _resolve_model(model, engine, variant)
     info = _start_gateway()
-    name = model
     if register_payload is not None:
-        name = register_payload["name"]
         status, body = state.request(info, "POST", "/api/models", register_payload, api_key=api_key)
         if status != 200:
             raise fail(_gateway_error(body))

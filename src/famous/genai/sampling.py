@@ -51,7 +51,7 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0, min_
         # drop a token when the tokens ranked above it already reach top_p (keep at least one)
         drop = (cum - sorted_logits.softmax(-1)) >= top_p
         drop[..., 0] = False
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), neg)
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), neg)
     return logits
 
 

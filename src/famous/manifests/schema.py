@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -44,6 +43,8 @@ class Strict(BaseModel):
 
 
 def _specifier_list(value: Any) -> list[str]:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet  # only manifests with one
+
     items = [value] if isinstance(value, str | int | float) else value
     if not isinstance(items, list):
         raise ValueError("expected a list of version specifiers such as ['>=7.0']")

@@ -26,8 +26,6 @@ microarchitecture       10     AMD gfx target
 
 from __future__ import annotations
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel
 
 from famous.hardware.report import CpuGroup, Device, HardwareReport
@@ -123,7 +121,9 @@ def _check_cpu(req: CpuDevice, cpu: CpuGroup) -> Check:
     return (0 if reasons else score), reasons, False
 
 
-def _version(text: str | None) -> Version | None:
+def _version(text: str | None):  # -> packaging.version.Version | None
+    from packaging.version import InvalidVersion, Version
+
     try:
         return Version(text) if text else None
     except InvalidVersion:
@@ -173,6 +173,8 @@ def _check_pci(req: PciDevice, dev: Device) -> Check:
     if req.compute_capability:
         have_cc = gpu.compute_capability if gpu else None
         version = _version(have_cc)
+        from packaging.specifiers import SpecifierSet
+
         spec = SpecifierSet(",".join(req.compute_capability))
         if version is None:
             reasons.append(f"compute capability of {dev.slot} is unknown, needs {spec}")

@@ -81,7 +81,7 @@ class _LlamaCppBase(RuntimeAdapter):
 
     def settings(self, spec: LaunchSpec) -> dict[str, Any]:
         """The effective settings: configuration, then defaults from the GGUF and the machine."""
-        cfg = normalize_configuration(spec.configuration)
+        cfg = {**self.configuration, **normalize_configuration(spec.configuration)}
         meta = self._metadata(spec)
         trained = gguf_meta.context_length(meta)
         ctx = _pick(cfg, "ctx_size", "n_ctx", "context", "context_size")

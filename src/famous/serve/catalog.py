@@ -134,31 +134,25 @@ class ModelCatalog:
     # -- the store's catalog ---------------------------------------------------------------
 
     def _store_rows(self, model: str | None = None) -> list[Mapping[str, Any]]:
-        from famous.store import db
+        """Installed artifacts (by catalog name or repo id), newest first."""
+        from famous.store.artifacts import list_artifacts
+        from famous.store.db import CatalogError
 
         try:
-            conn = db.connect(create=False)
-        except db.CatalogError as exc:
+            found = list_artifacts(model)
+        except CatalogError as exc:
             log.warning("catalog unreadable: %s", exc)
             return []
-        if conn is None:
-            return []
-        try:
-            sql = "SELECT * FROM artifacts"
-            args: tuple[Any, ...] = ()
-            if model is not None:
-                sql += " WHERE model = ?"
-                args = (model,)
-            return [dict(r) for r in conn.execute(sql + " ORDER BY created_at DESC", args)]
-        finally:
-            conn.close()
+        rows = [a.model_dump() for a in found]
+        rows.sort(key=lambda r: r["created_at"], reverse=True)
+        return rows
 
     def _from_store(self, name: str) -> ModelSpec | None:
         rows = [r for r in self._store_rows(name) if Path(r["path"]).exists()]
         if not rows:
             return None
-        row = self._preferred(name, rows)
-        runtime, configuration = self._engine_settings(name, row)
+        row = self._preferred(rows[0]["model"], rows)
+        runtime, configuration = self._engine_settings(row["model"], row)
         path = Path(row["path"])
         return ModelSpec(
             name=name,

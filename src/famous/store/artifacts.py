@@ -120,7 +120,7 @@ def _files_of(conn: sqlite3.Connection, artifact_id: int) -> list[ArtifactFile]:
             size_bytes=r["size_bytes"],
             sha256=r["sha256"],
             etag=r["etag"],
-            mtime_ns=r.get("mtime_ns", None),
+            mtime_ns=r["mtime_ns"],
         )
         for r in rows
     ]

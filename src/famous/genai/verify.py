@@ -1,0 +1,81 @@
+"""``famous verify DIR``: famous against transformers (the reference) on the same weights."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class VerifyReport:
+    model_type: str
+    dtype: str
+    prompt_tokens: int
+    new_tokens: int
+    max_abs_logit_diff: float
+    greedy_match: bool
+    first_mismatch: int | None
+    famous_tokens: list[int]
+    reference_tokens: list[int]
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.greedy_match and self.max_abs_logit_diff <= self.tolerance
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def verify(
+    model_dir: str | Path,
+    dtype: str = "fp32",
+    prompt_tokens: int = 64,
+    new_tokens: int = 32,
+    seed: int = 0,
+    tolerance: float | None = None,
+) -> VerifyReport:
+    """Random prompt → prefill logits (max |diff|) and greedy tokens of both engines."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from famous.genai.loader import load_model, resolve_dtype
+
+    dt = resolve_dtype(dtype)
+    tolerance = tolerance if tolerance is not None else (1e-4 if dt == torch.float32 else 0.25)
+    ours = load_model(model_dir, dt, max_seq_len=prompt_tokens + new_tokens + 8)
+    ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dt, trust_remote_code=False).eval()
+    g = torch.Generator().manual_seed(seed)
+    vocab = ours.cfg.vocab_size
+    ids = torch.randint(min(3, vocab - 1), vocab, (1, prompt_tokens), generator=g)
+    with torch.inference_mode():
+        ref_logits = ref(ids).logits.float()
+        cache = ours.init_cache(1)
+        logits, cache = ours(ids, torch.arange(prompt_tokens), cache, end=prompt_tokens, inplace=True)
+        diff = (ref_logits - logits.float()).abs().max().item()
+        mine = []
+        nxt = logits[:, -1:]
+        for i in range(new_tokens):
+            tok = int(nxt[0, -1].argmax())
+            mine.append(tok)
+            p = prompt_tokens + i
+            nxt, cache = ours(torch.tensor([[tok]]), torch.tensor([p]), cache, end=p + 1, inplace=True)
+        out = ref.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens, do_sample=False, pad_token_id=0,
+        )
+        theirs = out[0, prompt_tokens:].tolist()
+    mismatch = next((i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b), None)
+    return VerifyReport(
+        model_type=ours.cfg.model_type,
+        dtype=str(dt).removeprefix("torch."),
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
+        max_abs_logit_diff=diff,
+        greedy_match=mine == theirs,
+        first_mismatch=mismatch,
+        famous_tokens=mine,
+        reference_tokens=theirs,
+        tolerance=tolerance,
+    )
