@@ -115,15 +115,15 @@ def test_use_engine_persists_refuses_incompatible_and_auto_unpins(famous_home: P
 
 def test_config_layers_package_engine_user_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAMOUS_HARDWARE_ROOT", str(machine_root("raspberry-pi-5")))
-    code, out, _ = famous("get", "http.port", "-f", "json")
+    _, out, _ = famous("get", "http.port", "-f", "json")
     assert json.loads(out) == {"key": "http.port", "value": 8324, "layer": "package"}
-    code, out, _ = famous("get", "context-size", "--model", "qwen2.5-0.5b-instruct", "-f", "json")
+    _, out, _ = famous("get", "context-size", "--model", "qwen2.5-0.5b-instruct", "-f", "json")
     assert json.loads(out)["layer"] == "engine" and json.loads(out)["value"] == 4096
     assert famous("set", "context-size=2048", "--model", "qwen2.5-0.5b-instruct")[0] == 0
-    code, out, _ = famous("get", "context-size", "--model", "qwen2.5-0.5b-instruct", "-f", "json")
+    _, out, _ = famous("get", "context-size", "--model", "qwen2.5-0.5b-instruct", "-f", "json")
     assert json.loads(out) == {"key": "context-size", "value": 2048, "layer": "user"}
     monkeypatch.setenv("FAMOUS_CONTEXT_SIZE", "1024")
-    code, out, _ = famous("get", "context-size", "--model", "qwen2.5-0.5b-instruct")
+    _, out, _ = famous("get", "context-size", "--model", "qwen2.5-0.5b-instruct")
     assert out.strip() == "1024"
     monkeypatch.delenv("FAMOUS_CONTEXT_SIZE")
     assert famous("unset", "context-size", "--model", "qwen2.5-0.5b-instruct")[0] == 0

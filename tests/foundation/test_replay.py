@@ -9,7 +9,10 @@ RAM is short.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from famous.hardware.detector import detect
 from famous.hardware.host import Host
@@ -18,161 +21,9 @@ from famous.matchmaker import NoCompatibleEngine, evaluate, select
 
 from .conftest import machine_names, machine_root
 
-EXPECTED = {
-    "ampere-one-m-banshee-12": {
-        "all-minilm-l6-v2": "ampere/q8_0",
-        "gemma-2-2b-it": "ampere/q4_k_m",
-        "llama-3.1-8b-instruct": "ampere/q4_k_m",
-        "llama-3.2-1b-instruct": "ampere/q4_k_m",
-        "phi-3.5-mini-instruct": "ampere/q4_k_m",
-        "qwen2.5-0.5b-instruct": "ampere/q4_k_m",
-        "qwen3-8b": "ampere/q4_k_m",
-    },
-    "ampere-one-siryn": {
-        "all-minilm-l6-v2": "ampere/q8_0",
-        "gemma-2-2b-it": "ampere/q4_k_m",
-        "llama-3.1-8b-instruct": "ampere/q4_k_m",
-        "llama-3.2-1b-instruct": "ampere/q4_k_m",
-        "phi-3.5-mini-instruct": "ampere/q4_k_m",
-        "qwen2.5-0.5b-instruct": "ampere/q4_k_m",
-        "qwen3-8b": "ampere/q4_k_m",
-    },
-    "asus-ux301l": {
-        "all-minilm-l6-v2": "cpu/q8_0",
-        "gemma-2-2b-it": "cpu/q4_k_m",
-        "llama-3.1-8b-instruct": None,
-        "llama-3.2-1b-instruct": "cpu/q4_k_m",
-        "phi-3.5-mini-instruct": None,
-        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
-        "qwen3-8b": None,
-    },
-    "hp-pavilion-15-cs-3037nl": {
-        "all-minilm-l6-v2": "cpu-avx512/q8_0",
-        "gemma-2-2b-it": "cpu-avx512/q4_k_m",
-        "llama-3.1-8b-instruct": "cpu-avx512/q4_k_m",
-        "llama-3.2-1b-instruct": "cpu-avx512/q4_k_m",
-        "phi-3.5-mini-instruct": "cpu-avx512/q4_k_m",
-        "qwen2.5-0.5b-instruct": "cpu-avx512/q4_k_m",
-        "qwen3-8b": "cpu-avx512/q4_k_m",
-    },
-    "hp-proliant-rl300-gen11-altra": {
-        "all-minilm-l6-v2": "ampere/q8_0",
-        "gemma-2-2b-it": "ampere/q4_k_m",
-        "llama-3.1-8b-instruct": "ampere/q4_k_m",
-        "llama-3.2-1b-instruct": "ampere/q4_k_m",
-        "phi-3.5-mini-instruct": "ampere/q4_k_m",
-        "qwen2.5-0.5b-instruct": "ampere/q4_k_m",
-        "qwen3-8b": "ampere/q4_k_m",
-    },
-    "hp-zbook-power-16-inch-g11": {
-        "all-minilm-l6-v2": "cpu/q8_0",
-        "gemma-2-2b-it": "cpu/q4_k_m",
-        "llama-3.1-8b-instruct": "cpu/q3_k_m",
-        "llama-3.2-1b-instruct": "cpu/q4_k_m",
-        "phi-3.5-mini-instruct": "cpu/q4_k_m",
-        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
-        "qwen3-8b": None,
-    },
-    "i5-3570k+arc-a580+gtx1080ti": {
-        "all-minilm-l6-v2": "cuda/q8_0",
-        "gemma-2-2b-it": "cuda/q4_k_m",
-        "llama-3.1-8b-instruct": "cuda/q4_k_m",
-        "llama-3.2-1b-instruct": "cuda/q4_k_m",
-        "phi-3.5-mini-instruct": "cuda/q4_k_m",
-        "qwen2.5-0.5b-instruct": "cuda/q4_k_m",
-        "qwen3-8b": "cuda/q4_k_m",
-    },
-    "i7-10510U": {
-        "all-minilm-l6-v2": "cpu/q8_0",
-        "gemma-2-2b-it": "cpu/q4_k_m",
-        "llama-3.1-8b-instruct": "cpu/q4_k_m",
-        "llama-3.2-1b-instruct": "cpu/q4_k_m",
-        "phi-3.5-mini-instruct": "cpu/q4_k_m",
-        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
-        "qwen3-8b": "cpu/q4_k_m",
-    },
-    "i7-1165G7": {
-        "all-minilm-l6-v2": "cpu-avx512/q8_0",
-        "gemma-2-2b-it": "cpu-avx512/q4_k_m",
-        "llama-3.1-8b-instruct": "cpu-avx512/q4_k_m",
-        "llama-3.2-1b-instruct": "cpu-avx512/q4_k_m",
-        "phi-3.5-mini-instruct": "cpu-avx512/q4_k_m",
-        "qwen2.5-0.5b-instruct": "cpu-avx512/q4_k_m",
-        "qwen3-8b": "cpu-avx512/q4_k_m",
-    },
-    "intel-core-ultra-7-256v": {
-        "all-minilm-l6-v2": "cpu/q8_0",
-        "gemma-2-2b-it": "cpu/q4_k_m",
-        "llama-3.1-8b-instruct": "cpu/q4_k_m",
-        "llama-3.2-1b-instruct": "cpu/q4_k_m",
-        "phi-3.5-mini-instruct": "cpu/q4_k_m",
-        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
-        "qwen3-8b": "cpu/q4_k_m",
-    },
-    "lenovo-thinkpad-p16s": {
-        "all-minilm-l6-v2": "cpu-avx512/q8_0",
-        "gemma-2-2b-it": "cpu-avx512/q4_k_m",
-        "llama-3.1-8b-instruct": "cpu-avx512/q4_k_m",
-        "llama-3.2-1b-instruct": "cpu-avx512/q4_k_m",
-        "phi-3.5-mini-instruct": "cpu-avx512/q4_k_m",
-        "qwen2.5-0.5b-instruct": "cpu-avx512/q4_k_m",
-        "qwen3-8b": "cpu-avx512/q4_k_m",
-    },
-    "mustang": {
-        "all-minilm-l6-v2": "cpu/q8_0",
-        "gemma-2-2b-it": "cpu/q4_k_m",
-        "llama-3.1-8b-instruct": "cpu/q4_k_m",
-        "llama-3.2-1b-instruct": "cpu/q4_k_m",
-        "phi-3.5-mini-instruct": "cpu/q4_k_m",
-        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
-        "qwen3-8b": "cpu/q4_k_m",
-    },
-    "orange-pi-rv2": {
-        "all-minilm-l6-v2": "cpu/q8_0",
-        "gemma-2-2b-it": "cpu/q4_k_m",
-        "llama-3.1-8b-instruct": "cpu/q4_k_m",
-        "llama-3.2-1b-instruct": "cpu/q4_k_m",
-        "phi-3.5-mini-instruct": "cpu/q4_k_m",
-        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
-        "qwen3-8b": "cpu/q4_k_m",
-    },
-    "raspberry-pi-5": {
-        "all-minilm-l6-v2": "cpu/q8_0",
-        "gemma-2-2b-it": "cpu/q4_k_m",
-        "llama-3.1-8b-instruct": None,
-        "llama-3.2-1b-instruct": "cpu/q4_k_m",
-        "phi-3.5-mini-instruct": None,
-        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
-        "qwen3-8b": None,
-    },
-    "sifive-p550-premier": {
-        "all-minilm-l6-v2": "cpu/q8_0",
-        "gemma-2-2b-it": "cpu/q4_k_m",
-        "llama-3.1-8b-instruct": "cpu/q4_k_m",
-        "llama-3.2-1b-instruct": "cpu/q4_k_m",
-        "phi-3.5-mini-instruct": "cpu/q4_k_m",
-        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
-        "qwen3-8b": "cpu/q4_k_m",
-    },
-    "system76-addw4": {
-        "all-minilm-l6-v2": "cpu/q8_0",
-        "gemma-2-2b-it": "cpu/q4_k_m",
-        "llama-3.1-8b-instruct": "cpu/q4_k_m",
-        "llama-3.2-1b-instruct": "cpu/q4_k_m",
-        "phi-3.5-mini-instruct": "cpu/q4_k_m",
-        "qwen2.5-0.5b-instruct": "cpu/q4_k_m",
-        "qwen3-8b": "cpu/q4_k_m",
-    },
-    "xps13-7390": {
-        "all-minilm-l6-v2": "cpu/q8_0",
-        "gemma-2-2b-it": "cpu/q4_k_m",
-        "llama-3.1-8b-instruct": "cpu/q3_k_m",
-        "llama-3.2-1b-instruct": "intel-gpu/ov-int4",
-        "phi-3.5-mini-instruct": "intel-gpu/ov-int4",
-        "qwen2.5-0.5b-instruct": "intel-gpu/ov-int4",
-        "qwen3-8b": None,
-    },
-}
+EXPECTED: dict[str, dict[str, str | None]] = yaml.safe_load(
+    (Path(__file__).parent / "golden" / "selections.yaml").read_text()
+)
 
 
 def _report(machine: str):

@@ -117,22 +117,24 @@ def translate(exc: BaseException, repo_id: str) -> HubError | None:
 
 def similar_repos(repo_id: str, limit: int = 5) -> list[str]:
     """Repo ids whose names look like ``repo_id``'s, from a Hub search; [] when it fails."""
+    import difflib
+    import re
+
     name = repo_id.split("/")[-1]
-    queries = [name]
-    for cut in ("-GGUF", "-gguf", "-Instruct", "-instruct"):
-        if cut in name:
-            queries.append(name.split(cut)[0])
+    tokens = [t for t in re.split(r"[-_.]", name) if t]
+    queries = [name] + ["-".join(tokens[:k]) for k in range(len(tokens) - 1, 0, -1)][:3]
     found: list[str] = []
     try:
         client = api()
         for query in queries:
-            for info in client.list_models(search=query, limit=limit):
-                if info.id not in found and info.id != repo_id:
+            for info in client.list_models(search=query, limit=20):
+                if info.id not in found and info.id.lower() != repo_id.lower():
                     found.append(info.id)
             if found:
                 break
     except Exception:
         return []
+    found.sort(key=lambda r: -difflib.SequenceMatcher(None, r.lower(), repo_id.lower()).ratio())
     return found[:limit]
 
 

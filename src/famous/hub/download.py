@@ -199,8 +199,11 @@ def check_disk(files: list[RemoteFile], dest: Path, reserve: int = 64 << 20) -> 
 
 
 def _part_path(dest: Path, f: RemoteFile) -> Path:
-    key = f.sha256 or f.blob_id or hashlib.sha256(f.path.encode()).hexdigest()
-    return dest / STATE_DIR / "partial" / f"{safe_component(key, 70)}.part"
+    """Partial bytes are keyed by expected content and path: two files with equal bytes
+    (two ``{}`` configs) never share one, and another revision's bytes are never resumed."""
+    content = f.sha256 or f.blob_id or "unknown"
+    where = hashlib.sha256(f.path.encode()).hexdigest()[:12]
+    return dest / STATE_DIR / "partial" / f"{safe_component(content, 64)}-{where}.part"
 
 
 def download_files(

@@ -1,0 +1,147 @@
+"""Load on demand, keep-alive unload, LRU eviction, memory refusal, auth, and `famous run`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import famous_cli, famous_env, get_json, start_gateway, stop_gateway
+
+from famous.serve.app import create_app
+from famous.serve.catalog import ModelCatalog, ModelSpec
+from famous.serve.errors import APIError
+from famous.serve.supervisor import Supervisor
+
+CHAT = [{"role": "user", "content": "hello"}]
+
+
+def _states(gw) -> dict[str, str]:
+    return {d["name"]: d["state"] for d in gw.ps()}
+
+
+@pytest.mark.slow
+def test_lru_eviction_and_keep_alive(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    gw = start_gateway(
+        tmp_path / "home",
+        "--model",
+        f"tiny={tiny_models['llama']}",
+        "--model",
+        f"emb={tiny_models['bert']}",
+        "--max-loaded",
+        "1",
+        "--keep-alive",
+        "3",
+    )
+    try:
+        with httpx.Client(timeout=120, trust_env=False) as http:
+            resp = http.post(gw.v1 + "/chat/completions", json={"model": "tiny", "messages": CHAT, "max_tokens": 2})
+            assert resp.status_code == 200, resp.text
+            assert _states(gw) == {"tiny": "ready"}
+            resp = http.post(gw.v1 + "/embeddings", json={"model": "emb", "input": "hi"})
+            assert resp.status_code == 200, resp.text
+            # Only one model fits (max-loaded 1): the least recently used one was stopped.
+            assert _states(gw) == {"tiny": "stopped", "emb": "ready"}
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if _states(gw)["emb"] == "stopped" and "unloaded after 3 s idle" in gw.log():
+                break
+            time.sleep(0.25)
+        assert _states(gw)["emb"] == "stopped"  # unloaded after 3 s idle
+        assert "unloaded after 3 s idle" in gw.log()
+        status = json.loads(famous_cli(gw.home, "status", "--format", "json").stdout)
+        assert {d["name"]: d["status"] for d in status["deployments"]} == {
+            "tiny": "stopped",
+            "emb": "stopped",
+        }
+    finally:
+        stop_gateway(gw)
+
+
+def test_model_that_cannot_fit_gets_507(tiny_models: dict[str, Path]) -> None:
+    catalog = ModelCatalog([ModelSpec(name="tiny", path=tiny_models["llama"])], use_store=False)
+    supervisor = Supervisor(catalog, memory_budget=64 * 1024**2, record=False)
+
+    async def go() -> APIError:
+        with pytest.raises(APIError) as info:
+            await supervisor.acquire("tiny")
+        return info.value
+
+    err = asyncio.run(go())
+    assert err.status == 507
+    assert "needs" in err.message and "budget" in err.message
+    assert supervisor.deployments["tiny"].process is None  # nothing was started
+
+
+def test_api_key_is_enforced(tiny_models: dict[str, Path]) -> None:
+    catalog = ModelCatalog([ModelSpec(name="tiny", path=tiny_models["llama"])], use_store=False)
+    app = create_app(Supervisor(catalog, record=False), api_key="sekret")
+
+    async def go() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            resp = await http.get("/v1/models")
+            assert resp.status_code == 401
+            assert resp.json()["error"]["code"] == "invalid_api_key"
+            resp = await http.get("/v1/models", headers={"authorization": "Bearer wrong"})
+            assert resp.status_code == 401
+            resp = await http.get("/v1/models", headers={"authorization": "Bearer sekret"})
+            assert resp.status_code == 200
+            assert [m["id"] for m in resp.json()["data"]] == ["tiny"]
+            assert (await http.get("/health")).status_code == 200
+
+    asyncio.run(go())
+
+
+def test_binding_beyond_localhost_needs_a_key(tmp_path: Path) -> None:
+    result = famous_cli(tmp_path, "serve", "--host", "0.0.0.0", "--port", "1")
+    assert result.returncode == 1
+    assert "API key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_famous_run_one_shot(tmp_path: Path, tiny_models: dict[str, Path], monkeypatch) -> None:
+    """`famous run` starts a gateway, loads the model (a file, then a cataloged name), answers."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("FAMOUS_HOME", str(home))
+    from famous.hub.pull import import_local
+
+    import_local(tiny_models["llama"], name="tiny-imported")
+    gateway_pid = None
+    try:
+        first = famous_cli(home, "run", str(tiny_models["llama"]), "hello there", timeout=120)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.strip()
+        assert "llama_cpp.server" in first.stderr
+        gateway_pid = json.loads((home / "run" / "gateway.json").read_text())["pid"]
+        second = famous_cli(home, "run", "tiny-imported", "hello again", timeout=120)
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.strip()
+        # the same gateway served both
+        assert json.loads((home / "run" / "gateway.json").read_text())["pid"] == gateway_pid
+        url = json.loads((home / "run" / "gateway.json").read_text())
+        ps = get_json(f"http://127.0.0.1:{url['port']}/api/ps")["deployments"]
+        assert {d["name"] for d in ps if d["state"] == "ready"} == {"tiny-llama", "tiny-imported"}
+        stopped = famous_cli(home, "stop", "--all")
+        assert stopped.returncode == 0
+        assert "stopped tiny-imported" in stopped.stdout
+        missing = famous_cli(home, "run", "no-such-model-anywhere", "hi", timeout=60)
+        assert missing.returncode != 0
+        assert "Traceback" not in missing.stderr
+    finally:
+        if gateway_pid:
+            os.kill(gateway_pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(gateway_pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+    assert famous_env(home)["FAMOUS_HOME"] == str(home)
