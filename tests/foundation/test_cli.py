@@ -178,3 +178,15 @@ def test_the_console_script_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "* ampere" in done.stdout
+
+
+def test_packages_under_famous_home_are_found_but_never_shadow_builtins(famous_home: Path) -> None:
+    write_package(famous_home / "packages", name="tiny")
+    write_package(famous_home / "packages", name="qwen2.5-0.5b-instruct")  # cannot shadow
+    _, out, _ = famous("models", "-f", "json")
+    sources = {m["name"]: m["source"] for m in json.loads(out)}
+    assert sources["tiny"] == "user" and sources["qwen2.5-0.5b-instruct"] == "built-in"
+    code, out, _ = famous("engines", "tiny", "--root", str(machine_root("mustang")), "-f", "json")
+    assert code == 0 and [r["engine"] for r in json.loads(out) if r["selected"]] == ["cpu"]
+    _, out, _ = famous("show-model", "qwen2.5-0.5b-instruct", "-f", "json")
+    assert json.loads(out)["model"]["license"] == "apache-2.0"

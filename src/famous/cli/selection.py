@@ -30,17 +30,21 @@ def _size(n: int | None) -> str:
 
 @handle_errors
 def models(fmt: OutputFormat = FormatOption) -> None:
-    """List the built-in model packages."""
+    """List the model packages: built-in ones, then those built or added under FAMOUS_HOME."""
     from famous.manifests.loader import (
         builtin_package_names,
         builtin_packages_dir,
         engine_names,
         load_model_manifest,
+        user_package_names,
+        user_packages_dir,
     )
 
     data = []
-    for name in builtin_package_names():
-        directory = builtin_packages_dir() / name
+    directories = [builtin_packages_dir() / n for n in builtin_package_names()] + [
+        user_packages_dir() / n for n in user_package_names() if n not in builtin_package_names()
+    ]
+    for directory in directories:
         model = load_model_manifest(directory)
         data.append(
             {
@@ -49,6 +53,7 @@ def models(fmt: OutputFormat = FormatOption) -> None:
                 "license": model.license,
                 "engines": engine_names(directory),
                 "description": model.description,
+                "source": "built-in" if directory.parent == builtin_packages_dir() else "user",
             }
         )
 

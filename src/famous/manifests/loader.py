@@ -153,12 +153,39 @@ def engine_names(directory: Path) -> list[str]:
     return sorted(p.parent.name for p in (Path(directory) / "engines").glob("*/engine.yaml"))
 
 
-def find_package(name: str) -> ModelPackage:
-    """A built-in package by name, or a package directory by path."""
+def user_packages_dir() -> Path:
+    """Packages famous built or the user added: ``FAMOUS_HOME/packages/<name>``."""
+    from famous.store.paths import famous_home
+
+    return famous_home() / "packages"
+
+
+def user_package_names() -> list[str]:
+    root = user_packages_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "model.yaml").is_file())
+
+
+def package_dir(name: str) -> Path | None:
+    """Where package ``name`` lives: a path, a built-in, or FAMOUS_HOME/packages (in that order).
+
+    Built-in names come first so a user package can never shadow one famous ships.
+    """
     path = Path(name).expanduser()
     if (path / "model.yaml").is_file():
-        return load_package(path)
-    builtin = builtin_packages_dir() / name
-    if (builtin / "model.yaml").is_file() and "/" not in name and name not in (".", ".."):
-        return load_package(builtin)
-    raise PackageNotFound(name, builtin_package_names())
+        return path
+    if "/" in name or "\\" in name or name in (".", "..") or not name:
+        return None
+    for root in (builtin_packages_dir(), user_packages_dir()):
+        if (root / name / "model.yaml").is_file():
+            return root / name
+    return None
+
+
+def find_package(name: str) -> ModelPackage:
+    """A built-in package by name, a user package by name, or a package directory by path."""
+    directory = package_dir(name)
+    if directory is None:
+        raise PackageNotFound(name, sorted({*builtin_package_names(), *user_package_names()}))
+    return load_package(directory)
