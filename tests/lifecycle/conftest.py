@@ -8,9 +8,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from hub_server import HubServer, hub_server  # noqa: E402,F401
+from hub_server import HubServer, hub_server  # noqa: F401
 
-from famous.hardware.report import CpuGroup, HardwareReport, MemoryInfo  # noqa: E402
+from famous.hardware.report import CpuGroup, HardwareReport, MemoryInfo
 
 
 @pytest.fixture

@@ -146,7 +146,10 @@ def test_sigkill_mid_pull_leaves_readable_catalog_and_resumes(
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     listed = subprocess.run(
         [sys.executable, "-m", "famous", "list", "--format", "json"],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert listed.stdout.strip() == "[]"
     hub.faults.clear()
@@ -160,13 +163,11 @@ def test_two_pulls_at_once_share_one_download(hub: HubServer, famous_home: Path)
     hub.faults.rate["tiny-q4_k_m.gguf"] = 4 << 20
     first = _pull_process(hub, famous_home)
     second = _pull_process(hub, famous_home)
-    out1, err1 = first.communicate(timeout=120)
-    out2, err2 = second.communicate(timeout=120)
+    _, err1 = first.communicate(timeout=120)
+    _, err2 = second.communicate(timeout=120)
     assert first.returncode == 0, err1
     assert second.returncode == 0, err2
     downloads = [r for r in _ranges(hub, sha) if not (r or "").startswith("bytes=0-")]
     assert len(downloads) == 1  # the second waited and reused
     artifacts = list_artifacts()
-    assert len(artifacts) == 1 and not check_artifact(
-        list_artifacts(with_files=True)[0], deep=True
-    )
+    assert len(artifacts) == 1 and not check_artifact(list_artifacts(with_files=True)[0], deep=True)

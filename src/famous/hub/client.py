@@ -122,7 +122,7 @@ def similar_repos(repo_id: str, limit: int = 5) -> list[str]:
 
     name = repo_id.split("/")[-1]
     tokens = [t for t in re.split(r"[-_.]", name) if t]
-    queries = [name] + ["-".join(tokens[:k]) for k in range(len(tokens) - 1, 0, -1)][:3]
+    queries = [name, *["-".join(tokens[:k]) for k in range(len(tokens) - 1, 0, -1)][:3]]
     found: list[str] = []
     try:
         client = api()

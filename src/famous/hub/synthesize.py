@@ -238,7 +238,7 @@ def synthesize_package(
         variants.append(
             Variant(
                 name=f"{quant}-pickle",
-                format="safetensors",
+                format="pytorch",
                 quantization=f"{quant}-pickle",
                 files=files,
                 size=sum(sizes.get(f, 0) for f in files),

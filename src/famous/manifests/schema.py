@@ -21,7 +21,7 @@ from pydantic import (
 
 from famous.units import parse_hex_id, parse_size
 
-Format = Literal["gguf", "safetensors", "mlx", "openvino", "onnx", "tflite", "pte"]
+Format = Literal["gguf", "safetensors", "pytorch", "mlx", "openvino", "onnx", "tflite", "pte"]
 Capability = Literal["text", "vision", "audio", "tools", "thinking", "embedding", "code"]
 Architecture = Literal["amd64", "arm64", "armhf", "i386", "riscv64", "ppc64el", "s390x"]
 

@@ -1,0 +1,303 @@
+"""famous native engine vs transformers.generate (and llama.cpp F16) on the same weights.
+
+    python benchmarks/genai_speed.py            # both shapes, fp32 and bf16
+    python benchmarks/genai_speed.py --quick    # 135M shape only
+
+Random weights at a SmolLM2-135M shape and a Llama-3.2-1B shape are saved once (bf16
+safetensors, so every engine reads identical values). Each engine × dtype runs in its own
+process (clean peak RSS). Memory bandwidth is measured in the same run (a large fp32 sum);
+the decode bound is bandwidth ÷ bytes of weights read per token (every block weight, the
+final norm and the LM head — the input embedding table is excluded, it is only gathered).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+THREADS = int(os.environ.get("FAMOUS_BENCH_THREADS", "2"))
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+SHAPES = {
+    "smollm2-135m": dict(
+        hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+        num_key_value_heads=3, vocab_size=49152, rope_theta=100000.0, tie_word_embeddings=True,
+        max_position_embeddings=8192, rms_norm_eps=1e-5,
+    ),
+    "llama-3.2-1b": dict(
+        hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+        num_key_value_heads=8, head_dim=64, vocab_size=128256, tie_word_embeddings=True,
+        max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=500000.0,
+        rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+    ),
+}
+
+
+# ------------------------------------------------------------------------------ setup
+
+
+def make_checkpoint(shape: str, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(**SHAPES[shape], bos_token_id=1, eos_token_id=2)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, 0.02)
+    model.save_pretrained(out)
+
+
+def write_gguf_f16(model_dir: Path, out: Path) -> None:
+    """A llama-arch F16 GGUF without a vocabulary (benchmarks feed token ids)."""
+    import gguf
+    import numpy as np
+    from safetensors import safe_open
+
+    sys.path.insert(0, SRC)
+    from famous.genai.loader import permute_rope
+
+    hf = json.loads((model_dir / "config.json").read_text())
+    heads, kv = hf["num_attention_heads"], hf["num_key_value_heads"]
+    hd = hf.get("head_dim") or hf["hidden_size"] // heads
+    w = gguf.GGUFWriter(str(out), "llama")
+    w.add_context_length(4096)
+    w.add_embedding_length(hf["hidden_size"])
+    w.add_block_count(hf["num_hidden_layers"])
+    w.add_feed_forward_length(hf["intermediate_size"])
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv)
+    w.add_rope_dimension_count(hd)
+    w.add_rope_freq_base(hf.get("rope_theta") or hf["rope_parameters"]["rope_theta"])
+    w.add_layer_norm_rms_eps(hf["rms_norm_eps"])
+    w.add_vocab_size(hf["vocab_size"])
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    w.add_tokenizer_model("no_vocab")
+    names = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+             "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as f:
+        for k in f.keys():  # noqa: SIM118
+            t = f.get_tensor(k).float()
+            if k == "model.embed_tokens.weight":
+                name = "token_embd.weight"
+            elif k == "model.norm.weight":
+                name = "output_norm.weight"
+            elif k == "lm_head.weight":
+                name = "output.weight"
+            else:
+                parts = k.split(".")
+                i, rest = parts[2], ".".join(parts[3:-1])
+                name = f"blk.{i}.{names[rest]}.weight"
+                if rest == "self_attn.q_proj":
+                    t = permute_rope(t, heads, hd, inverse=True)
+                elif rest == "self_attn.k_proj":
+                    t = permute_rope(t, kv, hd, inverse=True)
+            arr = t.numpy().astype(np.float32 if t.dim() == 1 else np.float16)
+            w.add_tensor(name, arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+# ------------------------------------------------------------------------------ one run (child)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(engine: str, model_dir: str, dtype: str, prompt: int, new: int) -> dict:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 1000, (1, prompt), generator=g)
+    t0 = time.perf_counter()
+    if engine == "famous":
+        sys.path.insert(0, SRC)
+        from famous.genai.loader import load_model
+
+        m = load_model(model_dir, dtype, max_seq_len=prompt + new + 8)
+        load_s = time.perf_counter() - t0
+        with torch.inference_mode():
+            def run(n_new: int) -> tuple[float, float]:
+                cache = m.init_cache(1)
+                a = time.perf_counter()
+                logits, cache = m(ids, torch.arange(prompt), cache, end=prompt, inplace=True,
+                                  last_logits_only=True)
+                b = time.perf_counter()
+                pos = prompt
+                for _ in range(n_new):
+                    tok = logits[:, -1].argmax(-1, keepdim=True)
+                    logits, cache = m(tok, torch.tensor([pos]), cache, end=pos + 1, inplace=True)
+                    pos += 1
+                return b - a, time.perf_counter() - b
+
+            run(2)  # warm-up
+            pre, dec = run(new)
+    elif engine == "transformers":
+        from transformers import AutoModelForCausalLM
+
+        dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dt).eval()
+        load_s = time.perf_counter() - t0
+        kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0)
+        with torch.inference_mode():
+            m.generate(ids, max_new_tokens=2, min_new_tokens=2, **kw)  # warm-up
+            a = time.perf_counter()
+            m.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw)
+            pre = time.perf_counter() - a
+            a = time.perf_counter()
+            m.generate(ids, max_new_tokens=new + 1, min_new_tokens=new + 1, **kw)
+            dec = time.perf_counter() - a - pre
+    else:  # llama.cpp
+        from llama_cpp import Llama
+
+        m = Llama(model_path=model_dir, n_ctx=prompt + new + 8, n_threads=THREADS,
+                  n_threads_batch=THREADS, n_batch=prompt, verbose=False)
+        load_s = time.perf_counter() - t0
+        toks = ids[0].tolist()
+
+        def run_cpp(n_new: int) -> tuple[float, float]:
+            m.reset()
+            a = time.perf_counter()
+            m.eval(toks)
+            b = time.perf_counter()
+            for _ in range(n_new):
+                m.eval([5])  # a fixed id: the cost is the same as the argmax's token
+            return b - a, time.perf_counter() - b
+
+        run_cpp(2)
+        pre, dec = run_cpp(new)
+    return {"load_s": load_s, "prefill_tok_s": prompt / pre, "decode_tok_s": new / dec,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+# ------------------------------------------------------------------------------ parent
+
+
+def bandwidth_gbs() -> float:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    x = torch.ones(256 * 1024 * 1024 // 4 * 4)  # 1 GiB of fp32
+    x.sum()
+    best = 0.0
+    for _ in range(5):
+        a = time.perf_counter()
+        x.sum()
+        best = max(best, x.numel() * 4 / (time.perf_counter() - a))
+    return best / 1e9
+
+
+def bytes_per_token(model_dir: Path, bytes_per_param: int) -> int:
+    hf = json.loads((model_dir / "config.json").read_text())
+    h, n = hf["hidden_size"], hf["num_hidden_layers"]
+    heads, kv = hf["num_attention_heads"], hf["num_key_value_heads"]
+    hd = hf.get("head_dim") or h // heads
+    per_layer = h * (heads + 2 * kv) * hd + heads * hd * h + 3 * h * hf["intermediate_size"] + 2 * h
+    params = n * per_layer + h + hf["vocab_size"] * h  # + final norm + LM head
+    return params * bytes_per_param
+
+
+def run_child(engine: str, path: Path, dtype: str, prompt: int, new: int) -> dict | None:
+    cmd = [sys.executable, __file__, "--child", engine, str(path), dtype, str(prompt), str(new)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        sys.stderr.write(f"{engine} {dtype} failed:\n{r.stderr[-2000:]}\n")
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--child", nargs=5)
+    ap.add_argument("--quick", action="store_true", help="135M shape only")
+    ap.add_argument("--prompt", type=int, default=64)
+    ap.add_argument("--no-llamacpp", action="store_true")
+    args = ap.parse_args()
+    if args.child:
+        e, p, d, n_prompt, n_new = args.child
+        print(json.dumps(child(e, p, d, int(n_prompt), int(n_new))))
+        return
+    try:
+        import llama_cpp  # noqa: F401
+
+        have_cpp = not args.no_llamacpp
+    except ImportError:
+        have_cpp = False
+    bw = bandwidth_gbs()
+    print(f"threads={THREADS}  measured bandwidth (1 GiB fp32 sum): {bw:.1f} GB/s")
+    shapes = ["smollm2-135m"] if args.quick else list(SHAPES)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="famous-bench-") as tmp:
+        for shape in shapes:
+            d = Path(tmp) / shape
+            a = time.perf_counter()
+            make_checkpoint(shape, d)
+            print(f"[{shape}] random checkpoint written in {time.perf_counter() - a:.0f}s", flush=True)
+            big = shape != "smollm2-135m"
+            runs = [("famous", "fp32"), ("transformers", "fp32"), ("famous", "bf16"),
+                    ("transformers", "bf16")]
+            results: dict[tuple[str, str], dict] = {}
+            for engine, dtype in runs:
+                new = (8 if dtype == "bf16" else 16) if big else 32
+                r = run_child(engine, d, dtype, args.prompt, new)
+                if r:
+                    results[(engine, dtype)] = r
+                    print(f"[{shape}] {engine} {dtype}: {r}", flush=True)
+            if have_cpp:
+                gg = Path(tmp) / f"{shape}-f16.gguf"
+                write_gguf_f16(d, gg)
+                r = run_child("llama.cpp", gg, "f16", args.prompt, 16 if big else 32)
+                if r:
+                    results[("llama.cpp", "f16")] = r
+                    print(f"[{shape}] llama.cpp f16: {r}", flush=True)
+            for (engine, dtype), r in results.items():
+                bpp = 4 if dtype == "fp32" else 2
+                bound = bw * 1e9 / bytes_per_token(d, bpp)
+                ref = results.get(("transformers", dtype if dtype != "f16" else "bf16"))
+                rows.append((shape, engine, dtype, r["decode_tok_s"], r["prefill_tok_s"], bound,
+                             r["decode_tok_s"] / bound,
+                             r["decode_tok_s"] / ref["decode_tok_s"] if ref else None,
+                             r["prefill_tok_s"] / ref["prefill_tok_s"] if ref else None,
+                             r["peak_rss_mb"], r["load_s"]))
+            shutil_rm(d)
+    print()
+    head = ("shape", "engine", "dtype", "decode tok/s", "prefill tok/s", "bound tok/s",
+            "% of bound", "decode ×tf", "prefill ×tf", "peak RSS MB", "load s")
+    print(" | ".join(head))
+    print(" | ".join("---" for _ in head))
+    for r in rows:
+        cells = [r[0], r[1], r[2], f"{r[3]:.1f}", f"{r[4]:.1f}", f"{r[5]:.1f}", f"{100 * r[6]:.0f} %",
+                 "-" if r[7] is None else f"{r[7]:.2f}", "-" if r[8] is None else f"{r[8]:.2f}",
+                 f"{r[9]:.0f}", f"{r[10]:.1f}"]
+        print(" | ".join(cells))
+
+
+def shutil_rm(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

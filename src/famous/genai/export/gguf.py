@@ -1,0 +1,512 @@
+"""Hugging Face model directory → GGUF that llama.cpp loads, written with the ``gguf`` package.
+
+Streaming: the tensor directory (names, shapes, types, byte sizes) is known from the
+safetensors headers alone, so the GGUF header, metadata and tensor infos are written
+first; then each tensor is read from its shard with plain file reads (row chunks for the
+big ones), transformed, quantized and appended. Only one tensor is ever in memory, so a
+model larger than free RAM converts (peak RSS ≈ the largest tensor, not the model).
+
+Types: ``f32``, ``f16``, ``bf16``, ``q8_0``, ``q4_0`` written by famous (with ``gguf.quants``),
+and the K-quants ``q4_k_m``, ``q5_k_m``, ``q6_k`` made by llama.cpp's own quantizer
+(``llama_model_quantize``) from famous's F16 output. Per-tensor types can come from a
+quantization recipe (``tensor_type``); a tensor a block quantizer cannot hold (a row width
+not divisible by the block) falls back to F16, and 1-D tensors (norms, biases) stay F32 —
+as llama.cpp's own converter does.
+
+Rotary layout: llama.cpp runs the ``llama`` architecture with interleaved-pair RoPE (Meta's
+original layout), but Hugging Face Llama checkpoints store each q/k head as [first halves ;
+second halves] (``rotate_half``). So the rows of q_proj and k_proj are re-ordered per head,
+half-split → interleaved: row ``h·d + 2j + s`` of the output takes row ``h·d + s·d/2 + j`` of
+the input. Qwen2/3, Gemma and Phi-3 run NEOX-style RoPE in llama.cpp: no permutation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from famous.genai.errors import UnsupportedModelError
+from famous.genai.export.safetensors_stream import SourceTensor, read_all, read_rows, row_chunks, scan
+
+WRITTEN_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
+LLAMA_CPP_TYPES = ("q4_k_m", "q5_k_m", "q6_k")
+GGUF_TYPES = WRITTEN_TYPES + LLAMA_CPP_TYPES
+
+
+class GGUFExportError(ValueError):
+    """A model or option the GGUF exporter cannot handle; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class TensorRole:
+    """What a weight is, for a recipe to pick its type."""
+
+    component: str  # embedding | attention | feed_forward | lm_head | norm | other
+    block: int | None  # transformer block index, None outside the blocks
+    gguf_name: str
+
+
+@dataclass(frozen=True)
+class _Arch:
+    gguf_arch: Any  # gguf.MODEL_ARCH
+    permute_qk: bool = False
+    norm_plus_one: bool = False  # Gemma stores w for a scale of (1 + w)
+
+
+def _arch_for(model_type: str) -> _Arch:
+    import gguf
+
+    table = {
+        "llama": _Arch(gguf.MODEL_ARCH.LLAMA, permute_qk=True),
+        "mistral": _Arch(gguf.MODEL_ARCH.LLAMA, permute_qk=True),
+        "qwen2": _Arch(gguf.MODEL_ARCH.QWEN2),
+        "qwen3": _Arch(gguf.MODEL_ARCH.QWEN3),
+        "gemma": _Arch(gguf.MODEL_ARCH.GEMMA, norm_plus_one=True),
+    }
+    if model_type not in table:
+        raise UnsupportedModelError(
+            f"GGUF export does not know architecture {model_type!r} "
+            f"(supported: {', '.join(sorted(table))}); llama.cpp's convert_hf_to_gguf.py may, "
+            "or serve the safetensors with the famous-native or transformers runtime"
+        )
+    return table[model_type]
+
+
+@dataclass
+class _Planned:
+    gguf_name: str
+    source: SourceTensor | None  # None: synthesized (rope_freqs)
+    shape: tuple[int, ...]  # numpy order ([rows, cols])
+    qtype: Any  # gguf.GGMLQuantizationType
+    transform: str | None = None  # "permute_q" | "permute_k" | "plus_one"
+    data: np.ndarray | None = None  # synthesized tensors
+    fallback: str | None = None
+
+    @property
+    def nbytes(self) -> int:
+        import gguf
+
+        block, size = gguf.GGML_QUANT_SIZES[self.qtype]
+        n = math.prod(self.shape)
+        return n // block * size
+
+
+@dataclass
+class GGUFExport:
+    """What an export wrote: the file, its size and the type chosen for every tensor."""
+
+    path: Path
+    outtype: str
+    size_bytes: int
+    seconds: float
+    architecture: str
+    tensor_types: dict[str, str]
+    fallbacks: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def type_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tensor_types.values():
+            out[t] = out.get(t, 0) + 1
+        return out
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def interleave_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Per head, [x_0..x_{d/2-1} ; y_0..y_{d/2-1}] rows → [x_0, y_0, x_1, y_1, …].
+
+    ``w`` is a q/k projection weight (or bias) with ``n_heads · head_dim`` rows.
+    """
+    rows = w.shape[0]
+    d = rows // n_heads
+    rest = w.shape[1:]
+    return w.reshape(n_heads, 2, d // 2, *rest).swapaxes(1, 2).reshape(rows, *rest)
+
+
+def llama3_rope_factors(
+    head_dim: int, theta: float, factor: float, low: float, high: float, original: int
+) -> np.ndarray:
+    """llama.cpp's ``rope_freqs``: the divisor of each rotary frequency under Llama-3 scaling."""
+    freqs = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    low_wavelen = original / low
+    high_wavelen = original / high
+    out = []
+    for f in freqs:
+        wavelen = 2 * math.pi / f
+        if wavelen < high_wavelen:
+            out.append(1.0)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (original / wavelen - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.asarray(out, dtype=np.float32)
+
+
+def _role(gguf_name: str) -> TensorRole:
+    block = None
+    part = gguf_name
+    if gguf_name.startswith("blk."):
+        _, idx, part = gguf_name.split(".", 2)
+        block = int(idx)
+    if part.startswith("token_embd"):
+        comp = "embedding"
+    elif part.startswith("output.") or part == "output":
+        comp = "lm_head"
+    elif "norm" in part or part.endswith(".bias"):
+        comp = "norm"
+    elif part.startswith("attn_"):
+        comp = "attention"
+    elif part.startswith("ffn_"):
+        comp = "feed_forward"
+    else:
+        comp = "other"
+    return TensorRole(comp, block, gguf_name)
+
+
+_QTYPE_NAMES = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0", "q4_0": "Q4_0"}
+
+
+def _qtype(name: str) -> Any:
+    import gguf
+
+    return gguf.GGMLQuantizationType[_QTYPE_NAMES[name]]
+
+
+def _file_type(outtype: str) -> int:
+    import gguf
+
+    return {
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "bf16": gguf.LlamaFileType.MOSTLY_BF16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+        "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+    }[outtype]
+
+
+# ------------------------------------------------------------------------------ the plan
+
+
+def _plan(
+    model_dir: Path,
+    hf: dict[str, Any],
+    arch: _Arch,
+    outtype: str,
+    tensor_type: Callable[[TensorRole], str | None] | None,
+) -> tuple[list[_Planned], list[str]]:
+    import gguf
+
+    from famous.genai.config import load_config
+
+    cfg = load_config(model_dir)
+    a0 = cfg.blocks[0].attention
+    sources = scan(model_dir)
+    name_map = gguf.get_tensor_name_map(arch.gguf_arch, cfg.num_hidden_layers)
+    planned: list[_Planned] = []
+    warnings: list[str] = []
+    unknown: list[str] = []
+    for name in sorted(sources, key=_source_order):
+        src = sources[name]
+        if name.endswith("rotary_emb.inv_freq"):
+            continue
+        if name == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue  # llama.cpp uses token_embd when output.weight is absent
+        new = name_map.get_name(name, try_suffixes=(".weight", ".bias"))
+        if new is None:  # the map holds only this architecture's tensors
+            unknown.append(name)
+            continue
+        transform = None
+        if arch.permute_qk and new.endswith(("attn_q.weight", "attn_q.bias")):
+            transform = "permute_q"
+        elif arch.permute_qk and new.endswith(("attn_k.weight", "attn_k.bias")):
+            transform = "permute_k"
+        elif arch.norm_plus_one and new.endswith("norm.weight"):
+            transform = "plus_one"
+        planned.append(_Planned(new, src, tuple(src.shape), None, transform))
+    if unknown:
+        raise GGUFExportError(
+            f"{len(unknown)} tensor(s) have no GGUF name for the {gguf.MODEL_ARCH_NAMES[arch.gguf_arch]} "
+            f"architecture: {', '.join(unknown[:6])}{' …' if len(unknown) > 6 else ''}"
+        )
+    rope = a0.rope
+    if rope.rope_type == "llama3":
+        factors = llama3_rope_factors(
+            int(a0.head_dim * rope.partial_rotary_factor),
+            rope.rope_theta,
+            rope.factor,
+            rope.low_freq_factor,
+            rope.high_freq_factor,
+            rope.original_max_position_embeddings or 8192,
+        )
+        planned.insert(
+            0,
+            _Planned(
+                gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
+                None,
+                tuple(factors.shape),
+                None,
+                data=factors,
+            ),
+        )
+    # types
+    for p in planned:
+        role = _role(p.gguf_name)
+        if len(p.shape) < 2 or role.component in ("norm", "other"):
+            p.qtype = _qtype("f32")
+            continue
+        want = (tensor_type(role) if tensor_type else None) or outtype
+        if want not in WRITTEN_TYPES:
+            raise GGUFExportError(f"tensor type {want!r} is not one famous writes ({WRITTEN_TYPES})")
+        qtype = _qtype(want)
+        block, _ = gguf.GGML_QUANT_SIZES[qtype]
+        if p.shape[-1] % block:
+            p.fallback = f"{want} needs rows divisible by {block}, has {p.shape[-1]}: wrote f16"
+            qtype = _qtype("f16")
+        p.qtype = qtype
+    return planned, warnings
+
+
+def _source_order(name: str) -> tuple:
+    """Embedding first, then blocks in order, then the final norm and head (llama.cpp order)."""
+    parts = name.split(".")
+    for i, p in enumerate(parts):
+        if p == "layers" and i + 1 < len(parts) and parts[i + 1].isdigit():
+            return (1, int(parts[i + 1]), name)
+    if "embed" in name:
+        return (0, 0, name)
+    return (2, 0, name)
+
+
+# ------------------------------------------------------------------------------ metadata
+
+
+def _write_metadata(writer: Any, hf: dict[str, Any], model_dir: Path, outtype: str, name: str) -> list[str]:
+    import gguf
+
+    from famous.genai.config import load_config
+    from famous.genai.export.gguf_vocab import read_vocab, write_vocab
+
+    cfg = load_config(model_dir)
+    b0 = cfg.blocks[0]
+    a0 = b0.attention
+    writer.add_type(gguf.GGUFType.MODEL)
+    writer.add_name(name)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_feed_forward_length(b0.feed_forward.intermediate_size)
+    writer.add_head_count(a0.num_attention_heads)
+    writer.add_head_count_kv(a0.num_key_value_heads)
+    writer.add_layer_norm_rms_eps(b0.attn_norm.eps)
+    writer.add_rope_freq_base(a0.rope.rope_theta)
+    writer.add_rope_dimension_count(int(a0.head_dim * a0.rope.partial_rotary_factor))
+    if a0.head_dim * a0.num_attention_heads != cfg.hidden_size or hf.get("head_dim"):
+        writer.add_key_length(a0.head_dim)
+        writer.add_value_length(a0.head_dim)
+    writer.add_vocab_size(cfg.vocab_size)
+    writer.add_file_type(_file_type(outtype if outtype in WRITTEN_TYPES else "f16"))
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    warnings: list[str] = []
+    rope = a0.rope
+    if rope.rope_type == "linear" and rope.factor != 1.0:
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(rope.factor)
+    elif rope.rope_type not in ("default", "llama3"):
+        raise GGUFExportError(
+            f"RoPE scaling {rope.rope_type!r} is not supported by famous's GGUF exporter "
+            "(supported: default, linear, llama3)"
+        )
+    if a0.sliding_window is not None:
+        warnings.append(
+            f"sliding window {a0.sliding_window} is not written: llama.cpp runs this "
+            "architecture with full attention (same output up to the window length)"
+        )
+    vocab = read_vocab(model_dir, cfg.vocab_size, hf)
+    write_vocab(writer, vocab)
+    warnings.extend(vocab.warnings)
+    return warnings
+
+
+# ------------------------------------------------------------------------------ tensors
+
+
+def _tensor_data(p: _Planned, n_heads: int, n_kv: int, budget: int) -> np.ndarray:
+    """The bytes of one tensor, built chunk by chunk into one output array."""
+    import gguf
+
+    if p.data is not None:
+        return gguf.quants.quantize(p.data, p.qtype)
+    src = p.source
+    assert src is not None
+    if p.transform in ("permute_q", "permute_k"):
+        whole = read_all(src)
+        whole = interleave_rope_rows(whole, n_heads if p.transform == "permute_q" else n_kv)
+        return np.ascontiguousarray(gguf.quants.quantize(whole, p.qtype))
+    if len(src.shape) < 2:
+        arr = read_all(src)
+        if p.transform == "plus_one":
+            arr = arr + 1.0
+        return gguf.quants.quantize(arr, p.qtype)
+    block, type_size = gguf.GGML_QUANT_SIZES[p.qtype]
+    row_out = src.row_elems // block * type_size
+    out = np.empty((src.rows, row_out), dtype=np.uint8)
+    for start, stop in row_chunks(src, budget):
+        chunk = read_rows(src, start, stop).reshape(stop - start, -1)
+        q = gguf.quants.quantize(chunk, p.qtype)
+        out[start:stop] = np.ascontiguousarray(q).view(np.uint8).reshape(stop - start, row_out)
+        del chunk, q
+    return out
+
+
+def export_gguf(
+    model_dir: str | Path,
+    out_path: str | Path,
+    outtype: str = "f16",
+    *,
+    tensor_type: Callable[[TensorRole], str | None] | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+    chunk_bytes: int = 64 << 20,
+    progress: Callable[[str, int, int], None] | None = None,
+    threads: int | None = None,
+) -> GGUFExport:
+    """Convert the Hub model in ``model_dir`` to ``out_path``.
+
+    ``outtype``: one of ``GGUF_TYPES``. ``tensor_type(role)`` may return a per-tensor type
+    (from ``WRITTEN_TYPES``) or None for ``outtype`` — how a recipe's overrides become a
+    mixed-type GGUF. The file appears only when complete (written to ``*.partial``, then
+    renamed); an existing ``out_path`` is refused unless ``overwrite``.
+    """
+    import json
+
+    model_dir = Path(model_dir)
+    out_path = Path(out_path)
+    outtype = outtype.lower()
+    if outtype not in GGUF_TYPES:
+        raise GGUFExportError(f"unknown GGUF type {outtype!r}; choose one of {', '.join(GGUF_TYPES)}")
+    if out_path.exists() and not overwrite:
+        raise FileExistsError(f"{out_path} exists; pass overwrite=True (--force) to replace it")
+    started = time.monotonic()
+    if outtype in LLAMA_CPP_TYPES:
+        return _export_kquant(
+            model_dir, out_path, outtype, tensor_type=tensor_type, name=name, started=started,
+            chunk_bytes=chunk_bytes, progress=progress, threads=threads,
+        )
+    import gguf
+
+    hf = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    arch = _arch_for(str(hf.get("model_type")))
+    planned, warnings = _plan(model_dir, hf, arch, outtype, tensor_type)
+    from famous.genai.config import load_config
+
+    cfg = load_config(model_dir)
+    n_heads = cfg.blocks[0].attention.num_attention_heads
+    n_kv = cfg.blocks[0].attention.num_key_value_heads
+
+    partial = out_path.with_name(out_path.name + ".partial")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(partial, gguf.MODEL_ARCH_NAMES[arch.gguf_arch])
+    try:
+        warnings += _write_metadata(writer, hf, model_dir, outtype, name or model_dir.name)
+        for p in planned:
+            writer.add_tensor_info(p.gguf_name, p.shape, np.dtype(np.float32), p.nbytes, raw_dtype=p.qtype)
+        writer.write_header_to_file(path=partial)
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for i, p in enumerate(planned):
+            data = _tensor_data(p, n_heads, n_kv, chunk_bytes)
+            if data.nbytes != p.nbytes:
+                raise GGUFExportError(f"{p.gguf_name}: wrote {data.nbytes} bytes, planned {p.nbytes}")
+            writer.write_tensor_data(data)
+            del data
+            if progress:
+                progress(p.gguf_name, i + 1, len(planned))
+        writer.close()
+        os.replace(partial, out_path)
+    except BaseException:
+        try:
+            writer.close()
+        finally:
+            partial.unlink(missing_ok=True)
+        raise
+    return GGUFExport(
+        path=out_path,
+        outtype=outtype,
+        size_bytes=out_path.stat().st_size,
+        seconds=time.monotonic() - started,
+        architecture=gguf.MODEL_ARCH_NAMES[arch.gguf_arch],
+        tensor_types={p.gguf_name: p.qtype.name for p in planned},
+        fallbacks={p.gguf_name: p.fallback for p in planned if p.fallback},
+        warnings=warnings,
+    )
+
+
+def _export_kquant(
+    model_dir: Path,
+    out_path: Path,
+    outtype: str,
+    *,
+    tensor_type: Callable[[TensorRole], str | None] | None,
+    name: str | None,
+    started: float,
+    chunk_bytes: int,
+    progress: Callable[[str, int, int], None] | None,
+    threads: int | None,
+) -> GGUFExport:
+    """F16 by famous, then llama.cpp's quantizer (which falls back per tensor where a row
+    width is not a multiple of 256)."""
+    f16 = out_path.with_name(out_path.name + ".f16.partial")
+    partial = out_path.with_name(out_path.name + ".partial")
+    try:
+        base = export_gguf(
+            model_dir, f16, "f16", tensor_type=tensor_type, name=name, overwrite=True,
+            chunk_bytes=chunk_bytes, progress=progress,
+        )
+        quantize_with_llama_cpp(f16, partial, outtype, threads=threads)
+        os.replace(partial, out_path)
+    finally:
+        f16.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+    from famous.genai.export.gguf_inspect import tensor_types
+
+    return GGUFExport(
+        path=out_path,
+        outtype=outtype,
+        size_bytes=out_path.stat().st_size,
+        seconds=time.monotonic() - started,
+        architecture=base.architecture,
+        tensor_types=tensor_types(out_path),
+        fallbacks={},
+        warnings=base.warnings,
+    )
+
+
+def quantize_with_llama_cpp(src: Path, dst: Path, outtype: str, threads: int | None = None) -> None:
+    """Run llama.cpp's own quantizer (``llama_model_quantize``) on a GGUF file."""
+    try:
+        import llama_cpp
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise GGUFExportError(
+            f"{outtype} is made by llama.cpp's quantizer: pip install 'famous[llamacpp]'"
+        ) from e
+    ftype = {
+        "q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M,
+        "q5_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_K_M,
+        "q6_k": llama_cpp.LLAMA_FTYPE_MOSTLY_Q6_K,
+    }[outtype]
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = threads or min(4, os.cpu_count() or 1)
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
+    if rc != 0:
+        raise GGUFExportError(f"llama.cpp's quantizer failed on {src} (return code {rc})")
