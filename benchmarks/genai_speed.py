@@ -119,9 +119,11 @@ def write_gguf_f16(model_dir: Path, out: Path) -> None:
 
 
 def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's high-water RSS (VmHWM starts fresh at exec, unlike ru_maxrss)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def child(engine: str, model_dir: str, dtype: str, prompt: int, new: int) -> dict:

@@ -55,6 +55,8 @@ def test_pull_list_show_rm(hub: HubServer, cpu_report, monkeypatch) -> None:
     ]
     files = installed_artifacts("org/Tiny-GGUF")[0].files
     assert files[0].sha256 and files[0].size_bytes > 0
+    shown = runner.invoke(app, ["show-model", "org/Tiny-GGUF"])
+    assert shown.exit_code == 0 and f"sha256:{files[0].sha256}" in shown.stdout
     path = Path(listed[0]["path"])
     # a running deployment keeps its files
     conn = connect()

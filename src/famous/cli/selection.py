@@ -83,9 +83,17 @@ def show_model(
     fmt: OutputFormat = FormatOption,
 ) -> None:
     """Show a model package: what it is, its variants, its engines, what is installed."""
+    from famous.manifests.errors import PackageNotFound
     from famous.manifests.loader import find_package
 
-    package = find_package(model)
+    try:
+        package = find_package(model)
+    except PackageNotFound:
+        installed = _installed(model)  # a Hub repo pulled without a built-in package
+        if not installed:
+            raise
+        emit({"model": model, "installed": installed}, fmt, lambda: _print_installed(installed))
+        return
     installed = _installed(package.name)
     data = {
         "model": package.model,
@@ -118,14 +126,17 @@ def show_model(
         print()
         if not installed:
             print(f"installed: nothing (run `famous pull {m.name}`)")
-            return
-        for artifact in installed:
-            print(f"installed: {artifact['engine']} / {artifact['variant']} at {artifact['path']}")
-            for f in artifact.get("files", []):
-                digest = f.get("sha256") or f.get("etag") or "-"
-                print(f"  {f['relpath']}  {_size(f['size_bytes'])}  sha256:{digest}")
+        _print_installed(installed)
 
     emit(data, fmt, table)
+
+
+def _print_installed(installed: list[dict]) -> None:
+    for artifact in installed:
+        print(f"installed: {artifact['engine']} / {artifact['variant']} at {artifact['path']}")
+        for f in artifact.get("files", []):
+            digest = f"sha256:{f['sha256']}" if f.get("sha256") else f"etag:{f.get('etag')}"
+            print(f"  {f['relpath']}  {_size(f['size_bytes'])}  {digest}")
 
 
 def _installed(model: str) -> list[dict]:

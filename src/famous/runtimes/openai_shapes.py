@@ -1,0 +1,369 @@
+"""OpenAI's HTTP API around any text generator: the shared half of famous's engine workers.
+
+The transformers and OpenVINO workers differ only in how they turn a prompt into text
+pieces; everything a client sees (request validation, chat / completion JSON, SSE chunks,
+stop sequences, usage, errors in OpenAI's shape) lives here once. A worker implements
+``Backend`` and calls ``serve(create_app(backend, name), host, port)`` after its model is
+loaded, so the port only opens once the engine can answer (the supervisor's health wait).
+
+This module imports FastAPI and pydantic only: no engine library, no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_MAX_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling settings of one request, already validated (temperature 0 = greedy)."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Text the backend produced since the last piece.
+
+    ``tokens`` counts the generated tokens this piece stands for (a backend that cannot
+    tell per piece may report them all on its last piece); ``finish_reason`` is set on the
+    last piece only: ``"stop"`` (end-of-sequence) or ``"length"`` (``max_tokens`` reached).
+    """
+
+    text: str
+    tokens: int = 1
+    finish_reason: str | None = None
+
+
+class Backend(Protocol):
+    """What a worker's engine must offer; generation is serialized by ``create_app``."""
+
+    def context_length(self) -> int | None:
+        """Most tokens (prompt + answer) the model holds, or None when unknown."""
+
+    def chat_prompt(self, messages: list[dict[str, Any]]) -> str:
+        """The model's own chat template applied, with the assistant turn opened."""
+
+    def count_tokens(self, prompt: str) -> int:
+        """Tokens of ``prompt`` as ``generate`` will feed it."""
+
+    def generate(self, prompt: str, params: GenerationParams) -> Iterator[Piece]:
+        """Stream pieces; closing the iterator early must stop the generation."""
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's JSON shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        type_: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.type = type_
+
+    def response(self) -> JSONResponse:
+        body = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        return JSONResponse(status_code=self.status, content={"error": body})
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, ge=0)
+    max_completion_tokens: int | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+
+
+class ChatBody(_Body):
+    messages: list[dict[str, Any]] = Field(min_length=1)
+
+
+class CompletionBody(_Body):
+    prompt: str | list[str]
+
+
+def message_text(content: Any) -> str:
+    """OpenAI message content (a string or a list of parts) as plain text."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise APIError(400, "message content must be a string or a list of parts", "messages")
+    parts = []
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") != "text":
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            raise APIError(400, f"content part type {kind!r} is not supported", "messages")
+        parts.append(str(part.get("text", "")))
+    return "".join(parts)
+
+
+@dataclass
+class StopScanner:
+    """Cuts generated text at the first stop sequence, even one split across pieces.
+
+    Text that could still be the start of a stop sequence is held back until the next
+    piece shows it is not; ``flush`` releases it at the end.
+    """
+
+    stops: tuple[str, ...]
+    held: str = ""
+    stopped: bool = field(default=False, init=False)
+
+    def feed(self, text: str) -> str:
+        if self.stopped or not self.stops:
+            return "" if self.stopped else text
+        buffer = self.held + text
+        cut = min((i for i in (buffer.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            self.held = ""
+            return buffer[:cut]
+        keep = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(buffer)), 0, -1):
+                if buffer.endswith(stop[:n]):
+                    keep = max(keep, n)
+                    break
+        self.held = buffer[len(buffer) - keep :] if keep else ""
+        return buffer[: len(buffer) - keep]
+
+    def flush(self) -> str:
+        out, self.held = ("" if self.stopped else self.held), ""
+        return out
+
+
+@dataclass
+class _Outcome:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "length"
+
+
+def create_app(backend: Backend, model_name: str, *, title: str = "famous worker") -> FastAPI:
+    """OpenAI routes around ``backend``; one generation at a time (one model, one cache)."""
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    lock = threading.Lock()
+    created = int(time.time())
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = ".".join(str(x) for x in first.get("loc", []) if x != "body")
+        message = f"{loc or 'body'}: {first.get('msg', 'invalid request')}"
+        return APIError(400, message, loc or None).response()
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        return APIError(500, f"internal error: {exc}", type_="server_error").response()
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "model": model_name}
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        entry = {"id": model_name, "object": "model", "created": created, "owned_by": "famous"}
+        return {"object": "list", "data": [entry]}
+
+    def params_of(body: _Body, prompt_tokens: int, param: str) -> GenerationParams:
+        if body.n not in (None, 1):
+            raise APIError(400, "only n=1 is supported by this engine", "n")
+        context = backend.context_length()
+        if context is not None and prompt_tokens >= context:
+            raise APIError(
+                400,
+                f"the prompt has {prompt_tokens} tokens; this model holds at most {context}",
+                param,
+                "context_length_exceeded",
+            )
+        room = DEFAULT_MAX_TOKENS if context is None else context - prompt_tokens
+        asked = body.max_completion_tokens if body.max_completion_tokens is not None else None
+        asked = asked if asked is not None else body.max_tokens
+        stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        return GenerationParams(
+            max_tokens=min(room, DEFAULT_MAX_TOKENS) if asked is None else min(asked, room),
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            top_k=body.top_k or 0,
+            seed=body.seed,
+            stop=tuple(s for s in stops if s),
+        )
+
+    def run(prompt: str, params: GenerationParams, outcome: _Outcome) -> Iterator[str]:
+        """Text pieces after stop sequences, counting tokens and the finish reason."""
+        if params.max_tokens == 0:
+            outcome.finish_reason = "length"
+            return
+        scanner = StopScanner(params.stop)
+        with lock:
+            pieces = backend.generate(prompt, params)
+            try:
+                for piece in pieces:
+                    outcome.completion_tokens += piece.tokens
+                    if piece.finish_reason:
+                        outcome.finish_reason = piece.finish_reason
+                    text = scanner.feed(piece.text)
+                    if text:
+                        yield text
+                    if scanner.stopped:
+                        outcome.finish_reason = "stop"
+                        break
+            finally:
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()
+        rest = scanner.flush()
+        if rest:
+            yield rest
+
+    def usage(outcome: _Outcome) -> dict[str, int]:
+        p, c = outcome.prompt_tokens, outcome.completion_tokens
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+    def sse(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
+        def body() -> Iterator[str]:
+            for chunk in chunks:
+                yield f"data: {json.dumps(chunk)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(
+            body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
+    @app.post("/v1/chat/completions")
+    def chat_completions(body: ChatBody) -> Any:
+        messages = []
+        for i, message in enumerate(body.messages):
+            if not isinstance(message.get("role"), str):
+                raise APIError(400, f"messages[{i}] needs a string role", "messages")
+            messages.append({**message, "content": message_text(message.get("content"))})
+        try:
+            prompt = backend.chat_prompt(messages)
+        except APIError:
+            raise
+        except Exception as exc:  # a template that rejects these roles, a missing template
+            raise APIError(400, f"the model's chat template failed: {exc}", "messages") from exc
+        outcome = _Outcome(prompt_tokens=backend.count_tokens(prompt))
+        params = params_of(body, outcome.prompt_tokens, "messages")
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "created": int(time.time()),
+            "model": model_name,
+            "system_fingerprint": None,
+        }
+        if not body.stream:
+            text = "".join(run(prompt, params, outcome))
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": outcome.finish_reason,
+            }
+            return {**base, "object": "chat.completion", "choices": [choice], "usage": usage(outcome)}
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+
+        def chunks() -> Iterator[dict[str, Any]]:
+            head = {**base, "object": "chat.completion.chunk"}
+
+            def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+                entry = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                return {**head, "choices": [entry]}
+
+            yield choice({"role": "assistant", "content": ""})
+            for text in run(prompt, params, outcome):
+                yield choice({"content": text})
+            yield choice({}, outcome.finish_reason)
+            if include_usage:
+                yield {**head, "choices": [], "usage": usage(outcome)}
+
+        return sse(chunks())
+
+    @app.post("/v1/completions")
+    def completions(body: CompletionBody) -> Any:
+        prompt = body.prompt
+        if isinstance(prompt, list):
+            if len(prompt) != 1:
+                raise APIError(400, "only one prompt per request is supported", "prompt")
+            prompt = prompt[0]
+        outcome = _Outcome(prompt_tokens=backend.count_tokens(prompt))
+        params = params_of(body, outcome.prompt_tokens, "prompt")
+        base = {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "created": int(time.time()),
+            "model": model_name,
+            "system_fingerprint": None,
+        }
+        if not body.stream:
+            text = "".join(run(prompt, params, outcome))
+            choice = {
+                "index": 0,
+                "text": text,
+                "logprobs": None,
+                "finish_reason": outcome.finish_reason,
+            }
+            return {**base, "object": "text_completion", "choices": [choice], "usage": usage(outcome)}
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+
+        def chunks() -> Iterator[dict[str, Any]]:
+            def choice(text: str, finish: str | None = None) -> dict[str, Any]:
+                entry = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+                return {**base, "object": "text_completion", "choices": [entry]}
+
+            for text in run(prompt, params, outcome):
+                yield choice(text)
+            yield choice("", outcome.finish_reason)
+            if include_usage:
+                yield {**base, "object": "text_completion", "choices": [], "usage": usage(outcome)}
+
+        return sse(chunks())
+
+    return app
+
+
+def serve(app: FastAPI, host: str, port: int, log_level: str = "warning") -> None:
+    """Run ``app`` with uvicorn until SIGTERM / SIGINT (uvicorn shuts down cleanly)."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
