@@ -26,16 +26,36 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 SHAPES = {
     "smollm2-135m": dict(
-        hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-        num_key_value_heads=3, vocab_size=49152, rope_theta=100000.0, tie_word_embeddings=True,
-        max_position_embeddings=8192, rms_norm_eps=1e-5,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        rope_theta=100000.0,
+        tie_word_embeddings=True,
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-5,
     ),
     "llama-3.2-1b": dict(
-        hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-        num_key_value_heads=8, head_dim=64, vocab_size=128256, tie_word_embeddings=True,
-        max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=500000.0,
-        rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
-                      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=64,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        rope_theta=500000.0,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 32.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
     ),
 }
 
@@ -86,10 +106,17 @@ def write_gguf_f16(model_dir: Path, out: Path) -> None:
     w.add_vocab_size(hf["vocab_size"])
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     w.add_tokenizer_model("no_vocab")
-    names = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-             "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    names = {
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }
     with safe_open(str(model_dir / "model.safetensors"), "pt") as f:
         for k in f.keys():  # noqa: SIM118
             t = f.get_tensor(k).float()
@@ -118,6 +145,13 @@ def write_gguf_f16(model_dir: Path, out: Path) -> None:
 # ------------------------------------------------------------------------------ one run (child)
 
 
+def _proc_status_mb(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _peak_rss_mb() -> float:
     """This process's high-water RSS (VmHWM starts fresh at exec, unlike ru_maxrss)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -137,14 +171,26 @@ def child(engine: str, model_dir: str, dtype: str, prompt: int, new: int) -> dic
         sys.path.insert(0, SRC)
         from famous.genai.loader import load_model
 
+        base = _proc_status_mb("VmRSS")
         m = load_model(model_dir, dtype, max_seq_len=prompt + new + 8)
         load_s = time.perf_counter() - t0
+        load_peak = _proc_status_mb("VmHWM") - base
+        model_mb = sum(p.numel() * p.element_size() for p in m.parameters()) / 2**20
+        shard_mb = max(f.stat().st_size for f in Path(model_dir).glob("*.safetensors")) / 2**20
+        load_budget = (model_mb + shard_mb) * 1.1
         with torch.inference_mode():
+
             def run(n_new: int) -> tuple[float, float]:
                 cache = m.init_cache(1)
                 a = time.perf_counter()
-                logits, cache = m(ids, torch.arange(prompt), cache, end=prompt, inplace=True,
-                                  last_logits_only=True)
+                logits, cache = m(
+                    ids,
+                    torch.arange(prompt),
+                    cache,
+                    end=prompt,
+                    inplace=True,
+                    last_logits_only=True,
+                )
                 b = time.perf_counter()
                 pos = prompt
                 for _ in range(n_new):
@@ -173,8 +219,14 @@ def child(engine: str, model_dir: str, dtype: str, prompt: int, new: int) -> dic
     else:  # llama.cpp
         from llama_cpp import Llama
 
-        m = Llama(model_path=model_dir, n_ctx=prompt + new + 8, n_threads=THREADS,
-                  n_threads_batch=THREADS, n_batch=prompt, verbose=False)
+        m = Llama(
+            model_path=model_dir,
+            n_ctx=prompt + new + 8,
+            n_threads=THREADS,
+            n_threads_batch=THREADS,
+            n_batch=prompt,
+            verbose=False,
+        )
         load_s = time.perf_counter() - t0
         toks = ids[0].tolist()
 
@@ -189,8 +241,16 @@ def child(engine: str, model_dir: str, dtype: str, prompt: int, new: int) -> dic
 
         run_cpp(2)
         pre, dec = run_cpp(new)
-    return {"load_s": load_s, "prefill_tok_s": prompt / pre, "decode_tok_s": new / dec,
-            "peak_rss_mb": _peak_rss_mb()}
+    out = {
+        "load_s": load_s,
+        "prefill_tok_s": prompt / pre,
+        "decode_tok_s": new / dec,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+    if engine == "famous":
+        out["load_peak_over_baseline_mb"] = load_peak
+        out["load_budget_mb"] = load_budget  # (model bytes + largest shard) × 1.1
+    return out
 
 
 # ------------------------------------------------------------------------------ parent
@@ -255,10 +315,16 @@ def main() -> None:
             d = Path(tmp) / shape
             a = time.perf_counter()
             make_checkpoint(shape, d)
-            print(f"[{shape}] random checkpoint written in {time.perf_counter() - a:.0f}s", flush=True)
+            print(
+                f"[{shape}] random checkpoint written in {time.perf_counter() - a:.0f}s", flush=True
+            )
             big = shape != "smollm2-135m"
-            runs = [("famous", "fp32"), ("transformers", "fp32"), ("famous", "bf16"),
-                    ("transformers", "bf16")]
+            runs = [
+                ("famous", "fp32"),
+                ("transformers", "fp32"),
+                ("famous", "bf16"),
+                ("transformers", "bf16"),
+            ]
             results: dict[tuple[str, str], dict] = {}
             for engine, dtype in runs:
                 new = (8 if dtype == "bf16" else 16) if big else 32
@@ -277,21 +343,52 @@ def main() -> None:
                 bpp = 4 if dtype == "fp32" else 2
                 bound = bw * 1e9 / bytes_per_token(d, bpp)
                 ref = results.get(("transformers", dtype if dtype != "f16" else "bf16"))
-                rows.append((shape, engine, dtype, r["decode_tok_s"], r["prefill_tok_s"], bound,
-                             r["decode_tok_s"] / bound,
-                             r["decode_tok_s"] / ref["decode_tok_s"] if ref else None,
-                             r["prefill_tok_s"] / ref["prefill_tok_s"] if ref else None,
-                             r["peak_rss_mb"], r["load_s"]))
+                rows.append(
+                    (
+                        shape,
+                        engine,
+                        dtype,
+                        r["decode_tok_s"],
+                        r["prefill_tok_s"],
+                        bound,
+                        r["decode_tok_s"] / bound,
+                        r["decode_tok_s"] / ref["decode_tok_s"] if ref else None,
+                        r["prefill_tok_s"] / ref["prefill_tok_s"] if ref else None,
+                        r["peak_rss_mb"],
+                        r["load_s"],
+                    )
+                )
             shutil_rm(d)
     print()
-    head = ("shape", "engine", "dtype", "decode tok/s", "prefill tok/s", "bound tok/s",
-            "% of bound", "decode ×tf", "prefill ×tf", "peak RSS MB", "load s")
+    head = (
+        "shape",
+        "engine",
+        "dtype",
+        "decode tok/s",
+        "prefill tok/s",
+        "bound tok/s",
+        "% of bound",
+        "decode ×tf",
+        "prefill ×tf",
+        "peak RSS MB",
+        "load s",
+    )
     print(" | ".join(head))
     print(" | ".join("---" for _ in head))
     for r in rows:
-        cells = [r[0], r[1], r[2], f"{r[3]:.1f}", f"{r[4]:.1f}", f"{r[5]:.1f}", f"{100 * r[6]:.0f} %",
-                 "-" if r[7] is None else f"{r[7]:.2f}", "-" if r[8] is None else f"{r[8]:.2f}",
-                 f"{r[9]:.0f}", f"{r[10]:.1f}"]
+        cells = [
+            r[0],
+            r[1],
+            r[2],
+            f"{r[3]:.1f}",
+            f"{r[4]:.1f}",
+            f"{r[5]:.1f}",
+            f"{100 * r[6]:.0f} %",
+            "-" if r[7] is None else f"{r[7]:.2f}",
+            "-" if r[8] is None else f"{r[8]:.2f}",
+            f"{r[9]:.0f}",
+            f"{r[10]:.1f}",
+        ]
         print(" | ".join(cells))
 
 

@@ -60,23 +60,37 @@ def write_tokenizer(folder: Path) -> Path:
     return folder
 
 
-def write_llama(folder: Path, seed: int = 0) -> Path:
-    """A two-layer Llama (GQA, untied head) with random weights, saved as safetensors."""
+def write_llama(
+    folder: Path,
+    seed: int = 0,
+    *,
+    hidden_size: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate_size: int = 128,
+    context: int = 512,
+    hold_down_specials: bool = False,
+) -> Path:
+    """A random-weight Llama (GQA, untied head) saved as safetensors with its tokenizer.
+
+    ``hold_down_specials`` keeps end-of-sequence from ever being generated (benchmarks want
+    every stream to run to ``max_tokens``): residual dimension 0 is a constant 1 that no
+    layer writes to, and the head reads it with a large negative weight for special tokens.
+    """
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     write_tokenizer(folder)
-    from transformers import AutoTokenizer
-
     tok = AutoTokenizer.from_pretrained(folder)
     config = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=context,
         rms_norm_eps=1e-5,
         initializer_range=0.2,
         tie_word_embeddings=False,
@@ -86,6 +100,17 @@ def write_llama(folder: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()
+    if hold_down_specials:
+        with torch.no_grad():
+            model.model.embed_tokens.weight[:, 0] = 1.0
+            for layer in model.model.layers:
+                layer.self_attn.o_proj.weight[0, :] = 0.0
+                layer.mlp.down_proj.weight[0, :] = 0.0
+            head = model.lm_head.weight
+            head[:, 0] = 0.0
+            special = tok.convert_tokens_to_ids(SPECIALS)
+            head[special, :] = 0.0
+            head[special, 0] = -100.0
     model.generation_config = GenerationConfig(
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,

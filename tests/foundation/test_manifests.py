@@ -217,3 +217,12 @@ def test_builtin_package_copied_elsewhere_still_loads(tmp_path: Path) -> None:
     src = builtin_packages_dir() / "qwen2.5-0.5b-instruct"
     shutil.copytree(src, tmp_path / "qwen2.5-0.5b-instruct")
     assert find_package(str(tmp_path / "qwen2.5-0.5b-instruct")).name == "qwen2.5-0.5b-instruct"
+
+
+def test_native_engine_template_lists_exactly_the_families_genai_reauthors() -> None:
+    import yaml
+
+    from famous.genai.models import supported_model_types
+
+    template = yaml.safe_load((builtin_packages_dir() / "_generic" / "native-cpu.yaml").read_text())
+    assert sorted(template["model-types"]) == supported_model_types()

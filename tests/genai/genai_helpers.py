@@ -70,5 +70,3 @@ def train_tokenizer(out: Path, vocab_size: int = 300) -> int:
         )
     )
     return tok.get_vocab_size()
-
-

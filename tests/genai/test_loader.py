@@ -70,7 +70,9 @@ def test_pickle_refused_without_opt_in(tmp_path: Path) -> None:
     model = load_model(tmp_path, allow_pickle=True)  # opting in works (weights_only)
     ids = torch.arange(8)[None]
     with torch.no_grad():
-        assert torch.allclose(m(ids).logits, model(ids, torch.arange(8), model.init_cache())[0], atol=1e-5)
+        assert torch.allclose(
+            m(ids).logits, model(ids, torch.arange(8), model.init_cache())[0], atol=1e-5
+        )
 
 
 def _supports_pickle_save() -> bool:
@@ -104,14 +106,24 @@ def test_sharded_checkpoint_with_rule_across_shards(tmp_path: Path) -> None:
     b = {k: v for k, v in sd.items() if "k_proj" in k}
     save_file(a, tmp_path / "model-00001-of-00002.safetensors")
     save_file(b, tmp_path / "model-00002-of-00002.safetensors")
-    index = {"metadata": {}, "weight_map": {
-        k: ("model-00002-of-00002.safetensors" if "k_proj" in k else "model-00001-of-00002.safetensors")
-        for k in names}}
+    index = {
+        "metadata": {},
+        "weight_map": {
+            k: (
+                "model-00002-of-00002.safetensors"
+                if "k_proj" in k
+                else "model-00001-of-00002.safetensors"
+            )
+            for k in names
+        },
+    }
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
     model = load_model(tmp_path)
     ids = torch.arange(10)[None]
     with torch.no_grad():
-        assert torch.allclose(hf(ids).logits, model(ids, torch.arange(10), model.init_cache())[0], atol=1e-5)
+        assert torch.allclose(
+            hf(ids).logits, model(ids, torch.arange(10), model.init_cache())[0], atol=1e-5
+        )
 
 
 def test_transforms_round_trip() -> None:

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from genai_helpers import save_hf_model
 
 from famous.genai.loader import load_model
 from famous.genai.models import families
-
-from genai_helpers import save_hf_model
 
 PROMPT_LEN = 64
 NEW_TOKENS = 32
@@ -24,7 +23,9 @@ def famous_greedy(model, ids: torch.Tensor, n: int) -> tuple[list[int], list[tor
     t = ids.shape[1]
     cache = model.init_cache(1)
     with torch.no_grad():
-        logits, cache = model(ids, torch.arange(t), cache, end=t, inplace=True, last_logits_only=True)
+        logits, cache = model(
+            ids, torch.arange(t), cache, end=t, inplace=True, last_logits_only=True
+        )
         tokens, steps = [], []
         for i in range(n):
             steps.append(logits[0, -1].float())

@@ -69,7 +69,9 @@ def test_greedy_generation_and_stream_agree(pipe: Pipeline) -> None:
 
 
 def test_seeded_generation_repeats(pipe: Pipeline) -> None:
-    p = SamplingParams(max_new_tokens=16, temperature=1.0, top_k=50, top_p=0.9, seed=11, ignore_eos=True)
+    p = SamplingParams(
+        max_new_tokens=16, temperature=1.0, top_k=50, top_p=0.9, seed=11, ignore_eos=True
+    )
     assert pipe.generate("Once upon", p).token_ids == pipe.generate("Once upon", p).token_ids
 
 
@@ -77,11 +79,17 @@ def test_stop_string_truncates(pipe: Pipeline) -> None:
     base = pipe.generate("The quick", SamplingParams(max_new_tokens=16, ignore_eos=True))
     assert len(base.text) > 4
     stop = base.text[2:4]
-    res = pipe.generate("The quick", SamplingParams(max_new_tokens=16, ignore_eos=True, stop=[stop]))
+    res = pipe.generate(
+        "The quick", SamplingParams(max_new_tokens=16, ignore_eos=True, stop=[stop])
+    )
     assert res.finish_reason == "stop"
     assert res.text == base.text[: base.text.index(stop)]
-    streamed = "".join(e.text for e in pipe.stream("The quick", SamplingParams(
-        max_new_tokens=16, ignore_eos=True, stop=[stop])))
+    streamed = "".join(
+        e.text
+        for e in pipe.stream(
+            "The quick", SamplingParams(max_new_tokens=16, ignore_eos=True, stop=[stop])
+        )
+    )
     assert streamed == res.text
 
 
@@ -113,11 +121,25 @@ def test_cli_generate_and_verify(tiny_chat_model: Path) -> None:
 
     env_src = str(Path(__file__).resolve().parents[2] / "src")
     run = lambda *a: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "famous", *a], capture_output=True, text=True, timeout=240,
+        [sys.executable, "-m", "famous", *a],
+        capture_output=True,
+        text=True,
+        timeout=240,
         env={**__import__("os").environ, "PYTHONPATH": env_src},
     )
-    out = run("genai", "generate", str(tiny_chat_model), "Hello", "-n", "6", "--seed", "1",
-              "--temperature", "0.7", "--stats")
+    out = run(
+        "genai",
+        "generate",
+        str(tiny_chat_model),
+        "Hello",
+        "-n",
+        "6",
+        "--seed",
+        "1",
+        "--temperature",
+        "0.7",
+        "--stats",
+    )
     assert out.returncode == 0, out.stderr
     assert "generated 6 tok" in out.stderr or "finish: stop" in out.stderr
     out = run("verify", str(tiny_chat_model), "--format", "json")

@@ -26,9 +26,24 @@ def _free_port() -> int:
 def server(tiny_chat_model: Path) -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "famous.genai.server", "--model", str(tiny_chat_model),
-         "--port", str(port), "--max-seq-len", "256", "--served-model-name", "tiny", "--threads", "1"],
-        env={**os.environ, "PYTHONPATH": SRC}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "famous.genai.server",
+            "--model",
+            str(tiny_chat_model),
+            "--port",
+            str(port),
+            "--max-seq-len",
+            "256",
+            "--served-model-name",
+            "tiny",
+            "--threads",
+            "1",
+        ],
+        env={**os.environ, "PYTHONPATH": SRC},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -74,7 +89,11 @@ def test_chat_non_stream_and_stream_agree(client) -> None:
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
     text = r.choices[0].message.content
     stream = client.chat.completions.create(
-        model="tiny", messages=msgs, max_tokens=8, temperature=0, stream=True,
+        model="tiny",
+        messages=msgs,
+        max_tokens=8,
+        temperature=0,
+        stream=True,
         stream_options={"include_usage": True},
     )
     parts, finish, usage = [], None, None
@@ -96,12 +115,17 @@ def test_seed_and_stop(client) -> None:
     full = client.completions.create(model="tiny", prompt="The quick", max_tokens=12, temperature=0)
     text = full.choices[0].text
     if len(text) >= 4:
-        cut = client.completions.create(model="tiny", prompt="The quick", max_tokens=12,
-                                        temperature=0, stop=[text[2:4]])
+        cut = client.completions.create(
+            model="tiny", prompt="The quick", max_tokens=12, temperature=0, stop=[text[2:4]]
+        )
         assert cut.choices[0].text == text[: text.index(text[2:4])]
         assert cut.choices[0].finish_reason == "stop"
-    streamed = "".join(c.choices[0].text for c in client.completions.create(
-        model="tiny", prompt="The quick", max_tokens=12, temperature=0, stream=True))
+    streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(
+            model="tiny", prompt="The quick", max_tokens=12, temperature=0, stream=True
+        )
+    )
     assert streamed == text
 
 
@@ -111,10 +135,13 @@ def test_errors_use_openai_shape(server: str, client) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="tiny", messages=[{"role": "robot", "content": "x"}])
     assert "unknown role" in e.value.message
-    r = httpx.post(f"{server}/v1/chat/completions", json={"model": "tiny", "messages": [],
-                                                         "temperature": 7})
+    r = httpx.post(
+        f"{server}/v1/chat/completions", json={"model": "tiny", "messages": [], "temperature": 7}
+    )
     assert r.status_code == 400
     err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
+    assert (
+        set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
+    )
     r = httpx.post(f"{server}/v1/completions", json={"prompt": "hi " * 400, "max_tokens": 2})
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"

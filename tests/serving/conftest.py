@@ -6,6 +6,7 @@ engines on SIGTERM; teardown then checks that every recorded engine pid is gone)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,9 +42,10 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def famous_env(home: Path) -> dict[str, str]:
+def famous_env(home: Path, server: str = "llama-cpp-python") -> dict[str, str]:
     env = dict(os.environ)
     env["FAMOUS_HOME"] = str(home)
+    env["FAMOUS_LLAMACPP_SERVER"] = server
     env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("FAMOUS_API_KEY", None)
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
@@ -77,6 +79,7 @@ class Gateway:
     proc: subprocess.Popen[bytes]
     log_path: Path
     engine_pids: set[int] = field(default_factory=set)
+    server: str = "llama_cpp.server"
 
     @property
     def v1(self) -> str:
@@ -96,14 +99,14 @@ class Gateway:
         return self.log_path.read_text(errors="replace")
 
 
-def start_gateway(home: Path, *args: str) -> Gateway:
+def start_gateway(home: Path, *args: str, server: str = "llama-cpp-python") -> Gateway:
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = home / "gateway-test.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "famous", "serve", "--port", str(port), *args],
-            env=famous_env(home),
+            env=famous_env(home, server),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -124,10 +127,8 @@ def start_gateway(home: Path, *args: str) -> Gateway:
 
 def stop_gateway(gw: Gateway) -> None:
     """SIGTERM the gateway (it stops its engines), then make sure no engine survived."""
-    try:
+    with contextlib.suppress(OSError):
         gw.ps()
-    except OSError:
-        pass
     if gw.proc.poll() is None:
         os.killpg(gw.proc.pid, signal.SIGTERM)
         try:
@@ -142,8 +143,35 @@ def stop_gateway(gw: Gateway) -> None:
     assert not survivors, f"engine processes outlived the gateway: {survivors}"
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path]) -> Iterator[Gateway]:
+SERVERS = {"llama-cpp-python": "llama_cpp.server", "llama-server": "llama-server"}
+
+
+def _native_available() -> bool:
+    from famous.runtimes.llamacpp import find_llama_server
+
+    return find_llama_server() is not None
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        "llama-cpp-python",
+        pytest.param(
+            "llama-server",
+            marks=pytest.mark.skipif(
+                not _native_available(),
+                reason="no llama-server (famous install-component llama-server, or "
+                "FAMOUS_LLAMA_SERVER=PATH)",
+            ),
+        ),
+    ],
+)
+def gateway(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_models: dict[str, Path],
+) -> Iterator[Gateway]:
+    """A gateway serving the tiny chat and embedding models, once per llama.cpp server."""
     home = tmp_path_factory.mktemp("famous-home")
     gw = start_gateway(
         home,
@@ -153,7 +181,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Pat
         f"emb={tiny_models['bert']}",
         "--keep-alive",
         "-1",
+        server=request.param,
     )
+    gw.server = SERVERS[request.param]
     try:
         yield gw
     finally:

@@ -81,9 +81,11 @@ def test_completions_and_max_tokens(client: openai.OpenAI) -> None:
 
 
 def test_stop_sequences(client: openai.OpenAI) -> None:
-    full = client.chat.completions.create(
-        model="tiny", messages=CHAT, max_tokens=40, temperature=0
-    ).choices[0].message.content
+    full = (
+        client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=40, temperature=0)
+        .choices[0]
+        .message.content
+    )
     stop = full[12:15]
     assert len(stop) == 3
     cut = client.chat.completions.create(
@@ -141,7 +143,11 @@ def _error(resp: httpx.Response) -> dict:
 def test_bad_input_gets_clear_4xx(gateway: Gateway, client: openai.OpenAI) -> None:
     url = gateway.v1 + "/chat/completions"
     with httpx.Client(timeout=60, trust_env=False) as http:
-        resp = http.post(url, content=b'{"model": "tiny", "messages": [', headers={"content-type": "application/json"})
+        resp = http.post(
+            url,
+            content=b'{"model": "tiny", "messages": [',
+            headers={"content-type": "application/json"},
+        )
         assert resp.status_code == 400
         assert _error(resp)["code"] == "invalid_json"
 
@@ -165,7 +171,9 @@ def test_bad_input_gets_clear_4xx(gateway: Gateway, client: openai.OpenAI) -> No
         assert "tiny" in err["message"] and "emb" in err["message"]
 
         huge = "word " * (2 * 1024 * 1024)  # 10 MiB of prompt
-        resp = http.post(url, json={"model": "tiny", "messages": [{"role": "user", "content": huge}]})
+        resp = http.post(
+            url, json={"model": "tiny", "messages": [{"role": "user", "content": huge}]}
+        )
         assert resp.status_code == 413
         assert _error(resp)["code"] == "request_too_large"
 
@@ -245,11 +253,11 @@ def test_ps_and_logs_cli(gateway: Gateway, client: openai.OpenAI) -> None:
     result = famous_cli(gateway.home, "ps", "--format", "json")
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert rows["tiny"]["server"] == "llama_cpp.server"
+    assert rows["tiny"]["server"] == gateway.server
     assert rows["tiny"]["runtime"] == "llamacpp"
     assert rows["tiny"]["memory_bytes"] > 0
     table = famous_cli(gateway.home, "ps").stdout
-    assert "llama_cpp.server" in table and "UPTIME" in table
+    assert gateway.server in table and "UPTIME" in table
     logs = famous_cli(gateway.home, "logs", "tiny", "-n", "5")
     assert logs.returncode == 0
     assert logs.stdout.strip()

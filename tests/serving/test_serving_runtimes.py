@@ -84,7 +84,9 @@ def test_chat_format_when_gguf_has_no_template(tmp_path: Path) -> None:
 
 
 def test_llama_server_command(tiny_models: dict[str, Path]) -> None:
-    adapter = LlamaServer({"parallel": 4, "flash_attn": "auto", "ctx_size": 2048}, Path("/bin/true"))
+    adapter = LlamaServer(
+        {"parallel": 4, "flash_attn": "auto", "ctx_size": 2048}, Path("/bin/true")
+    )
     argv = adapter.command(LaunchSpec(name="tiny", model_path=tiny_models["llama"]), 9)
     assert argv[0] == "/bin/true"
     assert _arg(argv, "--alias") == "tiny"
@@ -168,12 +170,20 @@ class _Silent(RuntimeAdapter):
         return None
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
-        return [sys.executable, "-c", "import time; print('warming up', flush=True); time.sleep(60)"]
+        return [
+            sys.executable,
+            "-c",
+            "import time; print('warming up', flush=True); time.sleep(60)",
+        ]
 
 
 class _Crashing(_Silent):
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
-        return [sys.executable, "-c", "import sys; print('bad model file', flush=True); sys.exit(3)"]
+        return [
+            sys.executable,
+            "-c",
+            "import sys; print('bad model file', flush=True); sys.exit(3)",
+        ]
 
 
 def test_health_timeout_names_what_it_waited_for(tmp_path: Path) -> None:
@@ -212,7 +222,9 @@ def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
             )
             return [sys.executable, "-c", code]
 
-    proc = _Stubborn().launch(LaunchSpec(name="s", model_path=tmp_path, log_path=tmp_path / "s.log"))
+    proc = _Stubborn().launch(
+        LaunchSpec(name="s", model_path=tmp_path, log_path=tmp_path / "s.log")
+    )
     deadline = time.monotonic() + 10
     while "armed" not in proc.log_tail() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -234,7 +246,10 @@ def test_real_llama_cpp_python_launch(tiny_models: dict[str, Path], tmp_path: Pa
     assert "famous starts" in proc.log_path.read_text()
 
 
-@pytest.mark.skipif(find_llama_server() is None, reason="no llama-server binary (famous install-component llama-server)")
+@pytest.mark.skipif(
+    find_llama_server() is None,
+    reason="no llama-server binary (famous install-component llama-server)",
+)
 def test_real_llama_server_launch(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     import httpx
 

@@ -40,7 +40,10 @@ def test_lru_eviction_and_keep_alive(tmp_path: Path, tiny_models: dict[str, Path
     )
     try:
         with httpx.Client(timeout=120, trust_env=False) as http:
-            resp = http.post(gw.v1 + "/chat/completions", json={"model": "tiny", "messages": CHAT, "max_tokens": 2})
+            resp = http.post(
+                gw.v1 + "/chat/completions",
+                json={"model": "tiny", "messages": CHAT, "max_tokens": 2},
+            )
             assert resp.status_code == 200, resp.text
             assert _states(gw) == {"tiny": "ready"}
             resp = http.post(gw.v1 + "/embeddings", json={"model": "emb", "input": "hi"})
@@ -115,12 +118,16 @@ def test_famous_run_one_shot(tmp_path: Path, tiny_models: dict[str, Path], monke
     import_local(tiny_models["llama"], name="tiny-imported")
     gateway_pid = None
     try:
-        first = famous_cli(home, "run", str(tiny_models["llama"]), "hello there", timeout=120)
+        first = famous_cli(
+            home, "run", str(tiny_models["llama"]), "hello there", "--max-tokens", "8", timeout=120
+        )
         assert first.returncode == 0, first.stderr
         assert first.stdout.strip()
         assert "llama_cpp.server" in first.stderr
         gateway_pid = json.loads((home / "run" / "gateway.json").read_text())["pid"]
-        second = famous_cli(home, "run", "tiny-imported", "hello again", timeout=120)
+        second = famous_cli(
+            home, "run", "tiny-imported", "hello again", "--max-tokens", "8", timeout=120
+        )
         assert second.returncode == 0, second.stderr
         assert second.stdout.strip()
         # the same gateway served both
@@ -131,7 +138,7 @@ def test_famous_run_one_shot(tmp_path: Path, tiny_models: dict[str, Path], monke
         stopped = famous_cli(home, "stop", "--all")
         assert stopped.returncode == 0
         assert "stopped tiny-imported" in stopped.stdout
-        missing = famous_cli(home, "run", "no-such-model-anywhere", "hi", timeout=60)
+        missing = famous_cli(home, "run", "no-such-model-anywhere", "hi", "--offline", timeout=60)
         assert missing.returncode != 0
         assert "Traceback" not in missing.stderr
     finally:

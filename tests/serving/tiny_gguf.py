@@ -24,13 +24,14 @@ CHATML = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-_WORDS = (
+_TEXT = (
     "the quick brown fox jumps over the lazy dog while famous serves small models on "
     "local machines with llama cpp engines and an openai compatible gateway that streams "
     "tokens to every client hello world how are you today tell me a story about silicon "
     "cores memory caches threads batches prompts answers questions numbers one two three "
     "four five six seven eight nine ten red green blue yellow purple orange black white"
-).split()
+)
+_WORDS = _TEXT.split(" ")
 
 
 def _corpus(lines: int = 400, seed: int = 0) -> list[str]:
@@ -124,9 +125,7 @@ def write_llama(
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("gpt-2")
     writer.add_token_list(tokens)
-    types = [
-        gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens
-    ]
+    types = [gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens]
     writer.add_token_types(types)
     writer.add_token_merges(merges)
     writer.add_bos_token_id(special["<|endoftext|>"])

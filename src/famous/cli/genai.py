@@ -13,23 +13,31 @@ import typer
 from famous.cli.render import FormatOption, OutputFormat, emit, fail, print_fields
 
 genai_app = typer.Typer(
-    name="genai", help="Build and run models with famous's own PyTorch engine.", no_args_is_help=True
+    name="genai",
+    help="Build and run models with famous's own PyTorch engine.",
+    no_args_is_help=True,
 )
 
 
 @genai_app.command("generate")
 def generate(
-    model_dir: Path = typer.Argument(..., help="Model directory (config.json, safetensors, tokenizer.json)."),
+    model_dir: Path = typer.Argument(
+        ..., help="Model directory (config.json, safetensors, tokenizer.json)."
+    ),
     prompt: str = typer.Argument(..., help="Prompt text."),
     max_tokens: int = typer.Option(128, "--max-tokens", "-n", help="Most new tokens."),
     temperature: float = typer.Option(0.0, "--temperature", "-t", help="0 = greedy."),
     top_k: int = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = off)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass."),
-    min_p: float = typer.Option(0.0, "--min-p", help="Drop tokens below min_p × the top probability."),
+    min_p: float = typer.Option(
+        0.0, "--min-p", help="Drop tokens below min_p × the top probability."
+    ),
     repetition_penalty: float = typer.Option(1.0, "--repetition-penalty"),
     seed: int | None = typer.Option(None, "--seed", help="Make sampling reproducible."),
     stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable)."),
-    chat: bool = typer.Option(False, "--chat", help="Wrap the prompt in the model's chat template."),
+    chat: bool = typer.Option(
+        False, "--chat", help="Wrap the prompt in the model's chat template."
+    ),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept .bin/.pt checkpoints."),
@@ -42,11 +50,19 @@ def generate(
     from famous.genai.tokenizer import TemplateError
 
     try:
-        pipe = Pipeline.from_pretrained(model_dir, dtype=dtype, allow_pickle=allow_pickle, threads=threads)
+        pipe = Pipeline.from_pretrained(
+            model_dir, dtype=dtype, allow_pickle=allow_pickle, threads=threads
+        )
         text = pipe.chat_prompt([{"role": "user", "content": prompt}]) if chat else prompt
         params = SamplingParams(
-            max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-            min_p=min_p, repetition_penalty=repetition_penalty, seed=seed, stop=list(stop),
+            max_new_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+            stop=list(stop),
         )
 
         def show(ev) -> None:
@@ -63,7 +79,8 @@ def generate(
         pre = result.prompt_tokens / t["prefill_s"] if t.get("prefill_s") else 0.0
         sys.stderr.write(
             f"prompt {result.prompt_tokens} tok ({pre:.1f} tok/s), "
-            f"generated {result.completion_tokens} tok ({dec:.1f} tok/s), finish: {result.finish_reason}\n"
+            f"generated {result.completion_tokens} tok ({dec:.1f} tok/s), "
+            f"finish: {result.finish_reason}\n"
         )
 
 
@@ -89,8 +106,14 @@ def verify_command(
             [
                 ("model_type", report.model_type),
                 ("dtype", report.dtype),
-                ("max |logit diff|", f"{report.max_abs_logit_diff:.3g} (tolerance {report.tolerance:g})"),
-                ("greedy tokens", f"{'same' if report.greedy_match else 'DIFFER'} ({report.new_tokens})"),
+                (
+                    "max |logit diff|",
+                    f"{report.max_abs_logit_diff:.3g} (tolerance {report.tolerance:g})",
+                ),
+                (
+                    "greedy tokens",
+                    f"{'same' if report.greedy_match else 'DIFFER'} ({report.new_tokens})",
+                ),
                 ("first mismatch", report.first_mismatch),
                 ("result", "OK" if report.ok else "FAILED"),
             ]

@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "famous.cli.genai",
     "famous.cli.serving",
     "famous.cli.lifecycle",
+    "famous.cli.build",
 )
 _COMMAND_MODULES = tuple(m for m in _COMMAND_MODULES if importlib.util.find_spec(m))
 

@@ -174,7 +174,7 @@ def _start_gateway(port: int | None = None, wait: float = 60.0) -> state.Gateway
 
 
 def _resolve_model(
-    model: str, engine: str | None, variant: str | None
+    model: str, engine: str | None, variant: str | None, offline: bool = False
 ) -> tuple[str, dict[str, Any] | None]:
     """MODEL → (the name requests use, what the gateway must register for a local file).
 
@@ -194,11 +194,19 @@ def _resolve_model(
 
     typer.echo(f"pulling {model}…", err=True)
     try:
-        result = pull(model, engine=engine, variant=variant, progress=default_progress())
+        result = pull(
+            model,
+            engine=engine,
+            variant=variant,
+            offline=offline or None,
+            progress=default_progress(),
+        )
     except HubError as exc:
         hint = getattr(exc, "hint", None)
         code = getattr(exc, "exit_code", exits.ERROR)
-        raise fail(f"{exc}" + (f" ({hint})" if hint and hint not in str(exc) else ""), code) from None
+        raise fail(
+            f"{exc}" + (f" ({hint})" if hint and hint not in str(exc) else ""), code
+        ) from None
     typer.echo(
         f"{result.model}: engine {result.engine}, variant {result.variant}"
         + (" (already installed)" if result.reused else ""),
@@ -209,13 +217,20 @@ def _resolve_model(
 
 
 def _stream_chat(
-    url: str, model: str, messages: list[dict[str, str]], api_key: str | None, out: Any
+    url: str,
+    model: str,
+    messages: list[dict[str, str]],
+    api_key: str | None,
+    out: Any,
+    max_tokens: int | None = None,
 ) -> str:
     """Stream one chat answer to ``out``; returns the full text."""
     import httpx
 
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-    payload = {"model": model, "messages": messages, "stream": True}
+    payload: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+    if max_tokens:
+        payload["max_tokens"] = max_tokens
     text: list[str] = []
     with (
         httpx.Client(timeout=httpx.Timeout(10.0, read=None), trust_env=False) as client,
@@ -273,7 +288,9 @@ def _read_message() -> str | None:
     return text.rstrip()[:-3] if text.rstrip().endswith('"""') else text
 
 
-def _chat_loop(url: str, model: str, api_key: str | None, system: str | None) -> None:
+def _chat_loop(
+    url: str, model: str, api_key: str | None, system: str | None, max_tokens: int | None = None
+) -> None:
     base: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     messages = list(base)
     typer.echo(f"chatting with {model} (/bye to leave, /help for commands)", err=True)
@@ -293,7 +310,7 @@ def _chat_loop(url: str, model: str, api_key: str | None, system: str | None) ->
             continue
         messages.append({"role": "user", "content": text})
         try:
-            answer = _stream_chat(url, model, messages, api_key, sys.stdout)
+            answer = _stream_chat(url, model, messages, api_key, sys.stdout, max_tokens)
         except KeyboardInterrupt:
             sys.stdout.write("\n(interrupted)\n")
             messages.pop()
@@ -308,10 +325,12 @@ def run(
     engine: str | None = typer.Option(None, "--engine", help="Engine to pull for."),
     variant: str | None = typer.Option(None, "--variant", help="Model option to pull."),
     system: str | None = typer.Option(None, "--system", help="System message."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Longest answer."),
+    offline: bool = typer.Option(False, "--offline", help="Never contact the Hub."),
     api_key: str | None = ApiKeyOption,
 ) -> None:
     """Pull if needed, start the gateway if none runs, load the model, then chat."""
-    name, register_payload = _resolve_model(model, engine, variant)
+    name, register_payload = _resolve_model(model, engine, variant, offline)
     info = _start_gateway()
     if register_payload is not None:
         status, body = state.request(info, "POST", "/api/models", register_payload, api_key=api_key)
@@ -331,9 +350,9 @@ def run(
     if prompt is not None:
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
-        _stream_chat(info.url, name, messages, api_key, sys.stdout)
+        _stream_chat(info.url, name, messages, api_key, sys.stdout, max_tokens)
         return
-    _chat_loop(info.url, name, api_key, system)
+    _chat_loop(info.url, name, api_key, system, max_tokens)
 
 
 @handle_errors
@@ -341,6 +360,7 @@ def chat(
     model: str = typer.Argument(..., help="A model the running gateway serves."),
     url: str | None = typer.Option(None, "--url", help="Gateway URL (default: the running one)."),
     system: str | None = typer.Option(None, "--system", help="System message."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Longest answer."),
     api_key: str | None = ApiKeyOption,
 ) -> None:
     """Chat with a model through a running gateway (streaming; /bye, /clear, multi-line)."""
@@ -349,7 +369,7 @@ def chat(
         if info is None:
             raise fail("no famous gateway is running; start one with famous serve (or famous run)")
         url = info.url
-    _chat_loop(url.rstrip("/"), model, api_key, system)
+    _chat_loop(url.rstrip("/"), model, api_key, system, max_tokens)
 
 
 # -- ps / stop / logs / status -----------------------------------------------------------------
@@ -446,7 +466,9 @@ def stop(
     info = state.running()
     if info is not None:
         payload = {"all": True} if all_ else {"model": model}
-        status, body = state.request(info, "POST", "/api/stop", payload, timeout=60, api_key=api_key)
+        status, body = state.request(
+            info, "POST", "/api/stop", payload, timeout=60, api_key=api_key
+        )
         if status != 200:
             raise fail(_gateway_error(body))
         stopped = body.get("stopped", [])
@@ -569,7 +591,15 @@ def status(fmt: OutputFormat = FormatOption) -> None:
         print_table(
             ["name", "status", "engine", "runtime", "server", "pid", "port"],
             [
-                [d["name"], d["status"], d["engine"], d["runtime"], d["server"], d["pid"], d["port"]]
+                [
+                    d["name"],
+                    d["status"],
+                    d["engine"],
+                    d["runtime"],
+                    d["server"],
+                    d["pid"],
+                    d["port"],
+                ]
                 for d in deployments
             ],
         )

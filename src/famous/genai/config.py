@@ -158,7 +158,9 @@ def activation_from_hf(name: str | None) -> Activation:
     if name not in table:
         from famous.genai.errors import UnsupportedModelError
 
-        raise UnsupportedModelError(f"activation {name!r} is not supported (known: {sorted(table)})")
+        raise UnsupportedModelError(
+            f"activation {name!r} is not supported (known: {sorted(table)})"
+        )
     return table[name]
 
 
@@ -169,7 +171,7 @@ def rope_from_hf(hf: dict[str, Any], layer_type: str | None = None) -> RopeConfi
     rp = hf.get("rope_parameters")
     if isinstance(rp, dict) and layer_type is not None and layer_type in rp:
         params = dict(rp[layer_type])
-    elif isinstance(rp, dict) and "rope_theta" in rp or isinstance(rp, dict) and "rope_type" in rp:
+    elif isinstance(rp, dict) and ("rope_theta" in rp or "rope_type" in rp):
         params = dict(rp)
     else:
         params["rope_theta"] = hf.get("rope_theta", 10000.0)
@@ -186,7 +188,9 @@ def rope_from_hf(hf: dict[str, Any], layer_type: str | None = None) -> RopeConfi
             "(supported: default, linear, dynamic, llama3, longrope); "
             "the `transformers` runtime can serve this model instead"
         )
-    orig = params.get("original_max_position_embeddings", hf.get("original_max_position_embeddings"))
+    orig = params.get(
+        "original_max_position_embeddings", hf.get("original_max_position_embeddings")
+    )
     return RopeConfig(
         rope_theta=float(params.get("rope_theta", hf.get("rope_theta", 10000.0))),
         rope_type=rope_type,

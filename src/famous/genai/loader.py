@@ -113,10 +113,17 @@ class PermuteRope:
         return permute_rope(tensors[0], self.n_heads, self.head_dim, self.inverse)
 
 
-def permute_rope(w: torch.Tensor, n_heads: int, head_dim: int, inverse: bool = False) -> torch.Tensor:
+def permute_rope(
+    w: torch.Tensor, n_heads: int, head_dim: int, inverse: bool = False
+) -> torch.Tensor:
     rest = w.shape[1:]
     if inverse:  # half-split → interleaved pairs
-        return w.reshape(n_heads, 2, head_dim // 2, *rest).transpose(1, 2).reshape(w.shape).contiguous()
+        return (
+            w.reshape(n_heads, 2, head_dim // 2, *rest)
+            .transpose(1, 2)
+            .reshape(w.shape)
+            .contiguous()
+        )
     return w.reshape(n_heads, head_dim // 2, 2, *rest).transpose(1, 2).reshape(w.shape).contiguous()
 
 
@@ -156,11 +163,14 @@ def _read_header(path: Path) -> dict[str, Any]:
         with path.open("rb") as f:
             raw = f.read(8)
             if len(raw) < 8:
-                raise TruncatedCheckpointError(f"{path.name}: file is truncated ({size} bytes, no header)")
+                raise TruncatedCheckpointError(
+                    f"{path.name}: file is truncated ({size} bytes, no header)"
+                )
             (n,) = struct.unpack("<Q", raw)
             if 8 + n > size:
                 raise TruncatedCheckpointError(
-                    f"{path.name}: file is truncated (header needs {8 + n} bytes, file has {size}); "
+                    f"{path.name}: file is truncated "
+                    f"(header needs {8 + n} bytes, file has {size}); "
                     "download it again"
                 )
             header = json.loads(f.read(n))
@@ -184,7 +194,9 @@ def checkpoint_files(model_dir: str | Path, allow_pickle: bool = False) -> tuple
             names = sorted(set(json.load(f)["weight_map"].values()))
         missing = [n for n in names if not (d / n).is_file()]
         if missing:
-            raise CheckpointError(f"{index.name} lists shards that are missing: {', '.join(missing)}")
+            raise CheckpointError(
+                f"{index.name} lists shards that are missing: {', '.join(missing)}"
+            )
         return [d / n for n in names], False
     st = sorted(d.glob("*.safetensors"))
     if st:

@@ -97,7 +97,9 @@ class Pipeline:
         self.last_timings: dict[str, float] = {}
         capacity = self.model.max_seq_len
         if len(ids) >= capacity:
-            raise ValueError(f"prompt has {len(ids)} tokens; this engine holds at most {capacity - 1}")
+            raise ValueError(
+                f"prompt has {len(ids)} tokens; this engine holds at most {capacity - 1}"
+            )
         budget = min(params.max_new_tokens, capacity - len(ids))
         stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else set(self.eos_ids))
         sampler = Sampler(params)
@@ -109,8 +111,12 @@ class Pipeline:
             t0 = time.perf_counter()
             n = len(ids)
             logits, cache = model(
-                torch.tensor([ids]), torch.arange(n), model.init_cache(1),
-                end=n, inplace=True, last_logits_only=True,
+                torch.tensor([ids]),
+                torch.arange(n),
+                model.init_cache(1),
+                end=n,
+                inplace=True,
+                last_logits_only=True,
             )
             self.last_timings["prefill_s"] = time.perf_counter() - t0
             t1 = time.perf_counter()
@@ -167,10 +173,17 @@ class Pipeline:
                 ):
                     tokens.append(ev.token_id)  # a stop string ended inside this token
         return Generation(
-            "".join(parts), tokens, finish, self.last_prompt_tokens, len(tokens), dict(self.last_timings)
+            "".join(parts),
+            tokens,
+            finish,
+            self.last_prompt_tokens,
+            len(tokens),
+            dict(self.last_timings),
         )
 
-    def chat(self, messages: Sequence[dict[str, Any]], params: SamplingParams | None = None) -> Generation:
+    def chat(
+        self, messages: Sequence[dict[str, Any]], params: SamplingParams | None = None
+    ) -> Generation:
         return self.generate(self.chat_prompt(messages), params, chat=True)
 
     # ------------------------------------------------------------------ batches
@@ -194,14 +207,23 @@ class Pipeline:
         model = self.model
         with torch.inference_mode():
             logits, cache = model(
-                tokens, torch.arange(longest), model.init_cache(b),
-                pad_lens=pad_lens, end=longest, inplace=True, last_logits_only=True,
+                tokens,
+                torch.arange(longest),
+                model.init_cache(b),
+                pad_lens=pad_lens,
+                end=longest,
+                inplace=True,
+                last_logits_only=True,
             )
             pos = longest
             for step in range(budget):
                 picks = []
                 for i in range(b):
-                    seen = torch.tensor([rows[i] + out[i]]) if params.repetition_penalty != 1.0 else None
+                    seen = (
+                        torch.tensor([rows[i] + out[i]])
+                        if params.repetition_penalty != 1.0
+                        else None
+                    )
                     picks.append(int(sampler(logits[i : i + 1, -1], seen)[0]))
                 for i, tok in enumerate(picks):
                     if done[i]:
@@ -213,8 +235,12 @@ class Pipeline:
                 if all(done) or step == budget - 1:
                     break
                 logits, cache = model(
-                    torch.tensor([[t] for t in picks]), torch.tensor([pos]), cache,
-                    pad_lens=pad_lens, end=pos + 1, inplace=True,
+                    torch.tensor([[t] for t in picks]),
+                    torch.tensor([pos]),
+                    cache,
+                    pad_lens=pad_lens,
+                    end=pos + 1,
+                    inplace=True,
                 )
                 pos += 1
         results = []

@@ -25,7 +25,9 @@ class SamplingParams:
         return self.temperature <= 0.0
 
 
-def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+def apply_repetition_penalty(
+    logits: torch.Tensor, seen: torch.Tensor, penalty: float
+) -> torch.Tensor:
     """CTRL-style: logits of tokens already present are divided (positive) or multiplied
     (negative) by ``penalty``. logits: [B, V]; seen: [B, N] token ids."""
     if penalty == 1.0 or seen.numel() == 0:
@@ -35,7 +37,9 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return logits.scatter(1, seen, picked)
 
 
-def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0) -> torch.Tensor:
+def filter_logits(
+    logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0
+) -> torch.Tensor:
     """Masks (to -inf) what top-k, top-p (nucleus) and min-p exclude. logits: [B, V]."""
     neg = torch.finfo(logits.dtype).min
     if top_k and top_k < logits.shape[-1]:
@@ -72,6 +76,8 @@ class Sampler:
             logits = apply_repetition_penalty(logits, seen, self.p.repetition_penalty)
         if self.p.greedy:
             return logits.argmax(-1)
-        logits = filter_logits(logits / self.p.temperature, self.p.top_k, self.p.top_p, self.p.min_p)
+        logits = filter_logits(
+            logits / self.p.temperature, self.p.top_k, self.p.top_p, self.p.min_p
+        )
         probs = logits.softmax(-1)
         return torch.multinomial(probs, 1, generator=self.gen).squeeze(-1)

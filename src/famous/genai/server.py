@@ -71,14 +71,31 @@ class CompletionBody(_Body):
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 type_: str = "invalid_request_error") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        type_: str = "invalid_request_error",
+    ) -> None:
         super().__init__(message)
-        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type_
+        self.status, self.message, self.param, self.code, self.type = (
+            status,
+            message,
+            param,
+            code,
+            type_,
+        )
 
 
-def _error(status: int, message: str, type_: str = "invalid_request_error",
-           param: str | None = None, code: str | None = None) -> JSONResponse:
+def _error(
+    status: int,
+    message: str,
+    type_: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+) -> JSONResponse:
     return JSONResponse(
         status_code=status,
         content={"error": {"message": message, "type": type_, "param": param, "code": code}},
@@ -92,7 +109,9 @@ def _message_text(content: Any) -> str:
     parts = []
     for part in content:
         if part.get("type") != "text":
-            raise APIError(400, f"content part type {part.get('type')!r} is not supported", "messages")
+            raise APIError(
+                400, f"content part type {part.get('type')!r} is not supported", "messages"
+            )
         parts.append(part.get("text", ""))
     return "".join(parts)
 
@@ -111,8 +130,11 @@ def create_app(pipeline: Any, model_name: str) -> FastAPI:
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0] if e.errors() else {}
         loc = [str(x) for x in first.get("loc", []) if x != "body"]
-        return _error(400, f"{'.'.join(loc) or 'body'}: {first.get('msg', 'invalid request')}",
-                      param=".".join(loc) or None)
+        return _error(
+            400,
+            f"{'.'.join(loc) or 'body'}: {first.get('msg', 'invalid request')}",
+            param=".".join(loc) or None,
+        )
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, e: Exception) -> JSONResponse:
@@ -126,19 +148,30 @@ def create_app(pipeline: Any, model_name: str) -> FastAPI:
     def models() -> dict[str, Any]:
         return {
             "object": "list",
-            "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "famous"}],
+            "data": [
+                {"id": model_name, "object": "model", "created": created, "owned_by": "famous"}
+            ],
         }
 
     def params_of(body: _Body) -> SamplingParams:
         if body.n != 1:
             raise APIError(400, "only n=1 is supported", "n")
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-        limit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+        limit = (
+            body.max_completion_tokens
+            if body.max_completion_tokens is not None
+            else body.max_tokens
+        )
         cap = pipeline.model.max_seq_len
         return SamplingParams(
             max_new_tokens=cap if limit is None else limit,
-            temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, min_p=body.min_p,
-            repetition_penalty=body.repetition_penalty, seed=body.seed, stop=stop,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            top_k=body.top_k,
+            min_p=body.min_p,
+            repetition_penalty=body.repetition_penalty,
+            seed=body.seed,
+            stop=stop,
         )
 
     def run_stream(prompt: Any, params: SamplingParams, chat: bool) -> Iterator[Any]:
@@ -146,15 +179,20 @@ def create_app(pipeline: Any, model_name: str) -> FastAPI:
             try:
                 yield from pipeline.stream(prompt, params, chat=chat)
             except ValueError as e:  # prompt longer than the context
-                raise APIError(400, str(e), "messages" if chat else "prompt",
-                               "context_length_exceeded") from e
+                raise APIError(
+                    400, str(e), "messages" if chat else "prompt", "context_length_exceeded"
+                ) from e
 
     def check_fits(prompt: Any, chat: bool) -> None:
         n = len(pipeline.encode(prompt, chat))
         if n >= pipeline.model.max_seq_len:
-            raise APIError(400, f"prompt has {n} tokens; this engine holds at most "
-                           f"{pipeline.model.max_seq_len - 1}", "messages" if chat else "prompt",
-                           "context_length_exceeded")
+            raise APIError(
+                400,
+                f"prompt has {n} tokens; this engine holds at most "
+                f"{pipeline.model.max_seq_len - 1}",
+                "messages" if chat else "prompt",
+                "context_length_exceeded",
+            )
 
     def collect(prompt: Any, params: SamplingParams, chat: bool) -> tuple[str, str, int, int]:
         text, finish, n = [], "length", 0
@@ -173,8 +211,9 @@ def create_app(pipeline: Any, model_name: str) -> FastAPI:
                 yield f"data: {json.dumps(c)}\n\n"
             yield "data: [DONE]\n\n"
 
-        return StreamingResponse(body(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
 
     def chat_prompt(body: ChatBody) -> str:
         if not body.messages:
@@ -199,30 +238,68 @@ def create_app(pipeline: Any, model_name: str) -> FastAPI:
             return {
                 **base,
                 "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "logprobs": None, "finish_reason": finish}],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "logprobs": None,
+                        "finish_reason": finish,
+                    }
+                ],
                 "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
             }
         include_usage = bool((body.stream_options or {}).get("include_usage"))
 
         def chunks() -> Iterator[dict[str, Any]]:
             head = {**base, "object": "chat.completion.chunk"}
-            yield {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                        "logprobs": None, "finish_reason": None}]}
+            yield {
+                **head,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+            }
             n = 0
             for ev in run_stream(prompt, params, True):
-                if ev.token_id is not None and (ev.finish_reason is None or ev.finish_reason == "length"):
+                if ev.token_id is not None and (
+                    ev.finish_reason is None or ev.finish_reason == "length"
+                ):
                     n += 1
                 if ev.text:
-                    yield {**head, "choices": [{"index": 0, "delta": {"content": ev.text},
-                                                "logprobs": None, "finish_reason": None}]}
+                    yield {
+                        **head,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"content": ev.text},
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ],
+                    }
                 if ev.finish_reason:
-                    yield {**head, "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                                "finish_reason": ev.finish_reason}]}
+                    yield {
+                        **head,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {},
+                                "logprobs": None,
+                                "finish_reason": ev.finish_reason,
+                            }
+                        ],
+                    }
             if include_usage:
                 p = pipeline.last_prompt_tokens
-                yield {**head, "choices": [],
-                       "usage": {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n}}
+                yield {
+                    **head,
+                    "choices": [],
+                    "usage": {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n},
+                }
 
         return sse(chunks())
 
@@ -249,9 +326,18 @@ def create_app(pipeline: Any, model_name: str) -> FastAPI:
         def chunks() -> Iterator[dict[str, Any]]:
             for ev in run_stream(prompt, params, False):
                 if ev.text or ev.finish_reason:
-                    yield {**base, "object": "text_completion",
-                           "choices": [{"index": 0, "text": ev.text, "logprobs": None,
-                                        "finish_reason": ev.finish_reason}]}
+                    yield {
+                        **base,
+                        "object": "text_completion",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "text": ev.text,
+                                "logprobs": None,
+                                "finish_reason": ev.finish_reason,
+                            }
+                        ],
+                    }
 
         return sse(chunks())
 
@@ -259,14 +345,22 @@ def create_app(pipeline: Any, model_name: str) -> FastAPI:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m famous.genai.server", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="model directory (config.json, safetensors, tokenizer.json)")
+    ap = argparse.ArgumentParser(
+        prog="python -m famous.genai.server", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument(
+        "--model", required=True, help="model directory (config.json, safetensors, tokenizer.json)"
+    )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
-    ap.add_argument("--max-seq-len", type=int, default=4096, help="KV cache capacity (prompt + output)")
+    ap.add_argument(
+        "--max-seq-len", type=int, default=4096, help="KV cache capacity (prompt + output)"
+    )
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    ap.add_argument("--served-model-name", default=None, help="name in /v1/models (default: folder name)")
+    ap.add_argument(
+        "--served-model-name", default=None, help="name in /v1/models (default: folder name)"
+    )
     ap.add_argument("--allow-pickle", action="store_true", help="accept .bin / .pt checkpoints")
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args(argv)
@@ -278,8 +372,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         pipe = Pipeline.from_pretrained(
-            args.model, dtype=args.dtype, max_seq_len=args.max_seq_len,
-            allow_pickle=args.allow_pickle, threads=args.threads,
+            args.model,
+            dtype=args.dtype,
+            max_seq_len=args.max_seq_len,
+            allow_pickle=args.allow_pickle,
+            threads=args.threads,
         )
     except (GenAIError, ValueError, OSError) as e:
         sys.stderr.write(f"error: {e}\n")

@@ -32,7 +32,9 @@ class Tokenizer:
         d = Path(model_dir)
         path = d / "tokenizer.json"
         if not path.is_file():
-            raise CheckpointError(f"{path} not found: famous needs a tokenizer.json (fast tokenizer)")
+            raise CheckpointError(
+                f"{path} not found: famous needs a tokenizer.json (fast tokenizer)"
+            )
         self._tok = HFTokenizer.from_file(str(path))
         conf: dict[str, Any] = {}
         if (d / "tokenizer_config.json").is_file():
@@ -60,9 +62,9 @@ class Tokenizer:
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         ids = self._tok.encode(text, add_special_tokens=add_special_tokens).ids
-        if add_special_tokens and self.add_bos_token and self.bos_token_id is not None:
-            if not ids or ids[0] != self.bos_token_id:
-                ids = [self.bos_token_id, *ids]
+        bos = self.bos_token_id
+        if add_special_tokens and self.add_bos_token and bos is not None and ids[:1] != [bos]:
+            ids = [bos, *ids]
         return ids
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
@@ -84,7 +86,9 @@ class Tokenizer:
 
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = raise_exception
-        env.filters["tojson"] = lambda v, indent=None: json.dumps(v, ensure_ascii=False, indent=indent)
+        env.filters["tojson"] = lambda v, indent=None: json.dumps(
+            v, ensure_ascii=False, indent=indent
+        )
         try:
             return env.from_string(self.chat_template).render(
                 messages=list(messages),

@@ -52,7 +52,9 @@ def verify(
     with torch.inference_mode():
         ref_logits = ref(ids).logits.float()
         cache = ours.init_cache(1)
-        logits, cache = ours(ids, torch.arange(prompt_tokens), cache, end=prompt_tokens, inplace=True)
+        logits, cache = ours(
+            ids, torch.arange(prompt_tokens), cache, end=prompt_tokens, inplace=True
+        )
         diff = (ref_logits - logits.float()).abs().max().item()
         mine = []
         nxt = logits[:, -1:]
@@ -60,10 +62,16 @@ def verify(
             tok = int(nxt[0, -1].argmax())
             mine.append(tok)
             p = prompt_tokens + i
-            nxt, cache = ours(torch.tensor([[tok]]), torch.tensor([p]), cache, end=p + 1, inplace=True)
+            nxt, cache = ours(
+                torch.tensor([[tok]]), torch.tensor([p]), cache, end=p + 1, inplace=True
+            )
         out = ref.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens, do_sample=False, pad_token_id=0,
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=0,
         )
         theirs = out[0, prompt_tokens:].tolist()
     mismatch = next((i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b), None)

@@ -246,8 +246,12 @@ def synthesize_package(
         )
     templates = load_templates()
     engines: dict[str, EngineManifest] = {}
+    model_type = (config or {}).get("model_type")
     for template in templates:
         usable = [v for v in variants if v.format in template.get("formats", [])]
+        runs = template.get("model-types")  # engines that re-author only some architectures
+        if runs and model_type not in runs:
+            usable = [v for v in usable if v.format not in ("safetensors", "pytorch")]
         if not usable:
             continue
         prefer = [p.lower() for p in template.get("prefer", [])]

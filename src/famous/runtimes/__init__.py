@@ -36,9 +36,44 @@ def _native(configuration: Mapping[str, Any] | None) -> RuntimeAdapter:
     return FamousNativeServer(configuration)
 
 
+def _mlx(configuration: Mapping[str, Any] | None) -> RuntimeAdapter:
+    from famous.runtimes.mlx import MlxServer
+
+    return MlxServer(configuration)
+
+
+def _vllm(configuration: Mapping[str, Any] | None) -> RuntimeAdapter:
+    from famous.runtimes.vllm import VllmServer
+
+    return VllmServer(configuration)
+
+
+def _transformers(configuration: Mapping[str, Any] | None) -> RuntimeAdapter:
+    from famous.runtimes.transformers import TransformersServer
+
+    return TransformersServer(configuration)
+
+
+def _openvino(configuration: Mapping[str, Any] | None) -> RuntimeAdapter:
+    from famous.runtimes.openvino import OpenVINOServer
+
+    return OpenVINOServer(configuration)
+
+
+def _llamacpp_ampere(configuration: Mapping[str, Any] | None) -> RuntimeAdapter:
+    from famous.runtimes.ampere import AmpereLlamaCppServer
+
+    return AmpereLlamaCppServer(configuration)
+
+
 RUNTIMES: dict[str, RuntimeFactory] = {
     "llamacpp": _llamacpp,
     "famous-native": _native,
+    "mlx": _mlx,
+    "vllm": _vllm,
+    "transformers": _transformers,
+    "openvino": _openvino,
+    "llamacpp-ampere": _llamacpp_ampere,
 }
 
 

@@ -247,9 +247,12 @@ def find_llama_server(configuration: Mapping[str, Any] | None = None) -> Path | 
 
 
 def llamacpp_adapter(configuration: Mapping[str, Any] | None = None) -> _LlamaCppBase:
-    """The llama.cpp server to use under this configuration (``server: auto`` prefers native)."""
+    """The llama.cpp server to use under this configuration (``server: auto`` prefers native).
+
+    ``FAMOUS_LLAMACPP_SERVER`` sets the choice for engines whose configuration does not.
+    """
     cfg = normalize_configuration(configuration)
-    choice = str(cfg.get("server", "auto")).lower()
+    choice = str(cfg.get("server") or os.environ.get("FAMOUS_LLAMACPP_SERVER") or "auto").lower()
     if choice in ("llama-server", "native"):
         return LlamaServer(cfg)
     if choice in ("llama-cpp-python", "llama_cpp.server", "python"):

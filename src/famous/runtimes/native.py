@@ -1,4 +1,4 @@
-"""famous-native: the models ``famous.genai`` builds, served by ``python -m famous.genai.server``."""
+"""famous-native: models ``famous.genai`` builds, served by ``python -m famous.genai.server``."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -133,6 +133,38 @@ def message_text(content: Any) -> str:
             raise APIError(400, f"content part type {kind!r} is not supported", "messages")
         parts.append(str(part.get("text", "")))
     return "".join(parts)
+
+
+class IncrementalDecoder:
+    """Text of a growing token list, released only once it is stable.
+
+    Decoding a window that starts a few tokens back keeps tokenizers that drop or add
+    leading spaces (SentencePiece) right; text ending in U+FFFD (half a UTF-8 character)
+    waits for the next token. ``decode`` turns token ids into text, special tokens skipped.
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str]) -> None:
+        self.decode = decode
+        self.ids: list[int] = []
+        self.prefix_offset = 0
+        self.read_offset = 0
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        before = self.decode(self.ids[self.prefix_offset : self.read_offset])
+        after = self.decode(self.ids[self.prefix_offset :])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self.prefix_offset = self.read_offset
+            self.read_offset = len(self.ids)
+            return after[len(before) :]
+        return ""
+
+    def flush(self) -> str:
+        """Whatever is still held back (a final incomplete character included)."""
+        before = self.decode(self.ids[self.prefix_offset : self.read_offset])
+        after = self.decode(self.ids[self.prefix_offset :])
+        self.prefix_offset = self.read_offset = len(self.ids)
+        return after[len(before) :] if len(after) > len(before) else ""
 
 
 @dataclass
@@ -301,7 +333,12 @@ def create_app(backend: Backend, model_name: str, *, title: str = "famous worker
                 "logprobs": None,
                 "finish_reason": outcome.finish_reason,
             }
-            return {**base, "object": "chat.completion", "choices": [choice], "usage": usage(outcome)}
+            return {
+                **base,
+                "object": "chat.completion",
+                "choices": [choice],
+                "usage": usage(outcome),
+            }
         include_usage = bool((body.stream_options or {}).get("include_usage"))
 
         def chunks() -> Iterator[dict[str, Any]]:
@@ -343,7 +380,12 @@ def create_app(backend: Backend, model_name: str, *, title: str = "famous worker
                 "logprobs": None,
                 "finish_reason": outcome.finish_reason,
             }
-            return {**base, "object": "text_completion", "choices": [choice], "usage": usage(outcome)}
+            return {
+                **base,
+                "object": "text_completion",
+                "choices": [choice],
+                "usage": usage(outcome),
+            }
         include_usage = bool((body.stream_options or {}).get("include_usage"))
 
         def chunks() -> Iterator[dict[str, Any]]:

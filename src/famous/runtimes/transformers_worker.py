@@ -21,45 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from famous.runtimes.openai_shapes import GenerationParams, Piece, create_app, serve
+from famous.runtimes.openai_shapes import (
+    GenerationParams,
+    IncrementalDecoder,
+    Piece,
+    create_app,
+    serve,
+)
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-class IncrementalDecoder:
-    """Text of a growing token list, released only once it is stable.
-
-    Decoding a window that starts a few tokens back keeps tokenizers that drop or add
-    leading spaces (SentencePiece) right; text ending in U+FFFD (half a UTF-8 character)
-    waits for the next token.
-    """
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self.prefix_offset = 0
-        self.read_offset = 0
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(
-            ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
-        )
-
-    def push(self, token: int) -> str:
-        self.ids.append(token)
-        before = self._decode(self.ids[self.prefix_offset : self.read_offset])
-        after = self._decode(self.ids[self.prefix_offset :])
-        if len(after) > len(before) and not after.endswith("\ufffd"):
-            self.prefix_offset = self.read_offset
-            self.read_offset = len(self.ids)
-            return after[len(before) :]
-        return ""
-
-    def flush(self) -> str:
-        before = self._decode(self.ids[self.prefix_offset : self.read_offset])
-        after = self._decode(self.ids[self.prefix_offset :])
-        self.prefix_offset = self.read_offset = len(self.ids)
-        return after[len(before) :] if len(after) > len(before) else ""
 
 
 class TransformersBackend:
@@ -193,7 +163,11 @@ class TransformersBackend:
 
         thread = threading.Thread(target=work, name="transformers-generate", daemon=True)
         thread.start()
-        decoder = IncrementalDecoder(self.tokenizer)
+        decoder = IncrementalDecoder(
+            lambda ids: self.tokenizer.decode(
+                ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+            )
+        )
         produced = 0
         finish = "length"
         try:
@@ -207,11 +181,7 @@ class TransformersBackend:
                     finish = "stop"
                     break
                 produced += 1
-                text = decoder.push(item)
-                if text:
-                    yield Piece(text, tokens=1)
-                else:
-                    yield Piece("", tokens=1)
+                yield Piece(decoder.push(item), tokens=1)
             rest = decoder.flush()
             if produced >= params.max_tokens:
                 finish = "length"
@@ -265,8 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: cannot load {args.model}: {exc}\n")
         return 2
     print(f"famous transformers worker: {name} on {backend.device}", file=sys.stderr, flush=True)
-    serve(create_app(backend, name, title="famous transformers worker"), args.host, args.port,
-          args.log_level)
+    serve(
+        create_app(backend, name, title="famous transformers worker"),
+        args.host,
+        args.port,
+        args.log_level,
+    )
     return 0
 
 

@@ -105,16 +105,16 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_range(payload: dict[str, Any], key: str, low: float, high: float) -> None:
     if key in payload and payload[key] is not None:
         value = payload[key]
         if not _is_number(value) or not low <= value <= high:
-            raise invalid(f"{key} must be a number between {low:g} and {high:g}, got {value!r}", key)
+            raise invalid(
+                f"{key} must be a number between {low:g} and {high:g}, got {value!r}", key
+            )
 
 
 def validate(kind: str, payload: dict[str, Any]) -> str:
@@ -125,7 +125,9 @@ def validate(kind: str, payload: dict[str, Any]) -> str:
     if kind == "chat":
         messages = payload.get("messages")
         if not isinstance(messages, list) or not messages:
-            raise invalid("messages must be a non-empty list of {role, content} objects", "messages")
+            raise invalid(
+                "messages must be a non-empty list of {role, content} objects", "messages"
+            )
         for i, message in enumerate(messages):
             if not isinstance(message, dict) or not isinstance(message.get("role"), str):
                 raise invalid(f"messages[{i}] must be an object with a string role", "messages")
@@ -143,9 +145,9 @@ def validate(kind: str, payload: dict[str, Any]) -> str:
             value = payload[key]
             if not _is_int(value) or value < minimum:
                 raise invalid(f"{key} must be an integer >= {minimum}, got {value!r}", key)
-    if "n" in payload and payload["n"] is not None:
-        if not _is_int(payload["n"]) or not 1 <= payload["n"] <= 128:
-            raise invalid(f"n must be an integer between 1 and 128, got {payload['n']!r}", "n")
+    n = payload.get("n")
+    if n is not None and (not _is_int(n) or not 1 <= n <= 128):
+        raise invalid(f"n must be an integer between 1 and 128, got {n!r}", "n")
     _check_range(payload, "temperature", 0, 2)
     _check_range(payload, "top_p", 0, 1)
     _check_range(payload, "presence_penalty", -2, 2)

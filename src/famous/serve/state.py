@@ -6,6 +6,7 @@ read it to find the gateway without importing the web stack.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.error
@@ -53,10 +54,8 @@ def clear(pid: int | None = None) -> None:
     """Remove the record (only our own, when ``pid`` is given)."""
     info = read()
     if info is None or pid is None or info.pid == pid:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             state_path().unlink()
-        except FileNotFoundError:
-            pass
 
 
 def read() -> GatewayInfo | None:

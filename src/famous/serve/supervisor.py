@@ -247,7 +247,9 @@ class Supervisor:
             proc = await asyncio.to_thread(adapter.launch, launch)
             dep.process = proc
             self._record(dep, "starting")
-            log.info("starting %s: %s (pid %s, port %s)", spec.name, proc.server, proc.pid, proc.port)
+            log.info(
+                "starting %s: %s (pid %s, port %s)", spec.name, proc.server, proc.pid, proc.port
+            )
             await proc.wait_healthy_async(self.startup_timeout)
         except APIError:
             dep.state = "stopped"  # it never started: not a failure of the engine
@@ -389,9 +391,7 @@ class Supervisor:
                 continue
             if not dep.process.alive():
                 self._mark_failed(dep)
-            elif (
-                self.keep_alive >= 0 and dep.active == 0 and now - dep.last_used > self.keep_alive
-            ):
+            elif self.keep_alive >= 0 and dep.active == 0 and now - dep.last_used > self.keep_alive:
                 await self._stop(dep, reason=f"unloaded after {self.keep_alive:g} s idle")
 
     # -- the catalog's deployments table ---------------------------------------------------

@@ -22,6 +22,7 @@ the input. Qwen2/3, Gemma and Phi-3 run NEOX-style RoPE in llama.cpp: no permuta
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -33,7 +34,13 @@ from typing import Any
 import numpy as np
 
 from famous.genai.errors import UnsupportedModelError
-from famous.genai.export.safetensors_stream import SourceTensor, read_all, read_rows, row_chunks, scan
+from famous.genai.export.safetensors_stream import (
+    SourceTensor,
+    read_all,
+    read_rows,
+    row_chunks,
+    scan,
+)
 
 WRITTEN_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
 LLAMA_CPP_TYPES = ("q4_k_m", "q5_k_m", "q6_k")
@@ -235,7 +242,8 @@ def _plan(
         planned.append(_Planned(new, src, tuple(src.shape), None, transform))
     if unknown:
         raise GGUFExportError(
-            f"{len(unknown)} tensor(s) have no GGUF name for the {gguf.MODEL_ARCH_NAMES[arch.gguf_arch]} "
+            f"{len(unknown)} tensor(s) have no GGUF name for the "
+            f"{gguf.MODEL_ARCH_NAMES[arch.gguf_arch]} "
             f"architecture: {', '.join(unknown[:6])}{' …' if len(unknown) > 6 else ''}"
         )
     rope = a0.rope
@@ -266,7 +274,9 @@ def _plan(
             continue
         want = (tensor_type(role) if tensor_type else None) or outtype
         if want not in WRITTEN_TYPES:
-            raise GGUFExportError(f"tensor type {want!r} is not one famous writes ({WRITTEN_TYPES})")
+            raise GGUFExportError(
+                f"tensor type {want!r} is not one famous writes ({WRITTEN_TYPES})"
+            )
         qtype = _qtype(want)
         block, _ = gguf.GGML_QUANT_SIZES[qtype]
         if p.shape[-1] % block:
@@ -290,7 +300,9 @@ def _source_order(name: str) -> tuple:
 # ------------------------------------------------------------------------------ metadata
 
 
-def _write_metadata(writer: Any, hf: dict[str, Any], model_dir: Path, outtype: str, name: str) -> list[str]:
+def _write_metadata(
+    writer: Any, hf: dict[str, Any], model_dir: Path, outtype: str, name: str
+) -> list[str]:
     import gguf
 
     from famous.genai.config import load_config
@@ -393,14 +405,23 @@ def export_gguf(
     out_path = Path(out_path)
     outtype = outtype.lower()
     if outtype not in GGUF_TYPES:
-        raise GGUFExportError(f"unknown GGUF type {outtype!r}; choose one of {', '.join(GGUF_TYPES)}")
+        raise GGUFExportError(
+            f"unknown GGUF type {outtype!r}; choose one of {', '.join(GGUF_TYPES)}"
+        )
     if out_path.exists() and not overwrite:
         raise FileExistsError(f"{out_path} exists; pass overwrite=True (--force) to replace it")
     started = time.monotonic()
     if outtype in LLAMA_CPP_TYPES:
         return _export_kquant(
-            model_dir, out_path, outtype, tensor_type=tensor_type, name=name, started=started,
-            chunk_bytes=chunk_bytes, progress=progress, threads=threads,
+            model_dir,
+            out_path,
+            outtype,
+            tensor_type=tensor_type,
+            name=name,
+            started=started,
+            chunk_bytes=chunk_bytes,
+            progress=progress,
+            threads=threads,
         )
     import gguf
 
@@ -419,14 +440,18 @@ def export_gguf(
     try:
         warnings += _write_metadata(writer, hf, model_dir, outtype, name or model_dir.name)
         for p in planned:
-            writer.add_tensor_info(p.gguf_name, p.shape, np.dtype(np.float32), p.nbytes, raw_dtype=p.qtype)
+            writer.add_tensor_info(
+                p.gguf_name, p.shape, np.dtype(np.float32), p.nbytes, raw_dtype=p.qtype
+            )
         writer.write_header_to_file(path=partial)
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         for i, p in enumerate(planned):
             data = _tensor_data(p, n_heads, n_kv, chunk_bytes)
             if data.nbytes != p.nbytes:
-                raise GGUFExportError(f"{p.gguf_name}: wrote {data.nbytes} bytes, planned {p.nbytes}")
+                raise GGUFExportError(
+                    f"{p.gguf_name}: wrote {data.nbytes} bytes, planned {p.nbytes}"
+                )
             writer.write_tensor_data(data)
             del data
             if progress:
@@ -469,8 +494,14 @@ def _export_kquant(
     partial = out_path.with_name(out_path.name + ".partial")
     try:
         base = export_gguf(
-            model_dir, f16, "f16", tensor_type=tensor_type, name=name, overwrite=True,
-            chunk_bytes=chunk_bytes, progress=progress,
+            model_dir,
+            f16,
+            "f16",
+            tensor_type=tensor_type,
+            name=name,
+            overwrite=True,
+            chunk_bytes=chunk_bytes,
+            progress=progress,
         )
         quantize_with_llama_cpp(f16, partial, outtype, threads=threads)
         os.replace(partial, out_path)
@@ -507,6 +538,37 @@ def quantize_with_llama_cpp(src: Path, dst: Path, outtype: str, threads: int | N
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads or min(4, os.cpu_count() or 1)
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
+    with _captured_fds() as log:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    log.unlink(missing_ok=True)
     if rc != 0:
-        raise GGUFExportError(f"llama.cpp's quantizer failed on {src} (return code {rc})")
+        raise GGUFExportError(f"llama.cpp's quantizer failed on {src} (return code {rc}):\n{tail}")
+
+
+class _captured_fds:
+    """Send the C library's stdout / stderr (llama.cpp logs per tensor) to a temp file."""
+
+    def __enter__(self) -> Path:
+        import sys
+        import tempfile
+
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        fd, name = tempfile.mkstemp(prefix="famous-llama-quantize-", suffix=".log")
+        self.path = Path(name)
+        self.saved = []
+        for target in (1, 2):
+            try:
+                self.saved.append((target, os.dup(target)))
+                os.dup2(fd, target)
+            except OSError:
+                pass
+        os.close(fd)
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        for target, saved in self.saved:
+            os.dup2(saved, target)
+            os.close(saved)

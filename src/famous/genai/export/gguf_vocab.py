@@ -169,9 +169,7 @@ def read_vocab(model_dir: str | Path, vocab_size: int, hf_config: dict[str, Any]
         special[int(added["id"])] = bool(added.get("special", False))
 
     byte_fallback = bool(model.get("byte_fallback")) or kind == "Unigram"
-    sentencepiece = byte_fallback or any(
-        p.get("type") == "Metaspace" for p in _pre_tokenizers(tj)
-    )
+    sentencepiece = byte_fallback or any(p.get("type") == "Metaspace" for p in _pre_tokenizers(tj))
     n = max(vocab_size, (max(pieces) + 1) if pieces else 0)
     warnings: list[str] = []
     if n > vocab_size:
@@ -237,9 +235,7 @@ def read_vocab(model_dir: str | Path, vocab_size: int, hf_config: dict[str, Any]
             for r, m in enumerate(_merges(model)):
                 a, _, b = m.partition(" ")
                 rank.setdefault(a + b, r)
-            vocab.scores = [
-                -float(rank[t]) - 1.0 if t in rank else 0.0 for t in tokens
-            ]
+            vocab.scores = [-float(rank[t]) - 1.0 if t in rank else 0.0 for t in tokens]
         meta = [p for p in _pre_tokenizers(tj) if p.get("type") == "Metaspace"]
         normalizer = json.dumps(tj.get("normalizer") or {})
         vocab.add_space_prefix = bool(

@@ -131,7 +131,9 @@ def read_all(t: SourceTensor) -> np.ndarray:
     return read_rows(t, 0, t.rows)
 
 
-def row_chunks(t: SourceTensor, budget_bytes: int = 64 << 20, multiple: int = 1) -> Iterator[tuple[int, int]]:
+def row_chunks(
+    t: SourceTensor, budget_bytes: int = 64 << 20, multiple: int = 1
+) -> Iterator[tuple[int, int]]:
     """Row ranges whose float32 size stays under ``budget_bytes`` (a multiple of ``multiple``)."""
     per_row = max(1, t.row_elems * 4)
     step = max(multiple, (budget_bytes // per_row) // multiple * multiple)

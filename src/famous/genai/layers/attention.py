@@ -60,7 +60,9 @@ class Attention(nn.Module):
         if ring is None:
             k_cache = _write(k_cache, input_pos, k, inplace)
             v_cache = _write(v_cache, input_pos, v, inplace)
-            keys, values = (k_cache, v_cache) if end is None else (k_cache[:, :, :end], v_cache[:, :, :end])
+            keys, values = (
+                (k_cache, v_cache) if end is None else (k_cache[:, :, :end], v_cache[:, :, :end])
+            )
         else:
             # Attend over [the ring's last ring-1 positions, oldest first ; new keys], then
             # keep the last `ring` new keys in their slots. Chronological order keeps the
@@ -83,17 +85,22 @@ class Attention(nn.Module):
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
-        if self.softcap is None:
+        # fp32 single-token decode takes the explicit path below (faster than torch's CPU
+        # flash kernel for one query); bf16/fp16 keep SDPA, whose fp32 accumulation the
+        # reference shares, so greedy tokens stay identical.
+        if self.softcap is None and (q.shape[2] > 1 or q.dtype != torch.float32):
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.n_kv != self.n_heads
             )
-        # Soft-capped logits (Gemma 2) need the scores explicitly. Query heads are grouped
+        # Soft-capped logits (Gemma 2) and fp32 decoding compute the scores explicitly. Query
+        # heads are grouped
         # by their shared kv head so k and v are never repeated.
         bsz, h, t, d = q.shape
         g = h // self.n_kv
         qg = q.reshape(bsz, self.n_kv, g * t, d)
         scores = torch.matmul(qg, k.transpose(-1, -2)) * self.scale
-        scores = torch.tanh(scores / self.softcap) * self.softcap
+        if self.softcap is not None:
+            scores = torch.tanh(scores / self.softcap) * self.softcap
         if mask is not None:
             # rows of qg are ordered (group, token): tile the [.., T, S] mask per group
             m = mask.repeat(g, 1) if mask.dim() == 2 else mask.repeat(1, 1, g, 1)
@@ -102,7 +109,9 @@ class Attention(nn.Module):
         return torch.matmul(probs, v).reshape(bsz, h, t, d)
 
 
-def _write(buf: torch.Tensor, index: torch.Tensor, value: torch.Tensor, inplace: bool) -> torch.Tensor:
+def _write(
+    buf: torch.Tensor, index: torch.Tensor, value: torch.Tensor, inplace: bool
+) -> torch.Tensor:
     if inplace:
         return buf.index_copy_(2, index, value)
     return buf.index_copy(2, index, value)

@@ -38,7 +38,10 @@ def init_kv_cache(
         slots = ring if ring is not None else max_seq_len
         shape = (batch_size, a.num_key_value_heads, slots, a.head_dim)
         layers.append(
-            (torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+            (
+                torch.zeros(shape, dtype=dtype, device=device),
+                torch.zeros(shape, dtype=dtype, device=device),
+            )
         )
     return tuple(layers)
 

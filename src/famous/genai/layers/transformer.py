@@ -26,13 +26,19 @@ class Block(nn.Module):
         super().__init__()
         self.attn_norm = make_norm(cfg.attn_norm, hidden_size)
         self.attn = Attention(hidden_size, cfg.attention)
-        self.attn_post_norm = make_norm(cfg.attn_post_norm, hidden_size) if cfg.attn_post_norm else None
+        self.attn_post_norm = (
+            make_norm(cfg.attn_post_norm, hidden_size) if cfg.attn_post_norm else None
+        )
         self.ffn_norm = make_norm(cfg.ffn_norm, hidden_size)
         self.ffn = FeedForward(hidden_size, cfg.feed_forward)
-        self.ffn_post_norm = make_norm(cfg.ffn_post_norm, hidden_size) if cfg.ffn_post_norm else None
+        self.ffn_post_norm = (
+            make_norm(cfg.ffn_post_norm, hidden_size) if cfg.ffn_post_norm else None
+        )
 
     def forward(self, x, cos, sin, mask, cache, input_pos, ring, end, inplace):
-        h, cache = self.attn(self.attn_norm(x), cos, sin, mask, cache, input_pos, ring, end, inplace)
+        h, cache = self.attn(
+            self.attn_norm(x), cos, sin, mask, cache, input_pos, ring, end, inplace
+        )
         if self.attn_post_norm is not None:
             h = self.attn_post_norm(h)
         x = x + h
@@ -57,7 +63,9 @@ class DecoderModel(nn.Module):
         self.layers = nn.ModuleList(Block(cfg.hidden_size, b) for b in cfg.blocks)
         self.norm = make_norm(cfg.final_norm, cfg.hidden_size)
         self.lm_head = (
-            None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+            None
+            if cfg.tie_word_embeddings
+            else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         )
         # One RoPE table per distinct (rope config, head_dim); Gemma 3 has two.
         self.ropes = nn.ModuleList()
@@ -68,7 +76,12 @@ class DecoderModel(nn.Module):
             if key not in seen:
                 seen[key] = len(self.ropes)
                 self.ropes.append(
-                    RotaryEmbedding(b.attention.rope, b.attention.head_dim, cfg.max_position_embeddings, max_seq_len)
+                    RotaryEmbedding(
+                        b.attention.rope,
+                        b.attention.head_dim,
+                        cfg.max_position_embeddings,
+                        max_seq_len,
+                    )
                 )
             self._rope_index.append(seen[key])
         self._rings = cache_kinds(cfg, max_seq_len)
@@ -82,7 +95,9 @@ class DecoderModel(nn.Module):
     # ------------------------------------------------------------------ cache
     def init_cache(self, batch_size: int = 1, dtype: torch.dtype | None = None) -> KVCache:
         dtype = dtype or self.embed.weight.dtype
-        return init_kv_cache(self.cfg, batch_size, self.max_seq_len, dtype, self.embed.weight.device)
+        return init_kv_cache(
+            self.cfg, batch_size, self.max_seq_len, dtype, self.embed.weight.device
+        )
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -105,7 +120,9 @@ class DecoderModel(nn.Module):
         x = self.embed(tokens)
         if self.cfg.embedding_scale is not None:
             x = x * torch.tensor(self.cfg.embedding_scale, dtype=x.dtype)
-        rope_pos = input_pos if pad_lens is None else (input_pos[None, :] - pad_lens[:, None]).clamp_min(0)
+        rope_pos = (
+            input_pos if pad_lens is None else (input_pos[None, :] - pad_lens[:, None]).clamp_min(0)
+        )
         tables = [rope(rope_pos, x.dtype) for rope in self.ropes]
         masks: dict[tuple[int | None, int | None], torch.Tensor | None] = {}
         new_cache = []
@@ -113,7 +130,9 @@ class DecoderModel(nn.Module):
             ring, window = self._rings[i], self._windows[i]
             key = (ring, window)
             if key not in masks:
-                masks[key] = self._mask(input_pos, kv_cache[i][0].shape[2], ring, window, end, pad_lens)
+                masks[key] = self._mask(
+                    input_pos, kv_cache[i][0].shape[2], ring, window, end, pad_lens
+                )
             cos, sin = tables[self._rope_index[i]]
             x, c = layer(x, cos, sin, masks[key], kv_cache[i], input_pos, ring, end, inplace)
             new_cache.append(c)

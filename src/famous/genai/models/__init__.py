@@ -33,9 +33,7 @@ class Family:
 
 
 def families() -> list[Family]:
-    return [
-        importlib.import_module(f"famous.genai.models.{m}").FAMILY for m in _FAMILY_MODULES
-    ]
+    return [importlib.import_module(f"famous.genai.models.{m}").FAMILY for m in _FAMILY_MODULES]
 
 
 def supported_model_types() -> list[str]:

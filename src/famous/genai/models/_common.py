@@ -47,7 +47,9 @@ def decoder_config(
     (``full_attention`` / ``sliding_attention``) to its window and RoPE."""
     norm = norm or NormConfig("rms", float(hf.get("rms_norm_eps", 1e-6)))
     act = activation_from_hf(activation or hf.get("hidden_act") or hf.get("hidden_activation"))
-    ffn = FeedForwardConfig(int(hf["intermediate_size"]), act, True, bool(hf.get("mlp_bias", False)))
+    ffn = FeedForwardConfig(
+        int(hf["intermediate_size"]), act, True, bool(hf.get("mlp_bias", False))
+    )
     blocks = []
     default_rope = rope_from_hf(hf)
     for lt in layer_types(hf):
@@ -142,7 +144,9 @@ def hf_decoder_weight_map(
         rules.append(Rule(f"{dst}attn_norm.weight", (f"{src}input_layernorm.weight",)))
         rules.append(Rule(f"{dst}ffn_norm.weight", (f"{src}{ffn_norm_name}.weight",)))
         if b.attn_post_norm is not None:
-            rules.append(Rule(f"{dst}attn_post_norm.weight", (f"{src}{post_norm_names[0]}.weight",)))
+            rules.append(
+                Rule(f"{dst}attn_post_norm.weight", (f"{src}{post_norm_names[0]}.weight",))
+            )
         if b.ffn_post_norm is not None:
             rules.append(Rule(f"{dst}ffn_post_norm.weight", (f"{src}{post_norm_names[1]}.weight",)))
     rules.append(Rule("norm.weight", (f"{prefix}norm.weight",)))

@@ -40,8 +40,15 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         if "sliding_attention" in rp:
             rope_for = {t: rope_from_hf(hf, t) for t in ("sliding_attention", "full_attention")}
         else:
-            local = {**hf, "rope_theta": hf.get("rope_local_base_freq", 10000.0), "rope_scaling": None}
-            rope_for = {"sliding_attention": rope_from_hf(local), "full_attention": rope_from_hf(hf)}
+            local = {
+                **hf,
+                "rope_theta": hf.get("rope_local_base_freq", 10000.0),
+                "rope_scaling": None,
+            }
+            rope_for = {
+                "sliding_attention": rope_from_hf(local),
+                "full_attention": rope_from_hf(hf),
+            }
     bias = bool(hf.get("attention_bias", False))
     return decoder_config(
         hf,
@@ -129,8 +136,12 @@ FAMILY = Family(
         },
     },
     realistic_hf_configs={
-        "gemma": {**_REAL, "model_type": "gemma", "architectures": ["GemmaForCausalLM"],
-                  "num_hidden_layers": 2},
+        "gemma": {
+            **_REAL,
+            "model_type": "gemma",
+            "architectures": ["GemmaForCausalLM"],
+            "num_hidden_layers": 2,
+        },
         "gemma2": {
             **_REAL,
             "model_type": "gemma2",

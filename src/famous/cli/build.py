@@ -1,0 +1,116 @@
+"""``famous build`` and ``famous quantize``.
+
+Only typer at module level: torch, gguf and llama.cpp load inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from famous.cli.render import FormatOption, OutputFormat, emit
+
+
+def build(
+    source: str = typer.Argument(
+        ..., help="Model folder (config.json + safetensors) or Hub repo id."
+    ),
+    target: str = typer.Option("gguf", "--target", help="What to build: gguf."),
+    quant: list[str] = typer.Option(
+        ["q8_0"], "--quant", "-q", help="Recipe (preset or YAML file); repeat for more options."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Package name (default: the folder's)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing package of that name."),
+    fmt: OutputFormat = FormatOption,
+) -> None:
+    """Build a model package famous serves: artifacts, model.yaml and engine manifests."""
+    from famous.genai.errors import GenAIError
+    from famous.genai.export.package import BuildError, build_package
+
+    try:
+        pkg = build_package(source, target=target, recipes=quant, name=name, force=force)
+    except BuildError as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(e.exit_code) from None
+    except (GenAIError, ValueError, FileExistsError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(1) from None
+    except Exception as e:
+        from famous.store.artifacts import ArtifactInUse
+
+        if isinstance(e, ArtifactInUse):
+            sys.stderr.write(f"error: {e}\n")
+            raise typer.Exit(1) from None
+        raise
+
+    def table() -> None:
+        typer.echo(f"built {pkg.name} ({pkg.target}, engine {pkg.engine}) in {pkg.directory}")
+        for o in pkg.options:
+            types = ", ".join(f"{k}×{v}" for k, v in sorted(o.tensor_types.items()))
+            typer.echo(f"  {o.name:<12} {o.size_bytes / 2**20:8.1f} MiB  {types}")
+        typer.echo(f"try: famous engines {pkg.name}   ·   famous run {pkg.name}")
+
+    emit(pkg.as_dict(), fmt, table)
+
+
+def quantize(
+    source: str = typer.Argument(..., help="Model folder (config.json + safetensors)."),
+    recipe: list[str] = typer.Option(
+        ..., "--recipe", "-r", help="Recipe (preset or YAML file); repeat to compare."
+    ),
+    target: str = typer.Option(
+        "torch", "--target", help="torch (famous eager) or gguf (llama.cpp)."
+    ),
+    report: bool = typer.Option(False, "--report", help="Measure size, KL and top-1 vs fp32."),
+    embeddings: bool = typer.Option(
+        True, "--embeddings/--no-embeddings", help="With --report: MiniLM embedding cosine."
+    ),
+    decode_tokens: int = typer.Option(
+        0, "--decode-tokens", help="With --report: time N decode steps."
+    ),
+    fmt: OutputFormat = FormatOption,
+) -> None:
+    """Check quantization recipes against a target and (--report) measure their quality."""
+    from famous.genai.errors import GenAIError
+    from famous.genai.quantize.recipe import RecipeError, get_recipe
+
+    try:
+        recipes = [get_recipe(r) for r in recipe]
+        for r in recipes:
+            r.check_target(target)
+    except RecipeError as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(2) from None
+    if not report:
+        data = [r.model_dump(exclude_none=True) for r in recipes]
+
+        def plan() -> None:
+            for r in recipes:
+                typer.echo(f"{r.name}: {r.description or 'custom recipe'} (runs on {target})")
+                for part in ("embedding", "attention", "feed_forward", "lm_head"):
+                    typer.echo(f"  {part:<13} {r.spec_for(part).label}")
+                for idx, spec in sorted(r.blocks.items()):
+                    typer.echo(f"  block {idx:<7} {spec.label}")
+
+        emit(data, fmt, plan)
+        return
+    from famous.genai.quantize.report import format_table, quality_report
+
+    try:
+        rows = quality_report(
+            source,
+            recipes,
+            target,
+            decode_tokens=decode_tokens,
+            embeddings=embeddings and target == "torch",
+        )
+    except (GenAIError, ValueError, FileNotFoundError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(1) from None
+    emit([r.as_dict() for r in rows], fmt, lambda: typer.echo(format_table(rows)))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)
+    app.command("quantize")(quantize)

@@ -1,0 +1,337 @@
+"""``famous build``: turn a Hub model directory into a famous model package that famous serves.
+
+The package lands in ``FAMOUS_HOME/packages/NAME/``: ``model.yaml`` (one option per
+recipe, sizes from the real files), ``engines/<engine>/engine.yaml`` per target, and the
+artifacts under ``artifacts/``. Every artifact is registered in the catalog, so
+``famous engines NAME`` / ``famous run NAME`` find the package and its installed files.
+
+Nothing half-done: recipes and the architecture are checked before any work; everything is
+written in a temporary folder next to the destination, validated with the strict manifest
+loader, then renamed into place; a failure removes the folder and any catalog row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TARGET_ENGINES = {
+    # target → (engine name, runtime, summary, description)
+    "gguf": (
+        "cpu",
+        "llamacpp",
+        "llama.cpp on any 64-bit CPU",
+        "llama.cpp running the GGUF famous built, on the CPU.",
+    ),
+}
+_NAME_OK = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+ENGINE_OVERHEAD = 256 << 20  # llama.cpp's runtime besides weights and KV cache (~250 MiB)
+
+
+class BuildError(RuntimeError):
+    """A build that cannot be done; ``exit_code`` for the CLI."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class BuiltOption:
+    name: str
+    recipe: str
+    quantization: str
+    path: str
+    size_bytes: int
+    tensor_types: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BuiltPackage:
+    name: str
+    directory: str
+    target: str
+    engine: str
+    source: str
+    options: list[BuiltOption]
+
+    def as_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def package_name(text: str) -> str:
+    name = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
+    return name or "model"
+
+
+def _resolve_source(source: str) -> Path:
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise BuildError(f"{path} has no config.json: SOURCE must be a Hub model folder", 4)
+        return path
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source):
+        try:
+            from famous.hub.pull import pull
+        except ImportError as e:  # pragma: no cover
+            raise BuildError(f"{source} is not a folder and the Hub client is unavailable") from e
+        try:
+            result = pull(source, engine="native-cpu")
+        except Exception as e:
+            hint = getattr(e, "hint", "")
+            raise BuildError(
+                f"could not fetch {source}: {e}{'; ' + hint if hint else ''}", 4
+            ) from e
+        folder = Path(result.artifact.path)
+        return folder if folder.is_dir() else folder.parent
+    raise BuildError(
+        f"{source}: no such folder (SOURCE is a model folder or a Hub repo id ORG/NAME)", 4
+    )
+
+
+def _shape(model_dir: Path, hf: dict[str, Any]) -> dict[str, Any]:
+    from famous.genai.config import load_config
+    from famous.genai.export.safetensors_stream import scan
+
+    cfg = load_config(model_dir)
+    a0 = cfg.blocks[0].attention
+    params = 0
+    for t in scan(model_dir).values():
+        n = 1
+        for d in t.shape:
+            n *= d
+        params += n
+    return {
+        "parameters": params,
+        "layers": cfg.num_hidden_layers,
+        "kv-heads": a0.num_key_value_heads,
+        "head-dim": a0.head_dim,
+        "context": min(4096, cfg.max_position_embeddings),
+        "max-context": cfg.max_position_embeddings,
+        "architecture": str(hf.get("model_type")),
+    }
+
+
+def _write_yaml(path: Path, data: dict[str, Any]) -> None:
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def build_package(
+    source: str | Path,
+    *,
+    target: str = "gguf",
+    recipes: list[str] | None = None,
+    name: str | None = None,
+    force: bool = False,
+    progress: Any = None,
+) -> BuiltPackage:
+    """Build ``source`` for ``target`` with each recipe; return what was installed."""
+    from famous.genai.config import read_config_json
+    from famous.genai.quantize.recipe import RecipeError, get_recipe
+    from famous.manifests.loader import builtin_package_names, load_package, user_packages_dir
+
+    recipes = recipes or ["q8_0"]
+    if target not in TARGET_ENGINES:
+        raise BuildError(
+            f"target {target!r} is not available: famous builds {', '.join(TARGET_ENGINES)} "
+            "(litert and executorch are not in this build)",
+            2,
+        )
+    try:
+        resolved = [get_recipe(r) for r in recipes]
+        for r in resolved:
+            r.check_target(target)
+    except RecipeError as e:
+        raise BuildError(str(e), 2) from e
+    option_names = [package_name(r.name) for r in resolved]
+    if len(set(option_names)) != len(option_names):
+        raise BuildError(f"the same recipe is named twice: {recipes}", 2)
+    model_dir = _resolve_source(str(source))
+    hf = read_config_json(model_dir)
+    from famous.genai.errors import UnsupportedModelError
+    from famous.genai.export.gguf import _arch_for
+
+    try:
+        _arch_for(str(hf.get("model_type")))
+    except UnsupportedModelError as e:
+        raise BuildError(str(e), 3) from e
+    name = package_name(name or model_dir.resolve().name)
+    if not _NAME_OK.match(name):
+        raise BuildError(f"{name!r} is not a package name (lower case letters, digits, . _ -)", 2)
+    if name in builtin_package_names():
+        raise BuildError(f"{name!r} is a built-in package; pick another --name", 2)
+    root = user_packages_dir()
+    dest = root / name
+    if dest.exists() and not force:
+        raise BuildError(f"{dest} exists; pass --force to replace it", 1)
+
+    engine, runtime, summary, description = TARGET_ENGINES[target]
+    root.mkdir(parents=True, exist_ok=True)
+    work = root / f".build-{name}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    tmp = work / name
+    built: list[BuiltOption] = []
+    try:
+        from famous.genai.quantize.report import export_recipe_gguf
+
+        for recipe, opt in zip(resolved, option_names, strict=True):
+            filename = f"{name}-{opt}.gguf"
+            result = export_recipe_gguf(model_dir, tmp / "artifacts" / filename, recipe)
+            built.append(
+                BuiltOption(
+                    name=opt,
+                    recipe=recipe.name,
+                    quantization=recipe.gguf_outtype().upper(),
+                    path=f"artifacts/{filename}",
+                    size_bytes=result.size_bytes,
+                    tensor_types=result.type_counts(),
+                    warnings=list(result.warnings)
+                    + [f"{k}: {v}" for k, v in result.fallbacks.items()],
+                )
+            )
+        model_yaml = {
+            "name": name,
+            "description": f"Built by famous from {model_dir.resolve().name} "
+            f"({hf.get('model_type')}); recipes: {', '.join(r.name for r in resolved)}.",
+            "license": _license(model_dir),
+            "capabilities": ["text"],
+            "shape": _shape(model_dir, hf),
+            "options": {
+                b.name: {
+                    "repo": f"local/{name}",
+                    "format": target,
+                    "quantization": b.quantization,
+                    "files": [b.path],
+                    "size": b.size_bytes,
+                }
+                for b in built
+            },
+        }
+        _write_yaml(tmp / "model.yaml", model_yaml)
+        _write_yaml(
+            tmp / "engines" / engine / "engine.yaml",
+            {
+                "name": engine,
+                "summary": summary,
+                "description": description,
+                "vendor": "famous",
+                "runtime": runtime,
+                "devices": {
+                    "anyof": [
+                        {"type": "cpu", "architecture": "amd64"},
+                        {"type": "cpu", "architecture": "arm64"},
+                    ]
+                },
+                "memory": ENGINE_OVERHEAD,
+                "model-options": [b.name for b in built],
+                "default-model-option": built[0].name,
+                "configuration": {"context-size": model_yaml["shape"]["context"]},
+            },
+        )
+        (tmp / "build.json").write_text(
+            json.dumps(
+                {
+                    "source": str(model_dir.resolve()),
+                    "target": target,
+                    "recipes": [r.model_dump() for r in resolved],
+                },
+                indent=2,
+            )
+        )
+        load_package(tmp)  # strict validation: a package famous cannot load is never installed
+        _install(tmp, dest, name, force)
+        try:
+            _register(dest, name, engine, target, built, str(model_dir.resolve()))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                from famous.store.artifacts import remove_artifacts
+
+                remove_artifacts(name, force=True)
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for b in built:
+        b.path = str(dest / b.path)
+    return BuiltPackage(name, str(dest), target, engine, str(model_dir), built)
+
+
+def _install(tmp: Path, dest: Path, name: str, force: bool) -> None:
+    """Rename the finished package into place (replacing an old one with ``force``)."""
+    old = None
+    if dest.exists():
+        if not force:
+            raise BuildError(f"{dest} exists; pass --force to replace it", 1)
+        from famous.store.artifacts import remove_artifacts
+
+        remove_artifacts(name)  # refuses while a deployment uses it (ArtifactInUse)
+        old = dest.with_name(f".old-{name}-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _register(
+    dest: Path, name: str, engine: str, target: str, built: list[BuiltOption], source: str
+) -> None:
+    from famous.store.artifacts import ArtifactFile, file_sha256, register_artifact
+
+    for b in built:
+        path = dest / b.path
+        st = path.stat()
+        meta: dict[str, object] = {
+            "package": name,
+            "quantization": b.quantization,
+            "recipe": b.recipe,
+            "built_from": source,
+            "tensor_types": b.tensor_types,
+        }
+        with contextlib.suppress(Exception):
+            from famous.hub.formats import read_gguf_header
+
+            meta["gguf"] = read_gguf_header(path).model_dump(exclude_none=True)
+        register_artifact(
+            model=name,
+            engine=engine,
+            variant=b.name,
+            format=target,
+            path=path,
+            root=path.parent,
+            files=[
+                ArtifactFile(
+                    relpath=path.name,
+                    size_bytes=st.st_size,
+                    sha256=file_sha256(path),
+                    mtime_ns=st.st_mtime_ns,
+                )
+            ],
+            source="build",
+            owned=True,
+            repo_id=f"local/{name}",
+            metadata=meta,
+        )
+
+
+def _license(model_dir: Path) -> str:
+    readme = model_dir / "README.md"
+    if readme.is_file():
+        m = re.search(
+            r"^license:\s*(\S+)", readme.read_text(encoding="utf-8", errors="replace"), re.M
+        )
+        if m:
+            return m.group(1)
+    return "unknown"

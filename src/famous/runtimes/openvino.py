@@ -1,0 +1,84 @@
+"""OpenVINO GenAI: OpenVINO IR models on Intel CPUs, GPUs and NPUs, in famous's own worker.
+
+The device comes from the engine's configuration (``device: GPU`` in the intel-gpu engine,
+``NPU`` in intel-npu, ``CPU`` by default), so one runtime serves all three.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, ClassVar
+
+from famous.runtimes.base import (
+    LaunchSpec,
+    RuntimeAdapter,
+    RuntimeNotInstalled,
+    normalize_configuration,
+)
+from famous.runtimes.transformers import missing_modules
+
+OPENVINO_INSTALL = "pip install 'famous[openvino]'   # openvino-genai"
+
+CONFIGURATION_KEYS: dict[str, str] = {
+    "device": "CPU (default) | GPU | GPU.N | NPU | AUTO: where OpenVINO compiles the model",
+    "context_size": "most tokens (prompt + answer); default: the model's max_position_embeddings",
+    "cache_dir": "OpenVINO's compiled-model cache (first NPU / GPU load compiles for minutes)",
+    "max_prompt_len": "NPU only: longest prompt the static NPU pipeline is compiled for",
+    "min_response_len": "NPU only: answer tokens the NPU pipeline reserves",
+    "performance_hint": "LATENCY (default) | THROUGHPUT: OpenVINO's performance hint",
+    "inference_num_threads": "CPU threads OpenVINO uses",
+}
+
+# configuration key -> OpenVINO property passed to LLMPipeline
+_PROPERTIES: dict[str, str] = {
+    "max_prompt_len": "MAX_PROMPT_LEN",
+    "min_response_len": "MIN_RESPONSE_LEN",
+    "performance_hint": "PERFORMANCE_HINT",
+    "inference_num_threads": "INFERENCE_NUM_THREADS",
+}
+
+
+class OpenVINOServer(RuntimeAdapter):
+    """``python -m famous.runtimes.openvino_worker`` for one OpenVINO IR directory."""
+
+    runtime: ClassVar[str] = "openvino"
+    server: ClassVar[str] = "famous.runtimes.openvino_worker"
+    install_command: ClassVar[str] = OPENVINO_INSTALL
+    health_path: ClassVar[str] = "/health"
+    configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+
+    def check_installed(self) -> None:
+        missing = missing_modules(("openvino", "openvino_genai", "openvino_tokenizers"))
+        if missing:
+            raise RuntimeNotInstalled(
+                self.runtime, f"Python module {', '.join(missing)} is missing", self.install_command
+            )
+
+    def settings(self, spec: LaunchSpec) -> dict[str, Any]:
+        return {**self.configuration, **normalize_configuration(spec.configuration)}
+
+    def command(self, spec: LaunchSpec, port: int) -> list[str]:
+        cfg = self.settings(spec)
+        argv = [
+            sys.executable,
+            "-m",
+            "famous.runtimes.openvino_worker",
+            "--model",
+            str(spec.model_path),
+            "--served-model-name",
+            spec.name,
+            "--host",
+            spec.host,
+            "--port",
+            str(port),
+            "--device",
+            str(cfg.get("device") or "CPU").upper(),
+        ]
+        if cfg.get("context_size") is not None:
+            argv += ["--context-size", str(int(cfg["context_size"]))]
+        if cfg.get("cache_dir"):
+            argv += ["--cache-dir", str(cfg["cache_dir"])]
+        for key, prop in _PROPERTIES.items():
+            if cfg.get(key) is not None:
+                argv += ["--property", f"{prop}={cfg[key]}"]
+        return argv

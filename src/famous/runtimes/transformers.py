@@ -1,0 +1,94 @@
+"""transformers: any safetensors causal LM, served by famous's own worker process.
+
+The worker (``famous.runtimes.transformers_worker``) wraps ``model.generate`` in OpenAI's
+HTTP API. It is the engine of last resort for architectures the native engine lacks, and
+the reference the other engines are compared against.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from famous.runtimes.base import (
+    LaunchSpec,
+    RuntimeAdapter,
+    RuntimeNotInstalled,
+    as_bool,
+    normalize_configuration,
+)
+
+TRANSFORMERS_INSTALL = "pip install 'famous[transformers]'"
+
+CONFIGURATION_KEYS: dict[str, str] = {
+    "dtype": "auto (fp32 on CPU, the checkpoint's dtype on a GPU) | float32 | bfloat16 | float16",
+    "device": "auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps",
+    "threads": "torch CPU threads; default: torch's own choice",
+    "context_size": "most tokens (prompt + answer); default: the model's max_position_embeddings",
+    "allow_pickle": "accept .bin / .pt checkpoints (pickle can run code; default false)",
+}
+
+
+def missing_modules(modules: Iterable[str]) -> list[str]:
+    """The modules of ``modules`` that Python cannot find (without importing them)."""
+    missing = []
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(module)
+    return missing
+
+
+class TransformersServer(RuntimeAdapter):
+    """``python -m famous.runtimes.transformers_worker`` for one model directory."""
+
+    runtime: ClassVar[str] = "transformers"
+    server: ClassVar[str] = "famous.runtimes.transformers_worker"
+    install_command: ClassVar[str] = TRANSFORMERS_INSTALL
+    health_path: ClassVar[str] = "/health"
+    configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+    required_modules: ClassVar[tuple[str, ...]] = ("torch", "transformers", "safetensors")
+
+    def check_installed(self) -> None:
+        missing = missing_modules(self.required_modules)
+        if missing:
+            raise RuntimeNotInstalled(
+                self.runtime,
+                f"Python module {', '.join(missing)} is missing",
+                self.install_command,
+            )
+
+    def settings(self, spec: LaunchSpec) -> dict[str, Any]:
+        return {**self.configuration, **normalize_configuration(spec.configuration)}
+
+    def command(self, spec: LaunchSpec, port: int) -> list[str]:
+        cfg = self.settings(spec)
+        argv = [
+            sys.executable,
+            "-m",
+            "famous.runtimes.transformers_worker",
+            "--model",
+            str(spec.model_path),
+            "--served-model-name",
+            spec.name,
+            "--host",
+            spec.host,
+            "--port",
+            str(port),
+        ]
+        for key, flag in (
+            ("dtype", "--dtype"),
+            ("device", "--device"),
+            ("threads", "--threads"),
+            ("context_size", "--context-size"),
+        ):
+            if cfg.get(key) is not None:
+                argv += [flag, str(cfg[key])]
+        if as_bool(cfg.get("allow_pickle", False)):
+            argv.append("--allow-pickle")
+        return argv
