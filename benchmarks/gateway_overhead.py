@@ -70,7 +70,7 @@ async def one_stream(
 
 async def one_round(
     client: httpx.AsyncClient, url: str, streams: int, max_tokens: int, salt: str
-) -> tuple[float, list[float]]:
+) -> tuple[float, list[float], int]:
     """Aggregate decode tokens/s of ``streams`` concurrent requests, and their TTFTs.
 
     Prompts differ per path and round (same length), so neither path reuses the other's
@@ -86,16 +86,21 @@ async def one_round(
     last = max(r[2] for r in results)
     # Tokens after each stream's first one, over the span from the first to the last token.
     decoded = sum(r[3] - 1 for r in results)
-    return decoded / (last - first), [r[1] - r[0] for r in results]
+    return decoded / (last - first), [r[1] - r[0] for r in results], sum(r[3] for r in results)
 
 
 async def measure(
-    gateway: str, engine: str, streams: int, rounds: int, max_tokens: int
+    gateway: str, engine: str, streams: int, rounds: int, max_tokens: int, gateway_pid: int
 ) -> dict[str, float]:
+    import psutil
+
+    gateway_proc = psutil.Process(gateway_pid)
+    gateway_cpu = 0.0
+    relayed = 0
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=None, limits=limits, trust_env=False) as client:
         for url in (gateway, engine):  # warm both paths (connections, prompt cache)
-            await one_round(client, url, streams, 8, salt=f"warm {url}")
+            await one_round(client, url, streams, 8, f"warm {url}")
         tps: dict[str, list[float]] = {"gateway": [], "direct": []}
         ttft: dict[str, list[float]] = {"gateway": [], "direct": []}
         for r in range(rounds):
@@ -103,7 +108,11 @@ async def measure(
             order = [("gateway", gateway), ("direct", engine)]
             for label, url in order if r % 2 == 0 else order[::-1]:
                 salt = f"{label[0]} {r}"
-                rate, firsts = await one_round(client, url, streams, max_tokens, salt=salt)
+                cpu = sum(gateway_proc.cpu_times()[:2])
+                rate, firsts, events = await one_round(client, url, streams, max_tokens, salt)
+                if label == "gateway":
+                    gateway_cpu += sum(gateway_proc.cpu_times()[:2]) - cpu
+                    relayed += events
                 tps[label].append(rate)
                 ttft[label].extend(firsts)
     gw, direct = statistics.median(tps["gateway"]), statistics.median(tps["direct"])
@@ -117,6 +126,7 @@ async def measure(
         "ttft_direct_ms": statistics.median(ttft["direct"]) * 1000,
         "ttft_added_ms": (statistics.median(ttft["gateway"]) - statistics.median(ttft["direct"]))
         * 1000,
+        "gateway_cpu_us_per_token": gateway_cpu / max(relayed, 1) * 1e6,
     }
 
 
@@ -200,14 +210,17 @@ def main() -> int:
             )
             results = []
             for streams in args.streams:
-                res = asyncio.run(measure(gateway, engine, streams, args.rounds, args.max_tokens))
+                res = asyncio.run(
+                    measure(gateway, engine, streams, args.rounds, args.max_tokens, proc.pid)
+                )
                 res["server"] = dep["server"]
                 results.append(res)
                 print(
                     f"{streams:>2} stream(s): gateway {res['gateway_tok_s']:8.1f} tok/s, "
                     f"direct {res['direct_tok_s']:8.1f} tok/s, ratio {res['ratio']:.3f} "
                     f"(goal >= 0.97); TTFT gateway {res['ttft_gateway_ms']:.1f} ms, direct "
-                    f"{res['ttft_direct_ms']:.1f} ms, added {res['ttft_added_ms']:+.1f} ms"
+                    f"{res['ttft_direct_ms']:.1f} ms, added {res['ttft_added_ms']:+.1f} ms; "
+                    f"gateway CPU {res['gateway_cpu_us_per_token']:.0f} us/token"
                 )
             if args.json:
                 args.json.write_text(json.dumps(results, indent=2))

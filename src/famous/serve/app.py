@@ -21,13 +21,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from famous import __version__
+from famous.serve import relay
 from famous.serve.catalog import ModelSpec
 from famous.serve.errors import APIError, invalid
 from famous.serve.supervisor import Deployment, Supervisor
@@ -187,17 +187,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        state["client"] = httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=10.0, read=None, write=60.0, pool=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            trust_env=False,
-        )
         await supervisor.start()
         try:
             yield
         finally:
             await supervisor.close()
-            await state["client"].aclose()
 
     app = FastAPI(
         title="famous gateway",
@@ -290,37 +284,31 @@ def create_app(
         """Send the original bytes to the engine; relay its answer (released when done)."""
         proc = dep.process
         assert proc is not None
-        client: httpx.AsyncClient = state["client"]
-        upstream = client.build_request(
-            "POST",
-            proc.base_url + path,
-            content=body,
-            headers={
-                "content-type": "application/json",
-                "accept": request.headers.get("accept", "*/*"),
-            },
-        )
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": request.headers.get("accept", "*/*"),
+        }
         try:
-            resp = await client.send(upstream, stream=True)
-        except httpx.HTTPError:
+            resp = await relay.post(proc.host, proc.port, path, body, headers)
+        except relay.RelayError:
             raise APIError(502, supervisor.engine_broke(dep), code="engine_failed") from None
-        content_type = resp.headers.get("content-type", "application/json")
+        content_type = resp.content_type
         if content_type.startswith("text/event-stream"):
 
-            async def relay() -> AsyncIterator[bytes]:
+            async def pass_through() -> AsyncIterator[bytes]:
                 try:
-                    async for chunk in resp.aiter_raw():
+                    async for chunk in resp.chunks():
                         yield chunk
-                except httpx.HTTPError:
+                except relay.RelayError:
                     message = supervisor.engine_broke(dep) + "; the answer is incomplete"
                     yield APIError(502, message, code="engine_failed").sse_event()
                 finally:
-                    await resp.aclose()
+                    resp.close()
                     supervisor.release(dep)
 
             return StreamingResponse(
-                relay(),
-                status_code=resp.status_code,
+                pass_through(),
+                status_code=resp.status,
                 headers={
                     "content-type": content_type,
                     "cache-control": "no-cache",
@@ -328,15 +316,15 @@ def create_app(
                 },
             )
         try:
-            content = await resp.aread()
-        except httpx.HTTPError:
+            content = await resp.read()
+        except relay.RelayError:
             raise APIError(502, supervisor.engine_broke(dep), code="engine_failed") from None
         finally:
-            await resp.aclose()
+            resp.close()
         supervisor.release(dep)
-        if resp.status_code >= 400:
-            return error_response(engine_error(resp.status_code, content))
-        return Response(content, status_code=resp.status_code, media_type=content_type)
+        if resp.status >= 400:
+            return error_response(engine_error(resp.status, content))
+        return Response(content, status_code=resp.status, media_type=content_type)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:

@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from famous.store.db import connect, transaction
-from famous.store.paths import models_dir
+from famous.store.paths import famous_home, models_dir
 
 ACTIVE_DEPLOYMENT = ("starting", "ready")
 
@@ -279,17 +279,26 @@ def _shared_root(conn: sqlite3.Connection, root: str, artifact_id: int) -> bool:
 
 
 def _delete_files(artifact: InstalledArtifact) -> int:
-    """Delete an owned artifact's folder (only ever under models_dir); bytes freed."""
+    """Delete an owned artifact's folder; bytes freed.
+
+    Only ever under ``models/`` (pulled) or ``packages/`` (built by ``famous build``). A
+    package famous built (it holds ``build.json``) goes with its last artifact: without
+    its files it could neither be served nor pulled again.
+    """
     root = Path(artifact.root)
-    base = models_dir().resolve()
+    bases = [models_dir().resolve(), (famous_home() / "packages").resolve()]
     try:
         resolved = root.resolve()
     except OSError:
         return 0
-    if not artifact.owned or base not in resolved.parents:
+    base = next((b for b in bases if b in resolved.parents), None)
+    if not artifact.owned or base is None:
         return 0
     freed = _tree_size(resolved)
     shutil.rmtree(resolved, ignore_errors=True)
+    package = resolved.parent
+    if package.parent == bases[1] and (package / "build.json").is_file():
+        shutil.rmtree(package, ignore_errors=True)
     parent = resolved.parent
     while parent != base and base in parent.parents:  # drop empty repo folders
         try:

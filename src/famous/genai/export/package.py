@@ -276,10 +276,13 @@ def _install(tmp: Path, dest: Path, name: str, force: bool) -> None:
             raise BuildError(f"{dest} exists; pass --force to replace it", 1)
         from famous.store.artifacts import remove_artifacts
 
-        remove_artifacts(name)  # refuses while a deployment uses it (ArtifactInUse)
-        old = dest.with_name(f".old-{name}-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dest, old)
+        # Refuses while a deployment uses it (ArtifactInUse); removing a built package's
+        # last artifact also removes its folder, so the old one may be gone already.
+        remove_artifacts(name)
+        if dest.exists():
+            old = dest.with_name(f".old-{name}-{os.getpid()}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(dest, old)
     os.replace(tmp, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
