@@ -22,6 +22,11 @@ import pytest
 from tiny_gguf import write_bert, write_llama
 
 from famous.runtimes.base import free_port, stop_process
+from famous.runtimes.llamacpp import find_llama_server
+
+# A llama-server found here (FAMOUS_LLAMA_SERVER, the installed component, PATH) is handed
+# to the test gateways explicitly: they run with their own FAMOUS_HOME.
+NATIVE = find_llama_server()
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
@@ -46,6 +51,8 @@ def famous_env(home: Path, server: str = "llama-cpp-python") -> dict[str, str]:
     env = dict(os.environ)
     env["FAMOUS_HOME"] = str(home)
     env["FAMOUS_LLAMACPP_SERVER"] = server
+    if NATIVE is not None:
+        env["FAMOUS_LLAMA_SERVER"] = str(NATIVE)
     env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("FAMOUS_API_KEY", None)
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
@@ -147,9 +154,7 @@ SERVERS = {"llama-cpp-python": "llama_cpp.server", "llama-server": "llama-server
 
 
 def _native_available() -> bool:
-    from famous.runtimes.llamacpp import find_llama_server
-
-    return find_llama_server() is not None
+    return NATIVE is not None
 
 
 @pytest.fixture(

@@ -7,12 +7,14 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
 import openai
 import pytest
-from conftest import Gateway, famous_cli, get_json
+from conftest import Gateway, famous_cli, famous_env, get_json
 
 pytestmark = pytest.mark.slow
 
@@ -261,3 +263,20 @@ def test_ps_and_logs_cli(gateway: Gateway, client: openai.OpenAI) -> None:
     logs = famous_cli(gateway.home, "logs", "tiny", "-n", "5")
     assert logs.returncode == 0
     assert logs.stdout.strip()
+
+
+def test_chat_cli_commands_and_multiline(gateway: Gateway) -> None:
+    typed = 'hello\n/clear\n"""first line\nsecond line"""\n/help\n/bye\n'
+    result = subprocess.run(
+        [sys.executable, "-m", "famous", "chat", "tiny", "--url", gateway.url, "--max-tokens", "4"],
+        input=typed,
+        env=famous_env(gateway.home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    answers = [line for line in result.stdout.replace(">>> ", "\n").splitlines() if line.strip()]
+    assert len(answers) == 2  # one per message; /clear, /help and /bye are commands
+    assert "(conversation cleared)" in result.stderr
+    assert "/bye" in result.stderr  # the help text

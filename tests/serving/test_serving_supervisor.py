@@ -152,3 +152,31 @@ def test_famous_run_one_shot(tmp_path: Path, tiny_models: dict[str, Path], monke
                     break
                 time.sleep(0.1)
     assert famous_env(home)["FAMOUS_HOME"] == str(home)
+
+
+@pytest.mark.slow
+def test_engines_orphaned_by_a_killed_gateway_are_stopped(
+    tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
+    from famous.store.deployments import process_alive
+
+    home = tmp_path / "home"
+    first = start_gateway(home, "--model", f"tiny={tiny_models['llama']}")
+    try:
+        with httpx.Client(timeout=120, trust_env=False) as http:
+            body = {"model": "tiny", "messages": CHAT, "max_tokens": 1}
+            assert http.post(first.v1 + "/chat/completions", json=body).status_code == 200
+        engine = first.pid_of("tiny")
+        os.kill(first.proc.pid, signal.SIGKILL)  # no chance to stop its engine
+        first.proc.wait(timeout=10)
+        assert process_alive(engine)
+        status = json.loads(famous_cli(home, "status", "--format", "json").stdout)
+        assert status["gateway"]["running"] is False
+        second = start_gateway(home, "--model", f"tiny={tiny_models['llama']}")
+        try:
+            assert not process_alive(engine)
+            assert "outlived the previous gateway" in second.log()
+        finally:
+            stop_gateway(second)
+    finally:
+        stop_gateway(first)

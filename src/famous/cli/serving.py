@@ -486,6 +486,7 @@ def stop(
 def _stop_orphans(model: str | None) -> list[str]:
     """No gateway: stop engines recorded in the catalog whose process is still ours."""
     from famous.runtimes.base import stop_process
+    from famous.serve.supervisor import is_engine_process
     from famous.store import db
     from famous.store import deployments as rows
 
@@ -497,7 +498,7 @@ def _stop_orphans(model: str | None) -> list[str]:
         for rec in rows.list_all(conn):
             if model and rec.name != model:
                 continue
-            if rec.status in ("ready", "starting") and _is_engine_process(rec.pid, rec.port):
+            if rec.status in ("ready", "starting") and is_engine_process(rec.pid, rec.port):
                 stop_process(int(rec.pid or 0))
                 stopped.append(rec.name)
             if rec.status in ("ready", "starting"):
@@ -505,17 +506,6 @@ def _stop_orphans(model: str | None) -> list[str]:
     finally:
         conn.close()
     return stopped
-
-
-def _is_engine_process(pid: int | None, port: int | None) -> bool:
-    """Guard against a recycled pid: the process must still be the engine on that port."""
-    try:
-        import psutil
-
-        cmdline = " ".join(psutil.Process(pid).cmdline()) if pid else ""
-    except Exception:
-        return False
-    return bool(port) and str(port) in cmdline and "--port" in cmdline
 
 
 @handle_errors

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from famous.serve import state
 from famous.serve.app import DEFAULT_MAX_REQUEST_BYTES, create_app
 from famous.serve.catalog import ModelCatalog, ModelSpec
-from famous.serve.supervisor import Supervisor
+from famous.serve.supervisor import Supervisor, reconcile_orphans
 
 
 class GatewayConfigError(ValueError):
@@ -75,6 +75,11 @@ def run_gateway(settings: GatewaySettings) -> None:
         timeout_graceful_shutdown=15,
     )
     server = uvicorn.Server(config)
+    if state.running() is None:
+        for name in reconcile_orphans():
+            logging.getLogger("famous.serve").warning(
+                "stopped %s: its engine outlived the previous gateway", name
+            )
     pid = os.getpid()
     state.write(
         state.GatewayInfo(
