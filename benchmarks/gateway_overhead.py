@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from tiny_gguf import write_llama  # noqa: E402
 
-from famous.runtimes.base import free_port  # noqa: E402
+from famous.runtimes.base import free_port, physical_cores  # noqa: E402
 
 
 def _get(url: str) -> dict:
@@ -142,7 +142,11 @@ def main() -> int:
         help="which llama.cpp server the engine runs (auto: llama-server when installed)",
     )
     parser.add_argument(
-        "--threads", type=int, help="engine decode threads (default: the engine's own default)"
+        "--threads",
+        type=int,
+        default=max(1, physical_cores() - 1),
+        help="engine decode threads (default: physical cores - 1, leaving a core to the "
+        "client and the gateway, so the run compares the two paths rather than CPU starvation)",
     )
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--embd", type=int, default=512)
@@ -205,7 +209,8 @@ def main() -> int:
             print(
                 f"model: llama {args.layers} layers x {args.embd} "
                 f"({model.stat().st_size / 1e6:.0f} MB f32); engine: {dep['server']} "
-                f"pid {dep['pid']}; {os.cpu_count()} CPUs; {args.rounds} alternating rounds "
+                f"pid {dep['pid']}, {args.threads} thread(s); {os.cpu_count()} CPUs; "
+                f"{args.rounds} alternating rounds "
                 f"of {args.max_tokens} tokens per stream"
             )
             results = []

@@ -41,7 +41,6 @@ def test_list_and_du_without_catalog_create_nothing(famous_home: Path) -> None:
 
 def test_pull_list_show_rm(hub: HubServer, cpu_report, monkeypatch) -> None:
     hub.add_repo("org/Tiny-GGUF", gguf_repo())
-    monkeypatch.setattr("famous.hardware.detect", lambda *a, **k: cpu_report, raising=False)
     import famous.hardware.detector as detector
 
     monkeypatch.setattr(detector, "detect", lambda *a, **k: cpu_report)

@@ -232,42 +232,25 @@ def import_(
 def needed_artifact_ids() -> set[int]:
     """Artifacts some engine choice needs: the pinned or best engine of each installed model."""
     from famous.store.artifacts import list_artifacts
-    from famous.store.db import connect
 
-    artifacts = list_artifacts()
     keep: set[int] = set()
-    pins: dict[str, str] = {}
-    conn = connect(create=False)
-    if conn is not None:
-        try:
-            pins = {
-                r["model"]: r["engine"]
-                for r in conn.execute("SELECT model, engine FROM selections")
-            }
-        finally:
-            conn.close()
     report: Any = None
     by_model: dict[str, list[Any]] = {}
-    for a in artifacts:
+    for a in list_artifacts():
         by_model.setdefault(a.model, []).append(a)
     for model, items in by_model.items():
         if len(items) == 1:
             keep.add(items[0].id)
             continue
-        package_name = str(items[0].metadata.get("package") or model)
         choice: tuple[str, str] | None = None
         try:
-            from famous.manifests.loader import find_package
-            from famous.matchmaker import select
+            from famous.services.selection import machine_report, resolve_selection
 
-            if report is None:
-                from famous.hardware import detect
-
-                report = detect()
-            package = find_package(package_name)
-            sel = select(package, report, engine=pins.get(package_name))
+            report = report or machine_report()
+            package_name = str(items[0].metadata.get("package") or model)
+            sel = resolve_selection(package_name, report=report).selection
             choice = (sel.engine.name, sel.option_name)
-        except Exception:
+        except Exception:  # no package to ask (an import, a repo): keep the newest below
             choice = None
         matched = [a for a in items if choice and (a.engine, a.variant) == choice]
         if matched:

@@ -293,14 +293,13 @@ def _header_metadata(path: Path) -> dict[str, object]:
 def _select(
     package: ModelPackage, report: HardwareReport | None, engine: str | None, option: str | None
 ) -> Any:
-    from famous.matchmaker import NoCompatibleEngine, UnknownEngine, select
+    from famous.matchmaker import NoCompatibleEngine, UnknownEngine
+    from famous.services.selection import resolve_selection
 
-    if report is None:
-        from famous.hardware import detect
-
-        report = detect()
-    try:
-        return select(package, report, engine=engine, option=option)
+    try:  # honours an engine pinned with `famous use-engine`
+        return resolve_selection(
+            package.name, engine=engine, option=option, report=report, package=package
+        ).selection
     except (NoCompatibleEngine, UnknownEngine) as exc:
         err = HubError(str(exc).strip("'\""), "see `famous engines MODEL`; --engine NAME picks one")
         err.exit_code = EXIT_INCOMPATIBLE

@@ -242,6 +242,28 @@ def create_app(
                 code="invalid_api_key",
             )
 
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        """Prometheus text: per-model requests, in-flight requests, state and load time."""
+        authorize(request)
+        lines = [
+            "# TYPE famous_requests_total counter",
+            "# TYPE famous_active_requests gauge",
+            "# TYPE famous_model_loaded gauge",
+            "# TYPE famous_model_load_seconds gauge",
+            "# TYPE famous_engine_failures gauge",
+        ]
+        for dep in supervisor.deployments.values():
+            label = '{model="%s"}' % dep.name.replace("\\", "\\\\").replace('"', '\\"')
+            lines += [
+                f"famous_requests_total{label} {dep.requests}",
+                f"famous_active_requests{label} {dep.active}",
+                f"famous_model_loaded{label} {1 if dep.state == 'ready' else 0}",
+                f"famous_model_load_seconds{label} {dep.last_load_seconds or 0:.3f}",
+                f"famous_engine_failures{label} {len(dep.failures)}",
+            ]
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {

@@ -1,0 +1,30 @@
+"""Fixtures of the export tests: tiny random Llama / Qwen2 models saved with transformers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from export_helpers import make_model
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model("llama", tmp_path_factory.mktemp("export-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model("qwen2", tmp_path_factory.mktemp("export-qwen2"))
+
+
+@pytest.fixture(scope="session", params=["llama", "qwen2"])
+def tiny_model(request: pytest.FixtureRequest) -> Path:
+    return request.getfixturevalue(f"tiny_{request.param}")
+
+
+@pytest.fixture()
+def famous_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("FAMOUS_HOME", str(home))
+    return home
