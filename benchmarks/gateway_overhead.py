@@ -132,7 +132,7 @@ async def measure(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per setting")
+    parser.add_argument("--rounds", type=int, default=10, help="alternating rounds per setting")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 8])
     parser.add_argument(

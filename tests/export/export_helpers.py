@@ -49,6 +49,7 @@ def make_model(kind: str, out: Path, seed: int = 0) -> Path:
     cfg = fake_hf_config(kind)
     # eos outside the vocabulary the random model favours: greedy runs the full length
     cfg.update(vocab_size=vocab, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    cfg["initializer_range"] = 0.2  # varied greedy tokens (0.02 repeats one token)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg)).eval()
     model.save_pretrained(out)

@@ -260,6 +260,9 @@ def test_ps_and_logs_cli(gateway: Gateway, client: openai.OpenAI) -> None:
     assert rows["tiny"]["memory_bytes"] > 0
     table = famous_cli(gateway.home, "ps").stdout
     assert gateway.server in table and "UPTIME" in table
+    metrics = httpx.get(gateway.url + "/metrics", timeout=10, trust_env=False).text
+    assert 'famous_model_loaded{model="tiny"} 1' in metrics
+    assert 'famous_requests_total{model="tiny"}' in metrics
     logs = famous_cli(gateway.home, "logs", "tiny", "-n", "5")
     assert logs.returncode == 0
     assert logs.stdout.strip()

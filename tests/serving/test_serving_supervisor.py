@@ -141,6 +141,10 @@ def test_famous_run_one_shot(tmp_path: Path, tiny_models: dict[str, Path], monke
         missing = famous_cli(home, "run", "no-such-model-anywhere", "hi", "--offline", timeout=60)
         assert missing.returncode != 0
         assert "Traceback" not in missing.stderr
+        down = famous_cli(home, "stop", "--gateway")
+        assert down.returncode == 0, down.stderr
+        assert "stopped the gateway" in down.stdout
+        assert "not running" in famous_cli(home, "status").stdout
     finally:
         if gateway_pid:
             os.kill(gateway_pid, signal.SIGTERM)

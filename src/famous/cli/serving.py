@@ -458,12 +458,25 @@ def ps(fmt: OutputFormat = FormatOption) -> None:
 def stop(
     model: str | None = typer.Argument(None, help="The model to stop."),
     all_: bool = typer.Option(False, "--all", help="Stop every deployment."),
+    gateway: bool = typer.Option(
+        False, "--gateway", help="Also stop the gateway (it stops every engine first)."
+    ),
     api_key: str | None = ApiKeyOption,
 ) -> None:
-    """Stop a model's engine (or all of them); the gateway keeps running."""
-    if not model and not all_:
-        raise fail("name a model or pass --all", exits.USAGE)
+    """Stop a model's engine (or all of them); with --gateway, the gateway too."""
     info = state.running()
+    if gateway:
+        if info is None:
+            stopped = _stop_orphans(None)
+            typer.echo(
+                "no gateway is running" + (f"; stopped {', '.join(stopped)}" if stopped else "")
+            )
+            return
+        _stop_gateway(info)
+        typer.echo(f"stopped the gateway (pid {info.pid}) and its engines")
+        return
+    if not model and not all_:
+        raise fail("name a model or pass --all (or --gateway)", exits.USAGE)
     if info is not None:
         payload = {"all": True} if all_ else {"model": model}
         status, body = state.request(
@@ -481,6 +494,20 @@ def stop(
         return
     for name in stopped:
         typer.echo(f"stopped {name}")
+
+
+def _stop_gateway(info: state.GatewayInfo, timeout: float = 60.0) -> None:
+    """SIGTERM the gateway and wait: it stops its engines before it exits."""
+    import signal
+
+    from famous.store.deployments import process_alive
+
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while process_alive(info.pid):
+        if time.monotonic() > deadline:
+            raise fail(f"the gateway (pid {info.pid}) did not exit within {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 def _stop_orphans(model: str | None) -> list[str]:

@@ -254,7 +254,8 @@ def create_app(
             "# TYPE famous_engine_failures gauge",
         ]
         for dep in supervisor.deployments.values():
-            label = '{model="%s"}' % dep.name.replace("\\", "\\\\").replace('"', '\\"')
+            escaped = dep.name.replace("\\", "\\\\").replace('"', '\\"')
+            label = f'{{model="{escaped}"}}'
             lines += [
                 f"famous_requests_total{label} {dep.requests}",
                 f"famous_active_requests{label} {dep.active}",

@@ -9,6 +9,7 @@ untouched. It only talks to engines famous itself launched: one request per conn
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 _READ_LIMIT = 1 << 20
@@ -21,7 +22,13 @@ class RelayError(ConnectionError):
 class UpstreamResponse:
     """Status and headers of the engine's answer; the body is read with ``chunks``/``read``."""
 
-    def __init__(self, reader, writer, status: int, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        status: int,
+        headers: dict[str, str],
+    ) -> None:
         self._reader = reader
         self._writer = writer
         self.status = status
@@ -79,8 +86,6 @@ async def post(
     connect_timeout: float = 10.0,
 ) -> UpstreamResponse:
     """Send one POST and read the status line and headers of the answer."""
-    import asyncio
-
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, limit=_READ_LIMIT), connect_timeout

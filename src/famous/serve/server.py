@@ -6,11 +6,15 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from famous.serve import state
 from famous.serve.app import DEFAULT_MAX_REQUEST_BYTES, create_app
 from famous.serve.catalog import ModelCatalog, ModelSpec
 from famous.serve.supervisor import Supervisor, reconcile_orphans
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 class GatewayConfigError(ValueError):
@@ -41,7 +45,7 @@ def check_binding(host: str, api_key: str | None) -> None:
         )
 
 
-def build(settings: GatewaySettings):  # -> FastAPI (kept untyped: fastapi imported lazily)
+def build(settings: GatewaySettings) -> FastAPI:
     check_binding(settings.host, settings.api_key)
     catalog = ModelCatalog(settings.models, use_store=settings.use_store)
     supervisor = Supervisor(
