@@ -28,3 +28,15 @@ def famous_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("FAMOUS_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _litert_python() -> None:
+    """The LiteRT converter lives in its own venv (litert-torch pins an older pydantic):
+    use ``FAMOUS_LITERT_PYTHON`` if set, else a ``venv-litert`` next to the checkout."""
+    import os
+
+    if not os.environ.get("FAMOUS_LITERT_PYTHON"):
+        candidate = Path(__file__).resolve().parents[3] / "venv-litert" / "bin" / "python"
+        if candidate.is_file():
+            os.environ["FAMOUS_LITERT_PYTHON"] = str(candidate)

@@ -216,16 +216,16 @@ def test_engine_killed_mid_stream(gateway: Gateway, client: openai.OpenAI) -> No
     client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=1)
     pid = gateway.pid_of("tiny")
     stream = client.chat.completions.create(
-        model="tiny", messages=CHAT, max_tokens=900, temperature=0, stream=True
+        model="tiny", messages=CHAT, max_tokens=4000, temperature=0, stream=True
     )
     received = 0
     with pytest.raises(openai.APIError) as info:
         for event in stream:
             if event.choices and event.choices[0].delta.content:
                 received += 1
-                if received == 3:
+                if received == 1:  # ~4000 tokens are still to come (seconds of work)
                     os.kill(pid, signal.SIGKILL)
-    assert received >= 3
+    assert received >= 1
     assert "exited" in str(info.value) or "broke" in str(info.value)
 
     # famous status asks the processes: failed, with the engine's last log lines.

@@ -34,7 +34,7 @@ def _arg(argv: list[str], flag: str) -> str:
 def test_gguf_metadata(tiny_models: dict[str, Path]) -> None:
     llama = gguf_meta.read_metadata(tiny_models["llama"])
     assert gguf_meta.architecture(llama) == "llama"
-    assert gguf_meta.context_length(llama) == 1024
+    assert gguf_meta.context_length(llama) == 4096
     assert gguf_meta.has_chat_template(llama)
     assert not gguf_meta.is_embedding_model(llama)
     assert llama["tokenizer.ggml.tokens"] is None  # long arrays are skipped, not loaded

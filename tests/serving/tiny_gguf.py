@@ -95,7 +95,7 @@ def write_llama(
     n_head: int = 4,
     n_head_kv: int = 2,
     n_ff: int = 128,
-    context: int = 1024,
+    context: int = 4096,
     vocab_size: int = 400,
     seed: int = 0,
     chat_template: str | None = CHATML,

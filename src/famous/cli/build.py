@@ -16,9 +16,21 @@ def build(
     source: str = typer.Argument(
         ..., help="Model folder (config.json + safetensors) or Hub repo id."
     ),
-    target: str = typer.Option("gguf", "--target", help="What to build: gguf."),
+    target: str = typer.Option(
+        "gguf", "--target", help="What to build: gguf, executorch (.pte) or litert (.tflite)."
+    ),
     quant: list[str] = typer.Option(
-        ["q8_0"], "--quant", "-q", help="Recipe (preset or YAML file); repeat for more options."
+        [],
+        "--quant",
+        "-q",
+        help="Recipe (preset or YAML file); repeat for more options "
+        "(default: q8_0 for gguf, fp32 for executorch / litert).",
+    ),
+    prefill: list[int] = typer.Option(
+        [], "--prefill", help="executorch / litert: a prefill signature length (repeatable)."
+    ),
+    max_seq_len: int | None = typer.Option(
+        None, "--max-seq-len", help="executorch / litert: KV-cache slots (default 1024)."
     ),
     name: str | None = typer.Option(None, "--name", help="Package name (default: the folder's)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing package of that name."),
@@ -29,7 +41,15 @@ def build(
     from famous.genai.export.package import BuildError, build_package
 
     try:
-        pkg = build_package(source, target=target, recipes=quant, name=name, force=force)
+        pkg = build_package(
+            source,
+            target=target,
+            recipes=quant or None,
+            name=name,
+            force=force,
+            prefill_lengths=prefill or None,
+            max_seq_len=max_seq_len,
+        )
     except BuildError as e:
         sys.stderr.write(f"error: {e}\n")
         raise typer.Exit(e.exit_code) from None

@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "famous.cli.serving",
     "famous.cli.lifecycle",
     "famous.cli.build",
+    "famous.cli.profile",
 )
 _COMMAND_MODULES = tuple(m for m in _COMMAND_MODULES if importlib.util.find_spec(m))
 

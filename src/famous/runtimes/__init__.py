@@ -66,6 +66,18 @@ def _llamacpp_ampere(configuration: Mapping[str, Any] | None) -> RuntimeAdapter:
     return AmpereLlamaCppServer(configuration)
 
 
+def _executorch(configuration: Mapping[str, Any] | None) -> RuntimeAdapter:
+    from famous.runtimes.edge import ExecuTorchServer
+
+    return ExecuTorchServer(configuration)
+
+
+def _litert(configuration: Mapping[str, Any] | None) -> RuntimeAdapter:
+    from famous.runtimes.edge import LiteRTServer
+
+    return LiteRTServer(configuration)
+
+
 RUNTIMES: dict[str, RuntimeFactory] = {
     "llamacpp": _llamacpp,
     "famous-native": _native,
@@ -74,6 +86,8 @@ RUNTIMES: dict[str, RuntimeFactory] = {
     "transformers": _transformers,
     "openvino": _openvino,
     "llamacpp-ampere": _llamacpp_ampere,
+    "executorch": _executorch,
+    "litert": _litert,
 }
 
 

@@ -1,9 +1,10 @@
 """A lean HTTP/1.1 client for the hop from the gateway to an engine on 127.0.0.1.
 
-Streaming is where the gateway's cost shows: every token is one server-sent event. A general
-client (httpx → httpcore → h11) spends ~10x more CPU per event than this relay, which reads
-the engine's chunked body straight off an asyncio stream and hands the payload bytes on
-untouched. It only talks to engines famous itself launched: one request per connection
+Streaming is where the gateway's cost shows: every token is one server-sent event. Replacing
+httpx (→ httpcore → h11) on this hop with this relay, which reads the engine's chunked body
+straight off an asyncio stream and hands the payload bytes on untouched, cut the gateway's
+CPU per streamed token from ~260 to ~150 µs in benchmarks/gateway_overhead.py.
+It only talks to engines famous itself launched: one request per connection
 (``Connection: close``), a body of known length, a chunked or sized or close-delimited answer.
 """
 

@@ -69,7 +69,7 @@ def run_gateway(settings: GatewaySettings) -> None:
         level=getattr(logging, settings.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # health polls: one line each
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -29,7 +29,32 @@ TARGET_ENGINES = {
         "llama.cpp on any 64-bit CPU",
         "llama.cpp running the GGUF famous built, on the CPU.",
     ),
+    "executorch": (
+        "executorch-cpu",
+        "executorch",
+        "ExecuTorch (XNNPACK) on any 64-bit CPU",
+        "famous's pipeline running the ExecuTorch program famous built (prefill and "
+        "decode methods, XNNPACK-delegated), on the CPU.",
+    ),
+    "litert": (
+        "litert-cpu",
+        "litert",
+        "LiteRT (XNNPACK) on any 64-bit CPU",
+        "famous's pipeline running the LiteRT model famous built (prefill and decode "
+        "signatures, XNNPACK delegate), on the CPU.",
+    ),
 }
+EDGE_TARGETS = {"executorch": ("pte", "pte"), "litert": ("tflite", "tflite")}  # suffix, format
+DEFAULT_RECIPES = {"gguf": "q8_0", "executorch": "fp32", "litert": "fp32"}
+EDGE_MAX_SEQ_LEN = 1024  # KV-cache slots of an edge build (its inputs and outputs each call)
+# tokenizer and config files an edge engine needs next to its program
+EDGE_SIDE_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 _NAME_OK = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 ENGINE_OVERHEAD = 256 << 20  # llama.cpp's runtime besides weights and KV cache (~250 MiB)
 
@@ -51,6 +76,7 @@ class BuiltOption:
     size_bytes: int
     tensor_types: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    side_files: list[str] = field(default_factory=list)  # tokenizer, signatures.json …
 
 
 @dataclass
@@ -136,25 +162,35 @@ def build_package(
     name: str | None = None,
     force: bool = False,
     progress: Any = None,
+    prefill_lengths: list[int] | None = None,
+    max_seq_len: int | None = None,
 ) -> BuiltPackage:
-    """Build ``source`` for ``target`` with each recipe; return what was installed."""
+    """Build ``source`` for ``target`` with each recipe; return what was installed.
+
+    ``prefill_lengths`` / ``max_seq_len`` (executorch, litert): the prefill signatures and
+    the KV-cache slots of the program (defaults: 8 … 1024 that fit, and
+    ``min(1024, max_position_embeddings)``)."""
     from famous.genai.config import read_config_json
     from famous.genai.quantize.recipe import RecipeError, get_recipe
     from famous.manifests.loader import builtin_package_names, load_package, user_packages_dir
 
-    recipes = recipes or ["q8_0"]
     if target not in TARGET_ENGINES:
         raise BuildError(
-            f"target {target!r} is not available: famous builds {', '.join(TARGET_ENGINES)} "
-            "(litert and executorch are not in this build)",
+            f"target {target!r} is not available: famous builds {', '.join(TARGET_ENGINES)}",
             2,
         )
+    recipes = recipes or [DEFAULT_RECIPES[target]]
     try:
         resolved = [get_recipe(r) for r in recipes]
         for r in resolved:
-            r.check_target(target)
+            if target in EDGE_TARGETS:
+                _check_edge_recipe(r, target)
+            else:
+                r.check_target(target)
     except RecipeError as e:
         raise BuildError(str(e), 2) from e
+    if target in EDGE_TARGETS:
+        _check_edge_runtime(target)
     option_names = [package_name(r.name) for r in resolved]
     if len(set(option_names)) != len(option_names):
         raise BuildError(f"the same recipe is named twice: {recipes}", 2)
@@ -164,9 +200,15 @@ def build_package(
     from famous.genai.export.gguf import _arch_for
 
     try:
-        _arch_for(str(hf.get("model_type")))
+        if target in EDGE_TARGETS:
+            from famous.genai.models import family_for
+
+            family_for(hf)
+        else:
+            _arch_for(str(hf.get("model_type")))
     except UnsupportedModelError as e:
         raise BuildError(str(e), 3) from e
+    edge_plan = _edge_plan(hf, prefill_lengths, max_seq_len) if target in EDGE_TARGETS else None
     name = package_name(name or model_dir.resolve().name)
     if not _NAME_OK.match(name):
         raise BuildError(f"{name!r} is not a package name (lower case letters, digits, . _ -)", 2)
@@ -187,6 +229,9 @@ def build_package(
         from famous.genai.quantize.report import export_recipe_gguf
 
         for recipe, opt in zip(resolved, option_names, strict=True):
+            if edge_plan is not None:
+                built.append(_build_edge(model_dir, tmp, name, opt, recipe, target, edge_plan))
+                continue
             filename = f"{name}-{opt}.gguf"
             result = export_recipe_gguf(model_dir, tmp / "artifacts" / filename, recipe)
             built.append(
@@ -211,14 +256,16 @@ def build_package(
             "options": {
                 b.name: {
                     "repo": f"local/{name}",
-                    "format": target,
+                    "format": EDGE_TARGETS[target][1] if target in EDGE_TARGETS else target,
                     "quantization": b.quantization,
-                    "files": [b.path],
+                    "files": [b.path, *b.side_files],
                     "size": b.size_bytes,
                 }
                 for b in built
             },
         }
+        if edge_plan is not None:
+            model_yaml["shape"]["context"] = edge_plan["max_seq_len"]
         _write_yaml(tmp / "model.yaml", model_yaml)
         _write_yaml(
             tmp / "engines" / engine / "engine.yaml",
@@ -234,10 +281,17 @@ def build_package(
                         {"type": "cpu", "architecture": "arm64"},
                     ]
                 },
-                "memory": ENGINE_OVERHEAD,
+                "memory": ENGINE_OVERHEAD
+                if edge_plan is None
+                else _edge_memory(model_dir, edge_plan),
                 "model-options": [b.name for b in built],
                 "default-model-option": built[0].name,
-                "configuration": {"context-size": model_yaml["shape"]["context"]},
+                "configuration": {"context-size": model_yaml["shape"]["context"]}
+                if edge_plan is None
+                else {
+                    "context-size": edge_plan["max_seq_len"],
+                    "prefill-lengths": ",".join(str(n) for n in edge_plan["prefill_lengths"]),
+                },
             },
         )
         (tmp / "build.json").write_text(
@@ -246,6 +300,7 @@ def build_package(
                     "source": str(model_dir.resolve()),
                     "target": target,
                     "recipes": [r.model_dump() for r in resolved],
+                    **({"signatures": edge_plan} if edge_plan is not None else {}),
                 },
                 indent=2,
             )
@@ -295,7 +350,6 @@ def _register(
 
     for b in built:
         path = dest / b.path
-        st = path.stat()
         meta: dict[str, object] = {
             "package": name,
             "quantization": b.quantization,
@@ -303,30 +357,128 @@ def _register(
             "built_from": source,
             "tensor_types": b.tensor_types,
         }
-        with contextlib.suppress(Exception):
-            from famous.hub.formats import read_gguf_header
+        if target == "gguf":
+            with contextlib.suppress(Exception):
+                from famous.hub.formats import read_gguf_header
 
-            meta["gguf"] = read_gguf_header(path).model_dump(exclude_none=True)
+                meta["gguf"] = read_gguf_header(path).model_dump(exclude_none=True)
         register_artifact(
             model=name,
             engine=engine,
             variant=b.name,
-            format=target,
+            format=EDGE_TARGETS[target][1] if target in EDGE_TARGETS else target,
             path=path,
             root=path.parent,
             files=[
                 ArtifactFile(
-                    relpath=path.name,
-                    size_bytes=st.st_size,
-                    sha256=file_sha256(path),
-                    mtime_ns=st.st_mtime_ns,
+                    relpath=p.name,
+                    size_bytes=p.stat().st_size,
+                    sha256=file_sha256(p),
+                    mtime_ns=p.stat().st_mtime_ns,
                 )
+                for p in [path, *(dest / f for f in b.side_files)]
             ],
             source="build",
             owned=True,
             repo_id=f"local/{name}",
             metadata=meta,
         )
+
+
+# ------------------------------------------------------------------ executorch / litert
+
+
+def _check_edge_recipe(recipe: Any, target: str) -> None:
+    """Edge targets build fp32 programs (XNNPACK's quantized kernels are not wired yet)."""
+    from famous.genai.quantize.recipe import RecipeError
+
+    if recipe.gguf_type or any(s.dtype != "fp32" for s in recipe.specs()):
+        raise RecipeError(
+            f"recipe {recipe.name!r} quantizes weights; famous builds {target} programs in "
+            "fp32 (XNNPACK's int8 / int4 kernels are not wired in this build): use "
+            f"--quant fp32, or --target gguf / torch for quantized engines"
+        )
+
+
+def _check_edge_runtime(target: str) -> None:
+    if target == "executorch":
+        from famous.genai.export.executorch import ExecuTorchUnavailable, _require
+
+        try:
+            _require()
+        except ExecuTorchUnavailable as e:
+            raise BuildError(str(e), 5) from e
+    else:
+        from famous.genai.export.litert import CONVERTER_HINT, converter_available
+
+        if not converter_available():
+            raise BuildError(f"litert-torch is not available: {CONVERTER_HINT}", 5)
+
+
+def _edge_plan(
+    hf: dict[str, Any], prefill_lengths: list[int] | None, max_seq_len: int | None
+) -> dict[str, Any]:
+    from famous.genai.export.signatures import DEFAULT_PREFILL_LENGTHS, check_prefill_lengths
+
+    cap = int(max_seq_len or min(EDGE_MAX_SEQ_LEN, int(hf.get("max_position_embeddings", 2048))))
+    lengths = prefill_lengths or [n for n in DEFAULT_PREFILL_LENGTHS if n <= cap] or [cap]
+    try:
+        lengths = check_prefill_lengths(lengths, cap)
+    except ValueError as e:
+        raise BuildError(str(e), 2) from e
+    return {"max_seq_len": cap, "prefill_lengths": lengths}
+
+
+def _build_edge(
+    model_dir: Path,
+    tmp: Path,
+    name: str,
+    opt: str,
+    recipe: Any,
+    target: str,
+    plan: dict[str, Any],
+) -> BuiltOption:
+    suffix = EDGE_TARGETS[target][0]
+    out = tmp / "artifacts" / f"{name}-{opt}.{suffix}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if target == "executorch":
+        from famous.genai.export.executorch import export_executorch, meta_path
+        from famous.genai.loader import load_model
+
+        model = load_model(model_dir, "fp32", plan["max_seq_len"])
+        export_executorch(model, out, plan["prefill_lengths"])
+        del model
+    else:
+        from famous.genai.export.litert import export_litert, meta_path
+
+        export_litert(model_dir, out, plan["prefill_lengths"], max_seq_len=plan["max_seq_len"])
+    side = [meta_path(out)]
+    for f in EDGE_SIDE_FILES:
+        src = model_dir / f
+        if src.is_file() and not (out.parent / f).exists():
+            shutil.copy2(src, out.parent / f)
+        if (out.parent / f).is_file():
+            side.append(out.parent / f)
+    return BuiltOption(
+        name=opt,
+        recipe=recipe.name,
+        quantization="fp32",
+        path=f"artifacts/{out.name}",
+        size_bytes=out.stat().st_size,
+        side_files=[f"artifacts/{p.name}" for p in side],
+    )
+
+
+def _edge_memory(model_dir: Path, plan: dict[str, Any]) -> int:
+    """Runtime memory besides the program: the KV cache, in and out (fp32), plus overhead."""
+    from famous.genai.config import load_config
+
+    cfg = load_config(model_dir)
+    kv = sum(
+        2 * b.attention.num_key_value_heads * plan["max_seq_len"] * b.attention.head_dim * 4
+        for b in cfg.blocks
+    )
+    return ENGINE_OVERHEAD + 2 * kv
 
 
 def _license(model_dir: Path) -> str:

@@ -101,7 +101,9 @@ def _rms_norm_fake(x, weight, eps, zero_centered=False):
 
 
 @torch.library.custom_op(f"{NAMESPACE}::kv_cache_update", mutates_args=())
-def kv_cache_update(cache: torch.Tensor, input_pos: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+def kv_cache_update(
+    cache: torch.Tensor, input_pos: torch.Tensor, value: torch.Tensor
+) -> torch.Tensor:
     """The cache with ``value`` written at slots ``input_pos`` (functional).
 
     cache: [B, Hkv, S, D]; input_pos: [T] int64 slots; value: [B, Hkv, T, D].

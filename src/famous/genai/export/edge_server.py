@@ -1,0 +1,58 @@
+"""``python -m famous.genai.export.edge_server``: serve an ExecuTorch ``.pte`` or a LiteRT
+``.tflite`` that famous built, through famous's pipeline, behind the OpenAI routes of the
+native server (``famous.genai.server.create_app``).
+
+The artifact's folder holds its ``<stem>.signatures.json`` and the tokenizer files
+(``famous build --target executorch|litert`` puts them there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m famous.genai.export.edge_server", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--model", required=True, help="a .pte or .tflite famous built")
+    ap.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads")
+    ap.add_argument("--served-model-name", default=None)
+    ap.add_argument("--log-level", default="warning")
+    args = ap.parse_args(argv)
+
+    from famous.genai.errors import GenAIError
+    from famous.genai.export.signatures import signature_pipeline
+
+    model = Path(args.model)
+    if model.is_dir():  # a folder holding one artifact
+        found = sorted([*model.glob("*.pte"), *model.glob("*.tflite")])
+        if len(found) != 1:
+            sys.stderr.write(f"error: {model} holds {len(found)} .pte / .tflite files, not 1\n")
+            return 2
+        model = found[0]
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        pipe = signature_pipeline(model, args.tokenizer or model.parent)
+    except (GenAIError, ValueError, OSError, ImportError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    import uvicorn
+
+    from famous.genai.server import create_app
+
+    name = args.served_model_name or model.stem
+    uvicorn.run(create_app(pipe, name), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
