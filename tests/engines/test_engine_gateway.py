@@ -1,4 +1,4 @@
-"""MLX, transformers and OpenVINO engines, launched by famous, answering through its gateway.
+"""MLX, transformers, OpenVINO and famous-native engines, launched by famous, through its gateway.
 
 For each runtime the official ``openai`` client asks the gateway (which starts the engine
 on demand) and must get, at temperature 0, exactly what the runtime's own Python API
@@ -77,7 +77,23 @@ def openvino_reference(path: Path, chat: bool) -> str:
     return str(pipe.generate(prompt, max_new_tokens=N, do_sample=False, apply_chat_template=False))
 
 
+@cache
+def _native(path: str) -> object:
+    from famous.genai.pipeline import Pipeline
+
+    return Pipeline.from_pretrained(path, dtype="fp32")
+
+
+def native_reference(path: Path, chat: bool) -> str:
+    from famous.genai.sampling import SamplingParams
+
+    pipe = _native(str(path))
+    params = SamplingParams(max_new_tokens=N)
+    return pipe.chat(MESSAGES, params).text if chat else pipe.generate(PROMPT, params).text
+
+
 REFERENCES: dict[str, tuple[str, Callable[[Path, bool], str]]] = {
+    "famous-native": ("hf_model", native_reference),
     "transformers": ("hf_model", transformers_reference),
     "mlx": ("mlx_model", mlx_reference),
     "openvino": ("ov_model", openvino_reference),
@@ -183,8 +199,8 @@ def test_sampling_is_accepted(served, client: openai.OpenAI) -> None:
 
 
 def test_engines_agree_with_transformers(request: pytest.FixtureRequest, hf_model: Path) -> None:
-    """MLX's conversion and the OpenVINO IR compute what transformers computes (greedy)."""
+    """MLX's conversion, the OpenVINO IR and famous's own model compute what transformers does."""
     expected = transformers_reference(hf_model, True)
-    for runtime in ("mlx", "openvino"):
+    for runtime in ("mlx", "openvino", "famous-native"):
         fixture, reference = REFERENCES[runtime]
         assert reference(request.getfixturevalue(fixture), True) == expected, runtime

@@ -148,6 +148,12 @@ def test_native_command(tmp_path: Path) -> None:
     assert argv[1:3] == ["-m", "famous.genai.server"]
     assert _arg(argv, "--model") == str(tmp_path)
     assert _arg(argv, "--port") == "7"
+    # The keys the built-in packages' native-cpu engines set reach the server.
+    configured = FamousNativeServer({"context-size": 2048, "dtype": "bfloat16", "threads": 3})
+    argv = configured.command(LaunchSpec(name="n", model_path=tmp_path), 7)
+    assert _arg(argv, "--max-seq-len") == "2048" and _arg(argv, "--dtype") == "bf16"
+    assert _arg(argv, "--threads") == "3" and _arg(argv, "--served-model-name") == "n"
+    assert not configured.unknown_keys({"context-size": 1, "dtype": "float32"})
 
 
 def test_component_build_commands(tmp_path: Path) -> None:

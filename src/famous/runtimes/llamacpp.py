@@ -35,8 +35,9 @@ DEFAULT_CONTEXT = 4096
 CONFIGURATION_KEYS: dict[str, str] = {
     "server": "auto (llama-server when available) | llama-server | llama-cpp-python",
     "llama_server_path": "path of a llama-server binary to use",
-    "ctx_size": "context length in tokens (n-ctx); default: the model's, at most 4096",
-    "n_ctx": "alias of ctx-size",
+    "context_size": "context length in tokens (n-ctx); default: the model's, at most 4096",
+    "ctx_size": "alias of context-size",
+    "n_ctx": "alias of context-size",
     "threads": "decode threads; default: physical cores (n-threads)",
     "n_threads": "alias of threads",
     "batch_size": "logical batch size for prompt processing (n-batch)",

@@ -6,11 +6,22 @@ import importlib.util
 import sys
 from typing import ClassVar
 
-from famous.runtimes.base import LaunchSpec, RuntimeAdapter, RuntimeNotInstalled
+from famous.runtimes.base import (
+    LaunchSpec,
+    RuntimeAdapter,
+    RuntimeNotInstalled,
+    normalize_configuration,
+    physical_cores,
+)
+
+# Engine manifests say torch's names; the server takes famous.genai's short ones.
+_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 CONFIGURATION_KEYS: dict[str, str] = {
-    "max_seq_len": "longest sequence the native engine keeps in its KV cache",
-    "threads": "torch intra-op threads",
+    "context_size": "longest sequence the native engine keeps in its KV cache",
+    "max_seq_len": "alias of context-size",
+    "dtype": "weights and compute dtype: float32, bfloat16 or float16",
+    "threads": "torch intra-op threads (default: physical cores)",
 }
 
 
@@ -35,7 +46,8 @@ class FamousNativeServer(RuntimeAdapter):
                 )
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
-        return [
+        cfg = {**self.configuration, **normalize_configuration(spec.configuration)}
+        argv = [
             sys.executable,
             "-m",
             "famous.genai.server",
@@ -45,4 +57,13 @@ class FamousNativeServer(RuntimeAdapter):
             spec.host,
             "--port",
             str(port),
+            "--served-model-name",
+            spec.name,
         ]
+        seq = cfg.get("context_size") or cfg.get("max_seq_len")
+        if seq:
+            argv += ["--max-seq-len", str(int(seq))]
+        if cfg.get("dtype"):
+            argv += ["--dtype", _DTYPES.get(str(cfg["dtype"]), str(cfg["dtype"]))]
+        argv += ["--threads", str(int(cfg.get("threads") or physical_cores()))]
+        return argv
