@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -190,3 +191,24 @@ def test_packages_under_famous_home_are_found_but_never_shadow_builtins(famous_h
     assert code == 0 and [r["engine"] for r in json.loads(out) if r["selected"]] == ["cpu"]
     _, out, _ = famous("show-model", "qwen2.5-0.5b-instruct", "-f", "json")
     assert json.loads(out)["model"]["license"] == "apache-2.0"
+
+
+def test_run_names_the_missing_runtime_and_what_would_run_instead(
+    tmp_path: Path, famous_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("llama_cpp")
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here: its engine would simply run")
+    monkeypatch.setenv("FAMOUS_HARDWARE_ROOT", str(machine_root("mustang")))
+    pkg = write_package(tmp_path, name="tiny")
+    fancy = GOOD_ENGINE.format(name="fancy").replace("runtime: llamacpp", "runtime: vllm")
+    fancy = fancy.replace(
+        "architecture: amd64", "architecture: amd64\n      manufacturer-id: GenuineIntel"
+    )
+    (pkg / "engines" / "fancy").mkdir()
+    (pkg / "engines" / "fancy" / "engine.yaml").write_text(fancy)
+    code, _, err = famous("run", str(pkg), "hello")
+    assert code == exits.INCOMPATIBLE
+    assert "engine fancy of tiny needs the vllm runtime" in err and "pip install" in err
+    assert "famous run tiny --engine cpu" in err
+    assert not (famous_home / "models").exists()  # nothing was downloaded

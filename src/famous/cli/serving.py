@@ -188,6 +188,7 @@ def _resolve_model(
 
     if engine is None and variant is None and ModelCatalog(use_store=True).get(model) is not None:
         return model, None
+    _check_runtime(model, engine, variant)
     from famous.hub.errors import HubError
     from famous.hub.progress import default_progress
     from famous.hub.pull import pull
@@ -213,7 +214,20 @@ def _resolve_model(
         err=True,
     )
     return result.model, None
-    return None
+
+
+def _check_runtime(model: str, engine: str | None, variant: str | None) -> None:
+    """Before downloading: say so when the chosen engine's runtime is not installed."""
+    from famous.manifests.errors import PackageNotFound
+    from famous.services.selection import check_runtime, resolve_selection
+
+    try:
+        resolved = resolve_selection(model, engine=engine, option=variant)
+    except PackageNotFound:
+        return  # a Hub repo: its package is synthesized by the pull
+    missing = check_runtime(resolved)
+    if missing is not None:
+        raise fail(missing.explain(resolved.package.name), exits.INCOMPATIBLE)
 
 
 def _stream_chat(

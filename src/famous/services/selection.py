@@ -59,3 +59,58 @@ def resolve_selection(
         return Resolved(package, report, selection, pin)
     selection = select(package, report, engine=engine, option=option, force=force)
     return Resolved(package, report, selection, None)
+
+
+@dataclass(frozen=True)
+class RuntimeCheck:
+    """The chosen engine's runtime is missing: how to install it, and what runs right now."""
+
+    engine: str
+    runtime: str
+    install_command: str
+    alternative: str | None  # a compatible engine whose runtime is installed
+
+    def explain(self, model: str) -> str:
+        text = (
+            f"engine {self.engine} of {model} needs the {self.runtime} runtime, which is not "
+            f"installed; install it with: {self.install_command}"
+        )
+        if self.alternative:
+            text += (
+                f"\nright now engine {self.alternative} would run instead: "
+                f"famous run {model} --engine {self.alternative}"
+            )
+        return text
+
+
+def _missing_install(runtime: str) -> str | None:
+    """The install command when ``runtime`` cannot start here, else None."""
+    from famous.runtimes import RuntimeNotInstalled, UnknownRuntime, get_runtime
+
+    try:
+        get_runtime(runtime).check_installed()
+    except RuntimeNotInstalled as exc:
+        return exc.install_command
+    except UnknownRuntime:
+        return f"(famous has no adapter for runtime {runtime!r})"
+    return None
+
+
+def check_runtime(resolved: Resolved) -> RuntimeCheck | None:
+    """None when the selected engine can start here; else the install hint and an alternative."""
+    engine = resolved.selection.engine
+    install = _missing_install(engine.runtime)
+    if install is None:
+        return None
+    alternative = next(
+        (
+            ev.engine
+            for ev in resolved.selection.evaluations
+            if ev.compatible
+            and not ev.experimental
+            and ev.engine != engine.name
+            and _missing_install(resolved.package.engines[ev.engine].runtime) is None
+        ),
+        None,
+    )
+    return RuntimeCheck(engine.name, engine.runtime, install, alternative)
