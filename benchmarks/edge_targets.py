@@ -69,7 +69,7 @@ def make_model(kind: str, shape: str, out: Path) -> Path:
     return out
 
 
-def measure(backend, eager, meta, n_prompt: int, n_new: int) -> dict:
+def measure(backend, eager, meta, model_dir: Path, n_prompt: int, n_new: int) -> dict:
     from famous.genai.export.signatures import SignatureModel
     from famous.genai.pipeline import Pipeline
     from famous.genai.sampling import SamplingParams
@@ -95,14 +95,10 @@ def measure(backend, eager, meta, n_prompt: int, n_new: int) -> dict:
     err = max(err, (dec[0] - ref_dec).abs().max().item())
     params = SamplingParams(max_new_tokens=n_new, ignore_eos=True)
 
-    class _Tok:  # token ids in, ids out: no tokenizer needed for the timing
-        eos_token_id = None
+    from famous.genai.tokenizer import Tokenizer
 
-    want = Pipeline.__new__(Pipeline)
-    for p in (want,):
-        p.model, p.tokenizer, p.eos_ids = eager, _Tok(), []
-    got = Pipeline.__new__(Pipeline)
-    got.model, got.tokenizer, got.eos_ids = SignatureModel(backend), _Tok(), []
+    want = Pipeline(eager, Tokenizer(model_dir))
+    got = Pipeline(SignatureModel(backend), Tokenizer(model_dir))
     w = _greedy(want, ids, params)
     t = time.perf_counter()
     gen = _greedy(got, ids, params)
@@ -164,7 +160,7 @@ def main() -> None:
                     "shape": args.shape,
                     "size_kib": round(path.stat().st_size / 1024, 1),
                     "export_s": round(export_s, 1),
-                    **measure(backend, eager, backend.meta, args.prompt, args.new),
+                    **measure(backend, eager, backend.meta, d, args.prompt, args.new),
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)

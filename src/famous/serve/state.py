@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +73,9 @@ def request(
     api_key: str | None = None,
 ) -> tuple[int, Any]:
     """One JSON call to the gateway with the standard library: (status, decoded body)."""
+    import urllib.error  # here, not at import: `famous --help` and friends never need HTTP
+    import urllib.request
+
     data = json.dumps(payload).encode() if payload is not None else None
     req = urllib.request.Request(info.url + path, data=data, method=method)
     req.add_header("content-type", "application/json")
