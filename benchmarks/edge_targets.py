@@ -129,7 +129,9 @@ def main() -> None:
     ap.add_argument("--prefill", default="8,64")
     ap.add_argument("--prompt", type=int, default=40)
     ap.add_argument("--new", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (eager, .pt2)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     from famous.genai.export.signatures import export_signatures, open_backend
     from famous.genai.loader import load_model
 

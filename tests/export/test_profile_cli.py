@@ -43,7 +43,9 @@ def test_profile_eager_and_an_artifact(tiny_llama: Path, tmp_path: Path) -> None
     assert any(t["name"] == "aten::mm" or "linear" in t["name"] for t in eager["op_kinds"])
     calls = {t["name"]: t["calls"] for t in exported["layers"]}
     assert calls == {"prefill_8": 2, "decode": 4}  # 12 tokens = 8 + padded 8
-    r = runner.invoke(app, ["profile", str(tiny_llama), "--prompt-tokens", "8", "--new-tokens", "2"])
+    r = runner.invoke(
+        app, ["profile", str(tiny_llama), "--prompt-tokens", "8", "--new-tokens", "2"]
+    )
     assert r.exit_code == 0 and "time per layer" in r.output and "tok/s" in r.output
 
 
@@ -68,7 +70,7 @@ def test_show_graph_tree_pt2_and_html(tiny_qwen2: Path, tmp_path: Path) -> None:
     assert {"famous.sdpa.default", "famous.rms_norm.default"} <= targets
     text = page.read_text()
     assert "famous.kv_cache_update.default" in text and "<details" in text
-    assert "src=\"http" not in text and "href=\"http" not in text  # self-contained
+    assert 'src="http' not in text and 'href="http' not in text  # self-contained
     r = runner.invoke(app, ["show-graph", str(tiny_qwen2), "--html", str(page)])
     assert r.exit_code == 1 and "--force" in r.output
     r = runner.invoke(app, ["show-graph", str(tiny_qwen2), "--format", "json", "--depth", "1"])

@@ -12,10 +12,9 @@ import importlib.metadata
 import platform
 from typing import ClassVar
 
-from famous.runtimes.base import RuntimeNotInstalled
+from famous.runtimes.base import RuntimeNotInstalled, missing_modules
 from famous.runtimes.llamacpp import CONFIGURATION_KEYS as LLAMACPP_KEYS
 from famous.runtimes.llamacpp import LlamaCppPythonServer
-from famous.runtimes.transformers import missing_modules
 
 AMPERE_DISTRIBUTION = "llama-cpp-python-ampere"
 AMPERE_INSTALL = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,6 +78,19 @@ def physical_cores() -> int:
 def normalize_configuration(configuration: Mapping[str, Any] | None) -> dict[str, Any]:
     """Engine manifests write kebab-case keys (``ctx-size``); adapters read snake_case."""
     return {str(k).replace("-", "_").lower(): v for k, v in (configuration or {}).items()}
+
+
+def missing_modules(modules: Iterable[str]) -> list[str]:
+    """The modules of ``modules`` that Python cannot find (without importing them)."""
+    missing = []
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(module)
+    return missing
 
 
 def as_bool(value: Any) -> bool:
@@ -255,12 +269,23 @@ class RuntimeAdapter(ABC):
     #: engine configuration keys this adapter understands, with what each does
     configuration_keys: ClassVar[dict[str, str]] = {}
 
+    #: Python modules the server needs; the default install check looks for them
+    required_modules: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, configuration: Mapping[str, Any] | None = None) -> None:
         self.configuration = normalize_configuration(configuration)
 
-    @abstractmethod
     def check_installed(self) -> None:
         """Raise RuntimeNotInstalled (with the install command) when the server cannot start."""
+        missing = missing_modules(self.required_modules)
+        if missing:
+            raise RuntimeNotInstalled(
+                self.runtime, f"Python module {', '.join(missing)} is missing", self.install_command
+            )
+
+    def settings(self, spec: LaunchSpec) -> dict[str, Any]:
+        """The engine's configuration, overridden by what this launch asks for."""
+        return {**self.configuration, **normalize_configuration(spec.configuration)}
 
     @abstractmethod
     def command(self, spec: LaunchSpec, port: int) -> list[str]:

@@ -57,10 +57,10 @@ class _EdgeServer(RuntimeAdapter):
 class ExecuTorchServer(_EdgeServer):
     runtime: ClassVar[str] = "executorch"
     install_command: ClassVar[str] = "pip install 'famous[executorch]'"
-    modules: ClassVar[tuple[str, ...]] = ("executorch.runtime",)
+    modules: ClassVar[tuple[str, ...]] = ("executorch",)  # top level: find_spec stays light
 
 
 class LiteRTServer(_EdgeServer):
     runtime: ClassVar[str] = "litert"
     install_command: ClassVar[str] = "pip install 'famous[litert]'"
-    modules: ClassVar[tuple[str, ...]] = ("ai_edge_litert.interpreter",)
+    modules: ClassVar[tuple[str, ...]] = ("ai_edge_litert",)

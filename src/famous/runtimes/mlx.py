@@ -18,7 +18,6 @@ Every other ``mlx_lm.server`` option passes through unchanged (after ``--``).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from collections.abc import Mapping
@@ -27,8 +26,6 @@ from typing import Any, ClassVar
 from famous.runtimes.base import (
     LaunchSpec,
     RuntimeAdapter,
-    RuntimeNotInstalled,
-    normalize_configuration,
 )
 
 MLX_INSTALL = "pip install 'famous[mlx]'   # mlx (mlx[cpu] on Linux) and mlx-lm"
@@ -67,20 +64,7 @@ class MlxServer(RuntimeAdapter):
     install_command: ClassVar[str] = MLX_INSTALL
     health_path: ClassVar[str] = "/health"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
-
-    def check_installed(self) -> None:
-        for module in ("mlx", "mlx_lm"):
-            try:
-                found = importlib.util.find_spec(module) is not None
-            except (ImportError, ValueError):
-                found = False
-            if not found:
-                raise RuntimeNotInstalled(
-                    self.runtime, f"Python module {module} is missing", self.install_command
-                )
-
-    def settings(self, spec: LaunchSpec) -> dict[str, Any]:
-        return {**self.configuration, **normalize_configuration(spec.configuration)}
+    required_modules: ClassVar[tuple[str, ...]] = ("mlx", "mlx_lm")
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         cfg = self.settings(spec)

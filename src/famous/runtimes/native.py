@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from typing import ClassVar
 
 from famous.runtimes.base import (
     LaunchSpec,
     RuntimeAdapter,
-    RuntimeNotInstalled,
-    normalize_configuration,
     physical_cores,
 )
 
@@ -33,20 +30,10 @@ class FamousNativeServer(RuntimeAdapter):
     install_command: ClassVar[str] = "pip install 'famous[genai]'"
     health_path: ClassVar[str] = "/v1/models"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
-
-    def check_installed(self) -> None:
-        for module in ("torch", "famous.genai.server"):
-            try:
-                found = importlib.util.find_spec(module) is not None
-            except ModuleNotFoundError:
-                found = False
-            if not found:
-                raise RuntimeNotInstalled(
-                    self.runtime, f"Python module {module} is missing", self.install_command
-                )
+    required_modules: ClassVar[tuple[str, ...]] = ("torch", "famous.genai.server")
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
-        cfg = {**self.configuration, **normalize_configuration(spec.configuration)}
+        cfg = self.settings(spec)
         argv = [
             sys.executable,
             "-m",

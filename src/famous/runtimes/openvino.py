@@ -7,15 +7,12 @@ The device comes from the engine's configuration (``device: GPU`` in the intel-g
 from __future__ import annotations
 
 import sys
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from famous.runtimes.base import (
     LaunchSpec,
     RuntimeAdapter,
-    RuntimeNotInstalled,
-    normalize_configuration,
 )
-from famous.runtimes.transformers import missing_modules
 
 OPENVINO_INSTALL = "pip install 'famous[openvino]'   # openvino-genai"
 
@@ -46,16 +43,11 @@ class OpenVINOServer(RuntimeAdapter):
     install_command: ClassVar[str] = OPENVINO_INSTALL
     health_path: ClassVar[str] = "/health"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
-
-    def check_installed(self) -> None:
-        missing = missing_modules(("openvino", "openvino_genai", "openvino_tokenizers"))
-        if missing:
-            raise RuntimeNotInstalled(
-                self.runtime, f"Python module {', '.join(missing)} is missing", self.install_command
-            )
-
-    def settings(self, spec: LaunchSpec) -> dict[str, Any]:
-        return {**self.configuration, **normalize_configuration(spec.configuration)}
+    required_modules: ClassVar[tuple[str, ...]] = (
+        "openvino",
+        "openvino_genai",
+        "openvino_tokenizers",
+    )
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         cfg = self.settings(spec)

@@ -7,17 +7,13 @@ the reference the other engines are compared against.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from famous.runtimes.base import (
     LaunchSpec,
     RuntimeAdapter,
-    RuntimeNotInstalled,
     as_bool,
-    normalize_configuration,
 )
 
 TRANSFORMERS_INSTALL = "pip install 'famous[transformers]'"
@@ -31,19 +27,6 @@ CONFIGURATION_KEYS: dict[str, str] = {
 }
 
 
-def missing_modules(modules: Iterable[str]) -> list[str]:
-    """The modules of ``modules`` that Python cannot find (without importing them)."""
-    missing = []
-    for module in modules:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            missing.append(module)
-    return missing
-
-
 class TransformersServer(RuntimeAdapter):
     """``python -m famous.runtimes.transformers_worker`` for one model directory."""
 
@@ -53,18 +36,6 @@ class TransformersServer(RuntimeAdapter):
     health_path: ClassVar[str] = "/health"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
     required_modules: ClassVar[tuple[str, ...]] = ("torch", "transformers", "safetensors")
-
-    def check_installed(self) -> None:
-        missing = missing_modules(self.required_modules)
-        if missing:
-            raise RuntimeNotInstalled(
-                self.runtime,
-                f"Python module {', '.join(missing)} is missing",
-                self.install_command,
-            )
-
-    def settings(self, spec: LaunchSpec) -> dict[str, Any]:
-        return {**self.configuration, **normalize_configuration(spec.configuration)}
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         cfg = self.settings(spec)

@@ -20,9 +20,8 @@ from famous.runtimes.base import (
     RuntimeAdapter,
     RuntimeNotInstalled,
     as_bool,
-    normalize_configuration,
+    missing_modules,
 )
-from famous.runtimes.transformers import missing_modules
 
 VLLM_INSTALL = "pip install 'famous[vllm]'   # on ROCm: vLLM's ROCm wheels or container"
 
@@ -129,9 +128,6 @@ class VllmServer(RuntimeAdapter):
             raise RuntimeNotInstalled(
                 self.runtime, "the vllm command is not on PATH", self.install_command
             )
-
-    def settings(self, spec: LaunchSpec) -> dict[str, Any]:
-        return {**self.configuration, **normalize_configuration(spec.configuration)}
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         cfg = self.settings(spec)

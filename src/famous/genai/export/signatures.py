@@ -89,6 +89,8 @@ class SignatureMeta:
 
     @classmethod
     def of(cls, model: nn.Module, prefill_lengths: Sequence[int], composite: bool) -> SignatureMeta:
+        from famous.genai.layers.kv_cache import cache_kinds
+
         cache = model.init_cache(1)
         return cls(
             model_type=model.cfg.model_type,
@@ -97,7 +99,7 @@ class SignatureMeta:
             prefill_lengths=sorted(set(int(n) for n in prefill_lengths)),
             kv_shapes=[list(k.shape) for k, _ in cache],
             kv_dtype=str(cache[0][0].dtype).removeprefix("torch."),
-            rings=list(model._rings),
+            rings=list(cache_kinds(model.cfg, model.max_seq_len)),
             eos_token_id=list(model.cfg.eos_token_id),
             composite_ops=composite,
         )
