@@ -4,11 +4,10 @@ prefill and decode signatures, behind the OpenAI routes)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from typing import ClassVar
 
-from famous.runtimes.base import LaunchSpec, RuntimeAdapter, RuntimeNotInstalled
+from famous.runtimes.base import LaunchSpec, RuntimeAdapter
 
 CONFIGURATION_KEYS: dict[str, str] = {
     "context_size": "KV-cache slots the program was built with (informational)",
@@ -21,18 +20,6 @@ class _EdgeServer(RuntimeAdapter):
     server: ClassVar[str] = "famous.genai.export.edge_server"
     health_path: ClassVar[str] = "/v1/models"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
-    modules: ClassVar[tuple[str, ...]] = ()
-
-    def check_installed(self) -> None:
-        for module in ("torch", "famous.genai.export.edge_server", *self.modules):
-            try:
-                found = importlib.util.find_spec(module) is not None
-            except ModuleNotFoundError:
-                found = False
-            if not found:
-                raise RuntimeNotInstalled(
-                    self.runtime, f"Python module {module} is missing", self.install_command
-                )
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         cmd = [
@@ -48,7 +35,7 @@ class _EdgeServer(RuntimeAdapter):
             "--served-model-name",
             spec.name,
         ]
-        threads = (getattr(self, "configuration", None) or {}).get("threads")
+        threads = self.settings(spec).get("threads")
         if threads:
             cmd += ["--threads", str(int(threads))]
         return cmd
@@ -57,10 +44,11 @@ class _EdgeServer(RuntimeAdapter):
 class ExecuTorchServer(_EdgeServer):
     runtime: ClassVar[str] = "executorch"
     install_command: ClassVar[str] = "pip install 'famous[executorch]'"
-    modules: ClassVar[tuple[str, ...]] = ("executorch",)  # top level: find_spec stays light
+    # top-level modules only: find_spec of a submodule would import its package
+    required_modules: ClassVar[tuple[str, ...]] = ("torch", "executorch")
 
 
 class LiteRTServer(_EdgeServer):
     runtime: ClassVar[str] = "litert"
     install_command: ClassVar[str] = "pip install 'famous[litert]'"
-    modules: ClassVar[tuple[str, ...]] = ("ai_edge_litert",)
+    required_modules: ClassVar[tuple[str, ...]] = ("torch", "ai_edge_litert")

@@ -58,8 +58,8 @@ class Attention(nn.Module):
 
         k_cache, v_cache = cache
         if ring is None:
-            k_cache = _write(k_cache, input_pos, k, inplace)
-            v_cache = _write(v_cache, input_pos, v, inplace)
+            k_cache = self._write_cache(k_cache, input_pos, k, inplace)
+            v_cache = self._write_cache(v_cache, input_pos, v, inplace)
             keys, values = (
                 (k_cache, v_cache) if end is None else (k_cache[:, :, :end], v_cache[:, :, :end])
             )
@@ -75,12 +75,19 @@ class Attention(nn.Module):
             values = torch.cat((v_cache.index_select(2, order), v), dim=2)
             keep = min(t, ring)
             slots = input_pos[t - keep :] % ring
-            k_cache = _write(k_cache, slots, k[:, :, t - keep :], inplace)
-            v_cache = _write(v_cache, slots, v[:, :, t - keep :], inplace)
+            k_cache = self._write_cache(k_cache, slots, k[:, :, t - keep :], inplace)
+            v_cache = self._write_cache(v_cache, slots, v[:, :, t - keep :], inplace)
 
         out = self._attend(q, keys, values, mask)
         out = out.transpose(1, 2).reshape(bsz, t, self.cfg.q_size)
         return self.o(out), (k_cache, v_cache)
+
+    def _write_cache(
+        self, buf: torch.Tensor, index: torch.Tensor, value: torch.Tensor, inplace: bool
+    ) -> torch.Tensor:
+        """Put ``value`` at ``index`` (dim 2) of a cache buffer; a method so that export-time
+        subclasses can route it through a composite op."""
+        return _write(buf, index, value, inplace)
 
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None

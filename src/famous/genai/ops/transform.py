@@ -2,47 +2,18 @@
 
 The layer files stay untouched. ``RMSNorm`` and ``Attention`` instances get a subclass
 (``__class__`` swap: the same parameters, no copy) whose forward calls ``famous::rms_norm``
-and ``famous::sdpa``. The KV-cache write is the module-level function
-``famous.genai.layers.attention._write``; it is wrapped once by a dispatcher that uses
-``famous::kv_cache_update`` only while a composite attention runs (a context variable), so
-models without the transform keep the original code path.
+and ``famous::sdpa``, and whose KV-cache writes (``Attention._write_cache``) are
+``famous::kv_cache_update``. Models without the transform keep the original code path.
 """
 
 from __future__ import annotations
 
-import contextvars
-import threading
-
 import torch
 from torch import nn
 
-from famous.genai.layers import attention as _attention_mod
 from famous.genai.layers.attention import Attention
 from famous.genai.layers.norm import RMSNorm
 from famous.genai.ops import composite as ops
-
-_ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("famous_composite", default=False)
-_INSTALL_LOCK = threading.Lock()
-_ORIGINAL_WRITE = None
-
-
-def _composite_write(
-    buf: torch.Tensor, index: torch.Tensor, value: torch.Tensor, inplace: bool
-) -> torch.Tensor:
-    if not _ACTIVE.get():
-        return _ORIGINAL_WRITE(buf, index, value, inplace)
-    if inplace:
-        torch.ops.famous.kv_cache_update_(buf, index, value)
-        return buf
-    return torch.ops.famous.kv_cache_update(buf, index, value)
-
-
-def _install_write_dispatch() -> None:
-    global _ORIGINAL_WRITE
-    with _INSTALL_LOCK:
-        if _ORIGINAL_WRITE is None:
-            _ORIGINAL_WRITE = _attention_mod._write
-            _attention_mod._write = _composite_write
 
 
 class CompositeRMSNorm(RMSNorm):
@@ -56,12 +27,11 @@ class CompositeAttention(Attention):
     """Attention whose SDPA is ``famous::sdpa`` and whose cache writes are
     ``famous::kv_cache_update`` (the projections, RoPE and ring logic are the layer's)."""
 
-    def forward(self, *args, **kwargs):
-        token = _ACTIVE.set(True)
-        try:
-            return super().forward(*args, **kwargs)
-        finally:
-            _ACTIVE.reset(token)
+    def _write_cache(self, buf, index, value, inplace):
+        if inplace:
+            torch.ops.famous.kv_cache_update_(buf, index, value)
+            return buf
+        return torch.ops.famous.kv_cache_update(buf, index, value)
 
     def _attend(self, q, k, v, mask):
         return torch.ops.famous.sdpa(q, k, v, mask, float(self.scale), self.softcap)
@@ -77,7 +47,6 @@ def with_composite_ops(model: nn.Module) -> nn.Module:
     """Swap ``model``'s RMSNorm and Attention modules (in place) for their composite
     versions and return ``model``. Outputs are unchanged; ``torch.export`` then shows one
     ``famous.sdpa`` / ``famous.rms_norm`` / ``famous.kv_cache_update`` node per use."""
-    _install_write_dispatch()
     for module in model.modules():
         for base, composite in _SWAPS:
             if type(module) is base:
