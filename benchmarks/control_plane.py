@@ -16,6 +16,14 @@ import tempfile
 import time
 
 GOAL = 3.0
+TYPER_FLOOR = """
+import typer
+app = typer.Typer()
+@app.command()
+def noop(x: int = 1) -> None:
+    pass
+app([], standalone_mode=False)
+"""
 
 
 def wall(argv: list[str], runs: int, env: dict[str, str]) -> float:
@@ -39,6 +47,9 @@ def main() -> int:
     env = {**os.environ, "FAMOUS_HOME": tempfile.mkdtemp(prefix="famous-bench-")}
     baseline = wall([sys.executable, "-c", "pass"], args.runs, env)
     print(f"python -c pass: {baseline * 1000:.0f} ms (median of {args.runs})")
+    # What any Typer CLI costs before it does anything (typer >= 0.20 imports pydantic).
+    floor = wall([sys.executable, "-c", TYPER_FLOOR], args.runs, env)
+    print(f"typer, empty command: {floor * 1000:.0f} ms = {floor / baseline:.2f}x python")
     worst = 0.0
     for command in (["show-machine"], ["engines", args.model], ["models"]):
         t = wall([*cli, *command], args.runs, env)
