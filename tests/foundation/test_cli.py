@@ -212,3 +212,24 @@ def test_run_names_the_missing_runtime_and_what_would_run_instead(
     assert "engine fancy of tiny needs the vllm runtime" in err and "pip install" in err
     assert "famous run tiny --engine cpu" in err
     assert not (famous_home / "models").exists()  # nothing was downloaded
+
+
+def test_runtime_keys_are_documented_and_settable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAMOUS_HARDWARE_ROOT", str(machine_root("raspberry-pi-5")))
+    model = "qwen2.5-0.5b-instruct"  # the `cpu` engine here: the llamacpp runtime
+    _, out, _ = famous("show-engine", model)
+    assert "threads = (runtime default)  (runtime)  - decode threads" in out
+    _, out, _ = famous("show-engine", model, "-f", "json")
+    assert "parallel" in json.loads(out)["runtime-keys"]
+    assert famous("set", "threads=3", "--model", model)[0] == 0
+    _, out, _ = famous("get", "threads", "--model", model, "-f", "json")
+    assert json.loads(out) == {"key": "threads", "value": 3, "layer": "user"}
+    assert famous("set", "warp-speed=9", "--model", model)[0] == exits.NOT_FOUND
+
+    from famous.serve.catalog import ModelCatalog
+
+    runtime, configuration = ModelCatalog._engine_settings(
+        model, {"engine": "cpu", "format": "gguf"}
+    )
+    assert runtime == "llamacpp" and configuration["threads"] == 3
+    assert configuration["context-size"] == 4096 and "parallel" not in configuration

@@ -13,13 +13,14 @@ ModelOption = typer.Option(
 )
 
 
-def _engine_config(model: str | None) -> dict:
-    """The selected engine's configuration for ``model`` (empty without a model)."""
+def _engine_config(model: str | None) -> tuple[dict, list[str]]:
+    """The selected engine's configuration for ``model`` and its runtime's other keys."""
     if model is None:
-        return {}
-    from famous.services.selection import resolve_selection
+        return {}, []
+    from famous.services.selection import resolve_selection, runtime_settings
 
-    return dict(resolve_selection(model).selection.engine.configuration)
+    engine = resolve_selection(model).selection.engine
+    return dict(engine.configuration), sorted(runtime_settings(engine.runtime))
 
 
 @handle_errors
@@ -31,11 +32,11 @@ def get(
     """Print effective configuration values and the layer each comes from."""
     from famous.store.config import UnknownKey, known_keys, resolve
 
-    engine_config = _engine_config(model)
-    settings = resolve(engine_config, model=model)
+    engine_config, runtime_keys = _engine_config(model)
+    settings = resolve(engine_config, model=model, runtime_keys=runtime_keys)
     if key is not None:
         if key not in settings:
-            raise UnknownKey(key, known_keys(engine_config))
+            raise UnknownKey(key, known_keys(engine_config, runtime_keys))
         setting = settings[key]
         emit(setting, fmt, lambda: typer.echo(setting.value))
         return
@@ -62,16 +63,18 @@ def set_(
     else:
         typer.echo("error: use KEY=VALUE [KEY=VALUE …] or KEY VALUE", err=True)
         raise typer.Exit(exits.USAGE)
-    from famous.store.config import DEFAULTS, UnknownKey, coerce, known_keys
+    from famous.store.config import UnknownKey, coerce, defaults_for, known_keys
 
-    engine_config = _engine_config(model)
-    defaults = {**DEFAULTS, **engine_config}
+    engine_config, runtime_keys = _engine_config(model)
+    defaults = defaults_for(engine_config, runtime_keys)
     for key, raw in pairs:  # validate every pair before writing any
         if key not in defaults:
-            raise UnknownKey(key, known_keys(engine_config))
+            raise UnknownKey(key, known_keys(engine_config, runtime_keys))
         coerce(key, raw, defaults[key])
     for key, raw in pairs:
-        value = set_value(key, raw, model=model, engine_config=engine_config)
+        value = set_value(
+            key, raw, model=model, engine_config=engine_config, runtime_keys=runtime_keys
+        )
         scope = f" for {model}" if model else ""
         typer.echo(f"{key} = {value}{scope}")
 

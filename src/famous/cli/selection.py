@@ -202,7 +202,7 @@ def show_engine(
     """Explain one engine: manifest, score, why each device does or does not match, memory."""
     from famous.manifests.loader import find_package
     from famous.matchmaker import UnknownEngine, evaluate
-    from famous.services.selection import machine_report, resolve_selection
+    from famous.services.selection import machine_report, resolve_selection, runtime_settings
     from famous.store.config import resolve
 
     package = find_package(model)
@@ -213,11 +213,13 @@ def show_engine(
         raise UnknownEngine(package.name, engine, sorted(package.engines))
     manifest = package.engines[engine]
     ev = evaluate(package, manifest, report)
-    settings = resolve(manifest.configuration, model=package.name)
+    keys = runtime_settings(manifest.runtime)
+    settings = resolve(manifest.configuration, model=package.name, runtime_keys=keys)
     data = {
         "manifest": manifest,
         "evaluation": {**to_plain(ev), "verdict": ev.verdict},
         "configuration": {k: s.model_dump() for k, s in settings.items()},
+        "runtime-keys": keys,
     }
 
     def table() -> None:
@@ -249,9 +251,11 @@ def show_engine(
             print("\nnot compatible:")
             for reason in ev.reasons:
                 print(f"  - {reason}")
-        print("\nconfiguration:")
+        print("\nconfiguration (famous set KEY=VALUE --model MODEL changes it):")
         for key, s in sorted(settings.items()):
-            print(f"  {key} = {s.value}  ({s.layer})")
+            value = "(runtime default)" if s.value is None else s.value
+            doc = f"  - {keys[key]}" if key in keys else ""
+            print(f"  {key} = {value}  ({s.layer}){doc}")
 
     emit(data, fmt, table)
 

@@ -195,10 +195,16 @@ class ModelCatalog:
         except Exception as exc:  # a synthesized package may not be loadable by name
             log.debug("no package manifest for %s: %s", name, exc)
         try:
+            from famous.services.selection import runtime_settings
             from famous.store.config import resolve
 
-            settings = resolve(engine_config, model=name)
-            configuration = {k: s.value for k, s in settings.items() if k in engine_config}
+            keys = runtime_settings(runtime)
+            settings = resolve(engine_config, model=name, runtime_keys=keys)
+            configuration = {
+                k: s.value
+                for k, s in settings.items()
+                if s.value is not None and (k in engine_config or k in keys)
+            }
         except Exception as exc:
             log.warning("user configuration ignored for %s: %s", name, exc)
             configuration = engine_config

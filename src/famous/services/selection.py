@@ -114,3 +114,15 @@ def check_runtime(resolved: Resolved) -> RuntimeCheck | None:
         None,
     )
     return RuntimeCheck(engine.name, engine.runtime, install, alternative)
+
+
+def runtime_settings(runtime: str) -> dict[str, str]:
+    """Configuration keys ``runtime`` understands (kebab-case, as manifests write them), each
+    with what it does; empty for a runtime famous has no adapter for."""
+    from famous.runtimes import UnknownRuntime, get_runtime
+
+    try:
+        adapter = get_runtime(runtime)
+    except UnknownRuntime:
+        return {}
+    return {key.replace("_", "-"): doc for key, doc in adapter.configuration_keys.items()}

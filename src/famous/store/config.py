@@ -13,7 +13,7 @@ A value's type is its default's type (int, float, bool or str), so ``famous set`
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from famous.store.paths import user_config_path
 
 Value = str | int | float | bool
-Layer = Literal["package", "engine", "user", "environment", "flag"]
+Layer = Literal["package", "engine", "runtime", "user", "environment", "flag"]
 
 # Settings of famous itself; engines add their own keys through their manifests.
 DEFAULTS: dict[str, Value] = {
@@ -55,8 +55,10 @@ class UnknownKey(ConfigError, LookupError):
 
 
 class Setting(BaseModel):
+    """A key's effective value; None with layer "runtime": the runtime's own default."""
+
     key: str
-    value: Value
+    value: Value | None
     layer: Layer
 
 
@@ -64,8 +66,16 @@ def env_name(key: str) -> str:
     return "FAMOUS_" + key.upper().replace(".", "_").replace("-", "_")
 
 
-def coerce(key: str, raw: Value, like: Value) -> Value:
-    """Convert ``raw`` (often a string from the CLI or environment) to ``like``'s type."""
+def coerce(key: str, raw: Value, like: Value | None) -> Value:
+    """Convert ``raw`` (often a string from the CLI or environment) to ``like``'s type.
+
+    A key with no default (a runtime's own setting) takes the YAML scalar ``raw`` spells.
+    """
+    if like is None:
+        if not isinstance(raw, str):
+            return raw
+        parsed = yaml.safe_load(raw) if raw.strip() else raw
+        return parsed if isinstance(parsed, str | int | float | bool) else raw
     if isinstance(like, bool):
         if isinstance(raw, bool):
             return raw
@@ -120,11 +130,18 @@ def resolve(
     flags: Mapping[str, Value] | None = None,
     user: UserConfig | None = None,
     environ: Mapping[str, str] | None = None,
+    runtime_keys: Iterable[str] = (),
 ) -> dict[str, Setting]:
-    """Every known key with its effective value and the layer it came from."""
+    """Every known key with its effective value and the layer it came from.
+
+    ``runtime_keys``: settings the engine's runtime understands beyond its manifest's
+    ``configuration`` (unset unless a user, environment or flag layer gives them).
+    """
     environ = os.environ if environ is None else environ
     user = user if user is not None else UserConfig.load()
     settings = {k: Setting(key=k, value=v, layer="package") for k, v in DEFAULTS.items()}
+    for key in runtime_keys:
+        settings.setdefault(key, Setting(key=key, value=None, layer="runtime"))
     for key, value in (engine_config or {}).items():
         settings[key] = Setting(key=key, value=value, layer="engine")
     layers: list[tuple[Layer, Mapping[str, Value]]] = [
@@ -142,8 +159,17 @@ def resolve(
     return settings
 
 
-def known_keys(engine_config: Mapping[str, Value] | None = None) -> list[str]:
-    return sorted({*DEFAULTS, *(engine_config or {})})
+def known_keys(
+    engine_config: Mapping[str, Value] | None = None, runtime_keys: Iterable[str] = ()
+) -> list[str]:
+    return sorted({*DEFAULTS, *runtime_keys, *(engine_config or {})})
+
+
+def defaults_for(
+    engine_config: Mapping[str, Value] | None = None, runtime_keys: Iterable[str] = ()
+) -> dict[str, Value | None]:
+    """Every settable key and its default (None: the runtime decides)."""
+    return {**dict.fromkeys(runtime_keys), **DEFAULTS, **(engine_config or {})}
 
 
 def set_value(
@@ -152,11 +178,12 @@ def set_value(
     model: str | None = None,
     engine_config: Mapping[str, Value] | None = None,
     path: Path | None = None,
+    runtime_keys: Iterable[str] = (),
 ) -> Value:
     """Validate then persist one user value; nothing is written when validation fails."""
-    defaults = {**DEFAULTS, **(engine_config or {})}
+    defaults = defaults_for(engine_config, runtime_keys)
     if key not in defaults:
-        raise UnknownKey(key, known_keys(engine_config))
+        raise UnknownKey(key, known_keys(engine_config, runtime_keys))
     value = coerce(key, raw, defaults[key])
     config = UserConfig.load(path)
     if model:
