@@ -12,6 +12,7 @@ This module imports FastAPI and pydantic only: no engine library, no torch.
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 import uuid
@@ -165,6 +166,39 @@ class IncrementalDecoder:
         after = self.decode(self.ids[self.prefix_offset :])
         self.prefix_offset = self.read_offset = len(self.ids)
         return after[len(before) :] if len(after) > len(before) else ""
+
+
+def pieces_from_queue(
+    tokens: queue.Queue[Any],
+    decoder: IncrementalDecoder,
+    eos_ids: set[int],
+    max_tokens: int,
+    cancel: threading.Event,
+    thread: threading.Thread,
+) -> Iterator[Piece]:
+    """Text pieces from the token ids a generation ``thread`` puts on ``tokens`` (None when
+    it is done, an exception when it failed). Stopping early cancels and joins the thread."""
+    produced = 0
+    finish = "length"
+    try:
+        while True:
+            item = tokens.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            if item in eos_ids:
+                finish = "stop"
+                break
+            produced += 1
+            yield Piece(decoder.push(item), tokens=1)
+        rest = decoder.flush()
+        if produced >= max_tokens:
+            finish = "length"
+        yield Piece(rest, tokens=0, finish_reason=finish)
+    finally:
+        cancel.set()
+        thread.join()
 
 
 @dataclass

@@ -28,6 +28,7 @@ from famous.runtimes.openai_shapes import (
     IncrementalDecoder,
     Piece,
     create_app,
+    pieces_from_queue,
     serve,
 )
 
@@ -137,26 +138,9 @@ class OpenVINOBackend:
         thread = threading.Thread(target=work, name="openvino-generate", daemon=True)
         thread.start()
         decoder = IncrementalDecoder(lambda ids: self.tokenizer.decode(ids, True))
-        produced = 0
-        finish = "length"
-        try:
-            while True:
-                item = tokens.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                if item in self.eos_ids:
-                    finish = "stop"
-                    break
-                produced += 1
-                yield Piece(decoder.push(item), tokens=1)
-            if produced >= params.max_tokens:
-                finish = "length"
-            yield Piece(decoder.flush(), tokens=0, finish_reason=finish)
-        finally:
-            cancel.set()
-            thread.join()
+        yield from pieces_from_queue(
+            tokens, decoder, self.eos_ids, params.max_tokens, cancel, thread
+        )
 
 
 def _parse_property(text: str) -> tuple[str, Any]:

@@ -26,6 +26,7 @@ from famous.runtimes.openai_shapes import (
     IncrementalDecoder,
     Piece,
     create_app,
+    pieces_from_queue,
     serve,
 )
 
@@ -168,27 +169,9 @@ class TransformersBackend:
                 ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
             )
         )
-        produced = 0
-        finish = "length"
-        try:
-            while True:
-                item = tokens.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                if item in self.eos_ids:
-                    finish = "stop"
-                    break
-                produced += 1
-                yield Piece(decoder.push(item), tokens=1)
-            rest = decoder.flush()
-            if produced >= params.max_tokens:
-                finish = "length"
-            yield Piece(rest, tokens=0, finish_reason=finish)
-        finally:
-            cancel.set()
-            thread.join()
+        yield from pieces_from_queue(
+            tokens, decoder, self.eos_ids, params.max_tokens, cancel, thread
+        )
 
 
 def resolve_device(device: str) -> str:
