@@ -79,10 +79,10 @@ def _serve_matches_eager(artifact: Path, model_dir: Path) -> None:
     from famous.genai.export.signatures import signature_pipeline
     from famous.genai.pipeline import Pipeline
     from famous.genai.sampling import SamplingParams
-    from famous.genai.server import create_app
+    from famous.genai.server import app_for
     from famous.genai.tokenizer import Tokenizer
 
-    client = TestClient(create_app(signature_pipeline(artifact, artifact.parent), "edge"))
+    client = TestClient(app_for(signature_pipeline(artifact, artifact.parent), "edge"))
     r = client.post(
         "/v1/completions",
         json={"model": "edge", "prompt": "The quick brown", "max_tokens": 8, "temperature": 0},

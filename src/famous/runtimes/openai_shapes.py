@@ -38,6 +38,9 @@ class GenerationParams:
     top_k: int = 0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # extensions some engines honour (famous-native): min-p sampling, CTRL repetition penalty
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
 
     @property
     def greedy(self) -> bool:
@@ -106,6 +109,8 @@ class _Body(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0)
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int | None = None
@@ -295,6 +300,8 @@ def create_app(backend: Backend, model_name: str, *, title: str = "famous worker
             top_k=body.top_k or 0,
             seed=body.seed,
             stop=tuple(s for s in stops if s),
+            min_p=body.min_p or 0.0,
+            repetition_penalty=body.repetition_penalty or 1.0,
         )
 
     def run(prompt: str, params: GenerationParams, outcome: _Outcome) -> Iterator[str]:

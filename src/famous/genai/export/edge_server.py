@@ -1,6 +1,6 @@
 """``python -m famous.genai.export.edge_server``: serve an ExecuTorch ``.pte`` or a LiteRT
 ``.tflite`` that famous built, through famous's pipeline, behind the OpenAI routes of the
-native server (``famous.genai.server.create_app``).
+native server (``famous.genai.server.app_for``).
 
 The artifact's folder holds its ``<stem>.signatures.json`` and the tokenizer files
 (``famous build --target executorch|litert`` puts them there).
@@ -45,12 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     except (GenAIError, ValueError, OSError, ImportError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    import uvicorn
-
-    from famous.genai.server import create_app
+    from famous.genai.server import app_for
+    from famous.runtimes.openai_shapes import serve
 
     name = args.served_model_name or model.stem
-    uvicorn.run(create_app(pipe, name), host=args.host, port=args.port, log_level=args.log_level)
+    serve(app_for(pipe, name, title="famous edge server"), args.host, args.port, args.log_level)
     return 0
 
 
