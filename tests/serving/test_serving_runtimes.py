@@ -9,7 +9,8 @@ from typing import ClassVar
 
 import pytest
 
-from famous.runtimes import RUNTIMES, UnknownRuntime, get_runtime, gguf_meta
+from famous.formats import gguf_meta
+from famous.runtimes import RUNTIMES, UnknownRuntime, get_runtime
 from famous.runtimes.base import (
     EngineStartError,
     HealthTimeout,

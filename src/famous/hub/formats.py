@@ -7,12 +7,14 @@ downloaded file or a Range-fetched prefix) then gives the architecture and shape
 from __future__ import annotations
 
 import fnmatch
+import io
 import re
-import struct
 from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from famous.formats import gguf_meta
 
 GGUF_QUANT = re.compile(
     r"(?i)(?<![A-Za-z0-9])("
@@ -132,19 +134,6 @@ def companions(paths: Iterable[str], folder: str = "") -> list[str]:
 
 # -- GGUF header ------------------------------------------------------------------------------
 
-_SCALARS = {
-    0: "<B",
-    1: "<b",
-    2: "<H",
-    3: "<h",
-    4: "<I",
-    5: "<i",
-    6: "<f",
-    7: "<?",
-    10: "<Q",
-    11: "<q",
-    12: "<d",
-}
 _FILE_TYPES = {
     0: "F32",
     1: "F16",
@@ -182,10 +171,6 @@ _FILE_TYPES = {
 }
 
 
-class _Truncated(Exception):
-    pass
-
-
 class GgufHeader(BaseModel):
     """The parts of a GGUF header famous uses (architecture, quantization, shape)."""
 
@@ -203,60 +188,14 @@ class GgufHeader(BaseModel):
     complete: bool = Field(description="False when only a prefix of the header was available")
 
 
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise _Truncated
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def scalar(self, kind: int) -> object:
-        fmt = _SCALARS[kind]
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
-
-    def string(self) -> str:
-        (n,) = struct.unpack("<Q", self.take(8))
-        return self.take(n).decode("utf-8", "replace")
-
-    def value(self, kind: int) -> object:
-        if kind == 8:
-            return self.string()
-        if kind == 9:
-            (item,) = struct.unpack("<I", self.take(4))
-            (count,) = struct.unpack("<Q", self.take(8))
-            if item in _SCALARS:  # skip numeric arrays (token scores) without decoding
-                self.take(count * struct.calcsize(_SCALARS[item]))
-                return None
-            for _ in range(count):
-                self.value(item)
-            return None
-        if kind not in _SCALARS:
-            raise ValueError(f"unknown GGUF value type {kind}")
-        return self.scalar(kind)
-
-
 def parse_gguf_header(data: bytes) -> GgufHeader:
     """Parse the metadata at the start of a GGUF file; a truncated prefix gives what it has."""
-    if data[:4] != b"GGUF":
-        raise ValueError("not a GGUF file (bad magic)")
-    reader = _Reader(data)
-    reader.take(4)
-    version, tensors, kv_count = struct.unpack("<IQQ", reader.take(20))
-    kv: dict[str, object] = {}
-    complete = True
     try:
-        for _ in range(kv_count):
-            key = reader.string()
-            (kind,) = struct.unpack("<I", reader.take(4))
-            kv[key] = reader.value(kind)
-    except _Truncated:
-        complete = False
-    arch = kv.get("general.architecture")
-    prefix = f"{arch}." if isinstance(arch, str) else ""
+        kv = gguf_meta.read_metadata(io.BytesIO(data), partial=True)
+    except gguf_meta.GGUFError as exc:
+        raise ValueError(str(exc)) from exc
+    arch = gguf_meta.architecture(kv)
+    prefix = f"{arch}." if arch else ""
 
     def num(key: str) -> int | None:
         value = kv.get(prefix + key)
@@ -265,11 +204,12 @@ def parse_gguf_header(data: bytes) -> GgufHeader:
         )
 
     file_type = kv.get("general.file_type")
+    name = kv.get("general.name")
     return GgufHeader(
-        version=version,
-        tensor_count=tensors,
-        architecture=arch if isinstance(arch, str) else None,
-        name=kv.get("general.name") if isinstance(kv.get("general.name"), str) else None,  # type: ignore[arg-type]
+        version=kv["GGUF.version"],
+        tensor_count=kv["GGUF.tensor_count"],
+        architecture=arch,
+        name=name if isinstance(name, str) else None,
         quantization=_FILE_TYPES.get(file_type) if isinstance(file_type, int) else None,
         context_length=num("context_length"),
         block_count=num("block_count"),
@@ -277,7 +217,7 @@ def parse_gguf_header(data: bytes) -> GgufHeader:
         head_count_kv=num("attention.head_count_kv"),
         embedding_length=num("embedding_length"),
         key_length=num("attention.key_length"),
-        complete=complete,
+        complete=kv["GGUF.complete"],
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from famous.runtimes import gguf_meta
+from famous.formats import gguf_meta
 from famous.runtimes.base import (
     LaunchSpec,
     RuntimeAdapter,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from famous.runtimes import gguf_meta
+from famous.formats import gguf_meta
 
 log = logging.getLogger("famous.serve")
 

@@ -1,8 +1,8 @@
 """Read a GGUF file's metadata header without loading tensors or importing numpy.
 
-The serving path only needs a few keys (architecture, pooling type, chat template) to decide
-how to launch llama.cpp: an embedding model needs pooling, a model without a chat template
-needs a named chat format.
+The serving path needs a few keys (architecture, pooling type, chat template) to decide how
+to launch llama.cpp; the Hub path reads the header of a file it has only the start of
+(``partial=True``) to learn a repo's architecture and quantization before downloading it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 from typing import Any, BinaryIO
+
+PathOrFile = str | Path | BinaryIO
 
 _SCALARS = {
     0: "<B",
@@ -34,19 +36,25 @@ class GGUFError(ValueError):
     """The file is not a GGUF file famous can read."""
 
 
-def _read(fh: BinaryIO, fmt: str) -> Any:
-    size = struct.calcsize(fmt)
+_TRUNCATED = "truncated GGUF header"
+
+
+def _take(fh: BinaryIO, size: int) -> bytes:
     data = fh.read(size)
     if len(data) != size:
-        raise GGUFError("truncated GGUF header")
-    return struct.unpack(fmt, data)[0]
+        raise GGUFError(_TRUNCATED)
+    return data
+
+
+def _read(fh: BinaryIO, fmt: str) -> Any:
+    return struct.unpack(fmt, _take(fh, struct.calcsize(fmt)))[0]
 
 
 def _read_string(fh: BinaryIO) -> str:
     length = _read(fh, "<Q")
     if length > 1 << 28:
         raise GGUFError("implausible string length in GGUF header")
-    return fh.read(length).decode("utf-8", errors="replace")
+    return _take(fh, length).decode("utf-8", errors="replace")
 
 
 def _read_value(fh: BinaryIO, vtype: int, keep: bool = True) -> Any:
@@ -59,29 +67,47 @@ def _read_value(fh: BinaryIO, vtype: int, keep: bool = True) -> Any:
         count = _read(fh, "<Q")
         keep_items = keep and count <= _MAX_ARRAY_KEPT
         if item_type in _SCALARS and not keep_items:
-            fh.seek(struct.calcsize(_SCALARS[item_type]) * count, 1)
+            _take(fh, struct.calcsize(_SCALARS[item_type]) * count)  # skipped, not decoded
             return None
         items = [_read_value(fh, item_type, keep_items) for _ in range(count)]
         return items if keep_items else None
     raise GGUFError(f"unknown GGUF value type {vtype}")
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Every metadata key of a GGUF file (long arrays such as the vocabulary are None)."""
-    with open(path, "rb") as fh:
-        if fh.read(4) != b"GGUF":
-            raise GGUFError(f"{path} is not a GGUF file (bad magic)")
-        version = _read(fh, "<I")
-        if version < 2:
-            raise GGUFError(f"{path}: GGUF version {version} is too old")
-        _read(fh, "<Q")  # tensor count
-        kv_count = _read(fh, "<Q")
-        meta: dict[str, Any] = {"GGUF.version": version}
+def read_metadata(source: PathOrFile, partial: bool = False) -> dict[str, Any]:
+    """Every metadata key of a GGUF file (long arrays such as the vocabulary are None).
+
+    ``source`` is a path or an open binary file. With ``partial``, a header cut short (only
+    the start of the file was fetched) gives the keys read so far and
+    ``"GGUF.complete": False`` instead of an error.
+    """
+    if isinstance(source, str | Path):
+        with open(source, "rb") as fh:
+            return _read_metadata(fh, str(source), partial)
+    return _read_metadata(source, "the GGUF data", partial)
+
+
+def _read_metadata(fh: BinaryIO, name: str, partial: bool) -> dict[str, Any]:
+    if fh.read(4) != b"GGUF":
+        raise GGUFError(f"{name} is not a GGUF file (bad magic)")
+    version = _read(fh, "<I")
+    if version < 2:
+        raise GGUFError(f"{name}: GGUF version {version} is too old")
+    tensor_count = _read(fh, "<Q")
+    kv_count = _read(fh, "<Q")
+    meta: dict[str, Any] = {"GGUF.version": version, "GGUF.tensor_count": tensor_count}
+    try:
         for _ in range(kv_count):
             key = _read_string(fh)
             vtype = _read(fh, "<I")
             meta[key] = _read_value(fh, vtype)
+    except GGUFError as exc:
+        if not (partial and str(exc) == _TRUNCATED):
+            raise
+        meta["GGUF.complete"] = False
         return meta
+    meta["GGUF.complete"] = True
+    return meta
 
 
 # llama.cpp's enum llama_pooling_type

@@ -1,0 +1,1 @@
+"""Readers of model file formats that famous needs without their heavy libraries."""
