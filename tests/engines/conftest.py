@@ -2,14 +2,12 @@
 
 The same checkpoint (``tiny_hf.write_llama``) is served as safetensors by the transformers
 worker, converted by ``mlx_lm.convert`` for MLX and by ``tiny_ov.convert_llama`` for
-OpenVINO. The gateway comes from the serving tests' harness (``tests/serving/conftest.py``,
-loaded under another module name so pytest's own ``conftest`` stays untouched); every
-process a fixture starts, that fixture stops.
+OpenVINO. The gateway comes from the serving tests' harness
+(``tests/serving/serving_harness.py``); every process a fixture starts, that fixture stops.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,26 +20,12 @@ HERE = Path(__file__).resolve().parent
 SERVING = HERE.parent / "serving"
 
 
-def _serving_harness() -> ModuleType:
-    """tests/serving/conftest.py as the module ``serving_harness`` (its helpers, reused)."""
-    if "serving_harness" in sys.modules:
-        return sys.modules["serving_harness"]
-    if str(SERVING) not in sys.path:
-        sys.path.insert(0, str(SERVING))  # it imports tiny_gguf from its own folder
-    spec = importlib.util.spec_from_file_location("serving_harness", SERVING / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["serving_harness"] = module
-    spec.loader.exec_module(module)
-    return module
+if str(SERVING) not in sys.path:
+    sys.path.insert(0, str(SERVING))  # the harness and the tiny GGUF writer live there
+import serving_harness  # noqa: E402
 
-
-try:
-    harness: ModuleType | None = _serving_harness()
-    HARNESS_MISSING = ""
-except pytest.skip.Exception as exc:  # the harness skips itself without llama-cpp-python
-    harness = None
-    HARNESS_MISSING = str(exc)
+harness: ModuleType | None = None if serving_harness.LLAMA_CPP_MISSING else serving_harness
+HARNESS_MISSING = serving_harness.LLAMA_CPP_MISSING
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,7 @@ def test_prune_keeps_the_chosen_engine_and_drops_the_rest(
     monkeypatch.setattr(detector, "detect", lambda *a, **k: cpu_report)
     hub.add_repo("org/Tiny-GGUF", gguf_repo())
     chosen = pull("org/Tiny-GGUF", report=cpu_report)
+    time.sleep(1.1)  # the user's extra variant is the newest artifact, to the second
     extra = pull("org/Tiny-GGUF", variant="q8_0", report=cpu_report)
     # and an abandoned partial download
     orphan = Path(chosen.artifact.root).parent / "f16" / ".famous" / "partial"

@@ -14,7 +14,7 @@ import time
 import httpx
 import openai
 import pytest
-from conftest import Gateway, famous_cli, famous_env, get_json
+from serving_harness import Gateway, famous_cli, famous_env, get_json
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import famous_env
+from serving_harness import famous_env
 
 LIFECYCLE = Path(__file__).resolve().parents[1] / "lifecycle"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import famous_cli, famous_env, get_json, start_gateway, stop_gateway
+from serving_harness import famous_cli, famous_env, get_json, start_gateway, stop_gateway
 
 from famous.serve.app import create_app
 from famous.serve.catalog import ModelCatalog, ModelSpec

@@ -250,13 +250,14 @@ def needed_artifact_ids() -> set[int]:
             package_name = str(items[0].metadata.get("package") or model)
             sel = resolve_selection(package_name, report=report).selection
             choice = (sel.engine.name, sel.option_name)
-        except Exception:  # no package to ask (an import, a repo): keep the newest below
+        except Exception:  # no package to ask (an import, a Hub repo): decided below
             choice = None
         matched = [a for a in items if choice and (a.engine, a.variant) == choice]
         if matched:
             keep.update(a.id for a in matched)
-        else:  # cannot tell which one is needed: keep the newest
-            keep.add(max(items, key=lambda a: a.created_at).id)
+        else:  # keep the matchmaker's latest pick, else the newest artifact
+            picked = [a for a in items if a.metadata.get("selected_by") == "matchmaker"]
+            keep.add(max(picked or items, key=lambda a: (a.created_at, a.id)).id)
     return keep
 
 

@@ -446,7 +446,13 @@ def pull(
             max_workers=max_workers,
         )
         path = _engine_path(dest, option, files)
-        metadata: dict[str, object] = {"package": package.name, "quantization": option.quantization}
+        metadata: dict[str, object] = {
+            "package": package.name,
+            "quantization": option.quantization,
+            # who picked this variant: prune keeps the matchmaker's pick of a repo whose
+            # package it cannot rebuild offline
+            "selected_by": "user" if (engine or variant) else "matchmaker",
+        }
         if option.format == "gguf" and path.is_file():
             metadata.update(_header_metadata(path))
         artifact = register_artifact(
