@@ -7,7 +7,6 @@ anything heavy (torch, engines, the gateway) is imported inside the command that
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import typer
 
@@ -29,7 +28,6 @@ _COMMAND_MODULES = (
     "famous.cli.build",
     "famous.cli.profile",
 )
-_COMMAND_MODULES = tuple(m for m in _COMMAND_MODULES if importlib.util.find_spec(m))
 
 
 def _register() -> None:
