@@ -51,23 +51,12 @@ LLAMA_1B = {
     "torch_dtype": "bfloat16",
 }
 
-SMALL = {
-    "model_type": "llama",
-    "architectures": ["LlamaForCausalLM"],
-    "hidden_size": 576,
-    "intermediate_size": 1536,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 9,
-    "num_key_value_heads": 3,
-    "vocab_size": 8192,
-    "max_position_embeddings": 8192,
-    "rms_norm_eps": 1e-5,
-    "rope_theta": 100000.0,
-    "tie_word_embeddings": True,
-    "hidden_act": "silu",
-    "bos_token_id": 1,
-    "eos_token_id": 2,
-}
+
+def small_config() -> dict:
+    """famous's realistic Llama test shape (SmolLM2-135M widths), at 4 layers."""
+    from famous.genai.models.llama import FAMILY
+
+    return {**FAMILY.realistic_hf_configs["llama"], "num_hidden_layers": 4}
 
 
 def _tokenizer(out: Path) -> None:
@@ -164,7 +153,7 @@ def quality_table(work: Path, decode_tokens: int) -> list:
     from famous.genai.quantize.report import quality_report
 
     src = work / "small-llama"
-    make_random_model(SMALL, src, dtype="float32", std=0.05)
+    make_random_model(small_config(), src, dtype="float32", std=0.05)
     torch_recipes = [
         "fp32",
         "fp16",

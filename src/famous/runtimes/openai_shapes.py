@@ -331,6 +331,15 @@ def create_app(backend: Backend, model_name: str, *, title: str = "famous worker
         if rest:
             yield rest
 
+    def response_base(prefix: str) -> dict[str, Any]:
+        """The fields every response and chunk of one request repeats."""
+        return {
+            "id": f"{prefix}-{uuid.uuid4().hex}",
+            "created": int(time.time()),
+            "model": model_name,
+            "system_fingerprint": None,
+        }
+
     def usage(outcome: _Outcome) -> dict[str, int]:
         p, c = outcome.prompt_tokens, outcome.completion_tokens
         return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
@@ -360,12 +369,7 @@ def create_app(backend: Backend, model_name: str, *, title: str = "famous worker
             raise APIError(400, f"the model's chat template failed: {exc}", "messages") from exc
         outcome = _Outcome(prompt_tokens=backend.count_tokens(prompt))
         params = params_of(body, outcome.prompt_tokens, "messages")
-        base = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "created": int(time.time()),
-            "model": model_name,
-            "system_fingerprint": None,
-        }
+        base = response_base("chatcmpl")
         if not body.stream:
             text = "".join(run(prompt, params, outcome))
             choice = {
@@ -407,12 +411,7 @@ def create_app(backend: Backend, model_name: str, *, title: str = "famous worker
             prompt = prompt[0]
         outcome = _Outcome(prompt_tokens=backend.count_tokens(prompt))
         params = params_of(body, outcome.prompt_tokens, "prompt")
-        base = {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "created": int(time.time()),
-            "model": model_name,
-            "system_fingerprint": None,
-        }
+        base = response_base("cmpl")
         if not body.stream:
             text = "".join(run(prompt, params, outcome))
             choice = {
