@@ -1,4 +1,4 @@
-"""``famous genai generate DIR PROMPT`` and ``famous verify DIR``.
+"""``famous genai generate DIR PROMPT``, ``famous genai embed DIR TEXT…`` and ``famous verify DIR``.
 
 Only typer at module level: torch and the model code load inside the commands.
 """
@@ -82,6 +82,35 @@ def generate(
             f"generated {result.completion_tokens} tok ({dec:.1f} tok/s), "
             f"finish: {result.finish_reason}\n"
         )
+
+
+@genai_app.command("embed")
+def embed(
+    model_dir: Path = typer.Argument(
+        ..., help="Encoder directory (sentence-transformers layout or a plain BERT)."
+    ),
+    texts: list[str] = typer.Argument(..., help="Texts to embed."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per forward pass."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept .bin/.pt checkpoints."),
+) -> None:
+    """Print one embedding vector per text, as a JSON list of lists."""
+    import json
+
+    from famous.genai.embedder import Embedder
+    from famous.genai.errors import GenAIError
+
+    try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        embedder = Embedder.from_pretrained(model_dir, dtype=dtype, allow_pickle=allow_pickle)
+        vectors = embedder.embed(texts, batch_size=batch_size)
+    except (GenAIError, ValueError) as e:
+        raise fail(str(e)) from e
+    sys.stdout.write(json.dumps(vectors.tolist()) + "\n")
 
 
 def verify_command(

@@ -393,3 +393,19 @@ def config_of(model_dir: str | Path) -> ModelConfig:
     from famous.genai.config import load_config
 
     return load_config(model_dir)
+
+
+def load_weights_into(
+    model: torch.nn.Module,
+    wmap: WeightMap,
+    model_dir: str | Path,
+    dtype: torch.dtype,
+    allow_pickle: bool = False,
+) -> None:
+    """Check ``wmap`` against the checkpoint's headers, then fill ``model``'s (meta)
+    parameters: the same strict accounting for models that are not a ``DecoderModel``
+    (the BERT encoder)."""
+    files, pickle = checkpoint_files(model_dir, allow_pickle)
+    infos = scan_checkpoint(files, pickle)
+    check_weight_map(wmap, infos, {n: tuple(p.shape) for n, p in model.named_parameters()})
+    load_state(model, wmap, files, infos, dtype, pickle)

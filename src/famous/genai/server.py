@@ -14,6 +14,8 @@ Lifecycle, for a supervisor:
   ``--allow-pickle`` …) prints ``error: …`` on stderr and exits with status 2; the port
   never opens.
 * SIGINT / SIGTERM stop it cleanly (uvicorn's shutdown).
+* An encoder (a sentence-transformers folder or a plain BERT) is served on
+  ``/v1/embeddings``; its text routes answer 400.
 
 The routes, request checks, stop sequences and OpenAI JSON / SSE shapes are the workers'
 shared layer (``famous.runtimes.openai_shapes``); this module is the ``Backend`` that puts
@@ -31,7 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from famous.genai.sampling import SamplingParams
-from famous.runtimes.openai_shapes import GenerationParams, Piece, create_app, serve
+from famous.runtimes.openai_shapes import APIError, GenerationParams, Piece, create_app, serve
 
 
 class PipelineBackend:
@@ -79,6 +81,33 @@ class PipelineBackend:
             )
 
 
+class EmbedderBackend:
+    """An encoder's ``Embedder`` behind ``/v1/embeddings``; the text routes answer 400.
+
+    Texts longer than the model's ``max_seq_length`` are truncated, as sentence-transformers
+    does."""
+
+    def __init__(self, embedder: Any) -> None:
+        self.embedder = embedder
+
+    def context_length(self) -> int | None:
+        return self.embedder.max_seq_length
+
+    def _only_embeddings(self, *_: Any) -> Any:
+        raise APIError(
+            400,
+            "this is an embedding model: it serves /v1/embeddings, not text generation",
+            "model",
+            "model_not_generative",
+        )
+
+    chat_prompt = count_tokens = generate = _only_embeddings
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        vectors = self.embedder.embed(texts)
+        return vectors.tolist(), sum(self.embedder.token_counts(texts))
+
+
 def app_for(pipeline: Any, model_name: str, title: str = "famous-native") -> Any:
     """The FastAPI app serving ``pipeline`` under ``model_name`` (tests may build one)."""
     return create_app(PipelineBackend(pipeline), model_name, title=title)
@@ -107,22 +136,34 @@ def main(argv: list[str] | None = None) -> int:
 
     from pathlib import Path
 
+    from famous.genai.embedder import Embedder, is_embedding_model
     from famous.genai.errors import GenAIError
     from famous.genai.pipeline import Pipeline
 
+    name = args.served_model_name or Path(args.model).resolve().name
     try:
-        pipe = Pipeline.from_pretrained(
-            args.model,
-            dtype=args.dtype,
-            max_seq_len=args.max_seq_len,
-            allow_pickle=args.allow_pickle,
-            threads=args.threads,
-        )
+        if is_embedding_model(args.model):  # an encoder: /v1/embeddings
+            if args.threads:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            embedder = Embedder.from_pretrained(
+                args.model, dtype=args.dtype, allow_pickle=args.allow_pickle
+            )
+            app = create_app(EmbedderBackend(embedder), name, title="famous-native")
+        else:
+            pipe = Pipeline.from_pretrained(
+                args.model,
+                dtype=args.dtype,
+                max_seq_len=args.max_seq_len,
+                allow_pickle=args.allow_pickle,
+                threads=args.threads,
+            )
+            app = app_for(pipe, name)
     except (GenAIError, ValueError, OSError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    name = args.served_model_name or Path(args.model).resolve().name
-    serve(app_for(pipe, name), args.host, args.port, args.log_level)
+    serve(app, args.host, args.port, args.log_level)
     return 0
 
 

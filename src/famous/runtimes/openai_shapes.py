@@ -11,14 +11,16 @@ This module imports FastAPI and pydantic only: no engine library, no torch.
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
+import struct
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -77,6 +79,13 @@ class Backend(Protocol):
         """Stream pieces; closing the iterator early must stop the generation."""
 
 
+class EmbeddingBackend(Protocol):
+    """Optional: a backend with ``embed`` also answers ``POST /v1/embeddings``."""
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """One vector per text, and the tokens read (over all texts) for ``usage``."""
+
+
 class APIError(Exception):
     """An error answered in OpenAI's JSON shape."""
 
@@ -124,6 +133,34 @@ class ChatBody(_Body):
 
 class CompletionBody(_Body):
     prompt: str | list[str]
+
+
+class EmbeddingBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+
+
+def embedding_texts(value: Any) -> list[str]:
+    """The texts of an embeddings request; token-id input and empty strings are refused."""
+    texts = [value] if isinstance(value, str) else list(value)
+    if not texts:
+        raise APIError(400, "input must not be empty", "input")
+    if not all(isinstance(t, str) for t in texts):
+        raise APIError(400, "token-id input is not supported by this engine; send text", "input")
+    if any(t == "" for t in texts):
+        raise APIError(400, "input must not contain empty strings", "input")
+    return texts
+
+
+def encode_vector(vector: list[float], encoding_format: str) -> list[float] | str:
+    """``float``: the list; ``base64``: little-endian float32 bytes, as OpenAI sends them."""
+    if encoding_format == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector
 
 
 def message_text(content: Any) -> str:
@@ -440,6 +477,36 @@ def create_app(backend: Backend, model_name: str, *, title: str = "famous worker
                 yield {**base, "object": "text_completion", "choices": [], "usage": usage(outcome)}
 
         return sse(chunks())
+
+    embed = getattr(backend, "embed", None)
+    if embed is not None:
+
+        @app.post("/v1/embeddings")
+        def embeddings(body: EmbeddingBody) -> Any:
+            texts = embedding_texts(body.input)
+            with lock:
+                vectors, tokens = embed(texts)
+            if body.dimensions is not None and body.dimensions != len(vectors[0]):
+                raise APIError(
+                    400,
+                    f"this model's embeddings have {len(vectors[0])} dimensions; "
+                    f"it cannot return {body.dimensions}",
+                    "dimensions",
+                )
+            data = [
+                {
+                    "object": "embedding",
+                    "index": i,
+                    "embedding": encode_vector(v, body.encoding_format),
+                }
+                for i, v in enumerate(vectors)
+            ]
+            return {
+                "object": "list",
+                "data": data,
+                "model": model_name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
 
     return app
 
