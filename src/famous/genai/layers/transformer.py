@@ -124,6 +124,12 @@ class DecoderModel(nn.Module):
             input_pos if pad_lens is None else (input_pos[None, :] - pad_lens[:, None]).clamp_min(0)
         )
         tables = [rope(rope_pos, x.dtype) for rope in self.ropes]
+        plan = self._decode_plan(tokens, input_pos, end, inplace, pad_lens)
+        if plan is not None:
+            from famous.genai.kernels.decode import decode_step
+
+            logits, cache = decode_step(plan, x, input_pos, kv_cache, tables)
+            return self._soft_cap(logits), cache
         masks: dict[tuple[int | None, int | None], torch.Tensor | None] = {}
         new_cache = []
         for i, layer in enumerate(self.layers):
@@ -140,10 +146,27 @@ class DecoderModel(nn.Module):
             x = x[:, -1:]
         x = self.norm(x)
         logits = F.linear(x, self.embed.weight if self.lm_head is None else self.lm_head.weight)
-        if self.cfg.final_logit_softcapping is not None:
-            cap = self.cfg.final_logit_softcapping
-            logits = torch.tanh(logits / cap) * cap
-        return logits, tuple(new_cache)
+        return self._soft_cap(logits), tuple(new_cache)
+
+    def _soft_cap(self, logits: torch.Tensor) -> torch.Tensor:
+        cap = self.cfg.final_logit_softcapping
+        return logits if cap is None else torch.tanh(logits / cap) * cap
+
+    def _decode_plan(self, tokens, input_pos, end, inplace, pad_lens):
+        """A plan for famous's CPU kernels when this call is one eager decoding step they
+        can run (see ``famous.genai.kernels.decode``); None otherwise, and when tracing."""
+        if (
+            not inplace
+            or pad_lens is not None
+            or tokens.shape[1] != 1
+            or end is None
+            or torch.compiler.is_compiling()
+            or end != int(input_pos[0]) + 1
+        ):
+            return None
+        from famous.genai.kernels.decode import plan_for
+
+        return plan_for(self, tokens)
 
     @staticmethod
     def _mask(

@@ -1,0 +1,255 @@
+"""famous's CPU decode kernels (``cpu_decode.c``), compiled for this machine on first use.
+
+Decoding one token on a CPU is bound by how fast the weights stream from memory. The C
+kernels read each weight once at close to the machine's bandwidth and fuse the small
+per-token ops; ``famous.genai.kernels.decode`` composes them into a decoder step.
+
+The source is compiled with the system C compiler (``$CC``, else ``cc`` / ``gcc`` /
+``clang``) with ``-O3 -march=native`` and OpenMP, into the user cache
+(``~/.cache/famous/kernels``, one file per source × compiler × CPU), and loaded with
+``ctypes``. Without a compiler, or with ``FAMOUS_NATIVE_KERNELS=0``, ``cpu_kernels()`` is
+``None`` and famous runs the same model with PyTorch's own ops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("cpu_decode.c")
+ABI = 3
+_DTYPES = {torch.float32: 0, torch.bfloat16: 1}
+ACTIVATIONS = {"silu": 0, "gelu_tanh": 1, "gelu": 2, "relu": 3}
+PREP_NONE, PREP_RMS, PREP_GATED, PREP_ACT = 0, 1, 2, 3
+
+_P, _L, _F, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_float, ctypes.c_int
+_SIGNATURES = {
+    "famous_kernels_abi": ([], _I),
+    "famous_linear": ([_P, _P, _P, _P, _P, _L, _L, _L, _I, _P, _F, _I, _I, _I, _I], None),
+    "famous_rms_norm": ([_P, _P, _P, _L, _L, _F, _I, _I], None),
+    "famous_attention_decode": (
+        [
+            *(_P, _P, _P, _L),  # qkv, cos, sin, rotary dims
+            *(_P, _P, _F, _I),  # q norm, k norm, eps, zero-centred
+            *(_P, _P, _L, _L, _L, _L),  # k cache, v cache, slots, pos, start, end
+            *(_P, _L, _L, _L, _F, _F),  # out, heads, kv heads, head dim, scale, softcap
+            *(_I, _I, _I),  # attend, dtype, threads
+        ],
+        None,
+    ),
+}
+
+
+def _cpu_signature() -> str:
+    """What -march=native depends on: the CPU's model and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        wanted = {"model name", "flags", "Features"}
+        keep = [ln for ln in lines if ln.split(":")[0].strip() in wanted]
+        return "\n".join(sorted(set(keep)))
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get("FAMOUS_KERNEL_CACHE") or user_cache_dir("famous")) / "kernels"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _compile(cc: str, out: Path) -> None:
+    """Try the best flags first; a compiler without OpenMP or -march=native still builds
+    (single-threaded or generic code)."""
+    errors = []
+    for arch in (["-march=native"], ["-mcpu=native"], []):
+        for omp in (["-fopenmp"], []):
+            with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".so", delete=False) as f:
+                tmp = Path(f.name)
+            cmd = [cc, "-O3", *arch, *omp, "-std=gnu11", "-shared", "-fPIC", str(SOURCE)]
+            cmd += ["-o", str(tmp), "-lm"]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if r.returncode == 0:
+                if not omp:
+                    log.warning("famous kernels built without OpenMP: decoding uses one thread")
+                os.replace(tmp, out)  # atomic: concurrent builds of the same key are harmless
+                return
+            tmp.unlink(missing_ok=True)
+            errors.append(f"{' '.join(cmd)}: {r.stderr.strip()[-400:]}")
+    raise RuntimeError("cannot compile famous's CPU kernels:\n" + "\n".join(errors))
+
+
+@functools.cache
+def cpu_kernels() -> CpuKernels | None:
+    """The compiled kernels, or None (no compiler, a failed build, or disabled by
+    ``FAMOUS_NATIVE_KERNELS=0``); the reason is logged once."""
+    if os.environ.get("FAMOUS_NATIVE_KERNELS", "1") == "0":
+        return None
+    cc = _compiler()
+    if cc is None:
+        log.warning("no C compiler found: famous-native decodes with PyTorch's ops (slower)")
+        return None
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(
+        source + cc.encode() + platform.machine().encode() + _cpu_signature().encode()
+    ).hexdigest()[:16]
+    directory = _cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        directory = Path(tempfile.mkdtemp(prefix="famous-kernels-"))
+    path = directory / f"cpu_decode-{key}.so"
+    try:
+        if not path.exists():
+            _compile(cc, path)
+        return CpuKernels(ctypes.CDLL(str(path)))
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
+        log.warning("famous-native decodes with PyTorch's ops: %s", e)
+        return None
+
+
+class CpuKernels:
+    """Typed wrappers: tensors in, tensors out. Tensors must be contiguous, on the CPU, and
+    share one dtype (fp32 or bf16); callers check with ``supports``."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        for name, (args, res) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = args, res
+        if lib.famous_kernels_abi() != ABI:
+            raise RuntimeError(f"stale kernel library (ABI {lib.famous_kernels_abi()} ≠ {ABI})")
+        self.lib = lib
+
+    @staticmethod
+    def dtype_code(dtype: torch.dtype) -> int | None:
+        return _DTYPES.get(dtype)
+
+    def linear(
+        self,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        residual: torch.Tensor | None = None,
+        norm: tuple[torch.Tensor, float, bool] | None = None,
+        activation: tuple[str, bool] | None = None,
+    ) -> torch.Tensor:
+        """``residual + (prep(x) @ weight.T + bias)`` in one pass over the weight.
+
+        ``prep`` is the identity, or RMSNorm with ``norm = (weight, eps, zero_centered)``,
+        or ``activation = (name, gated)``: gated takes rows of ``[gate | up]`` (twice the
+        weight's input width) to ``act(gate) * up``; plain applies ``act``.
+        """
+        n, k = weight.shape
+        prep, norm_w, eps, zero_centered, act = PREP_NONE, None, 0.0, False, 0
+        if norm is not None:
+            prep, (norm_w, eps, zero_centered) = PREP_RMS, norm
+        elif activation is not None:
+            prep = PREP_GATED if activation[1] else PREP_ACT
+            act = ACTIVATIONS[activation[0]]
+        m = x.numel() // (2 * k if prep == PREP_GATED else k)
+        y = torch.empty(m, n, dtype=x.dtype)
+        self.lib.famous_linear(
+            x.data_ptr(),
+            weight.data_ptr(),
+            None if bias is None else bias.data_ptr(),
+            None if residual is None else residual.data_ptr(),
+            y.data_ptr(),
+            m,
+            n,
+            k,
+            prep,
+            None if norm_w is None else norm_w.data_ptr(),
+            eps,
+            int(zero_centered),
+            act,
+            _DTYPES[x.dtype],
+            torch.get_num_threads(),
+        )
+        return y.view(*x.shape[:-1], n)
+
+    def rms_norm(
+        self, x: torch.Tensor, weight: torch.Tensor, eps: float, zero_centered: bool
+    ) -> torch.Tensor:
+        dim = x.shape[-1]
+        y = torch.empty_like(x)
+        self.lib.famous_rms_norm(
+            x.data_ptr(),
+            weight.data_ptr(),
+            y.data_ptr(),
+            x.numel() // dim,
+            dim,
+            eps,
+            int(zero_centered),
+            _DTYPES[x.dtype],
+        )
+        return y
+
+    def attention_decode(
+        self,
+        qkv: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        q_norm: torch.Tensor | None,
+        k_norm: torch.Tensor | None,
+        norm_eps: float,
+        norm_zero_centered: bool,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        pos: int,
+        start: int,
+        heads: int,
+        kv_heads: int,
+        head_dim: int,
+        scale: float,
+        softcap: float | None,
+        attend: bool = True,
+    ) -> torch.Tensor:
+        """One token: rope (+ q/k norm), write slot ``pos`` of the caches ([1, kv, slots,
+        dim], in place), attend to slots [start, pos]; returns [heads * head_dim]. With
+        ``attend=False`` it returns the rotated queries instead, for the caller to attend."""
+
+        out = torch.empty(heads * head_dim, dtype=qkv.dtype)
+        self.lib.famous_attention_decode(
+            qkv.data_ptr(),
+            cos.data_ptr(),
+            sin.data_ptr(),
+            cos.shape[-1],
+            None if q_norm is None else q_norm.data_ptr(),
+            None if k_norm is None else k_norm.data_ptr(),
+            norm_eps,
+            int(norm_zero_centered),
+            k_cache.data_ptr(),
+            v_cache.data_ptr(),
+            k_cache.shape[2],
+            pos,
+            start,
+            pos + 1,
+            out.data_ptr(),
+            heads,
+            kv_heads,
+            head_dim,
+            scale,
+            softcap or 0.0,
+            int(attend),
+            _DTYPES[qkv.dtype],
+            torch.get_num_threads(),
+        )
+        return out

@@ -1,0 +1,348 @@
+/* famous's CPU decode kernels: the per-token work of a decoder block in a few calls.
+ *
+ * Why: decoding one token is a chain of matrix-vector products that should stream the
+ * weights at memory bandwidth, plus dozens of tiny element-wise ops. PyTorch's CPU GEMV
+ * streams fp32 weights at about half the bandwidth and each tiny op costs microseconds
+ * of dispatch; these kernels read each weight once at full speed and fuse the small ops.
+ *
+ * Portable C11 with GCC/Clang vector extensions (AVX2 / AVX-512 / NEON are chosen by the
+ * compiler's -march=native) and OpenMP across rows. Activations and weights share one
+ * dtype, fp32 or bf16; arithmetic is fp32 and every result that PyTorch would round to
+ * bf16 is rounded at the same point, so bf16 outputs follow the eager model's rounding.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+#define FAMOUS_KERNELS_ABI 3
+
+enum { F32 = 0, BF16 = 1 };
+enum { ACT_SILU = 0, ACT_GELU_TANH = 1, ACT_GELU = 2, ACT_RELU = 3 };
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
+
+int famous_kernels_abi(void) { return FAMOUS_KERNELS_ABI; }
+
+/* ------------------------------------------------------------------ scalars */
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept quiet */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline float load(const void *p, long i, int dt) {
+    return dt == F32 ? ((const float *)p)[i] : bf16_to_f32(((const uint16_t *)p)[i]);
+}
+
+static inline void store(void *p, long i, float v, int dt) {
+    if (dt == F32)
+        ((float *)p)[i] = v;
+    else
+        ((uint16_t *)p)[i] = f32_to_bf16(v);
+}
+
+/* The value as the model's dtype would hold it. */
+static inline float rnd(float v, int dt) { return dt == F32 ? v : bf16_to_f32(f32_to_bf16(v)); }
+
+static inline float hsum(v8f v) {
+    float s = 0.0f;
+    for (int i = 0; i < 8; i++) s += v[i];
+    return s;
+}
+
+static inline v8f load8f(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* ------------------------------------------------------------------ dot products */
+
+/* Dot products of 4 weight rows with x (fp32 weights). */
+static void dot4_f32(const float *w0, long ldw, long nrows, const float *x, long k, float out[4]) {
+    const float *w1 = w0 + (nrows > 1 ? ldw : 0), *w2 = w0 + (nrows > 2 ? 2 * ldw : 0),
+                *w3 = w0 + (nrows > 3 ? 3 * ldw : 0);
+    v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    long i = 0;
+    for (; i + 8 <= k; i += 8) {
+        v8f xv = load8f(x + i);
+        a0 += load8f(w0 + i) * xv;
+        a1 += load8f(w1 + i) * xv;
+        a2 += load8f(w2 + i) * xv;
+        a3 += load8f(w3 + i) * xv;
+    }
+    float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+    for (; i < k; i++) {
+        s0 += w0[i] * x[i];
+        s1 += w1[i] * x[i];
+        s2 += w2[i] * x[i];
+        s3 += w3[i] * x[i];
+    }
+    out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
+}
+
+/* 8 bf16 values widened to fp32 (a bf16 is the top half of an fp32). Compilers split the
+ * generic widening in two on x86, so AVX2 gets its one-instruction zero-extension. */
+static inline v8f load8bf16(const uint16_t *p) {
+#ifdef __AVX2__
+    __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return (v8f)_mm256_slli_epi32(u, 16);
+#else
+    typedef uint16_t v8h __attribute__((vector_size(16)));
+    v8h h;
+    memcpy(&h, p, sizeof h);
+    return (v8f)(__builtin_convertvector(h, v8u) << 16);
+#endif
+}
+
+/* The 8 lanes summed as PyTorch's vectorised reduction adds them. */
+static inline float reduce8(v8f v) {
+    float a0 = v[0] + v[4], a1 = v[1] + v[5], a2 = v[2] + v[6], a3 = v[3] + v[7];
+    return (a0 + a2) + (a1 + a3);
+}
+
+/* One bf16 dot product in PyTorch's own summation order (its reduced-precision GEMV:
+ * 8 fp32 accumulators over 64-element steps, folded in halves, then a 16-element
+ * vector tail and a scalar tail). Products of two bf16 values are exact in fp32, so
+ * the order is all that decides the result, and bf16 outputs match PyTorch's bit for
+ * bit; greedy decoding of a bf16 model then picks the same tokens as the module path. */
+#ifndef PF_AHEAD
+#define PF_AHEAD 512
+#endif
+static float dot_bf16(const uint16_t *w, const float *x, long k) {
+    v8f acc[8] = {{0}};
+    long main = k & ~63L, vec = k & ~15L, i = 0;
+    for (; i < main; i += 64) {
+        __builtin_prefetch(w + i + PF_AHEAD);
+        __builtin_prefetch(w + i + PF_AHEAD + 32);
+        for (int r = 0; r < 8; r++) acc[r] += load8bf16(w + i + 8 * r) * load8f(x + i + 8 * r);
+    }
+    for (int half = 4; half > 0; half /= 2)
+        for (int r = 0; r < half; r++) acc[r] += acc[r + half];
+    float sum = reduce8(acc[0]);
+    v8f tail = {0};
+    for (; i < vec; i += 16) {
+        tail += load8bf16(w + i) * load8f(x + i);
+        tail += load8bf16(w + i + 8) * load8f(x + i + 8);
+    }
+    sum += reduce8(tail);
+    for (; i < k; i++) sum += bf16_to_f32(w[i]) * x[i];
+    return sum;
+}
+
+/* ------------------------------------------------------------------ norms, activations */
+
+/* The mean square is summed in double: PyTorch's pairwise fp32 mean is that accurate, and
+ * a plain fp32 running sum is not (bf16 outputs would round differently). */
+static float inv_rms(const void *x, long off, long dim, float eps, int dt) {
+    double ss = 0.0;
+    for (long i = 0; i < dim; i++) {
+        double v = load(x, off + i, dt);
+        ss += v * v;
+    }
+    return 1.0f / sqrtf((float)(ss / (double)dim) + eps);
+}
+
+/* One row of RMSNorm into fp32 `out`, with the rounding of famous's RMSNorm module:
+ * plain (Llama) `w * round(h)`; zero-centred (Gemma) `round(h * (1 + w))`. */
+static void rms_row(const void *x, long off, const void *w, long dim, float eps, int zero_centered,
+                    int dt, float *out) {
+    float s = inv_rms(x, off, dim, eps, dt);
+    for (long i = 0; i < dim; i++) {
+        float h = load(x, off + i, dt) * s, wi = load(w, i, dt);
+        out[i] = zero_centered ? rnd(h * (1.0f + wi), dt) : rnd(wi * rnd(h, dt), dt);
+    }
+}
+
+void famous_rms_norm(const void *x, const void *w, void *y, long rows, long dim, float eps,
+                     int zero_centered, int dt) {
+    float *row = malloc(sizeof(float) * (size_t)dim);
+    for (long r = 0; r < rows; r++) {
+        rms_row(x, r * dim, w, dim, eps, zero_centered, dt, row);
+        for (long i = 0; i < dim; i++) store(y, r * dim + i, row[i], dt);
+    }
+    free(row);
+}
+
+static inline float activate(float g, int act) {
+    switch (act) {
+    case ACT_SILU:
+        return g / (1.0f + expf(-g));
+    case ACT_GELU_TANH:
+        return 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+    case ACT_GELU:
+        return 0.5f * g * (1.0f + erff(g * 0.7071067811865476f));
+    default:
+        return g > 0.0f ? g : 0.0f;
+    }
+}
+
+/* ------------------------------------------------------------------ linear (GEMV) */
+
+/* How the GEMV's input is made from x before the product, so a norm or an activation
+ * costs no call of its own: PREP_RMS normalises each row (norm_w, eps, zero_centered);
+ * PREP_GATED takes rows of [gate | up] (2k wide) to round(act(gate)) * up; PREP_ACT
+ * applies act to each row. */
+enum { PREP_NONE = 0, PREP_RMS = 1, PREP_GATED = 2, PREP_ACT = 3 };
+
+static void prepare_input(const void *x, long row, long k, int prep, const void *norm_w,
+                          float eps, int zero_centered, int act, int dt, float *out) {
+    if (prep == PREP_RMS) {
+        rms_row(x, row * k, norm_w, k, eps, zero_centered, dt, out);
+    } else if (prep == PREP_GATED) {
+        for (long i = 0; i < k; i++)
+            out[i] = rnd(rnd(activate(load(x, row * 2 * k + i, dt), act), dt) *
+                             load(x, row * 2 * k + k + i, dt),
+                         dt);
+    } else {
+        for (long i = 0; i < k; i++) {
+            float v = load(x, row * k + i, dt);
+            out[i] = prep == PREP_ACT ? rnd(activate(v, act), dt) : v;
+        }
+    }
+}
+
+/* y[m, n] = in[m, :] . w[n, :] + bias[n], rounded to dt, where in = prep(x). With a
+ * residual, the rounded product is added to residual[m, n] and rounded again (PyTorch's
+ * `r + linear(x)`). w is [n, k] row-major (nn.Linear's layout); bias, residual and
+ * norm_w may be NULL. */
+void famous_linear(const void *x, const void *w, const void *bias, const void *residual, void *y,
+                   long m, long n, long k, int prep, const void *norm_w, float eps,
+                   int zero_centered, int act, int dt, int threads) {
+    float *xf = malloc(sizeof(float) * (size_t)(m * k));
+    for (long r = 0; r < m; r++)
+        prepare_input(x, r, k, prep, norm_w, eps, zero_centered, act, dt, xf + r * k);
+    long blocks = (n + 3) / 4;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long b = 0; b < blocks; b++) {
+        long n0 = b * 4, rows = n - n0 < 4 ? n - n0 : 4;
+        for (long r = 0; r < m; r++) {
+            float s[4];
+            if (dt == F32)
+                dot4_f32((const float *)w + n0 * k, k, rows, xf + r * k, k, s);
+            else
+                for (long j = 0; j < rows; j++)
+                    s[j] = dot_bf16((const uint16_t *)w + (n0 + j) * k, xf + r * k, k);
+            for (long j = 0; j < rows; j++) {
+                float v = s[j] + (bias ? load(bias, n0 + j, dt) : 0.0f);
+                if (residual) v = load(residual, r * n + n0 + j, dt) + rnd(v, dt);
+                store(y, r * n + n0 + j, v, dt);
+            }
+        }
+    }
+    free(xf);
+}
+
+/* ------------------------------------------------------------------ attention */
+
+/* q/k norm (optional) then RoPE on one head of `dim` values; the first `rd` dims rotate
+ * (x * cos + rotate_half(x) * sin, each product rounded as the eager model rounds). */
+static void prepare_head(const void *src, long off, long dim, const void *norm_w, float eps,
+                         int zero_centered, const void *cos, const void *sin, long rd, int dt,
+                         float *out) {
+    if (norm_w)
+        rms_row(src, off, norm_w, dim, eps, zero_centered, dt, out);
+    else
+        for (long i = 0; i < dim; i++) out[i] = load(src, off + i, dt);
+    float tmp[rd > 0 ? rd : 1];
+    long half = rd / 2;
+    for (long i = 0; i < rd; i++) {
+        float rot = i < half ? -out[i + half] : out[i - half];
+        tmp[i] = rnd(rnd(out[i] * load(cos, i, dt), dt) + rnd(rot * load(sin, i, dt), dt), dt);
+    }
+    memcpy(out, tmp, sizeof(float) * (size_t)rd);
+}
+
+/* One new token of one sequence: split the fused q|k|v projection, norm and rotate q and
+ * k, write k and v into cache slot `pos`, and attend every query head to the cache slots
+ * [start, end) of its kv head (grouped-query: head h reads kv head h / (heads / kv)).
+ * Caches are [kv_heads, slots, dim]; out is [heads * dim]. softcap <= 0: none.
+ * With attend = 0 the call stops after the cache write and out receives the prepared q
+ * (bf16 callers attend with PyTorch's SDPA, whose exact rounding they must follow). */
+void famous_attention_decode(const void *qkv, const void *cos, const void *sin, long rd,
+                             const void *q_norm, const void *k_norm, float norm_eps,
+                             int norm_zero_centered, void *k_cache, void *v_cache, long slots,
+                             long pos, long start, long end, void *out, long heads, long kv_heads,
+                             long dim, float scale, float softcap, int attend, int dt,
+                             int threads) {
+    long q_size = heads * dim, kv_size = kv_heads * dim, group = heads / kv_heads;
+    float *q = malloc(sizeof(float) * (size_t)(q_size + dim));
+    float *k = q + q_size;
+    for (long h = 0; h < heads; h++)
+        prepare_head(qkv, h * dim, dim, q_norm, norm_eps, norm_zero_centered, cos, sin, rd, dt,
+                     q + h * dim);
+    for (long j = 0; j < kv_heads; j++) {
+        prepare_head(qkv, q_size + j * dim, dim, k_norm, norm_eps, norm_zero_centered, cos, sin,
+                     rd, dt, k);
+        long slot = (j * slots + pos) * dim;
+        for (long i = 0; i < dim; i++) {
+            store(k_cache, slot + i, k[i], dt);
+            store(v_cache, slot + i, load(qkv, q_size + kv_size + j * dim + i, dt), dt);
+        }
+    }
+    if (!attend) {
+        for (long i = 0; i < q_size; i++) store(out, i, q[i], dt);
+        free(q);
+        return;
+    }
+    long span = end - start;
+    int par = span * heads * dim > 65536 ? threads : 1;
+#pragma omp parallel for num_threads(par) schedule(static)
+    for (long h = 0; h < heads; h++) {
+        const float *qh = q + h * dim;
+        long base = (h / group) * slots * dim;
+        float *p = malloc(sizeof(float) * (size_t)(span > 0 ? span : 1));
+        float *acc = calloc((size_t)dim, sizeof(float));
+        float top = -INFINITY, total = 0.0f;
+        for (long t = 0; t < span; t++) {
+            long row = base + (start + t) * dim;
+            float s = 0.0f;
+            if (dt == F32) {
+                const float *kr = (const float *)k_cache + row;
+                for (long i = 0; i < dim; i++) s += qh[i] * kr[i];
+            } else {
+                for (long i = 0; i < dim; i++) s += qh[i] * load(k_cache, row + i, dt);
+            }
+            s *= scale;
+            if (softcap > 0.0f) s = tanhf(s / softcap) * softcap;
+            p[t] = s;
+            if (s > top) top = s;
+        }
+        /* as PyTorch's CPU flash attention: the sum is over fp32 exponentials, the
+         * weights that meet v are rounded to the model dtype, the division comes last */
+        for (long t = 0; t < span; t++) {
+            float e = expf(p[t] - top);
+            total += e;
+            p[t] = rnd(e, dt);
+        }
+        for (long t = 0; t < span; t++) {
+            long row = base + (start + t) * dim;
+            float pt = p[t];
+            if (dt == F32) {
+                const float *vr = (const float *)v_cache + row;
+                for (long i = 0; i < dim; i++) acc[i] += pt * vr[i];
+            } else {
+                for (long i = 0; i < dim; i++) acc[i] += pt * load(v_cache, row + i, dt);
+            }
+        }
+        for (long i = 0; i < dim; i++) store(out, h * dim + i, acc[i] / total, dt);
+        free(acc);
+        free(p);
+    }
+    free(q);
+}

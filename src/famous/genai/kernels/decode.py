@@ -1,0 +1,259 @@
+"""One decoding step of a ``DecoderModel`` through famous's CPU kernels.
+
+Per block: RMSNorm fused into the q|k|v GEMV → one attention call (q/k norm, RoPE, cache
+write, grouped-query attention) → output GEMV with the residual added in the same pass →
+RMSNorm fused into the gate|up GEMV → activation fused into the down GEMV, plus the
+residual. Five calls a block instead of about sixty PyTorch ops.
+
+The model's own parameters are used in place: a ``DecodePlan`` only collects references to
+them once, so a step does no ``nn.Module`` attribute lookups. Any module or parameter
+registered anywhere (a quantizer swapping a ``Linear``, say) makes every plan stale, and
+the next step re-checks the model.
+
+A model qualifies when it runs on the CPU in fp32 or bf16 with plain ``nn.Linear`` /
+``nn.Embedding`` weights (not quantized stand-ins), RMS norms and no ring (sliding-window)
+caches, and bf16 attention has no soft-cap; otherwise ``DecoderModel`` takes its module
+path.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from famous.genai.kernels import CpuKernels, cpu_kernels
+from famous.genai.layers.norm import RMSNorm
+
+if TYPE_CHECKING:
+    from famous.genai.layers.kv_cache import KVCache
+    from famous.genai.layers.transformer import Block, DecoderModel
+
+Norm = tuple[torch.Tensor, float, bool]  # (weight, eps, zero_centered)
+
+_generation = 0  # bumped by every module / parameter / buffer registration in the process
+
+
+def _registered(*_: object) -> None:
+    global _generation
+    _generation += 1
+
+
+nn.modules.module.register_module_module_registration_hook(_registered)
+nn.modules.module.register_module_parameter_registration_hook(_registered)
+nn.modules.module.register_module_buffer_registration_hook(_registered)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    attn_norm: Norm
+    qkv: tuple[torch.Tensor, torch.Tensor | None]  # (weight, bias)
+    o: tuple[torch.Tensor, torch.Tensor | None]
+    q_norm: torch.Tensor | None
+    k_norm: torch.Tensor | None
+    qk_eps: float
+    qk_zero_centered: bool
+    attn_post_norm: Norm | None
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scale: float
+    softcap: float | None
+    window: int | None
+    rope: int
+    ffn_norm: Norm
+    gate_up: tuple[torch.Tensor, torch.Tensor | None]
+    down: tuple[torch.Tensor, torch.Tensor | None]
+    activation: tuple[str, bool]  # (name, gated)
+    ffn_post_norm: Norm | None
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    kernels: CpuKernels
+    dtype: torch.dtype
+    layers: tuple[LayerPlan, ...]
+    final_norm: Norm
+    head: torch.Tensor
+
+
+# PyTorch's CPU flash attention splits longer key ranges into blocks per query length
+_GROUPED_SDPA_MAX = 256
+
+# model → ((generation, dtype, kernels), plan or None when the model does not qualify)
+_plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def plan_for(model: DecoderModel, tokens: torch.Tensor) -> DecodePlan | None:
+    """The model's decode plan if this one-token, one-row step can use the kernels."""
+    if tokens.shape != (1, 1) or tokens.device.type != "cpu":
+        return None
+    kernels = cpu_kernels()
+    if kernels is None:
+        return None
+    key = (_generation, model.embed.weight.dtype, kernels)
+    cached = _plans.get(model)
+    if cached is None or cached[0] != key:
+        cached = (key, _build_plan(model, kernels, key[1]))
+        _plans[model] = cached
+    return cached[1]
+
+
+def _linear(m: object, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    ok = (
+        type(m) is nn.Linear
+        and m.weight.dtype == dtype
+        and m.weight.device.type == "cpu"
+        and m.weight.is_contiguous()
+    )
+    return (m.weight, m.bias) if ok else None
+
+
+def _norm(m: object | None) -> Norm | None:
+    return (m.weight, m.eps, m.zero_centered) if type(m) is RMSNorm else None
+
+
+class _Ineligible(Exception):
+    pass
+
+
+def _need(value):
+    if value is None:
+        raise _Ineligible
+    return value
+
+
+def _optional_norm(m: object | None) -> Norm | None:
+    return None if m is None else _need(_norm(m))
+
+
+def _layer_plan(model: DecoderModel, i: int, block: Block, dtype: torch.dtype) -> LayerPlan:
+    a, ffn = block.attn, block.ffn
+    if a.n_heads % a.n_kv or (a.softcap is not None and dtype != torch.float32):
+        raise _Ineligible
+    q_norm, k_norm = _optional_norm(a.q_norm), _optional_norm(a.k_norm)
+    return LayerPlan(
+        attn_norm=_need(_norm(block.attn_norm)),
+        qkv=_need(_linear(a.qkv, dtype)),
+        o=_need(_linear(a.o, dtype)),
+        q_norm=None if q_norm is None else q_norm[0],
+        k_norm=None if k_norm is None else k_norm[0],
+        qk_eps=0.0 if q_norm is None else q_norm[1],
+        qk_zero_centered=q_norm is not None and q_norm[2],
+        attn_post_norm=_optional_norm(block.attn_post_norm),
+        heads=a.n_heads,
+        kv_heads=a.n_kv,
+        head_dim=a.head_dim,
+        scale=a.scale,
+        softcap=a.softcap,
+        window=model._windows[i],
+        rope=model._rope_index[i],
+        ffn_norm=_need(_norm(block.ffn_norm)),
+        gate_up=_need(_linear(ffn.gate_up, dtype)),
+        down=_need(_linear(ffn.down, dtype)),
+        activation=(model.cfg.blocks[i].feed_forward.activation, ffn.gated),
+        ffn_post_norm=_optional_norm(block.ffn_post_norm),
+    )
+
+
+def _build_plan(model: DecoderModel, kernels: CpuKernels, dtype: torch.dtype) -> DecodePlan | None:
+    if kernels.dtype_code(dtype) is None:
+        return None
+    if type(model.embed) is not nn.Embedding or any(r is not None for r in model._rings):
+        return None
+    try:
+        layers = tuple(_layer_plan(model, i, b, dtype) for i, b in enumerate(model.layers))
+        lm_head = None if model.lm_head is None else _need(_linear(model.lm_head, dtype))[0]
+        head = model.embed.weight if lm_head is None else lm_head
+        return DecodePlan(kernels, dtype, layers, _need(_norm(model.norm)), head)
+    except _Ineligible:
+        return None
+
+
+# ------------------------------------------------------------------------------ the step
+
+
+def _attention(
+    k: CpuKernels,
+    layer: LayerPlan,
+    qkv: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    cache: tuple[torch.Tensor, torch.Tensor],
+    pos: int,
+) -> torch.Tensor:
+    start = 0 if layer.window is None else max(0, pos + 1 - layer.window)
+    # bf16 attends with PyTorch's SDPA, as the module path does, so rounding is identical
+    exact_sdpa = qkv.dtype == torch.bfloat16
+    out = k.attention_decode(
+        qkv,
+        cos,
+        sin,
+        layer.q_norm,
+        layer.k_norm,
+        layer.qk_eps,
+        layer.qk_zero_centered,
+        cache[0],
+        cache[1],
+        pos,
+        start,
+        layer.heads,
+        layer.kv_heads,
+        layer.head_dim,
+        layer.scale,
+        layer.softcap,
+        attend=not exact_sdpa,
+    )
+    if not exact_sdpa:
+        return out
+    keys, values = cache[0][:, :, start : pos + 1], cache[1][:, :, start : pos + 1]
+    if pos + 1 - start <= _GROUPED_SDPA_MAX:
+        # the query heads of one kv head as rows of one query: the same numbers as
+        # grouped-query SDPA (checked up to this length), a third of the time
+        q = out.view(1, layer.kv_heads, layer.heads // layer.kv_heads, layer.head_dim)
+        return F.scaled_dot_product_attention(q, keys, values, scale=layer.scale).view(-1)
+    q = out.view(1, layer.heads, 1, layer.head_dim)
+    gqa = layer.kv_heads != layer.heads
+    return F.scaled_dot_product_attention(q, keys, values, scale=layer.scale, enable_gqa=gqa).view(
+        -1
+    )
+
+
+def _project_add(
+    k: CpuKernels,
+    x: torch.Tensor,
+    h: torch.Tensor,
+    proj: tuple[torch.Tensor, torch.Tensor | None],
+    post_norm: Norm | None,
+    activation: tuple[str, bool] | None = None,
+) -> torch.Tensor:
+    """``x + post_norm(proj(act(h)))``; without a post-norm the add happens in the GEMV."""
+    if post_norm is None:
+        return k.linear(h, *proj, residual=x, activation=activation)
+    return x + k.rms_norm(k.linear(h, *proj, activation=activation), *post_norm)
+
+
+def decode_step(
+    plan: DecodePlan,
+    x: torch.Tensor,
+    input_pos: torch.Tensor,
+    kv_cache: KVCache,
+    tables: list[tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, KVCache]:
+    """One embedded token ``x`` ([1, 1, hidden]) at cache slot ``input_pos[0]``; updates
+    ``kv_cache`` in place and returns logits [1, 1, vocab] (before the final soft-cap)."""
+    k = plan.kernels
+    pos = int(input_pos[0])
+    x = x.reshape(-1)
+    for layer, cache in zip(plan.layers, kv_cache, strict=True):
+        cos, sin = tables[layer.rope]
+        qkv = k.linear(x, *layer.qkv, norm=layer.attn_norm)
+        attended = _attention(k, layer, qkv, cos, sin, cache, pos)
+        x = _project_add(k, x, attended, layer.o, layer.attn_post_norm)
+        h = k.linear(x, *layer.gate_up, norm=layer.ffn_norm)
+        x = _project_add(k, x, h, layer.down, layer.ffn_post_norm, layer.activation)
+    return k.linear(x, plan.head, norm=plan.final_norm).reshape(1, 1, -1), kv_cache
