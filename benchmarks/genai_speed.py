@@ -3,6 +3,9 @@
     python benchmarks/genai_speed.py            # both shapes, fp32 and bf16
     python benchmarks/genai_speed.py --quick    # 135M shape only
 
+"famous" decodes through famous's CPU kernels; "famous-torch-ops" is the same model with
+them switched off (FAMOUS_NATIVE_KERNELS=0), to show what the kernels bring.
+
 Random weights at a SmolLM2-135M shape and a Llama-3.2-1B shape are saved once (bf16
 safetensors, so every engine reads identical values). Each engine × dtype runs in its own
 process (clean peak RSS). Memory bandwidth is measured in the same run (a large fp32 sum);
@@ -167,7 +170,9 @@ def child(engine: str, model_dir: str, dtype: str, prompt: int, new: int) -> dic
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, 1000, (1, prompt), generator=g)
     t0 = time.perf_counter()
-    if engine == "famous":
+    if engine.startswith("famous"):
+        if engine == "famous-torch-ops":  # famous's modules without its CPU kernels
+            os.environ["FAMOUS_NATIVE_KERNELS"] = "0"
         sys.path.insert(0, SRC)
         from famous.genai.loader import load_model
 
@@ -247,7 +252,7 @@ def child(engine: str, model_dir: str, dtype: str, prompt: int, new: int) -> dic
         "decode_tok_s": new / dec,
         "peak_rss_mb": _peak_rss_mb(),
     }
-    if engine == "famous":
+    if engine.startswith("famous"):
         out["load_peak_over_baseline_mb"] = load_peak
         out["load_budget_mb"] = load_budget  # (model bytes + largest shard) × 1.1
     return out
@@ -321,8 +326,10 @@ def main() -> None:
             big = shape != "smollm2-135m"
             runs = [
                 ("famous", "fp32"),
+                ("famous-torch-ops", "fp32"),
                 ("transformers", "fp32"),
                 ("famous", "bf16"),
+                ("famous-torch-ops", "bf16"),
                 ("transformers", "bf16"),
             ]
             results: dict[tuple[str, str], dict] = {}

@@ -7,7 +7,6 @@ nothing is downloaded.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -16,9 +15,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from famous.cli.main import app
 from famous.genai.embedder import Embedder

@@ -355,14 +355,9 @@ def load_model(
     hf = read_config_json(model_dir)
     family = family_for(hf)  # unknown model_type fails here, before any file is read
     cfg = family.config_from_hf(hf)
-    files, pickle = checkpoint_files(model_dir, allow_pickle)
-    infos = scan_checkpoint(files, pickle)
     with torch.device("meta"):
         model = DecoderModel(cfg, max_seq_len=max_seq_len)
-    target_shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
-    wmap = family.weight_map(cfg)
-    check_weight_map(wmap, infos, target_shapes)
-    load_state(model, wmap, files, infos, dtype, pickle)
+    load_weights_into(model, family.weight_map(cfg), model_dir, dtype, allow_pickle)
     model.materialize_buffers(device)
     return model.eval()
 
@@ -403,8 +398,7 @@ def load_weights_into(
     allow_pickle: bool = False,
 ) -> None:
     """Check ``wmap`` against the checkpoint's headers, then fill ``model``'s (meta)
-    parameters: the same strict accounting for models that are not a ``DecoderModel``
-    (the BERT encoder)."""
+    parameters shard by shard: decoders and encoders load through this one sequence."""
     files, pickle = checkpoint_files(model_dir, allow_pickle)
     infos = scan_checkpoint(files, pickle)
     check_weight_map(wmap, infos, {n: tuple(p.shape) for n, p in model.named_parameters()})
