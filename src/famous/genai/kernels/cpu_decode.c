@@ -73,6 +73,19 @@ static inline v8f load8f(const float *p) {
 
 /* ------------------------------------------------------------------ dot products */
 
+/* One fp32 dot product, 16 lanes at a time. */
+static float dot_f32(const float *a, const float *b, long n) {
+    v8f s0 = {0}, s1 = {0};
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 += load8f(a + i) * load8f(b + i);
+        s1 += load8f(a + i + 8) * load8f(b + i + 8);
+    }
+    float s = hsum(s0 + s1);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
 /* Dot products of 4 weight rows with x (fp32 weights). */
 static void dot4_f32(const float *w0, long ldw, long nrows, const float *x, long k, float out[4]) {
     const float *w1 = w0 + (nrows > 1 ? ldw : 0), *w2 = w0 + (nrows > 2 ? 2 * ldw : 0),
@@ -313,8 +326,7 @@ void famous_attention_decode(const void *qkv, const void *cos, const void *sin, 
             long row = base + (start + t) * dim;
             float s = 0.0f;
             if (dt == F32) {
-                const float *kr = (const float *)k_cache + row;
-                for (long i = 0; i < dim; i++) s += qh[i] * kr[i];
+                s = dot_f32(qh, (const float *)k_cache + row, dim);
             } else {
                 for (long i = 0; i < dim; i++) s += qh[i] * load(k_cache, row + i, dt);
             }
