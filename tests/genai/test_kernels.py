@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from genai_helpers import save_hf_model
 
 from famous.genai import kernels
+from famous.genai.kernels import hugepages
 from famous.genai.kernels.decode import plan_for
 from famous.genai.layers.norm import RMSNorm
 from famous.genai.loader import load_model
@@ -188,3 +189,25 @@ def test_the_library_is_built_once_per_machine_and_source(
     kernels.cpu_kernels.cache_clear()
     assert kernels.cpu_kernels() is not None
     assert [p.stat().st_mtime_ns for p in (tmp_path / "kernels").glob("*.so")] == [stamp]
+
+
+@pytest.mark.skipif(not hugepages.available(), reason="no transparent huge pages here")
+def test_weights_move_into_huge_pages_unchanged() -> None:
+    """Decoding moves each block's projections into one huge-page mapping: same values, the
+    same Parameter objects, 2 MiB-aligned, and a group is moved only once."""
+    g = torch.Generator().manual_seed(6)
+    params = [
+        torch.nn.Parameter(torch.randn(n, 512, generator=g), requires_grad=False)
+        for n in (1536, 640, 1024)
+    ]
+    before = [p.data.clone() for p in params]
+    small = torch.nn.Parameter(torch.randn(8, 8, generator=g), requires_grad=False)
+    small_ptr = small.data_ptr()
+    moved = hugepages.move_to_huge_pages([params, [small]])
+    assert moved >= sum(p.numel() * 4 for p in params)
+    assert params[0].data_ptr() % hugepages.HUGE_PAGE == 0
+    assert all(torch.equal(p, b) for p, b in zip(params, before, strict=True))
+    assert small.data_ptr() == small_ptr  # under 2 MiB: left where it was
+    assert hugepages.move_to_huge_pages([params]) == 0  # already moved
+    params[1].data.mul_(2)  # still ordinary, writable tensors
+    assert torch.equal(params[1], before[1] * 2)

@@ -5,8 +5,9 @@ write, grouped-query attention) → output GEMV with the residual added in the s
 RMSNorm fused into the gate|up GEMV → activation fused into the down GEMV, plus the
 residual. Five calls a block instead of about sixty PyTorch ops.
 
-The model's own parameters are used in place: a ``DecodePlan`` only collects references to
-them once, so a step does no ``nn.Module`` attribute lookups. Any module or parameter
+The model's own parameters are used: a ``DecodePlan`` collects references to them once, so
+a step does no ``nn.Module`` attribute lookups, and moves the streamed weights into huge
+pages (``hugepages.py``) without changing a value. Any module or parameter
 registered anywhere (a quantizer swapping a ``Linear``, say) makes every plan stale, and
 the next step re-checks the model.
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from famous.genai.kernels import CpuKernels, cpu_kernels
+from famous.genai.kernels.hugepages import move_to_huge_pages
 from famous.genai.layers.norm import RMSNorm
 
 if TYPE_CHECKING:
@@ -169,9 +171,12 @@ def _build_plan(model: DecoderModel, kernels: CpuKernels, dtype: torch.dtype) ->
         layers = tuple(_layer_plan(model, i, b, dtype) for i, b in enumerate(model.layers))
         lm_head = None if model.lm_head is None else _need(_linear(model.lm_head, dtype))[0]
         head = model.embed.weight if lm_head is None else lm_head
-        return DecodePlan(kernels, dtype, layers, _need(_norm(model.norm)), head)
+        final_norm = _need(_norm(model.norm))
     except _Ineligible:
         return None
+    groups = [[lay.qkv[0], lay.o[0], lay.gate_up[0], lay.down[0]] for lay in layers]
+    move_to_huge_pages([*groups, [head]])
+    return DecodePlan(kernels, dtype, layers, final_norm, head)
 
 
 # ------------------------------------------------------------------------------ the step
