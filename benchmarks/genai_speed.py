@@ -9,7 +9,8 @@ them switched off (FAMOUS_NATIVE_KERNELS=0), to show what the kernels bring.
 Random weights at a SmolLM2-135M shape and a Llama-3.2-1B shape are saved once (bf16
 safetensors, so every engine reads identical values). Each engine × dtype runs in its own
 process (clean peak RSS). Memory bandwidth is measured in the same run (a large fp32 sum);
-the decode bound is bandwidth ÷ bytes of weights read per token (every block weight, the
+the decode bound is bandwidth (measured right before and after each engine's run; the
+higher of the two) ÷ bytes of weights read per token (every block weight, the
 final norm and the LM head — the input embedding table is excluded, it is only gathered).
 """
 
@@ -323,9 +324,20 @@ def main() -> None:
         have_cpp = not args.no_llamacpp
     except ImportError:
         have_cpp = False
-    bw = bandwidth_gbs()
-    print(f"threads={THREADS}  measured bandwidth (1 GiB fp32 sum): {bw:.1f} GB/s")
+    bw = [bandwidth_gbs()]  # the latest measurement
+    print(f"threads={THREADS}  measured bandwidth (1 GiB fp32 sum): {bw[0]:.1f} GB/s")
     print(f"each engine: the best of {REPEATS} runs after a warm-up", flush=True)
+
+    def measured(engine: str, path: Path, dtype: str, new: int) -> dict | None:
+        """One engine's run with the bandwidth measured just before and just after it: this
+        machine's bandwidth drifts, so each row's bound uses the higher of the two."""
+        before = bw[0]
+        r = run_child(engine, path, dtype, args.prompt, new)
+        bw[0] = bandwidth_gbs()
+        if r:
+            r["bandwidth_gbs"] = max(before, bw[0])
+        return r
+
     shapes = ["smollm2-135m"] if args.quick else list(SHAPES)
     rows = []
     with tempfile.TemporaryDirectory(prefix="famous-bench-") as tmp:
@@ -348,20 +360,20 @@ def main() -> None:
             results: dict[tuple[str, str], dict] = {}
             for engine, dtype in runs:
                 new = (8 if dtype == "bf16" else 16) if big else 32
-                r = run_child(engine, d, dtype, args.prompt, new)
+                r = measured(engine, d, dtype, new)
                 if r:
                     results[(engine, dtype)] = r
                     print(f"[{shape}] {engine} {dtype}: {r}", flush=True)
             if have_cpp:
                 gg = Path(tmp) / f"{shape}-f16.gguf"
                 write_gguf_f16(d, gg)
-                r = run_child("llama.cpp", gg, "f16", args.prompt, 16 if big else 32)
+                r = measured("llama.cpp", gg, "f16", 16 if big else 32)
                 if r:
                     results[("llama.cpp", "f16")] = r
                     print(f"[{shape}] llama.cpp f16: {r}", flush=True)
             for (engine, dtype), r in results.items():
                 bpp = 4 if dtype == "fp32" else 2
-                bound = bw * 1e9 / bytes_per_token(d, bpp)
+                bound = r["bandwidth_gbs"] * 1e9 / bytes_per_token(d, bpp)
                 ref = results.get(("transformers", dtype if dtype != "f16" else "bf16"))
                 rows.append(
                     (
@@ -370,6 +382,7 @@ def main() -> None:
                         dtype,
                         r["decode_tok_s"],
                         r["prefill_tok_s"],
+                        r["bandwidth_gbs"],
                         bound,
                         r["decode_tok_s"] / bound,
                         r["decode_tok_s"] / ref["decode_tok_s"] if ref else None,
@@ -379,8 +392,6 @@ def main() -> None:
                     )
                 )
             shutil_rm(d)
-    end_bw = bandwidth_gbs()
-    print(f"bandwidth measured again at the end: {end_bw:.1f} GB/s (bounds use the first)")
     print()
     head = (
         "shape",
@@ -388,6 +399,7 @@ def main() -> None:
         "dtype",
         "decode tok/s",
         "prefill tok/s",
+        "GB/s",
         "bound tok/s",
         "% of bound",
         "decode ×tf",
@@ -405,11 +417,12 @@ def main() -> None:
             f"{r[3]:.1f}",
             f"{r[4]:.1f}",
             f"{r[5]:.1f}",
-            f"{100 * r[6]:.0f} %",
-            "-" if r[7] is None else f"{r[7]:.2f}",
+            f"{r[6]:.1f}",
+            f"{100 * r[7]:.0f} %",
             "-" if r[8] is None else f"{r[8]:.2f}",
-            f"{r[9]:.0f}",
-            f"{r[10]:.1f}",
+            "-" if r[9] is None else f"{r[9]:.2f}",
+            f"{r[10]:.0f}",
+            f"{r[11]:.1f}",
         ]
         print(" | ".join(cells))
 

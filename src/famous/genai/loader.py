@@ -289,6 +289,16 @@ def _set_param(model: torch.nn.Module, name: str, value: torch.Tensor) -> None:
     setattr(parent, leaf, torch.nn.Parameter(value, requires_grad=False))
 
 
+def _owned(value: torch.Tensor, sources: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``value`` in memory of its own. A tensor read without conversion still points into
+    the shard's memory map: the model would keep the whole file mapped (and resident) for
+    as long as any one of its tensors lives, and would break if the file changed."""
+    ptr = value.untyped_storage().data_ptr()
+    if any(ptr == s.untyped_storage().data_ptr() for s in sources):
+        return value.clone()
+    return value
+
+
 def load_state(
     model: torch.nn.Module,
     wmap: WeightMap,
@@ -325,9 +335,9 @@ def load_state(
                     pending[name] = get(name)
             for rule in by_file.get(path, []):
                 parts = [pending.pop(s) if s in pending else get(s) for s in rule.sources]
-                value = rule.transform.apply(parts).to(dtype)
+                value = _owned(rule.transform.apply(parts).to(dtype).contiguous(), parts)
                 del parts
-                _set_param(model, rule.target, value.contiguous())
+                _set_param(model, rule.target, value)
         except SafetensorError as e:
             raise TruncatedCheckpointError(f"{path.name}: cannot read tensor data ({e})") from e
         finally:
