@@ -29,12 +29,12 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_decode.c")
-ABI = 3
+ABI = 4
 _DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 ACTIVATIONS = {"silu": 0, "gelu_tanh": 1, "gelu": 2, "relu": 3}
 PREP_NONE, PREP_RMS, PREP_GATED, PREP_ACT = 0, 1, 2, 3
 
-_P, _L, _F, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_float, ctypes.c_int
+_P, _L, _F, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
 _SIGNATURES = {
     "famous_kernels_abi": ([], _I),
     "famous_linear": ([_P, _P, _P, _P, _P, _L, _L, _L, _I, _P, _F, _I, _I, _I, _I], None),

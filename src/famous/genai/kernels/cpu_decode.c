@@ -18,7 +18,7 @@
 #include <immintrin.h>
 #endif
 
-#define FAMOUS_KERNELS_ABI 3
+#define FAMOUS_KERNELS_ABI 4
 
 enum { F32 = 0, BF16 = 1 };
 enum { ACT_SILU = 0, ACT_GELU_TANH = 1, ACT_GELU = 2, ACT_RELU = 3 };
@@ -45,11 +45,11 @@ static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept
     return (uint16_t)(u >> 16);
 }
 
-static inline float load(const void *p, long i, int dt) {
+static inline float load(const void *p, int64_t i, int dt) {
     return dt == F32 ? ((const float *)p)[i] : bf16_to_f32(((const uint16_t *)p)[i]);
 }
 
-static inline void store(void *p, long i, float v, int dt) {
+static inline void store(void *p, int64_t i, float v, int dt) {
     if (dt == F32)
         ((float *)p)[i] = v;
     else
@@ -74,9 +74,9 @@ static inline v8f load8f(const float *p) {
 /* ------------------------------------------------------------------ dot products */
 
 /* One fp32 dot product, 16 lanes at a time. */
-static float dot_f32(const float *a, const float *b, long n) {
+static float dot_f32(const float *a, const float *b, int64_t n) {
     v8f s0 = {0}, s1 = {0};
-    long i = 0;
+    int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
         s0 += load8f(a + i) * load8f(b + i);
         s1 += load8f(a + i + 8) * load8f(b + i + 8);
@@ -87,11 +87,11 @@ static float dot_f32(const float *a, const float *b, long n) {
 }
 
 /* Dot products of 4 weight rows with x (fp32 weights). */
-static void dot4_f32(const float *w0, long ldw, long nrows, const float *x, long k, float out[4]) {
+static void dot4_f32(const float *w0, int64_t ldw, int64_t nrows, const float *x, int64_t k, float out[4]) {
     const float *w1 = w0 + (nrows > 1 ? ldw : 0), *w2 = w0 + (nrows > 2 ? 2 * ldw : 0),
                 *w3 = w0 + (nrows > 3 ? 3 * ldw : 0);
     v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    long i = 0;
+    int64_t i = 0;
     for (; i + 8 <= k; i += 8) {
         v8f xv = load8f(x + i);
         a0 += load8f(w0 + i) * xv;
@@ -137,9 +137,9 @@ static inline float reduce8(v8f v) {
 #ifndef PF_AHEAD
 #define PF_AHEAD 512
 #endif
-static float dot_bf16(const uint16_t *w, const float *x, long k) {
+static float dot_bf16(const uint16_t *w, const float *x, int64_t k) {
     v8f acc[8] = {{0}};
-    long main = k & ~63L, vec = k & ~15L, i = 0;
+    int64_t main = k & ~63L, vec = k & ~15L, i = 0;
     for (; i < main; i += 64) {
         __builtin_prefetch(w + i + PF_AHEAD);
         __builtin_prefetch(w + i + PF_AHEAD + 32);
@@ -162,9 +162,9 @@ static float dot_bf16(const uint16_t *w, const float *x, long k) {
 
 /* The mean square is summed in double: PyTorch's pairwise fp32 mean is that accurate, and
  * a plain fp32 running sum is not (bf16 outputs would round differently). */
-static float inv_rms(const void *x, long off, long dim, float eps, int dt) {
+static float inv_rms(const void *x, int64_t off, int64_t dim, float eps, int dt) {
     double ss = 0.0;
-    for (long i = 0; i < dim; i++) {
+    for (int64_t i = 0; i < dim; i++) {
         double v = load(x, off + i, dt);
         ss += v * v;
     }
@@ -173,21 +173,21 @@ static float inv_rms(const void *x, long off, long dim, float eps, int dt) {
 
 /* One row of RMSNorm into fp32 `out`, with the rounding of famous's RMSNorm module:
  * plain (Llama) `w * round(h)`; zero-centred (Gemma) `round(h * (1 + w))`. */
-static void rms_row(const void *x, long off, const void *w, long dim, float eps, int zero_centered,
+static void rms_row(const void *x, int64_t off, const void *w, int64_t dim, float eps, int zero_centered,
                     int dt, float *out) {
     float s = inv_rms(x, off, dim, eps, dt);
-    for (long i = 0; i < dim; i++) {
+    for (int64_t i = 0; i < dim; i++) {
         float h = load(x, off + i, dt) * s, wi = load(w, i, dt);
         out[i] = zero_centered ? rnd(h * (1.0f + wi), dt) : rnd(wi * rnd(h, dt), dt);
     }
 }
 
-void famous_rms_norm(const void *x, const void *w, void *y, long rows, long dim, float eps,
+void famous_rms_norm(const void *x, const void *w, void *y, int64_t rows, int64_t dim, float eps,
                      int zero_centered, int dt) {
     float *row = malloc(sizeof(float) * (size_t)dim);
-    for (long r = 0; r < rows; r++) {
+    for (int64_t r = 0; r < rows; r++) {
         rms_row(x, r * dim, w, dim, eps, zero_centered, dt, row);
-        for (long i = 0; i < dim; i++) store(y, r * dim + i, row[i], dt);
+        for (int64_t i = 0; i < dim; i++) store(y, r * dim + i, row[i], dt);
     }
     free(row);
 }
@@ -213,17 +213,17 @@ static inline float activate(float g, int act) {
  * applies act to each row. */
 enum { PREP_NONE = 0, PREP_RMS = 1, PREP_GATED = 2, PREP_ACT = 3 };
 
-static void prepare_input(const void *x, long row, long k, int prep, const void *norm_w,
+static void prepare_input(const void *x, int64_t row, int64_t k, int prep, const void *norm_w,
                           float eps, int zero_centered, int act, int dt, float *out) {
     if (prep == PREP_RMS) {
         rms_row(x, row * k, norm_w, k, eps, zero_centered, dt, out);
     } else if (prep == PREP_GATED) {
-        for (long i = 0; i < k; i++)
+        for (int64_t i = 0; i < k; i++)
             out[i] = rnd(rnd(activate(load(x, row * 2 * k + i, dt), act), dt) *
                              load(x, row * 2 * k + k + i, dt),
                          dt);
     } else {
-        for (long i = 0; i < k; i++) {
+        for (int64_t i = 0; i < k; i++) {
             float v = load(x, row * k + i, dt);
             out[i] = prep == PREP_ACT ? rnd(activate(v, act), dt) : v;
         }
@@ -235,23 +235,23 @@ static void prepare_input(const void *x, long row, long k, int prep, const void 
  * `r + linear(x)`). w is [n, k] row-major (nn.Linear's layout); bias, residual and
  * norm_w may be NULL. */
 void famous_linear(const void *x, const void *w, const void *bias, const void *residual, void *y,
-                   long m, long n, long k, int prep, const void *norm_w, float eps,
+                   int64_t m, int64_t n, int64_t k, int prep, const void *norm_w, float eps,
                    int zero_centered, int act, int dt, int threads) {
     float *xf = malloc(sizeof(float) * (size_t)(m * k));
-    for (long r = 0; r < m; r++)
+    for (int64_t r = 0; r < m; r++)
         prepare_input(x, r, k, prep, norm_w, eps, zero_centered, act, dt, xf + r * k);
-    long blocks = (n + 3) / 4;
+    int64_t blocks = (n + 3) / 4;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (long b = 0; b < blocks; b++) {
-        long n0 = b * 4, rows = n - n0 < 4 ? n - n0 : 4;
-        for (long r = 0; r < m; r++) {
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t n0 = b * 4, rows = n - n0 < 4 ? n - n0 : 4;
+        for (int64_t r = 0; r < m; r++) {
             float s[4];
             if (dt == F32)
                 dot4_f32((const float *)w + n0 * k, k, rows, xf + r * k, k, s);
             else
-                for (long j = 0; j < rows; j++)
+                for (int64_t j = 0; j < rows; j++)
                     s[j] = dot_bf16((const uint16_t *)w + (n0 + j) * k, xf + r * k, k);
-            for (long j = 0; j < rows; j++) {
+            for (int64_t j = 0; j < rows; j++) {
                 float v = s[j] + (bias ? load(bias, n0 + j, dt) : 0.0f);
                 if (residual) v = load(residual, r * n + n0 + j, dt) + rnd(v, dt);
                 store(y, r * n + n0 + j, v, dt);
@@ -265,16 +265,16 @@ void famous_linear(const void *x, const void *w, const void *bias, const void *r
 
 /* q/k norm (optional) then RoPE on one head of `dim` values; the first `rd` dims rotate
  * (x * cos + rotate_half(x) * sin, each product rounded as the eager model rounds). */
-static void prepare_head(const void *src, long off, long dim, const void *norm_w, float eps,
-                         int zero_centered, const void *cos, const void *sin, long rd, int dt,
+static void prepare_head(const void *src, int64_t off, int64_t dim, const void *norm_w, float eps,
+                         int zero_centered, const void *cos, const void *sin, int64_t rd, int dt,
                          float *out) {
     if (norm_w)
         rms_row(src, off, norm_w, dim, eps, zero_centered, dt, out);
     else
-        for (long i = 0; i < dim; i++) out[i] = load(src, off + i, dt);
+        for (int64_t i = 0; i < dim; i++) out[i] = load(src, off + i, dt);
     float tmp[rd > 0 ? rd : 1];
-    long half = rd / 2;
-    for (long i = 0; i < rd; i++) {
+    int64_t half = rd / 2;
+    for (int64_t i = 0; i < rd; i++) {
         float rot = i < half ? -out[i + half] : out[i - half];
         tmp[i] = rnd(rnd(out[i] * load(cos, i, dt), dt) + rnd(rot * load(sin, i, dt), dt), dt);
     }
@@ -287,48 +287,48 @@ static void prepare_head(const void *src, long off, long dim, const void *norm_w
  * Caches are [kv_heads, slots, dim]; out is [heads * dim]. softcap <= 0: none.
  * With attend = 0 the call stops after the cache write and out receives the prepared q
  * (bf16 callers attend with PyTorch's SDPA, whose exact rounding they must follow). */
-void famous_attention_decode(const void *qkv, const void *cos, const void *sin, long rd,
+void famous_attention_decode(const void *qkv, const void *cos, const void *sin, int64_t rd,
                              const void *q_norm, const void *k_norm, float norm_eps,
-                             int norm_zero_centered, void *k_cache, void *v_cache, long slots,
-                             long pos, long start, long end, void *out, long heads, long kv_heads,
-                             long dim, float scale, float softcap, int attend, int dt,
+                             int norm_zero_centered, void *k_cache, void *v_cache, int64_t slots,
+                             int64_t pos, int64_t start, int64_t end, void *out, int64_t heads, int64_t kv_heads,
+                             int64_t dim, float scale, float softcap, int attend, int dt,
                              int threads) {
-    long q_size = heads * dim, kv_size = kv_heads * dim, group = heads / kv_heads;
+    int64_t q_size = heads * dim, kv_size = kv_heads * dim, group = heads / kv_heads;
     float *q = malloc(sizeof(float) * (size_t)(q_size + dim));
     float *k = q + q_size;
-    for (long h = 0; h < heads; h++)
+    for (int64_t h = 0; h < heads; h++)
         prepare_head(qkv, h * dim, dim, q_norm, norm_eps, norm_zero_centered, cos, sin, rd, dt,
                      q + h * dim);
-    for (long j = 0; j < kv_heads; j++) {
+    for (int64_t j = 0; j < kv_heads; j++) {
         prepare_head(qkv, q_size + j * dim, dim, k_norm, norm_eps, norm_zero_centered, cos, sin,
                      rd, dt, k);
-        long slot = (j * slots + pos) * dim;
-        for (long i = 0; i < dim; i++) {
+        int64_t slot = (j * slots + pos) * dim;
+        for (int64_t i = 0; i < dim; i++) {
             store(k_cache, slot + i, k[i], dt);
             store(v_cache, slot + i, load(qkv, q_size + kv_size + j * dim + i, dt), dt);
         }
     }
     if (!attend) {
-        for (long i = 0; i < q_size; i++) store(out, i, q[i], dt);
+        for (int64_t i = 0; i < q_size; i++) store(out, i, q[i], dt);
         free(q);
         return;
     }
-    long span = end - start;
+    int64_t span = end - start;
     int par = span * heads * dim > 65536 ? threads : 1;
 #pragma omp parallel for num_threads(par) schedule(static)
-    for (long h = 0; h < heads; h++) {
+    for (int64_t h = 0; h < heads; h++) {
         const float *qh = q + h * dim;
-        long base = (h / group) * slots * dim;
+        int64_t base = (h / group) * slots * dim;
         float *p = malloc(sizeof(float) * (size_t)(span > 0 ? span : 1));
         float *acc = calloc((size_t)dim, sizeof(float));
         float top = -INFINITY, total = 0.0f;
-        for (long t = 0; t < span; t++) {
-            long row = base + (start + t) * dim;
+        for (int64_t t = 0; t < span; t++) {
+            int64_t row = base + (start + t) * dim;
             float s = 0.0f;
             if (dt == F32) {
                 s = dot_f32(qh, (const float *)k_cache + row, dim);
             } else {
-                for (long i = 0; i < dim; i++) s += qh[i] * load(k_cache, row + i, dt);
+                for (int64_t i = 0; i < dim; i++) s += qh[i] * load(k_cache, row + i, dt);
             }
             s *= scale;
             if (softcap > 0.0f) s = tanhf(s / softcap) * softcap;
@@ -337,22 +337,22 @@ void famous_attention_decode(const void *qkv, const void *cos, const void *sin, 
         }
         /* as PyTorch's CPU flash attention: the sum is over fp32 exponentials, the
          * weights that meet v are rounded to the model dtype, the division comes last */
-        for (long t = 0; t < span; t++) {
+        for (int64_t t = 0; t < span; t++) {
             float e = expf(p[t] - top);
             total += e;
             p[t] = rnd(e, dt);
         }
-        for (long t = 0; t < span; t++) {
-            long row = base + (start + t) * dim;
+        for (int64_t t = 0; t < span; t++) {
+            int64_t row = base + (start + t) * dim;
             float pt = p[t];
             if (dt == F32) {
                 const float *vr = (const float *)v_cache + row;
-                for (long i = 0; i < dim; i++) acc[i] += pt * vr[i];
+                for (int64_t i = 0; i < dim; i++) acc[i] += pt * vr[i];
             } else {
-                for (long i = 0; i < dim; i++) acc[i] += pt * load(v_cache, row + i, dt);
+                for (int64_t i = 0; i < dim; i++) acc[i] += pt * load(v_cache, row + i, dt);
             }
         }
-        for (long i = 0; i < dim; i++) store(out, h * dim + i, acc[i] / total, dt);
+        for (int64_t i = 0; i < dim; i++) store(out, h * dim + i, acc[i] / total, dt);
         free(acc);
         free(p);
     }
