@@ -6,9 +6,10 @@ A family's ``WeightMap`` is a list of ``Rule(target ← sources, transform)``. L
 2. account for every tensor without reading data: a source the map needs but the
    checkpoint lacks, a checkpoint tensor no rule uses, a model parameter no rule fills,
    a shape that disagrees with ``config.json`` — each is an error that names the tensor;
-3. build the model on the meta device (no memory), then read shard by shard with
-   ``safe_open`` and assign each finished target, so peak memory is about the model
-   plus one shard, never a second full copy.
+3. build the model on the meta device (no memory), then read each tensor from its shard
+   straight into memory of its own and assign each finished target, so peak memory is
+   about the model plus the tensors one rule is fusing, never a second copy and no
+   memory map left behind.
 
 Pickle checkpoints (``.bin`` / ``.pt``) execute code when loaded; they are refused unless the
 caller passes ``allow_pickle=True`` (then read with ``weights_only=True``).
@@ -154,6 +155,8 @@ class TensorInfo:
     file: Path
     shape: Shape
     dtype: str
+    offset: int = 0  # safetensors: where the data starts in the file, and its length
+    nbytes: int = 0
 
 
 def _read_header(path: Path) -> dict[str, Any]:
@@ -182,6 +185,7 @@ def _read_header(path: Path) -> dict[str, Any]:
             f"{path.name}: file is truncated: it should hold {8 + n + end} bytes but has {size}; "
             "the download was interrupted — download it again"
         )
+    header["__header_bytes__"] = n
     return header
 
 
@@ -224,10 +228,13 @@ def scan_checkpoint(files: Sequence[Path], pickle: bool = False) -> dict[str, Te
             for k, t in sd.items():
                 infos[k] = TensorInfo(path, tuple(t.shape), str(t.dtype))
             continue
-        for k, v in _read_header(path).items():
+        header = _read_header(path)
+        base = 8 + header.pop("__header_bytes__")
+        for k, v in header.items():
             if k == "__metadata__":
                 continue
-            infos[k] = TensorInfo(path, tuple(v["shape"]), v["dtype"])
+            start, end = v["data_offsets"]
+            infos[k] = TensorInfo(path, tuple(v["shape"]), v["dtype"], base + start, end - start)
     return infos
 
 
@@ -289,10 +296,54 @@ def _set_param(model: torch.nn.Module, name: str, value: torch.Tensor) -> None:
     setattr(parent, leaf, torch.nn.Parameter(value, requires_grad=False))
 
 
+_SAFETENSORS_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+}
+
+
+def _read_tensor(f: Any, info: TensorInfo) -> torch.Tensor:
+    """Read one safetensors tensor straight into memory it owns: no memory map stays
+    behind, so loading peaks at about the model's size, and a file changed later cannot
+    change (or crash) the loaded model."""
+    import torch
+
+    name = _SAFETENSORS_DTYPES.get(info.dtype)
+    if name is None:
+        raise CheckpointError(f"{info.file.name}: unsupported tensor dtype {info.dtype}")
+    t = torch.empty(info.shape, dtype=getattr(torch, name))
+    if t.numel() * t.element_size() != info.nbytes:
+        raise CheckpointError(
+            f"{info.file.name}: a {info.dtype} tensor of shape {list(info.shape)} cannot "
+            f"hold {info.nbytes} bytes"
+        )
+    buf = memoryview(t.reshape(-1).view(torch.uint8).numpy())
+    f.seek(info.offset)
+    done = 0
+    while done < info.nbytes:  # one read() returns at most ~2 GiB
+        n = f.readinto(buf[done:])
+        if not n:
+            raise TruncatedCheckpointError(
+                f"{info.file.name}: file is truncated (tensor data ends early); download it again"
+            )
+        done += n
+    return t
+
+
 def _owned(value: torch.Tensor, sources: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``value`` in memory of its own. A tensor read without conversion still points into
-    the shard's memory map: the model would keep the whole file mapped (and resident) for
-    as long as any one of its tensors lives, and would break if the file changed."""
+    """``value`` in memory of its own. A tensor taken from a memory-mapped pickle without
+    conversion still points into the map: the model would keep the whole file mapped for as
+    long as any one of its tensors lives, and would break if the file changed."""
     ptr = value.untyped_storage().data_ptr()
     if any(ptr == s.untyped_storage().data_ptr() for s in sources):
         return value.clone()
@@ -309,7 +360,6 @@ def load_state(
 ) -> None:
     """Fill ``model``'s (meta) parameters shard by shard."""
     import torch
-    from safetensors import SafetensorError, safe_open
 
     order = {p: i for i, p in enumerate(files)}
     by_file: dict[Path, list[Rule]] = {}
@@ -322,26 +372,25 @@ def load_state(
             runs_at[s] = last
     pending: dict[str, torch.Tensor] = {}  # read from an earlier shard, waiting for a later one
     for path in files:
-        handle = None
-        try:
+        with path.open("rb", buffering=0) as f:
             if pickle:
                 sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
                 get = sd.__getitem__
             else:
-                handle = safe_open(str(path), framework="pt")
-                get = handle.get_tensor
+
+                def get(name: str, f=f) -> torch.Tensor:
+                    return _read_tensor(f, infos[name])
+
             for name, info in infos.items():
                 if info.file == path and name in runs_at and runs_at[name] != path:
                     pending[name] = get(name)
             for rule in by_file.get(path, []):
                 parts = [pending.pop(s) if s in pending else get(s) for s in rule.sources]
-                value = _owned(rule.transform.apply(parts).to(dtype).contiguous(), parts)
+                value = rule.transform.apply(parts).to(dtype).contiguous()
+                if pickle:
+                    value = _owned(value, parts)
                 del parts
                 _set_param(model, rule.target, value)
-        except SafetensorError as e:
-            raise TruncatedCheckpointError(f"{path.name}: cannot read tensor data ({e})") from e
-        finally:
-            del handle  # close the mmap before the next shard
 
 
 def load_model(
