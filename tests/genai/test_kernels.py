@@ -219,3 +219,17 @@ def test_weights_move_into_huge_pages_unchanged() -> None:
     assert hugepages.move_to_huge_pages([params]) == 0  # already moved
     params[1].data.mul_(2)  # still ordinary, writable tensors
     assert torch.equal(params[1], before[1] * 2)
+
+
+def test_a_cache_the_kernels_cannot_write_goes_to_the_module_path(tiny_chat_model: Path) -> None:
+    """The kernels write raw memory, so a cache that is too short, of another dtype or of
+    another shape is never handed to them: the module path runs and raises its own error."""
+    model = load_model(tiny_chat_model, max_seq_len=32)
+    tok = torch.tensor([[5]])
+    good = model.init_cache(1)
+    assert plan_for(model, tok, good, 31) is not None
+    assert plan_for(model, tok, good, 32) is None  # slot 32 does not exist
+    assert plan_for(model, tok, model.init_cache(1, torch.bfloat16), 0) is None
+    assert plan_for(model, tok, model.init_cache(2), 0) is None  # a batch of two rows
+    with torch.no_grad(), pytest.raises((RuntimeError, IndexError)):
+        model(tok, torch.tensor([40]), good, end=41, inplace=True)

@@ -90,8 +90,12 @@ _GROUPED_SDPA_MAX = 256
 _plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def plan_for(model: DecoderModel, tokens: torch.Tensor) -> DecodePlan | None:
-    """The model's decode plan if this one-token, one-row step can use the kernels."""
+def plan_for(
+    model: DecoderModel, tokens: torch.Tensor, kv_cache: KVCache | None = None, pos: int = 0
+) -> DecodePlan | None:
+    """The model's decode plan if this one-token, one-row step can use the kernels. With a
+    cache, it must also be one the kernels can write slot ``pos`` of (else the module path
+    runs, and reports what is wrong with it)."""
     if tokens.shape != (1, 1) or tokens.device.type != "cpu":
         return None
     kernels = cpu_kernels()
@@ -102,21 +106,46 @@ def plan_for(model: DecoderModel, tokens: torch.Tensor) -> DecodePlan | None:
     if cached is None or cached[0] != key:
         cached = (key, _build_plan(model, kernels, key[1]))
         _plans[model] = cached
-    return cached[1]
+    plan = cached[1]
+    if plan is not None and kv_cache is not None and not _cache_fits(plan, kv_cache, pos):
+        return None
+    return plan
+
+
+def _cache_fits(plan: DecodePlan, kv_cache: KVCache, pos: int) -> bool:
+    """The kernels write raw memory: every buffer must be [1, kv_heads, slots > pos,
+    head_dim], contiguous, on the CPU, in the model's dtype."""
+    if len(kv_cache) != len(plan.layers):
+        return False
+    for layer, pair in zip(plan.layers, kv_cache, strict=True):
+        for buf in pair:
+            if not (
+                buf.dtype == plan.dtype
+                and buf.device.type == "cpu"
+                and buf.dim() == 4
+                and buf.shape[0] == 1
+                and buf.shape[1] == layer.kv_heads
+                and buf.shape[2] > pos
+                and buf.shape[3] == layer.head_dim
+                and buf.is_contiguous()
+            ):
+                return False
+    return True
+
+
+def _plain(t: torch.Tensor | None, dtype: torch.dtype) -> bool:
+    """A tensor the kernels can read as raw memory of the model's dtype."""
+    return t is None or (t.dtype == dtype and t.device.type == "cpu" and t.is_contiguous())
 
 
 def _linear(m: object, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    ok = (
-        type(m) is nn.Linear
-        and m.weight.dtype == dtype
-        and m.weight.device.type == "cpu"
-        and m.weight.is_contiguous()
-    )
+    ok = type(m) is nn.Linear and _plain(m.weight, dtype) and _plain(m.bias, dtype)
     return (m.weight, m.bias) if ok else None
 
 
-def _norm(m: object | None) -> Norm | None:
-    return (m.weight, m.eps, m.zero_centered) if type(m) is RMSNorm else None
+def _norm(m: object | None, dtype: torch.dtype) -> Norm | None:
+    ok = type(m) is RMSNorm and _plain(m.weight, dtype)
+    return (m.weight, m.eps, m.zero_centered) if ok else None
 
 
 class _Ineligible(Exception):
@@ -129,24 +158,24 @@ def _need(value):
     return value
 
 
-def _optional_norm(m: object | None) -> Norm | None:
-    return None if m is None else _need(_norm(m))
+def _optional_norm(m: object | None, dtype: torch.dtype) -> Norm | None:
+    return None if m is None else _need(_norm(m, dtype))
 
 
 def _layer_plan(model: DecoderModel, i: int, block: Block, dtype: torch.dtype) -> LayerPlan:
     a, ffn = block.attn, block.ffn
     if a.n_heads % a.n_kv or (a.softcap is not None and dtype != torch.float32):
         raise _Ineligible
-    q_norm, k_norm = _optional_norm(a.q_norm), _optional_norm(a.k_norm)
+    q_norm, k_norm = _optional_norm(a.q_norm, dtype), _optional_norm(a.k_norm, dtype)
     return LayerPlan(
-        attn_norm=_need(_norm(block.attn_norm)),
+        attn_norm=_need(_norm(block.attn_norm, dtype)),
         qkv=_need(_linear(a.qkv, dtype)),
         o=_need(_linear(a.o, dtype)),
         q_norm=None if q_norm is None else q_norm[0],
         k_norm=None if k_norm is None else k_norm[0],
         qk_eps=0.0 if q_norm is None else q_norm[1],
         qk_zero_centered=q_norm is not None and q_norm[2],
-        attn_post_norm=_optional_norm(block.attn_post_norm),
+        attn_post_norm=_optional_norm(block.attn_post_norm, dtype),
         heads=a.n_heads,
         kv_heads=a.n_kv,
         head_dim=a.head_dim,
@@ -154,24 +183,27 @@ def _layer_plan(model: DecoderModel, i: int, block: Block, dtype: torch.dtype) -
         softcap=a.softcap,
         window=model._windows[i],
         rope=model._rope_index[i],
-        ffn_norm=_need(_norm(block.ffn_norm)),
+        ffn_norm=_need(_norm(block.ffn_norm, dtype)),
         gate_up=_need(_linear(ffn.gate_up, dtype)),
         down=_need(_linear(ffn.down, dtype)),
         activation=(model.cfg.blocks[i].feed_forward.activation, ffn.gated),
-        ffn_post_norm=_optional_norm(block.ffn_post_norm),
+        ffn_post_norm=_optional_norm(block.ffn_post_norm, dtype),
     )
 
 
 def _build_plan(model: DecoderModel, kernels: CpuKernels, dtype: torch.dtype) -> DecodePlan | None:
     if kernels.dtype_code(dtype) is None:
         return None
-    if type(model.embed) is not nn.Embedding or any(r is not None for r in model._rings):
+    embed = model.embed
+    if type(embed) is not nn.Embedding or not _plain(embed.weight, dtype):
+        return None
+    if any(r is not None for r in model._rings):
         return None
     try:
         layers = tuple(_layer_plan(model, i, b, dtype) for i, b in enumerate(model.layers))
         lm_head = None if model.lm_head is None else _need(_linear(model.lm_head, dtype))[0]
         head = model.embed.weight if lm_head is None else lm_head
-        final_norm = _need(_norm(model.norm))
+        final_norm = _need(_norm(model.norm, dtype))
     except _Ineligible:
         return None
     groups = [[lay.qkv[0], lay.o[0], lay.gate_up[0], lay.down[0]] for lay in layers]

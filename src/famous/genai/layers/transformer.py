@@ -124,7 +124,7 @@ class DecoderModel(nn.Module):
             input_pos if pad_lens is None else (input_pos[None, :] - pad_lens[:, None]).clamp_min(0)
         )
         tables = [rope(rope_pos, x.dtype) for rope in self.ropes]
-        plan = self._decode_plan(tokens, input_pos, end, inplace, pad_lens)
+        plan = self._decode_plan(tokens, input_pos, kv_cache, end, inplace, pad_lens)
         if plan is not None:
             from famous.genai.kernels.decode import decode_step
 
@@ -152,7 +152,7 @@ class DecoderModel(nn.Module):
         cap = self.cfg.final_logit_softcapping
         return logits if cap is None else torch.tanh(logits / cap) * cap
 
-    def _decode_plan(self, tokens, input_pos, end, inplace, pad_lens):
+    def _decode_plan(self, tokens, input_pos, kv_cache, end, inplace, pad_lens):
         """A plan for famous's CPU kernels when this call is one eager decoding step they
         can run (see ``famous.genai.kernels.decode``); None otherwise, and when tracing."""
         if (
@@ -161,12 +161,14 @@ class DecoderModel(nn.Module):
             or tokens.shape[1] != 1
             or end is None
             or torch.compiler.is_compiling()
-            or end != int(input_pos[0]) + 1
         ):
+            return None
+        pos = int(input_pos[0])
+        if end != pos + 1:
             return None
         from famous.genai.kernels.decode import plan_for
 
-        return plan_for(self, tokens)
+        return plan_for(self, tokens, kv_cache, pos)
 
     @staticmethod
     def _mask(
