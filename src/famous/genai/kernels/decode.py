@@ -112,6 +112,11 @@ def plan_for(
     return plan
 
 
+# id(buffer) → (dtype, kv_heads, head_dim, slots) of live KV-cache buffers already checked:
+# a step then costs a dictionary lookup per buffer instead of a dozen tensor queries
+_checked: dict[int, tuple] = {}
+
+
 def _cache_fits(plan: DecodePlan, kv_cache: KVCache, pos: int) -> bool:
     """The kernels write raw memory: every buffer must be [1, kv_heads, slots > pos,
     head_dim], contiguous, on the CPU, in the model's dtype."""
@@ -119,16 +124,19 @@ def _cache_fits(plan: DecodePlan, kv_cache: KVCache, pos: int) -> bool:
         return False
     for layer, pair in zip(plan.layers, kv_cache, strict=True):
         for buf in pair:
-            if not (
-                buf.dtype == plan.dtype
-                and buf.device.type == "cpu"
-                and buf.dim() == 4
-                and buf.shape[0] == 1
-                and buf.shape[1] == layer.kv_heads
-                and buf.shape[2] > pos
-                and buf.shape[3] == layer.head_dim
-                and buf.is_contiguous()
-            ):
+            seen = _checked.get(id(buf))
+            if seen is None:
+                if not (
+                    buf.device.type == "cpu"
+                    and buf.dim() == 4
+                    and buf.shape[0] == 1
+                    and buf.is_contiguous()
+                ):
+                    return False
+                seen = (buf.dtype, buf.shape[1], buf.shape[3], buf.shape[2])
+                _checked[id(buf)] = seen
+                weakref.finalize(buf, _checked.pop, id(buf), None)
+            if seen[:3] != (plan.dtype, layer.kv_heads, layer.head_dim) or seen[3] <= pos:
                 return False
     return True
 
