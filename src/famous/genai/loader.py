@@ -159,8 +159,9 @@ class TensorInfo:
     nbytes: int = 0
 
 
-def _read_header(path: Path) -> dict[str, Any]:
-    """Parse a safetensors header and check the file holds every byte it promises."""
+def _read_header(path: Path) -> tuple[dict[str, Any], int]:
+    """Parse a safetensors header and check the file holds every byte it promises; returns
+    the header and where the tensor data starts."""
     size = path.stat().st_size
     try:
         with path.open("rb") as f:
@@ -185,8 +186,7 @@ def _read_header(path: Path) -> dict[str, Any]:
             f"{path.name}: file is truncated: it should hold {8 + n + end} bytes but has {size}; "
             "the download was interrupted — download it again"
         )
-    header["__header_bytes__"] = n
-    return header
+    return header, 8 + n
 
 
 def checkpoint_files(model_dir: str | Path, allow_pickle: bool = False) -> tuple[list[Path], bool]:
@@ -228,8 +228,7 @@ def scan_checkpoint(files: Sequence[Path], pickle: bool = False) -> dict[str, Te
             for k, t in sd.items():
                 infos[k] = TensorInfo(path, tuple(t.shape), str(t.dtype))
             continue
-        header = _read_header(path)
-        base = 8 + header.pop("__header_bytes__")
+        header, base = _read_header(path)
         for k, v in header.items():
             if k == "__metadata__":
                 continue
