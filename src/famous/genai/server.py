@@ -26,14 +26,20 @@ and ``repetition_penalty``. Requests run one at a time (one model, one KV cache)
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 from famous.genai.sampling import SamplingParams
-from famous.runtimes.openai_shapes import APIError, GenerationParams, Piece, create_app, serve
+from famous.runtimes.openai_shapes import (
+    APIError,
+    GenerationParams,
+    Piece,
+    create_app,
+    serve,
+    worker_parser,
+)
 
 
 class PipelineBackend:
@@ -114,24 +120,17 @@ def app_for(pipeline: Any, model_name: str, title: str = "famous-native") -> Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m famous.genai.server", description=__doc__.split("\n")[0]
+    ap = worker_parser(
+        "python -m famous.genai.server",
+        __doc__.split("\n")[0],
+        "model directory (config.json, safetensors, tokenizer.json)",
     )
-    ap.add_argument(
-        "--model", required=True, help="model directory (config.json, safetensors, tokenizer.json)"
-    )
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
     ap.add_argument(
         "--max-seq-len", type=int, default=4096, help="KV cache capacity (prompt + output)"
     )
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    ap.add_argument(
-        "--served-model-name", default=None, help="name in /v1/models (default: folder name)"
-    )
     ap.add_argument("--allow-pickle", action="store_true", help="accept .bin / .pt checkpoints")
-    ap.add_argument("--log-level", default="warning")
     args = ap.parse_args(argv)
 
     from pathlib import Path

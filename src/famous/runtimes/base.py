@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -290,6 +291,23 @@ class RuntimeAdapter(ABC):
     @abstractmethod
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         """The argv that serves ``spec`` on ``spec.host:port``."""
+
+    def worker_argv(self, spec: LaunchSpec, port: int) -> list[str]:
+        """The start of the command line of a famous worker module (``self.server``): every
+        one takes the flags of ``openai_shapes.worker_parser``."""
+        return [
+            sys.executable,
+            "-m",
+            self.server,
+            "--model",
+            str(spec.model_path),
+            "--served-model-name",
+            spec.name,
+            "--host",
+            spec.host,
+            "--port",
+            str(port),
+        ]
 
     def environment(self, spec: LaunchSpec) -> dict[str, str]:
         env = dict(os.environ)

@@ -4,7 +4,6 @@ prefill and decode signatures, behind the OpenAI routes)."""
 
 from __future__ import annotations
 
-import sys
 from typing import ClassVar
 
 from famous.runtimes.base import LaunchSpec, RuntimeAdapter
@@ -22,19 +21,7 @@ class _EdgeServer(RuntimeAdapter):
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
-        cmd = [
-            sys.executable,
-            "-m",
-            self.server,
-            "--model",
-            str(spec.model_path),
-            "--host",
-            spec.host,
-            "--port",
-            str(port),
-            "--served-model-name",
-            spec.name,
-        ]
+        cmd = self.worker_argv(spec, port)
         threads = self.settings(spec).get("threads")
         if threads:
             cmd += ["--threads", str(int(threads))]

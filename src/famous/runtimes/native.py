@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import ClassVar
 
 from famous.runtimes.base import (
@@ -34,19 +33,7 @@ class FamousNativeServer(RuntimeAdapter):
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         cfg = self.settings(spec)
-        argv = [
-            sys.executable,
-            "-m",
-            "famous.genai.server",
-            "--model",
-            str(spec.model_path),
-            "--host",
-            spec.host,
-            "--port",
-            str(port),
-            "--served-model-name",
-            spec.name,
-        ]
+        argv = self.worker_argv(spec, port)
         seq = cfg.get("context_size") or cfg.get("max_seq_len")
         if seq:
             argv += ["--max-seq-len", str(int(seq))]

@@ -11,6 +11,7 @@ This module imports FastAPI and pydantic only: no engine library, no torch.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import queue
@@ -509,6 +510,20 @@ def create_app(backend: Backend, model_name: str, *, title: str = "famous worker
             }
 
     return app
+
+
+def worker_parser(prog: str, description: str, model_help: str) -> argparse.ArgumentParser:
+    """A worker's command line with the flags every famous worker takes (those
+    ``RuntimeAdapter.worker_argv`` passes, and ``--log-level``); the worker adds its own."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--model", required=True, help=model_help)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--served-model-name", default=None, help="name in /v1/models (default: the model's)"
+    )
+    parser.add_argument("--log-level", default="warning")
+    return parser
 
 
 def serve(app: FastAPI, host: str, port: int, log_level: str = "warning") -> None:

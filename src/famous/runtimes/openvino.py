@@ -6,7 +6,6 @@ The device comes from the engine's configuration (``device: GPU`` in the intel-g
 
 from __future__ import annotations
 
-import sys
 from typing import ClassVar
 
 from famous.runtimes.base import (
@@ -51,21 +50,8 @@ class OpenVINOServer(RuntimeAdapter):
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         cfg = self.settings(spec)
-        argv = [
-            sys.executable,
-            "-m",
-            "famous.runtimes.openvino_worker",
-            "--model",
-            str(spec.model_path),
-            "--served-model-name",
-            spec.name,
-            "--host",
-            spec.host,
-            "--port",
-            str(port),
-            "--device",
-            str(cfg.get("device") or "CPU").upper(),
-        ]
+        argv = self.worker_argv(spec, port)
+        argv += ["--device", str(cfg.get("device") or "CPU").upper()]
         if cfg.get("context_size") is not None:
             argv += ["--context-size", str(int(cfg["context_size"]))]
         if cfg.get("cache_dir"):

@@ -30,6 +30,7 @@ from famous.runtimes.openai_shapes import (
     create_app,
     pieces_from_queue,
     serve,
+    worker_parser,
 )
 
 
@@ -154,14 +155,11 @@ def _parse_property(text: str) -> tuple[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m famous.runtimes.openvino_worker",
-        description="famous's OpenAI-compatible server around openvino_genai.LLMPipeline.",
+    parser = worker_parser(
+        "python -m famous.runtimes.openvino_worker",
+        "famous's OpenAI-compatible server around openvino_genai.LLMPipeline.",
+        "OpenVINO IR directory",
     )
-    parser.add_argument("--model", required=True, help="OpenVINO IR directory")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--served-model-name", default=None)
     parser.add_argument("--device", default="CPU", help="CPU, GPU, GPU.N, NPU or AUTO")
     parser.add_argument("--context-size", type=int, default=None, help="prompt + answer cap")
     parser.add_argument("--cache-dir", default=None, help="compiled-model cache (NPU, GPU)")
@@ -172,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         type=_parse_property,
         help="an OpenVINO device property KEY=VALUE (repeatable)",
     )
-    parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     name = args.served_model_name or Path(args.model).resolve().name
     properties = dict(args.property)

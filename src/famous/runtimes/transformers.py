@@ -7,7 +7,6 @@ the reference the other engines are compared against.
 
 from __future__ import annotations
 
-import sys
 from typing import ClassVar
 
 from famous.runtimes.base import (
@@ -39,19 +38,7 @@ class TransformersServer(RuntimeAdapter):
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         cfg = self.settings(spec)
-        argv = [
-            sys.executable,
-            "-m",
-            "famous.runtimes.transformers_worker",
-            "--model",
-            str(spec.model_path),
-            "--served-model-name",
-            spec.name,
-            "--host",
-            spec.host,
-            "--port",
-            str(port),
-        ]
+        argv = self.worker_argv(spec, port)
         for key, flag in (
             ("dtype", "--dtype"),
             ("device", "--device"),

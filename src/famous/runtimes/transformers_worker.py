@@ -13,7 +13,6 @@ token through a ``BaseStreamer`` and stopped early through a ``StoppingCriteria`
 
 from __future__ import annotations
 
-import argparse
 import queue
 import sys
 import threading
@@ -28,6 +27,7 @@ from famous.runtimes.openai_shapes import (
     create_app,
     pieces_from_queue,
     serve,
+    worker_parser,
 )
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -189,20 +189,16 @@ def resolve_device(device: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m famous.runtimes.transformers_worker",
-        description="famous's OpenAI-compatible server around a transformers causal LM.",
+    parser = worker_parser(
+        "python -m famous.runtimes.transformers_worker",
+        "famous's OpenAI-compatible server around a transformers causal LM.",
+        "model directory (config, safetensors)",
     )
-    parser.add_argument("--model", required=True, help="model directory (config, safetensors)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--served-model-name", default=None)
     parser.add_argument("--dtype", default="auto", choices=_DTYPES)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--context-size", type=int, default=None, help="prompt + answer cap")
     parser.add_argument("--allow-pickle", action="store_true", help="accept .bin checkpoints")
-    parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     name = args.served_model_name or Path(args.model).resolve().name
     try:

@@ -8,22 +8,20 @@ The artifact's folder holds its ``<stem>.signatures.json`` and the tokenizer fil
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m famous.genai.export.edge_server", description=__doc__.split("\n")[0]
+    from famous.runtimes.openai_shapes import worker_parser
+
+    ap = worker_parser(
+        "python -m famous.genai.export.edge_server",
+        __doc__.split("\n")[0],
+        "a .pte or .tflite famous built",
     )
-    ap.add_argument("--model", required=True, help="a .pte or .tflite famous built")
     ap.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads")
-    ap.add_argument("--served-model-name", default=None)
-    ap.add_argument("--log-level", default="warning")
     args = ap.parse_args(argv)
 
     from famous.genai.errors import GenAIError
