@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from engine_helpers import has_module
@@ -22,10 +21,7 @@ SERVING = HERE.parent / "serving"
 
 if str(SERVING) not in sys.path:
     sys.path.insert(0, str(SERVING))  # the harness and the tiny GGUF writer live there
-import serving_harness  # noqa: E402
-
-harness: ModuleType | None = None if serving_harness.LLAMA_CPP_MISSING else serving_harness
-HARNESS_MISSING = serving_harness.LLAMA_CPP_MISSING
+import serving_harness as harness  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +54,6 @@ def ov_model(hf_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A real ``famous serve`` with no models yet; tests register theirs by runtime."""
-    if harness is None:
-        pytest.skip(f"the serving harness is unavailable: {HARNESS_MISSING}")
     gw = harness.start_gateway(tmp_path_factory.mktemp("famous-home"), "--keep-alive", "-1")
     try:
         yield gw

@@ -51,6 +51,7 @@ def check_lifecycle(proc: EngineProcess, server: str, log_marker: str) -> None:
         assert proc.healthy()
         models = get(proc.base_url + "/v1/models")
         assert models["object"] == "list"
+        assert [m["id"] for m in models["data"]] == [proc.name], models  # famous's name only
         log = proc.log_path.read_text(errors="replace")
         assert "famous starts:" in log and log_marker in log, log[-2000:]
     finally:

@@ -33,13 +33,11 @@ def famous_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _litert_python() -> None:
     """The LiteRT converter lives in its own venv (litert-torch pins an older pydantic):
-    use ``FAMOUS_LITERT_PYTHON`` if set, else a ``venv-litert`` next to the checkout or in
-    the home directory (where the README's instructions put it)."""
+    ``FAMOUS_LITERT_PYTHON`` if set, else the suite's own venv, made once per machine from
+    ``requirements/litert-converter.txt`` (``provision.litert_python``)."""
     import os
 
+    from provision import litert_python
+
     if not os.environ.get("FAMOUS_LITERT_PYTHON"):
-        for root in (Path(__file__).resolve().parents[3], Path.home()):
-            candidate = root / "venv-litert" / "bin" / "python"
-            if candidate.is_file():
-                os.environ["FAMOUS_LITERT_PYTHON"] = str(candidate)
-                break
+        os.environ["FAMOUS_LITERT_PYTHON"] = str(litert_python())

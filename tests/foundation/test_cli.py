@@ -196,9 +196,12 @@ def test_packages_under_famous_home_are_found_but_never_shadow_builtins(famous_h
 def test_run_names_the_missing_runtime_and_what_would_run_instead(
     tmp_path: Path, famous_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("llama_cpp")
-    if importlib.util.find_spec("vllm") is not None:
-        pytest.skip("vLLM is installed here: its engine would simply run")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(  # vLLM missing even where it is installed
+        importlib.util,
+        "find_spec",
+        lambda name, *a, **k: None if name == "vllm" else real_find_spec(name, *a, **k),
+    )
     monkeypatch.setenv("FAMOUS_HARDWARE_ROOT", str(machine_root("mustang")))
     pkg = write_package(tmp_path, name="tiny")
     fancy = GOOD_ENGINE.format(name="fancy").replace("runtime: llamacpp", "runtime: vllm")

