@@ -22,7 +22,7 @@ def register(gateway, name: str, path: Path, runtime: str, **configuration: obje
     request = urllib.request.Request(
         gateway.url + "/api/models",
         data=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **gateway.admin},
         method="POST",
     )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

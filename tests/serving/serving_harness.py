@@ -68,10 +68,15 @@ def famous_cli(home: Path, *args: str, timeout: float = 60) -> subprocess.Comple
     )
 
 
-def get_json(url: str, timeout: float = 5) -> dict:
+def get_json(url: str, timeout: float = 5, headers: dict[str, str] | None = None) -> dict:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=timeout) as resp:
+    with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as resp:
         return json.loads(resp.read())
+
+
+def admin_headers(home: Path) -> dict[str, str]:
+    """The credential the CLI sends to a gateway's admin routes: its install's admin token."""
+    return {"authorization": f"Bearer {(home / 'admin-token').read_text().strip()}"}
 
 
 @dataclass
@@ -88,8 +93,12 @@ class Gateway:
     def v1(self) -> str:
         return self.url + "/v1"
 
+    @property
+    def admin(self) -> dict[str, str]:
+        return admin_headers(self.home)
+
     def ps(self) -> list[dict]:
-        deployments = get_json(self.url + "/api/ps")["deployments"]
+        deployments = get_json(self.url + "/api/ps", headers=self.admin)["deployments"]
         self.engine_pids.update(d["pid"] for d in deployments if d.get("pid"))
         return deployments
 

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_harness import famous_cli, famous_env, get_json, start_gateway, stop_gateway
+from serving_harness import (
+    admin_headers,
+    famous_cli,
+    famous_env,
+    get_json,
+    start_gateway,
+    stop_gateway,
+)
 
 from famous.serve.app import create_app
 from famous.serve.catalog import ModelCatalog, ModelSpec
@@ -87,7 +94,7 @@ def test_api_key_is_enforced(tiny_models: dict[str, Path]) -> None:
 
     async def go() -> None:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             resp = await http.get("/v1/models")
             assert resp.status_code == 401
             assert resp.json()["error"]["code"] == "invalid_api_key"
@@ -133,7 +140,8 @@ def test_famous_run_one_shot(tmp_path: Path, tiny_models: dict[str, Path], monke
         # the same gateway served both
         assert json.loads((home / "run" / "gateway.json").read_text())["pid"] == gateway_pid
         url = json.loads((home / "run" / "gateway.json").read_text())
-        ps = get_json(f"http://127.0.0.1:{url['port']}/api/ps")["deployments"]
+        ps_url = f"http://127.0.0.1:{url['port']}/api/ps"
+        ps = get_json(ps_url, headers=admin_headers(home))["deployments"]
         assert {d["name"] for d in ps if d["state"] == "ready"} == {"tiny-llama", "tiny-imported"}
         stopped = famous_cli(home, "stop", "--all")
         assert stopped.returncode == 0

@@ -269,6 +269,9 @@ class RuntimeAdapter(ABC):
     health_path: ClassVar[str] = "/v1/models"
     #: engine configuration keys this adapter understands, with what each does
     configuration_keys: ClassVar[dict[str, str]] = {}
+    #: keys that name an executable or a path, or let a checkpoint run code: they come from
+    #: the user's own configuration or an engine manifest, never from an HTTP request
+    local_only_keys: ClassVar[frozenset[str]] = frozenset()
 
     #: Python modules the server needs; the default install check looks for them
     required_modules: ClassVar[tuple[str, ...]] = ()
@@ -313,6 +316,36 @@ class RuntimeAdapter(ABC):
         env = dict(os.environ)
         env.update(spec.env or {})
         return env
+
+    @classmethod
+    def request_configuration(cls, configuration: Any) -> dict[str, Any]:
+        """``configuration`` as an HTTP request may give it: an object of known, request-safe
+        keys with scalar values; ValueError names the first key that is not."""
+        if configuration is None:
+            return {}
+        if not isinstance(configuration, dict):
+            raise ValueError("configuration must be an object of engine settings")
+        checked: dict[str, Any] = {}
+        for key, value in configuration.items():
+            name = str(key).replace("-", "_").lower()
+            if name in cls.local_only_keys:
+                raise ValueError(
+                    f"configuration.{key} can only be set in famous's own configuration "
+                    f"(famous set {key}=…), not through the API"
+                )
+            if name not in cls.configuration_keys:
+                known = ", ".join(sorted(set(cls.configuration_keys) - cls.local_only_keys))
+                raise ValueError(
+                    f"configuration.{key} is not a {cls.runtime} setting; known: {known}"
+                )
+            if not isinstance(value, str | int | float | bool) or (
+                isinstance(value, str) and (len(value) > 256 or not value.isprintable())
+            ):
+                raise ValueError(
+                    f"configuration.{key} must be a number, a boolean or a short printable string"
+                )
+            checked[name] = value
+        return checked
 
     def unknown_keys(self, configuration: Mapping[str, Any]) -> list[str]:
         known = set(self.configuration_keys)

@@ -73,6 +73,7 @@ def _flash_attn(value: Any) -> str | None:
 class _LlamaCppBase(RuntimeAdapter):
     runtime: ClassVar[str] = "llamacpp"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+    local_only_keys: ClassVar[frozenset[str]] = frozenset({"llama_server_path"})
 
     def _metadata(self, spec: LaunchSpec) -> dict[str, Any]:
         try:

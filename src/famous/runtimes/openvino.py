@@ -42,6 +42,7 @@ class OpenVINOServer(RuntimeAdapter):
     install_command: ClassVar[str] = OPENVINO_INSTALL
     health_path: ClassVar[str] = "/health"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+    local_only_keys: ClassVar[frozenset[str]] = frozenset({"cache_dir"})
     required_modules: ClassVar[tuple[str, ...]] = (
         "openvino",
         "openvino_genai",

@@ -34,6 +34,7 @@ class TransformersServer(RuntimeAdapter):
     install_command: ClassVar[str] = TRANSFORMERS_INSTALL
     health_path: ClassVar[str] = "/health"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+    local_only_keys: ClassVar[frozenset[str]] = frozenset({"allow_pickle"})
     required_modules: ClassVar[tuple[str, ...]] = ("torch", "transformers", "safetensors")
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:

@@ -5,7 +5,11 @@ and to reject nonsense early), then forwards the request bytes unchanged to the 
 engine and relays the answer's bytes as they arrive, server-sent events included. It never
 re-encodes a token stream.
 
-Admin routes under ``/api/`` (ps, load, stop, register a file) serve the CLI.
+Admin routes under ``/api/`` (ps, load, stop, register a file) serve the CLI and need a
+credential even on loopback: the install's admin token (``FAMOUS_HOME/admin-token``, 0600,
+which the CLI reads) or the API key. Every route refuses what a hostile web page could send
+from the user's browser: a ``Host`` that is not this gateway (DNS rebinding), a foreign
+``Origin``, and bodies that are not ``application/json`` (the "simple" cross-site POSTs).
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from famous import __version__
+from famous.runtimes import RUNTIMES, get_runtime
 from famous.serve import relay
 from famous.serve.catalog import ModelSpec
 from famous.serve.errors import APIError, invalid
+from famous.serve.guard import RequestGuard
 from famous.serve.supervisor import Deployment, Supervisor
 
 log = logging.getLogger("famous.serve")
@@ -92,6 +98,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise invalid("the request body nests JSON too deeply", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise invalid(
             f"the request body must be a JSON object, not {type(payload).__name__}",
@@ -105,7 +113,25 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _check_name(value: Any, field: str, what: str) -> str:
+    """A model name that can be stored and echoed: a short string of valid Unicode."""
+    if not isinstance(value, str) or not value.strip():
+        raise invalid(f"{field} is required: {what}", field)
+    if len(value) > 256 or not value.isprintable():
+        raise invalid(f"{field} must be at most 256 printable characters", field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid(f"{field} is not valid Unicode (a lone surrogate)", field) from None
+    return value
 
 
 def _check_range(payload: dict[str, Any], key: str, low: float, high: float) -> None:
@@ -119,9 +145,7 @@ def _check_range(payload: dict[str, Any], key: str, low: float, high: float) -> 
 
 def validate(kind: str, payload: dict[str, Any]) -> str:
     """Reject what no engine should see; returns the model name. Unknown fields pass through."""
-    model = payload.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise invalid("model is required: the name of a model from GET /v1/models", "model")
+    model = _check_name(payload.get("model"), "model", "the name of a model from GET /v1/models")
     if kind == "chat":
         messages = payload.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -180,9 +204,13 @@ def create_app(
     supervisor: Supervisor,
     *,
     api_key: str | None = None,
+    admin_token: str | None = None,
+    host: str = "127.0.0.1",
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> FastAPI:
-    """The gateway application around ``supervisor`` (which it starts and stops)."""
+    """The gateway application around ``supervisor`` (which it starts and stops), answering
+    requests addressed to ``host`` (see ``famous.serve.guard``). Admin routes take
+    ``admin_token`` or ``api_key``; with neither, they refuse every request."""
     state: dict[str, Any] = {"started": time.time()}
 
     @contextlib.asynccontextmanager
@@ -202,6 +230,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.supervisor = supervisor
+    app.add_middleware(RequestGuard, bound_host=host)
 
     def error_response(exc: APIError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
@@ -230,16 +259,27 @@ def create_app(
             APIError(500, f"internal gateway error ({type(exc).__name__}); see the gateway log")
         )
 
-    def authorize(request: Request) -> None:
-        if not api_key:
-            return
+    def bearer(request: Request) -> bytes:
         header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not hmac.compare_digest(token.encode(), api_key.encode()):
+        return (header[7:].strip() if header.lower().startswith("bearer ") else "").encode()
+
+    def authorize(request: Request) -> None:
+        if api_key and not hmac.compare_digest(bearer(request), api_key.encode()):
             raise APIError(
                 401,
                 "a valid API key is required: send 'Authorization: Bearer <key>'",
                 code="invalid_api_key",
+            )
+
+    def authorize_admin(request: Request) -> None:
+        """Admin routes: the API key, or the install's admin token (the CLI sends it)."""
+        token = bearer(request)
+        if not any(hmac.compare_digest(token, k.encode()) for k in (api_key, admin_token) if k):
+            raise APIError(
+                401,
+                "admin routes need a credential: 'Authorization: Bearer <API key or the "
+                "admin token in FAMOUS_HOME/admin-token>' (the famous CLI sends it)",
+                code="admin_credential_required",
             )
 
     @app.get("/metrics")
@@ -364,32 +404,39 @@ def create_app(
     # -- admin routes for the CLI ---------------------------------------------------------
 
     async def admin_payload(request: Request) -> dict[str, Any]:
-        authorize(request)
+        authorize_admin(request)
         return parse_json(await read_body(request, 1024 * 1024))
 
     @app.get("/api/ps")
     async def ps(request: Request) -> dict[str, Any]:
-        authorize(request)
+        authorize_admin(request)
         return {"deployments": supervisor.snapshot()}
 
     @app.post("/api/models")
     async def register(request: Request) -> dict[str, Any]:
         payload = await admin_payload(request)
-        name, path = payload.get("name"), payload.get("path")
-        if not isinstance(name, str) or not name.strip():
-            raise invalid("name is required", "name")
-        if not isinstance(path, str) or not path:
-            raise invalid("path is required: a GGUF file or a model directory", "path")
-        configuration = payload.get("configuration") or {}
-        if not isinstance(configuration, dict):
-            raise invalid("configuration must be an object", "configuration")
+        name = _check_name(payload.get("name"), "name", "the model's name in the API")
+        path = _check_name(payload.get("path"), "path", "a GGUF file or a model directory")
+        runtime = payload.get("runtime") or "llamacpp"
+        if not isinstance(runtime, str) or runtime not in RUNTIMES:
+            raise invalid(f"runtime must be one of {', '.join(sorted(RUNTIMES))}", "runtime")
+        engine = payload.get("engine") or runtime
+        if not isinstance(engine, str) or len(engine) > 64 or not engine.isprintable():
+            raise invalid("engine must be a short name", "engine")
+        embedding = payload.get("embedding")
+        if embedding is not None and not isinstance(embedding, bool):
+            raise invalid("embedding must be true, false or null", "embedding")
+        try:
+            configuration = get_runtime(runtime).request_configuration(payload.get("configuration"))
+        except ValueError as exc:
+            raise invalid(str(exc), "configuration") from None
         spec = ModelSpec(
             name=name,
             path=Path(path),
-            runtime=str(payload.get("runtime") or "llamacpp"),
-            engine=str(payload.get("engine") or payload.get("runtime") or "llamacpp"),
+            runtime=runtime,
+            engine=engine,
             configuration=configuration,
-            embedding=payload.get("embedding"),
+            embedding=embedding,
         )
         try:
             supervisor.catalog.register(spec)
@@ -400,9 +447,7 @@ def create_app(
     @app.post("/api/load")
     async def load(request: Request) -> dict[str, Any]:
         payload = await admin_payload(request)
-        name = payload.get("model")
-        if not isinstance(name, str):
-            raise invalid("model is required", "model")
+        name = _check_name(payload.get("model"), "model", "the name of a model to load")
         dep = await supervisor.acquire(name, wait=prefer_wait(request))
         supervisor.release(dep)
         return dep.snapshot()
@@ -412,9 +457,7 @@ def create_app(
         payload = await admin_payload(request)
         if payload.get("all"):
             return {"stopped": await supervisor.stop_all()}
-        name = payload.get("model")
-        if not isinstance(name, str):
-            raise invalid("model (or all: true) is required", "model")
+        name = _check_name(payload.get("model"), "model", "a model's name (or all: true)")
         return {"stopped": [name] if await supervisor.stop(name) else []}
 
     return app

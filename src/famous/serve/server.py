@@ -56,7 +56,11 @@ def build(settings: GatewaySettings) -> FastAPI:
         startup_timeout=settings.startup_timeout,
     )
     return create_app(
-        supervisor, api_key=settings.api_key, max_request_bytes=settings.max_request_bytes
+        supervisor,
+        api_key=settings.api_key,
+        admin_token=state.admin_token(create=True),
+        host=settings.host,
+        max_request_bytes=settings.max_request_bytes,
     )
 
 

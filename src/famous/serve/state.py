@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from famous.store.paths import run_dir
+from famous.store.paths import famous_home, run_dir
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8324
@@ -33,6 +33,31 @@ class GatewayInfo:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
+
+
+def admin_token_path() -> Path:
+    return famous_home() / "admin-token"
+
+
+def admin_token(create: bool = False) -> str | None:
+    """The install's admin secret (``FAMOUS_HOME/admin-token``, mode 0600): the gateway's
+    admin routes need it, or the API key, even on loopback; the CLI reads it from here."""
+    path = admin_token_path()
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        if not create:
+            return None
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_text().strip() or None
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
 
 
 def state_path() -> Path:
@@ -79,7 +104,7 @@ def request(
     data = json.dumps(payload).encode() if payload is not None else None
     req = urllib.request.Request(info.url + path, data=data, method=method)
     req.add_header("content-type", "application/json")
-    key = api_key or os.environ.get("FAMOUS_API_KEY")
+    key = api_key or os.environ.get("FAMOUS_API_KEY") or admin_token()
     if key:
         req.add_header("authorization", f"Bearer {key}")
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
