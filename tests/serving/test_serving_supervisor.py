@@ -103,7 +103,10 @@ def test_api_key_is_enforced(tiny_models: dict[str, Path]) -> None:
             resp = await http.get("/v1/models", headers={"authorization": "Bearer sekret"})
             assert resp.status_code == 200
             assert [m["id"] for m in resp.json()["data"]] == ["tiny"]
-            assert (await http.get("/health")).status_code == 200
+            health = await http.get("/health")  # the liveness probe answers everyone
+            assert health.status_code == 200 and "models" not in health.json()
+            keyed = await http.get("/health", headers={"authorization": "Bearer sekret"})
+            assert keyed.json()["models"] == {}
 
     asyncio.run(go())
 
@@ -192,3 +195,30 @@ def test_engines_orphaned_by_a_killed_gateway_are_stopped(
             stop_gateway(second)
     finally:
         stop_gateway(first)
+
+
+def test_gguf_headers_are_parsed_once_per_file_version(
+    tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory estimates run on every catalog lookup; the GGUF header (the whole vocabulary)
+    is read once per file version, not once per request."""
+    import shutil
+
+    from famous.formats import gguf_meta
+    from famous.serve import catalog as catalog_module
+
+    model = tmp_path / "m.gguf"
+    shutil.copy(tiny_models["llama"], model)
+    reads: list[Path] = []
+    real = gguf_meta.read_metadata
+    monkeypatch.setattr(gguf_meta, "read_metadata", lambda p: reads.append(p) or real(p))
+    first = catalog_module.estimate_memory(model)
+    assert first and first > model.stat().st_size
+    for _ in range(5):
+        assert catalog_module.estimate_memory(model) == first
+        assert catalog_module.estimate_memory(model, {"ctx-size": 64}) < first
+    assert len(reads) == 1
+    shutil.copy(tiny_models["llama"], model)  # rewritten: a new version is read again
+    os.utime(model, ns=(1, 1))
+    assert catalog_module.estimate_memory(model) == first
+    assert len(reads) == 2

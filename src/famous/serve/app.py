@@ -294,7 +294,7 @@ def create_app(
             "# TYPE famous_engine_failures gauge",
         ]
         for dep in supervisor.deployments.values():
-            escaped = dep.name.replace("\\", "\\\\").replace('"', '\\"')
+            escaped = dep.name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
             label = f'{{model="{escaped}"}}'
             lines += [
                 f"famous_requests_total{label} {dep.requests}",
@@ -306,13 +306,16 @@ def create_app(
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {
+    async def health(request: Request) -> dict[str, Any]:
+        """Always answers (it is the liveness probe); which models exist only with the key."""
+        answer: dict[str, Any] = {
             "status": "ok",
             "version": __version__,
             "uptime_seconds": round(time.time() - state["started"], 1),
-            "models": {d["name"]: d["state"] for d in supervisor.snapshot()},
         }
+        if not api_key or hmac.compare_digest(bearer(request), api_key.encode()):
+            answer["models"] = {d["name"]: d["state"] for d in supervisor.snapshot()}
+        return answer
 
     def model_entry(spec: ModelSpec) -> dict[str, Any]:
         dep = supervisor.deployments.get(spec.name)

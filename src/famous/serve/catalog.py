@@ -7,6 +7,7 @@ lookup (a small SQLite query), so a model pulled while the gateway runs is serva
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping
@@ -67,20 +68,37 @@ def estimate_memory(path: Path, configuration: Mapping[str, Any] | None = None) 
     if gguf is None:
         return None
     try:
+        stat = gguf.stat()
+    except OSError:
+        return None
+    shape = _gguf_shape(gguf, stat.st_size, stat.st_mtime_ns)
+    if shape is None:
+        return None
+    layers, trained_ctx, kv_heads, head_dim = shape
+    weights = sum(p.stat().st_size for p in ([gguf] if path.is_file() else path.rglob("*.gguf")))
+    cfg = {str(k).replace("-", "_"): v for k, v in (configuration or {}).items()}
+    ctx = cfg.get("ctx_size") or cfg.get("n_ctx") or min(trained_ctx, 4096)
+    kv = 2 * layers * int(ctx) * kv_heads * head_dim * 2
+    return int(weights + kv + DEFAULT_OVERHEAD)
+
+
+@functools.lru_cache(maxsize=256)
+def _gguf_shape(gguf: Path, size: int, mtime_ns: int) -> tuple[int, int, int, int] | None:
+    """(layers, trained context, kv heads, head dim) of a GGUF file, parsed once per version
+    of the file: its header holds the whole vocabulary, far too slow to read per request."""
+    del size, mtime_ns  # the cache key: a rewritten file is parsed again
+    try:
         meta = gguf_meta.read_metadata(gguf)
     except (OSError, gguf_meta.GGUFError):
         return None
     arch = gguf_meta.architecture(meta) or ""
-    weights = sum(p.stat().st_size for p in ([gguf] if path.is_file() else path.rglob("*.gguf")))
-    cfg = {str(k).replace("-", "_"): v for k, v in (configuration or {}).items()}
-    ctx = cfg.get("ctx_size") or cfg.get("n_ctx") or min(gguf_meta.context_length(meta) or 0, 4096)
     layers = meta.get(f"{arch}.block_count") or 0
     heads = meta.get(f"{arch}.attention.head_count") or 1
     kv_heads = meta.get(f"{arch}.attention.head_count_kv") or heads
     embd = meta.get(f"{arch}.embedding_length") or 0
     head_dim = embd // heads if heads else 0
-    kv = 2 * int(layers) * int(ctx) * int(kv_heads) * int(head_dim) * 2
-    return int(weights + kv + DEFAULT_OVERHEAD)
+    ctx = gguf_meta.context_length(meta) or 0
+    return int(layers), int(ctx), int(kv_heads), int(head_dim)
 
 
 class ModelCatalog:
