@@ -1,16 +1,18 @@
 """The tokenizer part of a GGUF: ``tokenizer.ggml.*`` from a Hub ``tokenizer.json``.
 
-Two tokenizer kinds llama.cpp runs:
+Three tokenizer kinds llama.cpp runs:
 
 * ``gpt2`` — byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM): the token strings in their
   byte-level spelling, the merges, and a pre-tokenizer name (``tokenizer.ggml.pre``) that
   says which split regex llama.cpp applies. famous reads the regex from ``tokenizer.json``
   and names the llama.cpp pre-tokenizer that uses the same one.
-* ``llama`` — SentencePiece-style (Llama 2, TinyLlama, Mistral, Gemma): ``▁`` for spaces,
-  ``<0xNN>`` byte-fallback tokens and a score per token. From a Unigram model the scores are
-  its log-probabilities; from a BPE-with-byte-fallback model a token's score is minus the
-  rank of the merge that makes it, so llama.cpp's highest-score-first merging follows the
-  merge order.
+* ``llama`` — SentencePiece-style BPE (Llama 2, TinyLlama, Mistral, Gemma): ``▁`` for
+  spaces, ``<0xNN>`` byte-fallback tokens and a score per token: minus the rank of the merge
+  that makes it, so llama.cpp's highest-score-first merging follows the merge order.
+* ``t5`` — a Unigram model: llama.cpp's UGM tokenizer, which segments by the Unigram
+  log-probabilities (the scores) like ``tokenizers`` does and maps what the vocabulary cannot
+  spell to the unknown token. (Its SentencePiece-BPE tokenizer would merge greedily instead,
+  and aborts on a character that is neither in the vocabulary nor a byte token.)
 
 Special tokens (bos / eos / unk / pad, whether bos is added) and the chat template come from
 ``tokenizer_config.json`` (and ``chat_template.jinja`` where transformers 5 writes it).
@@ -42,7 +44,7 @@ _KNOWN_SPLITS = {_LLAMA3_RE: "llama-bpe", _QWEN2_RE: "qwen2"}
 
 @dataclass
 class Vocab:
-    model: str  # "gpt2" | "llama"
+    model: str  # "gpt2" | "llama" | "t5"
     pre: str | None
     tokens: list[str]
     types: list[int]
@@ -119,14 +121,16 @@ def _read_chat_template(model_dir: Path, tcfg: dict[str, Any]) -> str | None:
     return None
 
 
-def _bos_added_by_post_processor(tj: dict[str, Any], bos: str | None) -> bool | None:
+def _added_by_post_processor(tj: dict[str, Any], token: str | None) -> bool | None:
+    """Whether the post-processor puts ``token`` around a single sequence (None: it does
+    not say)."""
     post = tj.get("post_processor") or {}
     procs = post.get("processors") if post.get("type") == "Sequence" else [post]
     for p in procs or []:
         if p and p.get("type") == "TemplateProcessing":
             single = p.get("single") or []
             ids = [(s.get("SpecialToken") or {}).get("id") for s in single]
-            return bos is not None and bos in ids
+            return token is not None and token in ids
     return None
 
 
@@ -179,6 +183,8 @@ def read_vocab(model_dir: str | Path, vocab_size: int, hf_config: dict[str, Any]
     tokens: list[str] = []
     types: list[int] = []
     unk_text = model.get("unk_token")
+    if kind == "Unigram" and model.get("unk_id") is not None:
+        unk_text = pieces.get(int(model["unk_id"]))
     for i in range(n):
         if i not in pieces:
             tokens.append(f"[PAD{i}]")
@@ -209,7 +215,7 @@ def read_vocab(model_dir: str | Path, vocab_size: int, hf_config: dict[str, Any]
         return int(fallback) if fallback is not None else None
 
     vocab = Vocab(
-        model="llama" if sentencepiece else "gpt2",
+        model="t5" if kind == "Unigram" else "llama" if sentencepiece else "gpt2",
         pre=None,
         tokens=tokens,
         types=types,
@@ -223,9 +229,11 @@ def read_vocab(model_dir: str | Path, vocab_size: int, hf_config: dict[str, Any]
     if "add_bos_token" in tcfg:
         vocab.add_bos = bool(tcfg["add_bos_token"])
     else:
-        vocab.add_bos = _bos_added_by_post_processor(tj, bos)
+        vocab.add_bos = _added_by_post_processor(tj, bos)
     if "add_eos_token" in tcfg:
         vocab.add_eos = bool(tcfg["add_eos_token"])
+    elif vocab.model == "t5":  # llama.cpp's UGM default is to append eos; say what HF does
+        vocab.add_eos = bool(_added_by_post_processor(tj, eos))
 
     if sentencepiece:
         if kind == "Unigram":

@@ -11,6 +11,8 @@ or per block); int4 ``s = max|w| / 7``, ``q ∈ [-8, 7]`` per block of the input
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -215,20 +217,29 @@ def apply_recipe(model: nn.Module, recipe: Recipe) -> list[tuple[str, str]]:
     return done
 
 
+_BLOCK_INDEX = re.compile(r"(?:^|\.)(?:layer|layers|h|blocks)\.(\d+)\.")
+
+
 def apply_to_linears(module: nn.Module, recipe: Recipe) -> int:
     """Quantize every ``nn.Linear`` of any module (an encoder such as MiniLM): names with
     ``attention`` use the attention spec, ``intermediate`` / ``output`` the feed-forward
-    spec, the rest the default. Returns how many layers were replaced."""
+    spec, the rest the default; inside a numbered block (``layer.3.``) the recipe's block
+    overrides apply as they do to a decoder. Returns how many layers were replaced."""
+    names = [name for name, _ in module.named_modules()]
+    found = [_BLOCK_INDEX.search(n) for n in names]
+    n_blocks = max((int(m.group(1)) + 1 for m in found if m), default=None)
     count = 0
     for name, child in list(module.named_modules()):
         for attr, sub in list(child.named_children()):
             if not isinstance(sub, nn.Linear):
                 continue
             full = f"{name}.{attr}" if name else attr
+            m = _BLOCK_INDEX.search(full)
+            block = int(m.group(1)) if m else None
             if "attention" in full:
-                spec = recipe.spec_for("attention")
+                spec = recipe.spec_for("attention", block, n_blocks)
             elif "intermediate" in full or full.endswith("output.dense"):
-                spec = recipe.spec_for("feed_forward")
+                spec = recipe.spec_for("feed_forward", block, n_blocks)
             else:
                 spec = recipe.default
             if spec.dtype == "fp32" and spec.activations == "none":

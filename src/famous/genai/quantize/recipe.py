@@ -135,6 +135,13 @@ class Recipe(BaseModel):
                     "exists as a GGUF; use --target gguf, or int4 / int8 for the torch engine"
                 )
             return
+        if self.gguf_type and any(s.dtype in ("int8", "int4") for s in self.specs()):
+            raise RecipeError(
+                f"recipe {self.name!r} is llama.cpp's {self.gguf_type.upper()} mix, which "
+                "llama.cpp's quantizer makes from an F16 file, choosing every tensor's type "
+                "itself; int8 / int4 overrides cannot be part of it. Drop them, or use "
+                "per-component int8 (Q8_0) / int4 (Q4_0) specs without gguf_type"
+            )
         for spec in self.specs():
             if spec.activations == "int8":
                 raise RecipeError(
@@ -257,7 +264,15 @@ def get_recipe(name_or_path: str | Recipe) -> Recipe:
         import yaml
         from pydantic import ValidationError
 
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise RecipeError(
+                f"{path}: a recipe is a mapping (default:, embedding:, attention:, "
+                f"feed_forward:, lm_head:, blocks:), not a {type(data).__name__}"
+            )
         data.setdefault("name", path.stem)
         try:
             return Recipe.model_validate(data)

@@ -1,0 +1,158 @@
+"""Helpers of the GGUF tests: model folders export_helpers cannot make (other widths, other
+tokenizers, weights trained to be confident), and what llama.cpp itself reads back from a
+GGUF (logits, tokens, text), through llama-cpp-python, the real engine."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from export_helpers import CORPUS, train_tokenizer
+
+
+def save_random_model(
+    kind: str, out: Path, *, tokenizer: bool = True, seed: int = 0, **config: Any
+) -> Path:
+    """A random two-layer model of family ``kind`` with ``config`` over famous's fake shape
+    (``make_model`` with other widths), and the locally trained byte-level BPE tokenizer
+    unless ``tokenizer=False`` (then ``config`` must give ``vocab_size``)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from famous.genai.models import fake_hf_config
+
+    cfg = fake_hf_config(kind)
+    cfg.update(bos_token_id=1, eos_token_id=2, pad_token_id=0, initializer_range=0.2)
+    if tokenizer:
+        cfg["vocab_size"] = train_tokenizer(out)
+    cfg.update(config)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg)).eval()
+    model.save_pretrained(out)
+    return out
+
+
+def memorize_corpus(model_dir: Path, steps: int = 25, lr: float = 0.03) -> Path:
+    """Fine-tune the model in ``model_dir`` on export_helpers' corpus until it continues each
+    sentence with confidence (top-1 ahead of the runner-up by several logits), and save it
+    back: greedy tokens then do not hinge on near-ties that rounding can flip."""
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    enc = [tok.encode(s).ids for s in sorted(set(CORPUS))]
+    width = max(map(len, enc))
+    ids = torch.tensor([e + [0] * (width - len(e)) for e in enc])
+    mask = torch.tensor([[1] * len(e) + [0] * (width - len(e)) for e in enc])
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100))
+        opt.zero_grad()
+        loss.loss.backward()
+        opt.step()
+    model.eval().save_pretrained(model_dir)
+    return model_dir
+
+
+def with_tokenizer(weights: Path, out: Path, tokenizer: Any, tokenizer_config: dict) -> Path:
+    """A model folder with the config and weights of ``weights`` (linked) and its own
+    tokenizer files."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        os.symlink(weights / name, out / name)
+    tokenizer.save(str(out / "tokenizer.json"))
+    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    return out
+
+
+def hf_logits(model_dir: Path, ids: list[int]) -> np.ndarray:
+    """transformers' fp32 logits for ``ids`` (one row per position)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].numpy()
+
+
+def hf_greedy(model_dir: Path, ids: list[int], n: int) -> list[int]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        out = model.generate(
+            torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None
+        )
+    return out[0, len(ids) :].tolist()
+
+
+@contextlib.contextmanager
+def llama(path: Path, **kwargs: Any) -> Iterator[Any]:
+    """llama.cpp on ``path`` (one thread: a shared CPU makes llama.cpp's thread barriers
+    slow, and the results do not depend on the thread count)."""
+    from llama_cpp import Llama
+
+    opts = {"n_ctx": 64, "n_threads": 1, "n_threads_batch": 1, "verbose": False}
+    llm = Llama(model_path=str(path), **{**opts, **kwargs})
+    try:
+        yield llm
+    finally:
+        llm.close()
+
+
+def llama_logits(path: Path, ids: list[int]) -> np.ndarray:
+    with llama(path, logits_all=True) as llm:
+        llm.eval(ids)
+        return np.array(llm.scores[: len(ids)], dtype=np.float32)
+
+
+def llama_greedy(path: Path, ids: list[int], n: int) -> list[int]:
+    with llama(path, logits_all=True) as llm:
+        llm.eval(ids)
+        out: list[int] = []
+        for _ in range(n):
+            out.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+            llm.eval(out[-1:])
+        return out
+
+
+def llama_detokenize(llm: Any, ids: list[int]) -> str:
+    """llama.cpp's own detokenizer (``llama_detokenize``, special tokens rendered), not
+    llama-cpp-python's piece concatenation."""
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    arr = (llama_cpp.llama_token * len(ids))(*ids)
+    buf = ctypes.create_string_buffer(8192)
+    n = llama_cpp.llama_detokenize(vocab, arr, len(ids), buf, len(buf), False, True)
+    assert n >= 0, f"llama_detokenize needs {-n} bytes"
+    return buf.raw[:n].decode("utf-8")
+
+
+def fields(path: Path) -> dict[str, Any]:
+    """Every metadata field of a GGUF as the ``gguf`` package reads it."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    return {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+
+
+def tensors(path: Path) -> dict[str, Any]:
+    import gguf
+
+    return {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+
+
+def kl(ref: np.ndarray, got: np.ndarray) -> float:
+    """Mean KL(softmax(ref) ‖ softmax(got)) per row."""
+    lp = torch.log_softmax(torch.from_numpy(ref).double(), -1)
+    lq = torch.log_softmax(torch.from_numpy(got).double(), -1)
+    return float((lp.exp() * (lp - lq)).sum(-1).mean())
