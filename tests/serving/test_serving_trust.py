@@ -235,3 +235,66 @@ def test_host_names_and_the_allowed_set(monkeypatch: pytest.MonkeyPatch) -> None
     assert allowed_hosts("0.0.0.0") is None  # every name: such a gateway needs an API key
     monkeypatch.setenv("FAMOUS_ALLOWED_HOSTS", "famous.internal, Other:9")
     assert {"famous.internal", "other"} <= allowed_hosts("127.0.0.1")
+
+
+# ------------------------------------------------------------------------------ engines
+
+
+def test_fields_an_engine_cannot_survive_never_reach_it(gw: Gateway, http) -> None:
+    """A raw llama.cpp grammar with an unbalanced rule segfaults llama_cpp.server; the
+    gateway forwards only known fields, so the request is answered and the engine lives."""
+    chat = _chat(max_tokens=2, temperature=0)
+    assert http.post(gw.v1 + "/chat/completions", json=chat).status_code == 200
+    pid = gw.pid_of("tiny")
+    hostile = {**chat, "grammar": "root ::= (((", "n_ctx": 10**9, "model_path": "/etc/passwd"}
+    resp = http.post(gw.v1 + "/chat/completions", json=hostile)
+    assert resp.status_code == 200, resp.text
+    assert gw.pid_of("tiny") == pid  # the same engine process, still serving
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"top_k": -1}, "top_k"),
+        ({"top_k": 2.5}, "top_k"),
+        ({"min_p": 1.5}, "min_p"),
+        ({"repeat_penalty": -1}, "repeat_penalty"),
+        ({"repetition_penalty": 10**400}, "repetition_penalty"),
+        ({"logit_bias": {"not-a-token": 1}}, "logit_bias"),
+        ({"logit_bias": {"5": 1000}}, "logit_bias"),
+        ({"logit_bias": ["5"]}, "logit_bias"),
+        ({"messages": [{"role": "tool", "content": "42"}]}, "messages"),
+        ({"messages": [{"role": "user", "content": 7}]}, "messages"),
+        ({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}, "messages"),
+    ],
+)
+def test_engine_bound_fields_are_checked_first(gw: Gateway, http, fields: dict, param: str) -> None:
+    resp = http.post(gw.v1 + "/chat/completions", json=_chat(max_tokens=2, **fields))
+    assert resp.status_code == 400, resp.text
+    assert _error(resp)["param"] == param
+
+
+def test_what_clients_commonly_send_is_understood(gw: Gateway, http) -> None:
+    """OpenAI's list-of-parts content (text only) and a NaN-free min_p reach the engine."""
+    parts = [{"type": "text", "text": "Say "}, {"type": "text", "text": "hi"}]
+    body = _chat(messages=[{"role": "user", "content": parts}], max_tokens=2, min_p=0.05)
+    resp = http.post(gw.v1 + "/chat/completions", json=body)
+    assert resp.status_code == 200, resp.text
+    empty = http.post(gw.v1 + "/completions", json={"model": "tiny", "prompt": ""})
+    assert empty.status_code == 400 and _error(empty)["param"] == "prompt"
+
+
+def test_an_engine_killed_by_requests_does_not_lock_others_out(gw: Gateway, http) -> None:
+    """However often a running engine dies, the next request restarts it at once: only
+    engines that fail to start back off."""
+    import os
+    import signal
+
+    chat = _chat(max_tokens=2, temperature=0)
+    assert http.post(gw.v1 + "/chat/completions", json=chat, timeout=120).status_code == 200
+    for _ in range(4):
+        os.kill(gw.pid_of("tiny"), signal.SIGKILL)
+        resp = http.post(gw.v1 + "/chat/completions", json=chat, timeout=120)
+        assert resp.status_code == 200, resp.text
+    crashes = next(d for d in gw.ps() if d["name"] == "tiny")["crashes"]
+    assert crashes >= 4

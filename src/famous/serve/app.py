@@ -1,9 +1,9 @@
 """The gateway: OpenAI routes in front of the engines, routed by the request's ``model``.
 
 The gateway checks what it can cheaply (size, JSON, the fields it must understand to route
-and to reject nonsense early), then forwards the request bytes unchanged to the model's
-engine and relays the answer's bytes as they arrive, server-sent events included. It never
-re-encodes a token stream.
+and to reject nonsense early), forwards only the fields engines are known to handle
+(``famous.serve.fields``) to the model's engine, and relays the answer's bytes as they
+arrive, server-sent events included. It never re-encodes a token stream.
 
 Admin routes under ``/api/`` (ps, load, stop, register a file) serve the CLI and need a
 credential even on loopback: the install's admin token (``FAMOUS_HOME/admin-token``, 0600,
@@ -18,9 +18,9 @@ import contextlib
 import hmac
 import json
 import logging
-import math
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from famous.runtimes import RUNTIMES, get_runtime
 from famous.serve import relay
 from famous.serve.catalog import ModelSpec
 from famous.serve.errors import APIError, invalid
+from famous.serve.fields import finite_number, forwarded
 from famous.serve.guard import RequestGuard
 from famous.serve.supervisor import Deployment, Supervisor
 
@@ -112,15 +113,6 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
 def _check_name(value: Any, field: str, what: str) -> str:
     """A model name that can be stored and echoed: a short string of valid Unicode."""
     if not isinstance(value, str) or not value.strip():
@@ -137,7 +129,7 @@ def _check_name(value: Any, field: str, what: str) -> str:
 def _check_range(payload: dict[str, Any], key: str, low: float, high: float) -> None:
     if key in payload and payload[key] is not None:
         value = payload[key]
-        if not _is_number(value) or not low <= value <= high:
+        if not finite_number(value) or not low <= value <= high:
             raise invalid(
                 f"{key} must be a number between {low:g} and {high:g}, got {value!r}", key
             )
@@ -292,6 +284,7 @@ def create_app(
             "# TYPE famous_model_loaded gauge",
             "# TYPE famous_model_load_seconds gauge",
             "# TYPE famous_engine_failures gauge",
+            "# TYPE famous_engine_crashes counter",
         ]
         for dep in supervisor.deployments.values():
             escaped = dep.name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -302,6 +295,7 @@ def create_app(
                 f"famous_model_loaded{label} {1 if dep.state == 'ready' else 0}",
                 f"famous_model_load_seconds{label} {dep.last_load_seconds or 0:.3f}",
                 f"famous_engine_failures{label} {len(dep.failures)}",
+                f"famous_engine_crashes{label} {dep.crashes}",
             ]
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
@@ -339,25 +333,33 @@ def create_app(
         body = await read_body(request, max_request_bytes)
         payload = parse_json(body)
         name = validate(kind, payload)
-        dep = await supervisor.acquire(name, wait=prefer_wait(request))
-        try:
-            return await forward(dep, _ROUTES[kind], body, request)
-        except BaseException:
-            supervisor.release(dep)
-            raise
+        body = json.dumps(forwarded(kind, payload)).encode()
+        for attempt in (1, 2):
+            dep = await supervisor.acquire(name, wait=prefer_wait(request))
+            try:
+                return await forward(dep, _ROUTES[kind], body, request)
+            except relay.RelayError:
+                # no answer began: when the engine is dead (another request may have crashed
+                # it a moment ago), the next acquire restarts it and this request runs once
+                # more; a request that kills the engine itself fails on its second try
+                supervisor.release(dep)
+                message = await supervisor.engine_dropped(dep)
+                if attempt == 2 or dep.state != "failed":
+                    raise APIError(502, message, code="engine_failed") from None
+            except BaseException:
+                supervisor.release(dep)
+                raise
+        raise AssertionError("unreachable")
 
     async def forward(dep: Deployment, path: str, body: bytes, request: Request) -> Response:
-        """Send the original bytes to the engine; relay its answer (released when done)."""
+        """Send the checked body to the engine; relay its answer (released when done)."""
         proc = dep.process
         assert proc is not None
         headers = {
             "Content-Type": "application/json",
             "Accept": request.headers.get("accept", "*/*"),
         }
-        try:
-            resp = await relay.post(proc.host, proc.port, path, body, headers)
-        except relay.RelayError:
-            raise APIError(502, supervisor.engine_broke(dep), code="engine_failed") from None
+        resp = await relay.post(proc.host, proc.port, path, body, headers)  # RelayError: retry
         content_type = resp.content_type
         if content_type.startswith("text/event-stream"):
 
@@ -389,7 +391,7 @@ def create_app(
             resp.close()
         supervisor.release(dep)
         if resp.status >= 400:
-            return error_response(engine_error(resp.status, content))
+            return error_response(engine_error(resp.status, content, dep.name))
         return Response(content, status_code=resp.status, media_type=content_type)
 
     @app.post("/v1/chat/completions")
@@ -466,9 +468,17 @@ def create_app(
     return app
 
 
-def engine_error(status: int, content: bytes) -> APIError:
-    """An engine's error answer in OpenAI's shape (engines disagree on theirs)."""
-    message = content.decode("utf-8", errors="replace")[:2000]
+def engine_error(status: int, content: bytes, model: str = "") -> APIError:
+    """An engine's error answer in OpenAI's shape (engines disagree on theirs).
+
+    A client never sees an engine's traceback: its last line stays in the message, the whole
+    answer goes to the gateway's log under an error id the message names. An engine that
+    answers 500 and lives on failed on this request (the gateway checked what it could), so
+    the client gets a 400 its SDK will not retry; 501 and 503 keep their meaning, and any
+    other 5xx is a 502.
+    """
+    raw = content.decode("utf-8", errors="replace")
+    message = raw[:2000]
     code = None
     try:
         data = json.loads(content)
@@ -483,5 +493,15 @@ def engine_error(status: int, content: bytes) -> APIError:
             message = err
         elif "detail" in data:  # FastAPI validation errors (llama-cpp-python)
             message = f"the engine rejected the request: {data['detail']}"
+    if "Traceback (most recent call last)" in message or status >= 500:
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        error_id = uuid.uuid4().hex[:12]
+        log.warning("engine error %s from %s (HTTP %s): %s", error_id, model, status, raw[:20000])
+        last = lines[-1][:300] if lines else "no message"
+        message = f"the engine failed on this request: {last} (error {error_id} in the gateway log)"
     # A 422 from a FastAPI engine is a bad request to an OpenAI client.
-    return APIError(400 if status == 422 else status, message, code=code or "engine_error")
+    if status in (422, 500):
+        status = 400
+    elif status > 500 and status not in (501, 503):
+        status = 502
+    return APIError(status, message, code=code or "engine_error")

@@ -33,6 +33,8 @@ from famous.units import format_size
 log = logging.getLogger("famous.serve")
 
 # Back-off after repeated start failures: the Nth failure within the window waits 2**(N-3) s.
+# An engine that crashes while serving (a request it could not survive) restarts at once:
+# backing off then would lock every other client out because of one bad request.
 FAILURE_WINDOW = 60.0
 FAILURES_BEFORE_BACKOFF = 3
 MAX_BACKOFF = 30.0
@@ -52,7 +54,8 @@ class Deployment:
     last_load_seconds: float | None = None
     error: str | None = None
     exit_code: int | None = None
-    failures: list[float] = field(default_factory=list)
+    failures: list[float] = field(default_factory=list)  # failed starts: these back off
+    crashes: int = 0  # a running engine that died (often one request's doing): no back-off
     requests: int = 0
 
     @property
@@ -79,6 +82,7 @@ class Deployment:
             "log_path": str(proc.log_path) if proc else str(log_path_for(self.name)),
             "error": self.error,
             "exit_code": self.exit_code,
+            "crashes": self.crashes,
         }
 
 
@@ -231,6 +235,16 @@ class Supervisor:
     def release(self, dep: Deployment) -> None:
         dep.active = max(0, dep.active - 1)
         dep.last_used = time.monotonic()
+
+    async def engine_dropped(self, dep: Deployment, grace: float = 1.0) -> str:
+        """A connection to the engine broke before any answer: give a dying engine ``grace``
+        seconds to exit (a killed process closes its sockets before it can be reaped), then
+        ``engine_broke``."""
+        proc = dep.process
+        deadline = time.monotonic() + grace
+        while proc is not None and proc.alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.engine_broke(dep)
 
     def engine_broke(self, dep: Deployment) -> str:
         """Called when a proxied request failed: if the engine died, mark it failed now."""
@@ -409,7 +423,7 @@ class Supervisor:
         dep.exit_code = proc.returncode() if proc is not None else None
         dep.state = "failed"
         dep.error = f"the engine process exited with status {dep.exit_code}"
-        dep.failures.append(time.monotonic())
+        dep.crashes += 1  # the next request restarts it at once; only failed starts back off
         self._record(dep, "failed")
         log.warning("%s: %s", dep.name, dep.error)
 
