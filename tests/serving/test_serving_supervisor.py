@@ -73,8 +73,29 @@ def test_lru_eviction_and_keep_alive(tmp_path: Path, tiny_models: dict[str, Path
         stop_gateway(gw)
 
 
-def test_model_that_cannot_fit_gets_507(tiny_models: dict[str, Path]) -> None:
-    catalog = ModelCatalog([ModelSpec(name="tiny", path=tiny_models["llama"])], use_store=False)
+def _safetensors_folder(folder: Path, size: int) -> Path:
+    """A folder whose weights take ``size`` bytes on disk (sparse: nothing is written)."""
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    with open(folder / "model.safetensors", "wb") as f:
+        f.truncate(size)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["gguf", "safetensors folder", "unreadable gguf"])
+def test_model_that_cannot_fit_gets_507(
+    tiny_models: dict[str, Path], tmp_path: Path, kind: str
+) -> None:
+    """The budget applies to every model: a GGUF by its header, anything else (or a GGUF
+    whose header cannot be read) by the size of its weights."""
+    if kind == "gguf":
+        path = tiny_models["llama"]
+    elif kind == "safetensors folder":
+        path = _safetensors_folder(tmp_path / "st", 16 * 1024**2)
+    else:
+        path = tmp_path / "broken.gguf"
+        path.write_bytes(b"GGUF" + b"\xff" * 4096)
+    catalog = ModelCatalog([ModelSpec(name="tiny", path=path)], use_store=False)
     supervisor = Supervisor(catalog, memory_budget=64 * 1024**2, record=False)
 
     async def go() -> APIError:

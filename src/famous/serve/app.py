@@ -14,6 +14,7 @@ from the user's browser: a ``Host`` that is not this gateway (DNS rebinding), a 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -444,7 +445,7 @@ def create_app(
             embedding=embedding,
         )
         try:
-            supervisor.catalog.register(spec)
+            await asyncio.to_thread(supervisor.catalog.register, spec)  # walks folders
         except FileNotFoundError as exc:
             raise invalid(str(exc), "path") from None
         return model_entry(spec)

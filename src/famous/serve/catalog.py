@@ -20,7 +20,29 @@ from famous.formats import gguf_meta
 log = logging.getLogger("famous.serve")
 
 DEFAULT_OVERHEAD = 384 * 1024**2
-FORMAT_RUNTIMES = {"gguf": "llamacpp"}
+# the runtime of an artifact whose engine is in no package (last resort: its format)
+FORMAT_RUNTIMES = {
+    "gguf": "llamacpp",
+    "safetensors": "famous-native",
+    "mlx": "mlx",
+    "openvino": "openvino",
+    "pte": "executorch",
+    "tflite": "litert",
+}
+GENERIC_ENGINES = Path(__file__).resolve().parent.parent / "packages" / "_generic"
+
+
+@functools.cache
+def generic_engine(name: str) -> tuple[str, dict[str, Any]] | None:
+    """(runtime, configuration) of famous's generic engine ``name`` (``native-cpu``,
+    ``transformers-cpu``, …): what imported and synthesized artifacts are registered with."""
+    import yaml
+
+    for file in sorted(GENERIC_ENGINES.glob("*.yaml")):
+        engine = (yaml.safe_load(file.read_text()) or {}).get("engine") or {}
+        if engine.get("name") == name:
+            return str(engine["runtime"]), dict(engine.get("configuration") or {})
+    return None
 
 
 @dataclass
@@ -66,20 +88,40 @@ def estimate_memory(path: Path, configuration: Mapping[str, Any] | None = None) 
     """
     gguf = _gguf_file(path)
     if gguf is None:
-        return None
+        try:
+            return _weights_estimate(path, path.stat().st_mtime_ns)
+        except OSError:
+            return None
     try:
         stat = gguf.stat()
     except OSError:
         return None
     shape = _gguf_shape(gguf, stat.st_size, stat.st_mtime_ns)
-    if shape is None:
-        return None
+    if shape is None:  # unreadable header: at least the weights must fit
+        return stat.st_size + DEFAULT_OVERHEAD
     layers, trained_ctx, kv_heads, head_dim = shape
     weights = sum(p.stat().st_size for p in ([gguf] if path.is_file() else path.rglob("*.gguf")))
     cfg = {str(k).replace("-", "_"): v for k, v in (configuration or {}).items()}
     ctx = cfg.get("ctx_size") or cfg.get("n_ctx") or min(trained_ctx, 4096)
     kv = 2 * layers * int(ctx) * kv_heads * head_dim * 2
     return int(weights + kv + DEFAULT_OVERHEAD)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".pte", ".tflite", ".npz", ".onnx")
+
+
+@functools.lru_cache(maxsize=256)
+def _weights_estimate(path: Path, mtime_ns: int) -> int | None:
+    """Not a GGUF (safetensors, MLX, OpenVINO IR, edge programs): the weight files' size plus
+    the runtime's overhead, so a memory budget still applies (the KV cache is not counted).
+    Walked once per version of the folder (``mtime_ns``), not per request."""
+    del mtime_ns
+    try:
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        weights = sum(p.stat().st_size for p in files if p.suffix.lower() in WEIGHT_SUFFIXES)
+    except OSError:
+        return None
+    return weights + DEFAULT_OVERHEAD if weights else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -201,8 +243,8 @@ class ModelCatalog:
     @staticmethod
     def _engine_settings(name: str, row: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """Runtime and effective configuration (engine < user < environment) of an artifact."""
-        runtime = FORMAT_RUNTIMES.get(row["format"], "llamacpp")
-        engine_config: dict[str, Any] = {}
+        generic = generic_engine(row["engine"])
+        runtime, engine_config = generic or (FORMAT_RUNTIMES.get(row["format"], "llamacpp"), {})
         try:
             from famous.manifests.loader import find_package
 
@@ -210,7 +252,7 @@ class ModelCatalog:
             if engine is not None:
                 runtime = engine.runtime
                 engine_config = dict(engine.configuration)
-        except Exception as exc:  # a synthesized package may not be loadable by name
+        except Exception as exc:  # imported or synthesized: the generic engine (or format)
             log.debug("no package manifest for %s: %s", name, exc)
         try:
             from famous.services.selection import runtime_settings
