@@ -298,3 +298,27 @@ def test_an_engine_killed_by_requests_does_not_lock_others_out(gw: Gateway, http
         assert resp.status_code == 200, resp.text
     crashes = next(d for d in gw.ps() if d["name"] == "tiny")["crashes"]
     assert crashes >= 4
+
+
+def test_engines_die_with_a_killed_gateway(
+    tmp_path: Path, tiny_models: dict[str, Path], http
+) -> None:
+    """kill -9 of the gateway leaves no engine behind: the kernel stops them (Linux's
+    parent-death signal), without waiting for the next ``famous serve`` to reap them."""
+    import time
+
+    from famous.store.deployments import process_alive
+
+    gateway = start_gateway(tmp_path / "home", "--model", f"tiny={tiny_models['llama']}")
+    try:
+        chat = _chat(max_tokens=1)
+        assert http.post(gateway.v1 + "/chat/completions", json=chat).status_code == 200
+        engine = gateway.pid_of("tiny")
+        gateway.proc.kill()  # SIGKILL: the gateway cannot stop anything itself
+        gateway.proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while process_alive(engine) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not process_alive(engine), "the engine outlived its gateway"
+    finally:
+        stop_gateway(gateway)

@@ -145,7 +145,8 @@ def _start_gateway(port: int | None = None, wait: float = 60.0) -> state.Gateway
     try:
         import socket
 
-        with socket.socket() as sock:
+        with socket.socket() as sock:  # as uvicorn binds: a port in TIME-WAIT is free
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", port))
     except OSError:
         port = free_port()
