@@ -322,3 +322,18 @@ def test_engines_die_with_a_killed_gateway(
         assert not process_alive(engine), "the engine outlived its gateway"
     finally:
         stop_gateway(gateway)
+
+
+def test_only_models_can_be_registered(gw: Gateway, http, tmp_path: Path) -> None:
+    """A file that is no GGUF, or a folder without a config and weights, is refused at
+    registration, instead of a load that fails (and is retried by SDKs) later."""
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"\x00" * 1024)
+    empty = tmp_path / "empty-folder"
+    empty.mkdir()
+    for path in ("/etc/hostname", str(fake), str(empty)):
+        body = {"name": "not-a-model", "path": path}
+        resp = http.post(gw.url + "/api/models", json=body, headers=gw.admin)
+        assert resp.status_code == 400, resp.text
+        error = _error(resp)
+        assert error["param"] == "path" and "not a" in error["message"]

@@ -446,7 +446,7 @@ def create_app(
         )
         try:
             await asyncio.to_thread(supervisor.catalog.register, spec)  # walks folders
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ValueError) as exc:
             raise invalid(str(exc), "path") from None
         return model_entry(spec)
 

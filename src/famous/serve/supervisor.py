@@ -226,9 +226,13 @@ class Supervisor:
             except RuntimeNotInstalled as exc:
                 raise APIError(503, str(exc), code="engine_not_installed") from None
             except EngineError as exc:
+                # the client gets one line; the log tail, pids and ports stay in the logs
+                lines = getattr(exc, "log_lines", None) or []
+                reason = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
+                reason = reason or str(exc).splitlines()[0]
                 raise APIError(
                     503,
-                    f"model {name!r} could not start: {exc}",
+                    f"model {name!r} could not start: {reason[:300]} (famous logs {name})",
                     code="engine_failed",
                 ) from None
 
