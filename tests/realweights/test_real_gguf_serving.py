@@ -1,0 +1,166 @@
+"""The real SmolLM2 GGUF behind famous's gateway, on each llama.cpp server, through the
+official ``openai`` client; and ``famous run`` as a user runs it.
+
+Both servers get the same Q4_1 file: llama-cpp-python's ``llama_cpp.server`` and llama.cpp's
+own ``llama-server`` (built by ``provision.llama_server()``, handed to the gateway as
+``FAMOUS_LLAMA_SERVER`` the way the serving harness hands its own).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+import serving_harness
+from engine_helpers import streamed
+from realweights_helpers import CHAT, MODEL, QUESTION, SYSTEM, names_paris
+from serving_harness import SERVERS, Gateway, famous_env, start_gateway, stop_gateway
+
+from famous.runtimes.base import free_port, stop_process
+from famous.store.deployments import process_alive
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def native_llama_server(llama_server_binary: Path) -> Iterator[Path]:
+    """The harness passes ``serving_harness.NATIVE`` to every gateway it starts: make it the
+    provisioned binary for this module (whatever the harness found on this machine)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(serving_harness, "NATIVE", llama_server_binary)
+        yield llama_server_binary
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def gateway(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    smollm2_gguf: Path,
+    native_llama_server: Path,
+) -> Iterator[Gateway]:
+    """A gateway serving the real GGUF, once per llama.cpp server."""
+    home = tmp_path_factory.mktemp("famous-home")
+    gw = start_gateway(
+        home, "--model", f"{MODEL}={smollm2_gguf}", "--keep-alive", "-1", server=request.param
+    )
+    gw.server = SERVERS[request.param]
+    try:
+        yield gw
+    finally:
+        stop_gateway(gw)
+
+
+@pytest.fixture(scope="module")
+def client(gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.v1, api_key="unused", max_retries=0, timeout=120)
+
+
+def _ask(client: openai.OpenAI, **extra: object):
+    request = {"model": MODEL, "messages": CHAT, "max_tokens": 48, "temperature": 0, "seed": 0}
+    return client.chat.completions.create(**{**request, **extra})
+
+
+def test_chat_names_paris(
+    client: openai.OpenAI, gateway: Gateway, native_llama_server: Path
+) -> None:
+    reply = _ask(client)
+    choice = reply.choices[0]
+    assert names_paris(choice.message.content), choice.message.content
+    # The answer is one sentence: the model ends it with <|im_end|> long before max_tokens.
+    assert choice.finish_reason == "stop"
+    assert 0 < reply.usage.completion_tokens < 48
+    dep = next(d for d in gateway.ps() if d["name"] == MODEL)
+    assert dep["server"] == gateway.server, dep
+    started = [
+        line for line in Path(dep["log_path"]).read_text().splitlines() if "famous starts:" in line
+    ]
+    assert started, dep["log_path"]
+    program = started[-1].split("famous starts: ", 1)[1].split()[0]
+    if gateway.server == "llama-server":  # the provisioned build, not another one on PATH
+        assert Path(program) == native_llama_server
+    else:
+        assert Path(program) == Path(sys.executable)
+
+
+def test_stream_equals_non_stream(client: openai.OpenAI) -> None:
+    whole = _ask(client).choices[0]
+    text, finish, chunks = streamed(_ask(client, stream=True))
+    assert text == whole.message.content
+    assert finish == whole.finish_reason == "stop"
+    assert chunks >= 2
+    assert names_paris(text)
+
+
+def test_server_renders_the_models_template(client: openai.OpenAI, hf_tokenizer) -> None:
+    """The prompt each server built from the GGUF's template is transformers' prompt: the
+    same number of tokens as ``apply_chat_template`` of the same messages."""
+    prompt = hf_tokenizer.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=False)
+    want = hf_tokenizer(prompt, add_special_tokens=False).input_ids
+    assert _ask(client, max_tokens=1).usage.prompt_tokens == len(want)
+
+
+# ------------------------------------------------------------------------------ famous run
+
+
+def _famous(env: dict[str, str], *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "famous", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _pids(env: dict[str, str]) -> set[int]:
+    """The gateway's and its engines' pids, as ``famous status`` reports them."""
+    r = _famous(env, "status", "--format", "json", timeout=30)
+    if r.returncode != 0:
+        return set()
+    data = json.loads(r.stdout)
+    pids = {data["gateway"].get("pid")} | {d.get("pid") for d in data["deployments"]}
+    return {int(p) for p in pids if p}
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_famous_run_answers_paris(
+    server: str, tmp_path: Path, smollm2_gguf: Path, native_llama_server: Path
+) -> None:
+    """``famous import`` the GGUF, then ``famous run NAME PROMPT`` in a FAMOUS_HOME of its own:
+    it starts a gateway (on a free port) and the engine, prints the answer and exits; the
+    gateway it left running is stopped with ``famous stop --gateway``, and nothing survives.
+
+    ``famous run`` sends no temperature, so the server samples at its default (0.8); the
+    engine's seed is fixed through the configuration's environment layer (``FAMOUS_SEED``,
+    which the catalog applies to an imported model) so the answer is reproducible.
+    """
+    env = famous_env(tmp_path / "home", server)
+    env["FAMOUS_HTTP_PORT"] = str(free_port())
+    env["FAMOUS_SEED"] = "0"
+    imported = _famous(env, "import", str(smollm2_gguf), "--name", MODEL, timeout=60)
+    assert imported.returncode == 0, imported.stderr
+    pids: set[int] = set()
+    try:
+        run = _famous(
+            env, "run", MODEL, QUESTION, "--system", SYSTEM, "--max-tokens", "64", timeout=240
+        )
+        pids = _pids(env)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert names_paris(run.stdout), run.stdout + run.stderr
+        assert f"({SERVERS[server]})" in run.stderr, run.stderr  # "smollm2 on llamacpp (…)"
+        assert len(pids) == 2, pids  # the gateway and one engine
+    finally:
+        pids |= _pids(env)
+        stopped = _famous(env, "stop", "--gateway", timeout=90)
+        survivors = [pid for pid in pids if process_alive(pid)]
+        for pid in survivors:  # only processes this test started (through famous run)
+            stop_process(pid, grace=5)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not survivors, f"processes outlived famous stop --gateway: {survivors}"
+    assert _pids(env) == set()
