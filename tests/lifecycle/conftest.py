@@ -45,3 +45,16 @@ def cpu_report() -> HardwareReport:
 @pytest.fixture
 def hub(hub_server: HubServer, famous_home: Path) -> HubServer:  # noqa: F811
     return hub_server
+
+
+@pytest.fixture
+def cli(famous_home: Path, cpu_report: HardwareReport, monkeypatch: pytest.MonkeyPatch):
+    """Run famous's CLI in-process (typer's CliRunner) on the test machine ``cpu_report``."""
+    from typer.testing import CliRunner
+
+    import famous.hardware.detector as detector
+    from famous.cli.main import app
+
+    monkeypatch.setattr(detector, "detect", lambda *a, **k: cpu_report)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, list(args))

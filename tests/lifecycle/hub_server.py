@@ -16,6 +16,12 @@ Faults (``server.faults``, cleared with ``server.faults.clear()``): a connection
 bytes of a file, a server that ignores ``Range``, wrong bytes (checksum mismatch), 404 for a
 file, a gated repo answering 401 without the right token, a stall before the body (timeout).
 
+Mirror behaviours (also ``server.faults``), as seen on Hub mirrors that are not the Hub:
+``require_revision`` (401 for ``/api/models/{repo}`` without ``/revision/{rev}``),
+``api_body`` (every ``/api/`` route answers 200 with these bytes: empty, HTML, bad JSON),
+and ``ignore_range`` above. ``server.sent`` records how many body bytes each GET really got
+onto the wire, so a test can tell a client that stopped reading from one that did not.
+
 Use as a pytest fixture (``hub_server``) or as a context manager; ``python hub_server.py DIR``
 serves repos laid out as ``DIR/ORG/NAME/...`` (used by the benchmark, in its own process).
 """
@@ -39,6 +45,7 @@ from pathlib import Path
 
 LFS_SUFFIXES = (".gguf", ".safetensors", ".bin", ".pt", ".pth", ".onnx", ".tflite", ".pte", ".npz")
 LFS_THRESHOLD = 10 * 1024 * 1024
+_SLICE = 256 << 10  # bodies go out in slices of this, so a client's early close is visible
 
 
 def git_blob_id(data: bytes) -> str:
@@ -77,6 +84,16 @@ class HubRepo:
 
 
 @dataclass
+class Sent:
+    """A body on its way out: counted as each slice is written, so it is current while the
+    handler still runs (a client may be done before the handler returns)."""
+
+    path: str
+    range: str | None
+    bytes: int = 0
+
+
+@dataclass
 class Faults:
     """What goes wrong. Each entry names a repo-relative file path (or ``*`` for every file)."""
 
@@ -88,6 +105,8 @@ class Faults:
     stall: dict[str, float] = field(default_factory=dict)  # sleep this long before the body
     stall_api: float = 0.0  # sleep before answering API calls
     rate: dict[str, int] = field(default_factory=dict)  # throttle to N bytes per second
+    require_revision: bool = False  # 401 for repo info asked without an explicit revision
+    api_body: bytes | None = None  # every API route answers 200 with exactly these bytes
 
     def clear(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -116,6 +135,7 @@ class HubServer:
         self.faults = Faults()
         self.token = token
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range)
+        self.sent: list[Sent] = []  # each GET's body bytes written so far
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -197,6 +217,16 @@ class HubServer:
         with self._lock:
             self.requests.append((method, path, range_header))
 
+    def start_sending(self, path: str, range_header: str | None) -> Sent:
+        record = Sent(path, range_header)
+        with self._lock:
+            self.sent.append(record)
+        return record
+
+    def bytes_sent(self, sha256: str) -> list[tuple[str | None, int]]:
+        """(Range, bytes written) of each GET of the blob ``sha256`` from the CDN route."""
+        return [(s.range, s.bytes) for s in self.sent if s.path.startswith(f"/cdn/{sha256}")]
+
     def downloads_of(self, filename: str) -> list[tuple[str, str, str | None]]:
         """GET requests that fetched the bytes of ``filename`` (resolve or CDN)."""
         shas = {f.sha256 for r in self.repos.values() for p, f in r.files.items() if p == filename}
@@ -261,6 +291,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = urllib.parse.parse_qs(parsed.query)
         self.hub.log(self.command, path, self.headers.get("Range"))
         try:
+            if path.startswith("/api/") and self.hub.faults.api_body is not None:
+                body = self.hub.faults.api_body
+                return self._send(200, body, {"Content-Type": "text/html; charset=utf-8"})
             if path == "/api/models":
                 return self._search(query)
             if match := _API_REPO.match(path):
@@ -323,6 +356,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _api_repo(self, match: re.Match[str], query: dict[str, list[str]]) -> None:
         if self.hub.faults.stall_api:
             time.sleep(self.hub.faults.stall_api)
+        if self.hub.faults.require_revision and not (match["rev"] or match["tree"]):
+            return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
         repo = self._repo_or_404(match["repo"])
         if repo is None:
             return
@@ -430,22 +465,29 @@ class _Handler(BaseHTTPRequestHandler):
                 faults.cut_times -= 1
             else:
                 cut = None
+        sent = self.hub.start_sending(self.path.split("?")[0], self.headers.get("Range"))
         if faults.lookup(faults.corrupt, f.path):
             data = bytearray(f.read(start, limit))
             if data:
                 data[len(data) // 2] ^= 0xFF
             self.wfile.write(bytes(data))
+            sent.bytes = len(data)
         elif faults.lookup(faults.rate, f.path):
             per_second = faults.rate.get(f.path, faults.rate.get("*", 1 << 20))
             step = max(per_second // 20, 1)
             for pos in range(start, limit, step):
-                self.wfile.write(f.read(pos, min(pos + step, limit)))
+                chunk = f.read(pos, min(pos + step, limit))
+                self.wfile.write(chunk)
+                sent.bytes += len(chunk)
                 time.sleep(0.05)
-        elif isinstance(f.source, Path):
+        elif isinstance(f.source, Path):  # in slices: ``sent`` is what really went out
             with open(f.source, "rb") as fh:
-                self.connection.sendfile(fh, start, limit - start)
+                for pos in range(start, limit, _SLICE):
+                    sent.bytes += self.connection.sendfile(fh, pos, min(_SLICE, limit - pos))
         else:
-            self.wfile.write(memoryview(f.source)[start:limit])
+            for pos in range(start, limit, _SLICE):
+                self.wfile.write(memoryview(f.source)[pos : min(pos + _SLICE, limit)])
+                sent.bytes = min(pos + _SLICE, limit) - start
         if cut is not None:
             self.close_connection = True
             with contextlib.suppress(OSError):

@@ -302,13 +302,18 @@ def du(fmt: OutputFormat = FormatOption) -> None:
         ]
         print_table(["model", "engine", "variant", "size", "owned"], rows)
         sys.stdout.write("\n")
+        unfinished = _size(usage.partial_bytes)
+        if usage.orphan_paths:
+            unfinished += f" in {len(usage.orphan_paths)} folder(s); `famous prune` removes them"
         print_fields(
             [
                 ("total", _size(usage.total_bytes)),
-                ("unfinished", _size(usage.partial_bytes)),
+                ("unfinished", unfinished),
                 ("free", _size(usage.free_bytes)),
             ]
         )
+        for path in usage.orphan_paths:
+            sys.stdout.write(f"unfinished: {path}\n")
 
     emit(usage, fmt, table)
 

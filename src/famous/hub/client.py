@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from famous.hub.errors import GatedRepo, HubError, RepoNotFound
+from famous.hub.errors import GatedRepo, HubError, RepoNotFound, UnexpectedAnswer
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+DEFAULT_REVISION = "main"
 
 
 def endpoint() -> str:
@@ -88,10 +89,30 @@ def is_connection_error(exc: BaseException) -> bool:
     )
 
 
+def describe_body(text: str) -> str:
+    """A short, printable account of what a server sent instead of JSON."""
+    text = text.strip()
+    if not text:
+        return "an empty body"
+    snippet = text[:60] + ("…" if len(text) > 60 else "")
+    return f"text that is not JSON ({snippet!r})"
+
+
+def unexpected_answer(exc: BaseException, what: str) -> UnexpectedAnswer | None:
+    """A body that does not parse as JSON: the endpoint is not (or not only) a Hub."""
+    import json
+
+    if isinstance(exc, json.JSONDecodeError):
+        return UnexpectedAnswer(endpoint(), what, describe_body(exc.doc))
+    return None
+
+
 def translate(exc: BaseException, repo_id: str) -> HubError | None:
     """Map a huggingface_hub / httpx error to a famous error that says what to do."""
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
+    if (odd := unexpected_answer(exc, f"request for the files of {repo_id}")) is not None:
+        return odd
     if isinstance(exc, GatedRepoError):
         return GatedRepo(repo_id, endpoint())
     if isinstance(exc, RepositoryNotFoundError):
@@ -139,9 +160,15 @@ def similar_repos(repo_id: str, limit: int = 5) -> list[str]:
 
 
 def fetch_listing(repo_id: str, revision: str | None = None, tok: str | None = None) -> RepoListing:
-    """The repo's files, sizes and hashes at ``revision`` (default: main) in one API call."""
+    """The repo's files, sizes and hashes at ``revision`` (default: main) in one API call.
+
+    The revision is always sent (``/api/models/REPO/revision/main``): some mirrors answer
+    401 to the revision-less ``/api/models/REPO``, which reads as "no such repo".
+    """
     try:
-        info: Any = api(tok).model_info(repo_id, revision=revision, files_metadata=True)
+        info: Any = api(tok).model_info(
+            repo_id, revision=revision or DEFAULT_REVISION, files_metadata=True
+        )
     except Exception as exc:
         mapped = translate(exc, repo_id)
         if mapped is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # Exit codes shared with famous.cli.main (kept here so the hub does not import the CLI).
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_INCOMPATIBLE = 3
 EXIT_NOT_FOUND = 4
 
@@ -119,6 +120,43 @@ class FileMissing(HubError):
         super().__init__(
             f"{repo_id} lists {filename} but the Hub answered 404 for it",
             "the repo may be changing right now; pull again in a moment",
+        )
+
+
+class BadReference(HubError):
+    """What the user typed cannot name a model: refused before anything is read or written."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, text: str, problem: str) -> None:
+        super().__init__(
+            f"{text!r} {problem}",
+            "name a package (`famous models`), a Hub repo as ORG/NAME[:QUANT], or a package "
+            "folder; register a local model file or folder with `famous import PATH`",
+        )
+
+
+class BadModelFile(HubError):
+    """A local file that is not the model it claims to be: nothing is registered."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(
+            f"{path}: {problem}; nothing was registered",
+            "famous imports a GGUF file, or a model folder with config.json and safetensors "
+            "(or GGUF) weights; if the file came from a download, fetch it again",
+        )
+
+
+class UnexpectedAnswer(HubError):
+    """The server at HF_ENDPOINT answered, but not as a Hub does (HTML, nothing, garbage)."""
+
+    def __init__(self, endpoint: str, what: str, answer: str) -> None:
+        super().__init__(
+            f"{endpoint} answered the {what} with {answer}, not the Hub's JSON",
+            "check HF_ENDPOINT: it must be the address of a Hugging Face Hub or a mirror of its "
+            "API (unset it to use https://huggingface.co)",
         )
 
 

@@ -12,11 +12,16 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from famous.hub.errors import UnsafeName
+from famous.hub.errors import BadReference, UnsafeName
 
+# One half of ORG/NAME as the Hub allows it: ASCII letters, digits, '_', '-', '.', starting
+# and ending with a letter, digit or '_' (so never '.', '..' or a trailing '-').
+_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
 _REPO = re.compile(
-    r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+?)(?:@(?P<rev>[\w./-]+))?(?::(?P<q>[\w.-]+))?$"
+    rf"^(?P<repo>{_PART}/{_PART})(?:@(?P<rev>[A-Za-z0-9_./-]+))?(?::(?P<q>[A-Za-z0-9_.-]+))?$"
 )
+_PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_VARIANT = re.compile(r"^[A-Za-z0-9_.-]+$")
 _HUB_PREFIXES = ("https://huggingface.co/", "http://huggingface.co/", "huggingface.co/", "hf.co/")
 
 
@@ -29,26 +34,58 @@ class ModelRef(BaseModel):
     revision: str | None = None  # from ORG/NAME@REV
 
 
+def check_text(text: str, what: str = "name") -> str:
+    """``text`` unless it holds control characters (NUL, newline, escape…) or is empty: such
+    a name cannot be typed back, printed safely, or become a file name."""
+    if not text.strip():
+        raise BadReference(text, f"is not a {what}: it is empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise BadReference(text, f"is not a {what}: it holds control characters")
+    return text
+
+
+def _repo_ref(text: str, match: re.Match[str]) -> ModelRef:
+    """A repo reference, once the id and revision pass the Hub's own rules."""
+    repo, rev = match["repo"], match["rev"]
+    if "--" in repo or ".." in repo or repo.lower().endswith(".git"):
+        raise BadReference(
+            text, "is not a Hub repo id: '--', '..' and a '.git' end are not allowed"
+        )
+    if rev is not None and any(p in ("", ".", "..") for p in rev.split("/")):
+        raise BadReference(
+            text, f"names the revision {rev!r}, which is not a branch, tag or commit"
+        )
+    return ModelRef(kind="repo", name=repo, variant=match["q"], revision=rev)
+
+
 def parse_reference(text: str) -> ModelRef:
-    """Classify ``text``: a local path wins, then hf.co/ORG/NAME[:QUANT], ORG/NAME, a package."""
-    raw = text.strip()
+    """Classify ``text``: a local path wins, then hf.co/ORG/NAME[:QUANT], ORG/NAME, a package.
+
+    Anything else (``a/..``, ``../x`` that does not exist, control characters) is refused
+    with BadReference before anything is read or written.
+    """
+    raw = check_text(text, "model name").strip()
     for prefix in _HUB_PREFIXES:
         if raw.lower().startswith(prefix):
-            rest = raw[len(prefix) :].strip("/")
-            match = _REPO.match(rest)
+            match = _REPO.match(raw[len(prefix) :].strip("/"))
             if not match:
-                raise ValueError(f"{text!r} is not a Hub model (hf.co/ORG/NAME[:QUANT])")
-            return ModelRef(
-                kind="repo", name=match["repo"], variant=match["q"], revision=match["rev"]
-            )
+                raise BadReference(text, "is not a Hub model (hf.co/ORG/NAME[:QUANT])")
+            return _repo_ref(text, match)
     path = Path(raw).expanduser()
-    looks_local = raw.startswith((".", "/", "~")) or path.is_file() or "/" in raw
+    looks_local = raw.startswith((".", "/", "~")) or "/" in raw or "\\" in raw or path.is_file()
     if looks_local and path.exists():
         return ModelRef(kind="path", name=str(path.resolve()))
-    match = _REPO.match(raw)
-    if "/" in raw and match:
-        return ModelRef(kind="repo", name=match["repo"], variant=match["q"], revision=match["rev"])
+    if match := _REPO.match(raw):
+        return _repo_ref(text, match)
+    if looks_local:
+        raise BadReference(
+            text,
+            "is neither an existing path nor a Hub repo id (ORG/NAME: letters, digits, '_', "
+            "'-', '.', not starting or ending with '.' or '-')",
+        )
     name, _, variant = raw.partition(":")
+    if not _PACKAGE.match(name) or (variant and not _VARIANT.match(variant)):
+        raise BadReference(text, "is not a package name (letters, digits, '.', '_', '-')")
     return ModelRef(kind="package", name=name, variant=variant or None)
 
 

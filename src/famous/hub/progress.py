@@ -1,12 +1,17 @@
-"""Download progress: a sink the downloader reports to, and a Rich implementation.
+"""Download progress: a sink the downloader reports to; Rich bars on a terminal, plain lines
+anywhere else (a log, CI, a pipe), so a pull is never silent for minutes.
 
-The downloader calls the sink from worker threads; Rich's Progress is thread-safe.
+The downloader calls the sink from worker threads; Rich's Progress is thread-safe, and
+LineProgress writes each line whole under a lock.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any, Protocol
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, Any, Protocol
 
 
 class ProgressSink(Protocol):
@@ -20,7 +25,7 @@ class ProgressSink(Protocol):
 
 
 class NullProgress:
-    """Says nothing (not a TTY, --quiet, or library use)."""
+    """Says nothing (--quiet, machine-readable output, or library use)."""
 
     def begin(self, total_bytes: int, files: int) -> None:
         pass
@@ -107,8 +112,120 @@ class RichProgress:
         self._console.print(message)
 
 
+class _FileState:
+    def __init__(self, total: int, done: int, now: float) -> None:
+        self.total, self.done = total, done
+        self.started, self.start_bytes = now, done  # the rate counts this session's bytes
+        self.last_line, self.next_step = now, 0
+        self.step_up(done)
+
+    def step_up(self, done: int) -> None:
+        """The next tenth of the file to report at."""
+        if self.total > 0:
+            self.next_step = min(done * 10 // self.total + 1, 10)
+
+    def rate(self, now: float) -> float:
+        return (self.done - self.start_bytes) / max(now - self.started, 1e-6)
+
+
+class LineProgress:
+    """One line per event, for output that is not a terminal: a file's start and end, and
+    every tenth of it or every ``interval`` seconds, whichever comes first, with bytes
+    and rate. No carriage returns or escape codes, so logs stay readable."""
+
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream = stream or sys.stderr
+        self._interval, self._clock = interval, clock
+        self._lock = threading.Lock()
+        self._files: dict[str, _FileState] = {}
+        self._started = clock()
+        self._total = self._received = 0
+
+    def _say(self, line: str) -> None:
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+    @staticmethod
+    def _size(n: float) -> str:
+        from famous.units import format_size
+
+        return format_size(int(n))
+
+    def begin(self, total_bytes: int, files: int) -> None:
+        with self._lock:
+            self._started, self._total = self._clock(), total_bytes
+            if files:
+                plural = "" if files == 1 else "s"
+                self._say(f"fetching {files} file{plural}, {self._size(total_bytes)}")
+
+    def file(self, name: str, total: int, done: int) -> None:
+        with self._lock:
+            self._files[name] = _FileState(total, done, self._clock())
+            resumed = f", resuming at {self._size(done)}" if done else ""
+            self._say(f"{name}: {self._size(total)}{resumed}")
+
+    def advance(self, name: str, n: int) -> None:
+        with self._lock:
+            state = self._files.get(name)
+            if state is None:
+                return
+            self._received += n
+            state.done += n
+            now = self._clock()
+            tenth = state.done * 10 // state.total if state.total > 0 else 0
+            if state.done >= state.total:
+                return  # done() says it
+            if tenth >= state.next_step or now - state.last_line >= self._interval:
+                state.last_line = now
+                state.step_up(state.done)
+                pct = 100 * state.done // state.total if state.total > 0 else 0
+                self._say(
+                    f"{name}: {pct}% {self._size(state.done)} of {self._size(state.total)}, "
+                    f"{self._size(state.rate(now))}/s"
+                )
+
+    def restart(self, name: str) -> None:
+        with self._lock:
+            state = self._files.get(name)
+            if state is not None:
+                self._files[name] = _FileState(state.total, 0, self._clock())
+            self._say(f"{name}: starting over")
+
+    def done(self, name: str) -> None:
+        with self._lock:
+            state = self._files.pop(name, None)
+            if state is None:
+                return
+            now = self._clock()
+            self._say(
+                f"{name}: done, {self._size(state.total)} in {now - state.started:.1f}s "
+                f"({self._size(state.rate(now))}/s)"
+            )
+
+    def end(self) -> None:
+        with self._lock:
+            if self._total:
+                took = self._clock() - self._started
+                rate = self._received / max(took, 1e-6)
+                self._say(
+                    f"fetched {self._size(self._received)} in {took:.1f}s ({self._size(rate)}/s)"
+                )
+
+    def note(self, message: str) -> None:
+        with self._lock:
+            self._say(message)
+
+
 def default_progress(quiet: bool = False) -> ProgressSink:
-    """Rich bars when stderr is a terminal and not quiet; silence otherwise."""
-    if quiet or not sys.stderr.isatty():
+    """Rich bars when stderr is a terminal, progress lines on stderr when it is not (a log,
+    CI, a pipe), silence when quiet."""
+    if quiet:
         return NullProgress()
-    return RichProgress()
+    if sys.stderr.isatty():
+        return RichProgress()
+    return LineProgress(sys.stderr)

@@ -10,7 +10,6 @@ one transaction. Nothing partial is ever registered.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,13 @@ from pydantic import BaseModel, Field
 
 from famous.hub import client
 from famous.hub.client import RemoteFile, RepoListing
-from famous.hub.errors import EXIT_INCOMPATIBLE, EXIT_NOT_FOUND, HubError, OfflineNotCached
+from famous.hub.errors import (
+    EXIT_INCOMPATIBLE,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    HubError,
+    OfflineNotCached,
+)
 from famous.hub.formats import (
     GgufHeader,
     gguf_groups,
@@ -29,7 +34,14 @@ from famous.hub.formats import (
     parse_gguf_header,
     read_gguf_header,
 )
-from famous.hub.names import ModelRef, parse_reference, repo_dirname, safe_component, safe_relpath
+from famous.hub.names import (
+    ModelRef,
+    check_text,
+    parse_reference,
+    repo_dirname,
+    safe_component,
+    safe_relpath,
+)
 from famous.hub.progress import NullProgress, ProgressSink
 from famous.hub.synthesize import config_from_bytes, matching, synthesize_package
 from famous.store.artifacts import (
@@ -109,27 +121,46 @@ def _restrict(package: ModelPackage, options: list[str]) -> ModelPackage:
     return package.model_copy(update={"model": model, "engines": engines})
 
 
+SMALL_FILE_LIMIT = 16 << 20  # config.json and friends: anything bigger is not one
+HEADER_PROBE_BYTES = 2 << 20  # enough for a GGUF header's architecture and shape keys
+
+
 def _get_bytes(
     repo_id: str, revision: str, path: str, tok: str | None, limit: int | None = None
 ) -> bytes | None:
-    """A small file (config.json) or a prefix (GGUF header) straight from the resolve URL."""
+    """A small file (config.json) or a prefix (GGUF header) straight from the resolve URL.
+
+    Asks for ``limit`` bytes with ``Range`` but reads no more than that whatever the server
+    answers, then closes the connection: a mirror that ignores ``Range`` and starts sending
+    the whole file costs the prefix, not a second download. A small file over
+    SMALL_FILE_LIMIT is not read at all (None).
+    """
     from huggingface_hub import get_session, hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
     headers = build_hf_headers(token=tok)
+    headers["Accept-Encoding"] = "identity"
     if limit:
         headers["Range"] = f"bytes=0-{limit - 1}"
+    cap = limit or SMALL_FILE_LIMIT
+    url = hf_hub_url(repo_id, path, revision=revision, endpoint=client.endpoint())
+    chunks: list[bytes] = []
+    have = 0
     try:
-        r = get_session().get(
-            hf_hub_url(repo_id, path, revision=revision, endpoint=client.endpoint()),
-            headers=headers,
-            timeout=10,
-        )
+        with get_session().stream("GET", url, headers=headers, timeout=10) as r:
+            if r.status_code not in (200, 206):
+                return None
+            for chunk in r.iter_bytes():
+                chunks.append(chunk)
+                have += len(chunk)
+                if have >= cap:
+                    break  # leaving the block closes the response mid-body
     except Exception:
         return None
-    if r.status_code not in (200, 206):
-        return None
-    return r.content[:limit] if limit else r.content
+    data = b"".join(chunks)
+    if limit:
+        return data[:limit]
+    return data if have <= cap else None
 
 
 def _remote_header(listing: RepoListing, tok: str | None) -> GgufHeader | None:
@@ -143,7 +174,9 @@ def _remote_header(listing: RepoListing, tok: str | None) -> GgufHeader | None:
     )
     if not ggufs:
         return None
-    data = _get_bytes(listing.repo_id, listing.revision, ggufs[0].path, tok, limit=2 << 20)
+    data = _get_bytes(
+        listing.repo_id, listing.revision, ggufs[0].path, tok, limit=HEADER_PROBE_BYTES
+    )
     try:
         return parse_gguf_header(data) if data else None
     except ValueError:
@@ -374,9 +407,12 @@ def pull(
     progress = progress or NullProgress()
     ref = parse_reference(model)
     if ref.kind == "path" and not (Path(ref.name) / "model.yaml").is_file():
-        raise HubError(
-            f"{model} is a local file or folder", "register it with `famous import PATH`"
+        err = HubError(
+            f"{model} is a local file or folder, not a package",
+            "register it with `famous import PATH`",
         )
+        err.exit_code = EXIT_USAGE
+        raise err
     variant = variant or ref.variant
     tok = token if token is not None else client.token()
     if client.offline(offline):
@@ -511,7 +547,14 @@ def import_local(
     engine: str | None = None,
     report: HardwareReport | None = None,
 ) -> PullResult:
-    """Register a local GGUF file or model folder (no copy unless ``copy``), verified by sha256."""
+    """Register a local GGUF file or model folder (no copy unless ``copy``), verified by sha256.
+
+    Files are checked first (``famous.hub.local``): nothing that is not a sound model is
+    registered. A copy goes to a new folder under FAMOUS_HOME and is registered only once
+    complete; the registration it replaces keeps its files until then (the catalog drops
+    the old copy's folder after the new one is in).
+    """
+    from famous.hub import local
     from famous.store.artifacts import file_sha256
 
     src = Path(path).expanduser().resolve()
@@ -520,7 +563,7 @@ def import_local(
         err.exit_code = EXIT_NOT_FOUND
         raise err
     base = src.name[: -len(".gguf")] if src.name.lower().endswith(".gguf") else src.name
-    label = name or base
+    label = check_text(base if name is None else name, "catalog name (pass --name)")
     files_on_disk = (
         [src]
         if src.is_file()
@@ -528,6 +571,7 @@ def import_local(
     )
     root = src.parent if src.is_file() else src
     rels = [p.relative_to(root).as_posix() for p in files_on_disk]
+    local.check_source(src, rels)
     listing = RepoListing(
         repo_id=f"local/{safe_component(label, 60)}",
         revision="0" * 40,
@@ -551,41 +595,44 @@ def import_local(
     package = synthesize_package(listing, config=config, header=header, allow_pickle=True)
     sel = _select(package, report, engine, None)
     files = resolve_files(listing, sel.option, allow_pickle=True)
-    dest = root
-    if copy:
-        dest = models_dir() / "local" / safe_component(label)
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            target = dest / safe_relpath(f.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(root / f.path, target)
-    records = []
-    for f in files:
-        p = dest / safe_relpath(f.path)
-        records.append(
-            ArtifactFile(
-                relpath=f.path,
-                size_bytes=p.stat().st_size,
-                sha256=file_sha256(p),
-                mtime_ns=p.stat().st_mtime_ns,
-            )
-        )
-    engine_path = _engine_path(dest, sel.option, files) if src.is_dir() or copy else src
+    local.check_files(root, [f.path for f in files])
     metadata: dict[str, object] = {"package": package.name, "imported_from": str(src)}
     if header is not None:
         metadata["gguf"] = header.model_dump(exclude_none=True)
-    artifact = register_artifact(
-        model=label,
-        engine=sel.engine.name,
-        variant=sel.option_name,
-        format=sel.option.format,
-        path=engine_path,
-        root=dest,
-        files=records,
-        source="import",
-        owned=copy,
-        metadata=metadata,
-    )
+
+    def register(dest: Path, records: list[ArtifactFile]) -> InstalledArtifact:
+        return register_artifact(
+            model=label,
+            engine=sel.engine.name,
+            variant=sel.option_name,
+            format=sel.option.format,
+            path=_engine_path(dest, sel.option, files) if src.is_dir() or copy else src,
+            root=dest,
+            files=records,
+            source="import",
+            owned=copy,
+            metadata=metadata,
+        )
+
+    if copy:
+        with local.staging_folder(models_dir() / "local", safe_component(label)) as dest:
+            records = [local.copy_file(root / f.path, dest, f.path, f.size) for f in files]
+            local.finish_copies(dest)
+            artifact = register(dest, records)
+    else:
+        records = []
+        for f in files:
+            p = root / safe_relpath(f.path)
+            st = p.stat()
+            records.append(
+                ArtifactFile(
+                    relpath=f.path,
+                    size_bytes=st.st_size,
+                    sha256=file_sha256(p),
+                    mtime_ns=st.st_mtime_ns,
+                )
+            )
+        artifact = register(root, records)
     return PullResult(
         model=label,
         package=package.name,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from famous.hub import client
+from famous.hub.errors import HubError, UnexpectedAnswer
 from famous.hub.formats import classify
 
 FORMAT_TAGS = {"gguf", "safetensors", "mlx", "openvino", "onnx", "tflite", "pte"}
@@ -36,45 +39,55 @@ def _formats(info: object) -> list[str]:
     return sorted(found)
 
 
-def search(query: str, *, format: str | None = None, limit: int = 20) -> list[SearchHit]:
-    """Models matching ``query`` (most downloaded first), optionally only those in ``format``."""
+def _fetch(query: str, limit: int) -> list[Any]:
+    """The Hub's search results, read whole here so a body that is not a list of models is
+    reported as the server's fault (UnexpectedAnswer), never as a traceback."""
     expand = ["downloads", "likes", "tags", "library_name", "gated", "siblings", "lastModified"]
-    hits: list[SearchHit] = []
     try:
-        results = client.api().list_models(
-            search=query, limit=limit * 4 if format else limit, expand=expand, sort="downloads"
+        return list(
+            client.api().list_models(search=query, limit=limit, expand=expand, sort="downloads")
         )
-        for info in results:
-            formats = _formats(info)
-            if format and format.lower() not in formats:
-                continue
-            siblings = getattr(info, "siblings", None) or []
-            sizes = [s.size for s in siblings if getattr(s, "size", None)]
-            params = None
-            for key in ("safetensors", "gguf"):
-                meta = getattr(info, key, None)
-                total = getattr(meta, "total", None) if meta is not None else None
-                if isinstance(meta, dict):
-                    total = meta.get("total")
-                params = params or total
-            modified = getattr(info, "last_modified", None)
-            hits.append(
-                SearchHit(
-                    repo_id=info.id,
-                    downloads=getattr(info, "downloads", 0) or 0,
-                    likes=getattr(info, "likes", 0) or 0,
-                    formats=formats,
-                    parameters=params,
-                    size_bytes=sum(sizes) if sizes and len(sizes) == len(siblings) else None,
-                    gated=bool(getattr(info, "gated", False)),
-                    updated=modified.date().isoformat() if modified else None,
-                )
-            )
-            if len(hits) >= limit:
-                break
+    except HubError:
+        raise
     except Exception as exc:
-        mapped = client.translate(exc, query)
+        mapped = client.unexpected_answer(exc, "search request") or client.translate(exc, query)
         if mapped is not None and not isinstance(exc, LookupError):
             raise mapped from exc
+        if isinstance(exc, TypeError | KeyError | AttributeError | ValueError):
+            answer = "JSON that is not a list of models"
+            raise UnexpectedAnswer(client.endpoint(), "search request", answer) from exc
         raise
+
+
+def search(query: str, *, format: str | None = None, limit: int = 20) -> list[SearchHit]:
+    """Models matching ``query`` (most downloaded first), optionally only those in ``format``."""
+    hits: list[SearchHit] = []
+    for info in _fetch(query, limit * 4 if format else limit):
+        formats = _formats(info)
+        if format and format.lower() not in formats:
+            continue
+        siblings = getattr(info, "siblings", None) or []
+        sizes = [s.size for s in siblings if getattr(s, "size", None)]
+        params = None
+        for key in ("safetensors", "gguf"):
+            meta = getattr(info, key, None)
+            total = getattr(meta, "total", None) if meta is not None else None
+            if isinstance(meta, dict):
+                total = meta.get("total")
+            params = params or total
+        modified = getattr(info, "last_modified", None)
+        hits.append(
+            SearchHit(
+                repo_id=info.id,
+                downloads=getattr(info, "downloads", 0) or 0,
+                likes=getattr(info, "likes", 0) or 0,
+                formats=formats,
+                parameters=params,
+                size_bytes=sum(sizes) if sizes and len(sizes) == len(siblings) else None,
+                gated=bool(getattr(info, "gated", False)),
+                updated=modified.date().isoformat() if modified else None,
+            )
+        )
+        if len(hits) >= limit:
+            break
     return hits

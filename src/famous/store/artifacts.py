@@ -65,7 +65,10 @@ class ArtifactInUse(RuntimeError):
 class DiskUsage(BaseModel):
     artifacts: list[InstalledArtifact]
     total_bytes: int
-    partial_bytes: int = Field(description="unfinished downloads (resumable, or prunable)")
+    partial_bytes: int = Field(
+        description="unfinished downloads and imports (resumable, or prunable): partial "
+        "files, and every folder under models/ no artifact owns"
+    )
     orphan_paths: list[str] = Field(description="folders under models/ no artifact owns")
     free_bytes: int | None
 
@@ -144,18 +147,28 @@ def register_artifact(
     """Record a verified artifact and its files in one transaction (replacing the same key).
 
     Callers register only after every file is complete and verified: the catalog never
-    lists a partial artifact.
+    lists a partial artifact. Deployments of a replaced registration move to the new one;
+    files famous owned for it in another folder under models/ are deleted after the commit
+    (else they would linger as an "unfinished download"); a user's own files never are.
     """
     conn = connect(create=True)
     assert conn is not None
     meta = dict(metadata or {})
     meta["_root"] = str(root)
     size = sum(f.size_bytes for f in files)
+    key = (model, engine, variant)
     try:
         with transaction(conn):
+            conn.execute("PRAGMA defer_foreign_keys = ON")  # deployments are re-pointed below
+            replaced = [
+                _row_to_artifact(r, [])
+                for r in conn.execute(
+                    "SELECT * FROM artifacts WHERE model = ? AND engine = ? AND variant = ?", key
+                )
+            ]
+            busy = {a.id for a in replaced if _deployments_using(conn, a.id)}
             conn.execute(
-                "DELETE FROM artifacts WHERE model = ? AND engine = ? AND variant = ?",
-                (model, engine, variant),
+                "DELETE FROM artifacts WHERE model = ? AND engine = ? AND variant = ?", key
             )
             cur = conn.execute(
                 "INSERT INTO artifacts (model, engine, variant, format, repo_id, revision, path,"
@@ -185,10 +198,32 @@ def register_artifact(
                     for f in files
                 ],
             )
+            for old in replaced:
+                conn.execute(
+                    "UPDATE deployments SET artifact_id = ? WHERE artifact_id = ?",
+                    (artifact_id, old.id),
+                )
+        for old in replaced:
+            if old.id not in busy and not _shared_root(conn, old.root, -1):
+                _delete_replaced(old, root)
         row = conn.execute("SELECT * FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
         return _row_to_artifact(row, _files_of(conn, artifact_id))
     finally:
         conn.close()
+
+
+def _delete_replaced(old: InstalledArtifact, new_root: Path) -> None:
+    """Delete the folder of a registration just replaced, when famous made it under models/
+    and the new registration does not live in (or around) it. A running engine's files stay
+    (the caller skips those); a crash before this leaves an orphan that prune removes."""
+    try:
+        old_root, new = Path(old.root).resolve(), new_root.resolve()
+    except OSError:
+        return
+    if old_root == new or old_root in new.parents or new in old_root.parents:
+        return
+    if models_dir().resolve() in old_root.parents:
+        _delete_files(old)
 
 
 def list_artifacts(
@@ -380,10 +415,11 @@ def disk_usage() -> DiskUsage:
     orphans = []
     for folder in _artifact_dirs():
         partial_dir = folder / ".famous" / "partial"
-        if partial_dir.is_dir():
-            partial += _tree_size(partial_dir)
-        if str(folder.resolve()) not in roots:
+        if str(folder.resolve()) not in roots:  # a pull or import that never finished
             orphans.append(str(folder))
+            partial += _tree_size(folder)
+        elif partial_dir.is_dir():
+            partial += _tree_size(partial_dir)
     free = None
     probe = models_dir()
     while not probe.exists() and probe != probe.parent:
@@ -403,6 +439,10 @@ def disk_usage() -> DiskUsage:
         orphan_paths=sorted(orphans),
         free_bytes=free,
     )
+
+
+def _registered(folder: Path) -> bool:
+    return str(folder.resolve()) in {str(Path(a.root).resolve()) for a in list_artifacts()}
 
 
 def prune(keep_ids: set[int], *, dry_run: bool = False) -> PruneReport:
@@ -432,8 +472,8 @@ def prune(keep_ids: set[int], *, dry_run: bool = False) -> PruneReport:
     paths = []
     usage = disk_usage()
     for orphan in usage.orphan_paths:
-        with try_held(orphan) as got:  # a pull in progress holds its folder's lock
-            if not got:
+        with try_held(orphan) as got:  # a pull or import in progress holds its folder's lock
+            if not got or _registered(Path(orphan)):  # it finished since disk_usage() looked
                 continue
             size = _tree_size(Path(orphan))
             paths.append(orphan)
