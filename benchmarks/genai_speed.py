@@ -343,6 +343,10 @@ def main() -> None:
         have_cpp = False
     bw = [bandwidth_gbs()]  # the latest measurement
     print(f"threads={THREADS}  measured bandwidth (1 GiB fp32 sum): {bw[0]:.1f} GB/s")
+    from famous.genai.kernels import cpu_kernels  # bandwidth_gbs put src on the path
+
+    kernels = cpu_kernels()  # its ISA decides famous's bf16 dot product (cpu_decode.c)
+    print(f"famous kernels: {kernels.isa if kernels else 'none'} build (-march=native)")
     print(f"each engine: the best of {REPEATS} runs after a warm-up", flush=True)
 
     def measured(engine: str, path: Path, dtype: str, new: int) -> dict | None:

@@ -23,6 +23,59 @@ def save_hf_model(hf_config: dict[str, Any], out: Path, seed: int = 0) -> Any:
     return model
 
 
+# bf16 keeps 8 significant bits: rounding to bf16 moves a value by at most this times itself
+BF16_U = 2.0**-8
+
+
+def _rms(t: torch.Tensor) -> float:
+    return t.double().pow(2).mean().sqrt().item()
+
+
+def assert_bf16_as_accurate(
+    ours: list[torch.Tensor],
+    theirs: list[torch.Tensor],
+    reference: list[torch.Tensor],
+    *,
+    factor: float = 1.5,
+    what: str = "values",
+) -> None:
+    """``ours`` is a bf16 computation of ``reference`` (fp32) at most ``factor`` times less
+    accurate than ``theirs``, an independent bf16 computation of the same: the RMS errors
+    compare, with a floor of what rounding the reference itself to bf16 costs. Comparing
+    with fp32 instead of with the other bf16 result keeps this true on every ISA, where
+    the two bf16 results round differently."""
+    ref = torch.cat([r.double().reshape(-1) for r in reference])
+    err_ours = _rms(torch.cat([o.reshape(-1) for o in ours]).double() - ref)
+    err_theirs = _rms(torch.cat([t.reshape(-1) for t in theirs]).double() - ref)
+    floor = BF16_U * _rms(ref)
+    assert err_ours <= factor * err_theirs + floor, (
+        f"{what}: RMS error vs fp32 {err_ours:.3g}, the other bf16 implementation's "
+        f"{err_theirs:.3g} (allowed {factor} x that + {floor:.3g})"
+    )
+
+
+def assert_decisive_top1_agree(
+    ours: list[torch.Tensor], theirs: list[torch.Tensor], reference: list[torch.Tensor]
+) -> int:
+    """At every step whose fp32 top-1 leads its runner-up by more than twice what bf16
+    error can move a logit (the other bf16 implementation's worst error there, doubled,
+    plus the rounding of the logits themselves), ``ours`` picks the fp32 top-1. Near-ties
+    are not decisive: which of two almost equal logits bf16 ranks first is noise. Returns
+    the number of decisive steps."""
+    decisive = 0
+    for i, (o, t, r) in enumerate(zip(ours, theirs, reference, strict=True)):
+        r = r.double().reshape(-1)
+        top2 = r.topk(2).values
+        bf16_error = 2 * (t.double().reshape(-1) - r).abs().max() + BF16_U * r.abs().max()
+        if top2[0] - top2[1] > 2 * bf16_error:
+            decisive += 1
+            assert int(o.reshape(-1).argmax()) == int(r.argmax()), (
+                f"step {i}: fp32 top-1 {int(r.argmax())} leads by {float(top2[0] - top2[1]):.3g}"
+                f" (bf16 error {float(bf16_error):.3g}), ours picks {int(o.reshape(-1).argmax())}"
+            )
+    return decisive
+
+
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
     "famous serves models on any machine, from a laptop to a server.",

@@ -5,10 +5,15 @@ kernels read each weight once at close to the machine's bandwidth and fuse the s
 per-token ops; ``famous.genai.kernels.decode`` composes them into a decoder step.
 
 The source is compiled with the system C compiler (``$CC``, else ``cc`` / ``gcc`` /
-``clang``) with ``-O3 -march=native`` and OpenMP, into the user cache
-(``~/.cache/famous/kernels``, one file per source × compiler × CPU), and loaded with
-``ctypes``. Without a compiler, or with ``FAMOUS_NATIVE_KERNELS=0``, ``cpu_kernels()`` is
-``None`` and famous runs the same model with PyTorch's own ops.
+``clang``) with ``-O3 -march=native -ffp-contract=off`` and OpenMP, into the user cache
+(``~/.cache/famous/kernels``, one file per source × compiler × flags, and CPU for the
+native build), and loaded with ``ctypes``. Without a compiler, or with
+``FAMOUS_NATIVE_KERNELS=0``, ``cpu_kernels()`` is ``None`` and famous runs the same model
+with PyTorch's own ops.
+
+Decoding always uses the native build. The named targets of ``TARGETS`` exist so that the
+code paths of other CPUs can be compiled (``build_kernels``) and, where this CPU can run
+them (``can_run``), executed (``load_kernels``) on any machine.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_decode.c")
-ABI = 4
+ABI = 5
 _DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 ACTIVATIONS = {"silu": 0, "gelu_tanh": 1, "gelu": 2, "relu": 3}
 PREP_NONE, PREP_RMS, PREP_GATED, PREP_ACT = 0, 1, 2, 3
@@ -37,6 +43,7 @@ PREP_NONE, PREP_RMS, PREP_GATED, PREP_ACT = 0, 1, 2, 3
 _P, _L, _F, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
 _SIGNATURES = {
     "famous_kernels_abi": ([], _I),
+    "famous_kernels_isa": ([], ctypes.c_char_p),
     "famous_linear": ([_P, _P, _P, _P, _P, _L, _L, _L, _I, _P, _F, _I, _I, _I, _I], None),
     "famous_rms_norm": ([_P, _P, _P, _L, _L, _F, _I, _I], None),
     "famous_attention_decode": (
@@ -51,16 +58,57 @@ _SIGNATURES = {
     ),
 }
 
+# Flags every build shares: no build may fuse a multiply-add that another rounds twice,
+# so the builds of one machine agree bit for bit (cpu_decode.c says where they do not).
+_COMMON = ["-O3", "-ffp-contract=off", "-std=gnu11", "-shared", "-fPIC"]
+
+
+class Target(NamedTuple):
+    arches: tuple[list[str], ...]  # the -march flags to try, best first
+    needs: frozenset[str]  # the /proc/cpuinfo flags its instructions need ({}: any CPU)
+
+
+_X86_V3 = frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"})
+_X86_V4 = _X86_V3 | {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}
+_NATIVE = Target((["-march=native"], ["-mcpu=native"], []), frozenset())
+_GENERIC = Target(([],), frozenset())  # the compiler's baseline: the portable (#else) paths
+
+# "native" is what decoding uses; the others name the code paths of other CPUs
+TARGETS: dict[str, Target] = (
+    {
+        "native": _NATIVE,
+        "avx512-bf16": Target((["-march=x86-64-v4", "-mavx512bf16"],), _X86_V4 | {"avx512_bf16"}),
+        "avx512": Target((["-march=x86-64-v4"],), _X86_V4),
+        "avx2": Target((["-march=x86-64-v3"],), _X86_V3),
+        "generic": _GENERIC,
+    }
+    if platform.machine().lower() in ("x86_64", "amd64")
+    else {"native": _NATIVE, "generic": _GENERIC}
+)
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
 
 def _cpu_signature() -> str:
     """What -march=native depends on: the CPU's model and feature flags."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        wanted = {"model name", "flags", "Features"}
-        keep = [ln for ln in lines if ln.split(":")[0].strip() in wanted]
-        return "\n".join(sorted(set(keep)))
-    except OSError:
-        return platform.processor() or platform.machine()
+    wanted = {"model name", "flags", "Features"}
+    keep = [ln for ln in _cpuinfo() if ln.split(":")[0].strip() in wanted]
+    return "\n".join(sorted(set(keep))) or platform.processor() or platform.machine()
+
+
+def can_run(target: str) -> bool:
+    """Whether this CPU executes code built for ``target`` (by its /proc/cpuinfo flags;
+    where there is none, only the native and generic builds are known to run)."""
+    needs = TARGETS[target].needs
+    if not needs:
+        return True
+    flags = next((ln.split(":", 1)[1].split() for ln in _cpuinfo() if ln.startswith("flags")), [])
+    return needs <= set(flags)
 
 
 def _cache_dir() -> Path:
@@ -76,16 +124,15 @@ def _compiler() -> str | None:
     return None
 
 
-def _compile(cc: str, out: Path) -> None:
-    """Try the best flags first; a compiler without OpenMP or -march=native still builds
-    (single-threaded or generic code)."""
+def _compile(cc: str, out: Path, arches: tuple[list[str], ...]) -> None:
+    """Try the best flags first; a compiler without OpenMP (or, for the native build,
+    without -march=native) still builds single-threaded (or generic) code."""
     errors = []
-    for arch in (["-march=native"], ["-mcpu=native"], []):
+    for arch in arches:
         for omp in (["-fopenmp"], []):
             with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".so", delete=False) as f:
                 tmp = Path(f.name)
-            cmd = [cc, "-O3", *arch, *omp, "-std=gnu11", "-shared", "-fPIC", str(SOURCE)]
-            cmd += ["-o", str(tmp), "-lm"]
+            cmd = [cc, *_COMMON, *arch, *omp, str(SOURCE), "-o", str(tmp), "-lm"]
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             if r.returncode == 0:
                 if not omp:
@@ -97,30 +144,48 @@ def _compile(cc: str, out: Path) -> None:
     raise RuntimeError("cannot compile famous's CPU kernels:\n" + "\n".join(errors))
 
 
-@functools.cache
-def cpu_kernels() -> CpuKernels | None:
-    """The compiled kernels, or None (no compiler, a failed build, or disabled by
-    ``FAMOUS_NATIVE_KERNELS=0``); the reason is logged once."""
-    if os.environ.get("FAMOUS_NATIVE_KERNELS", "1") == "0":
-        return None
+def build_kernels(target: str = "native") -> Path:
+    """The shared library built for ``target`` (compiled unless cached). Raises
+    RuntimeError without a compiler or when the build fails; any CPU can build any target
+    of its architecture, but only run those ``can_run`` accepts."""
     cc = _compiler()
     if cc is None:
-        log.warning("no C compiler found: famous-native decodes with PyTorch's ops (slower)")
-        return None
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(
-        source + cc.encode() + platform.machine().encode() + _cpu_signature().encode()
-    ).hexdigest()[:16]
+        raise RuntimeError("no C compiler found")
+    arches = TARGETS[target].arches
+    machine = _cpu_signature() if target == "native" else ""
+    parts = [SOURCE.read_bytes(), cc.encode(), platform.machine().encode(), machine.encode()]
+    parts += [" ".join(_COMMON + a).encode() for a in arches]
+    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
     directory = _cache_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
         directory = Path(tempfile.mkdtemp(prefix="famous-kernels-"))
-    path = directory / f"cpu_decode-{key}.so"
+    path = directory / f"cpu_decode-{target}-{key}.so"
+    if not path.exists():
+        _compile(cc, path, arches)
+    return path
+
+
+def load_kernels(target: str = "native") -> CpuKernels:
+    """The kernels built for ``target``, loaded; the CPU must be able to run them
+    (``can_run``), else they would die on the first unknown instruction."""
+    if not can_run(target):
+        raise RuntimeError(f"this CPU cannot run famous's kernels built for {target}")
+    return CpuKernels(ctypes.CDLL(str(build_kernels(target))))
+
+
+@functools.cache
+def cpu_kernels() -> CpuKernels | None:
+    """The native kernels, or None (no compiler, a failed build, or disabled by
+    ``FAMOUS_NATIVE_KERNELS=0``); the reason is logged once."""
+    if os.environ.get("FAMOUS_NATIVE_KERNELS", "1") == "0":
+        return None
+    if _compiler() is None:
+        log.warning("no C compiler found: famous-native decodes with PyTorch's ops (slower)")
+        return None
     try:
-        if not path.exists():
-            _compile(cc, path)
-        return CpuKernels(ctypes.CDLL(str(path)))
+        return load_kernels("native")
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
         log.warning("famous-native decodes with PyTorch's ops: %s", e)
         return None
@@ -137,6 +202,9 @@ class CpuKernels:
         if lib.famous_kernels_abi() != ABI:
             raise RuntimeError(f"stale kernel library (ABI {lib.famous_kernels_abi()} ≠ {ABI})")
         self.lib = lib
+        # the ISA the vector code was built for: "avx512-bf16" sums bf16 dot products
+        # with its own instruction, every other build in PyTorch's AVX2 order
+        self.isa: str = lib.famous_kernels_isa().decode()
 
     @staticmethod
     def dtype_code(dtype: torch.dtype) -> int | None:

@@ -5,10 +5,20 @@
  * streams fp32 weights at about half the bandwidth and each tiny op costs microseconds
  * of dispatch; these kernels read each weight once at full speed and fuse the small ops.
  *
- * Portable C11 with GCC/Clang vector extensions (AVX2 / AVX-512 / NEON are chosen by the
- * compiler's -march=native) and OpenMP across rows. Activations and weights share one
- * dtype, fp32 or bf16; arithmetic is fp32 and every result that PyTorch would round to
- * bf16 is rounded at the same point, so bf16 outputs follow the eager model's rounding.
+ * Portable C11 with GCC/Clang vector extensions and OpenMP across rows; the ISA is the
+ * compiler's target (famous builds -march=native, and named targets for its tests, see
+ * famous_kernels_isa). Activations and weights share one dtype, fp32 or bf16; arithmetic
+ * is fp32 and every result that PyTorch would round to bf16 is rounded at the same point.
+ *
+ * What each build guarantees. Every build is compiled with -ffp-contract=off, so no build
+ * fuses a multiply-add that another build rounds twice: all builds running on one machine
+ * return bit-identical fp32 and bf16 results, except the bf16 GEMV of AVX512-BF16 builds,
+ * which sums in another order (see dot_bf16): its fp32 sums are within summation error
+ * of the others', so its bf16 outputs may differ from theirs by a rounding step. The
+ * 8-lane bf16 dot product of every other build follows PyTorch's own AVX2 GEMV, so bf16
+ * outputs are bit-identical to PyTorch's where PyTorch runs that kernel (its CPU
+ * capability is AVX2, on a CPU without AVX-512); PyTorch's AVX-512 paths sum in other
+ * orders, and there the kernels agree with PyTorch within bf16 rounding only.
  */
 #include <math.h>
 #include <stdint.h>
@@ -18,7 +28,7 @@
 #include <immintrin.h>
 #endif
 
-#define FAMOUS_KERNELS_ABI 4
+#define FAMOUS_KERNELS_ABI 5
 
 enum { F32 = 0, BF16 = 1 };
 enum { ACT_SILU = 0, ACT_GELU_TANH = 1, ACT_GELU = 2, ACT_RELU = 3 };
@@ -27,6 +37,21 @@ typedef float v8f __attribute__((vector_size(32)));
 typedef uint32_t v8u __attribute__((vector_size(32)));
 
 int famous_kernels_abi(void) { return FAMOUS_KERNELS_ABI; }
+
+/* The instruction set this build's vector code was compiled for. */
+const char *famous_kernels_isa(void) {
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+    return "avx512-bf16";
+#elif defined(__AVX512F__)
+    return "avx512";
+#elif defined(__AVX2__)
+    return "avx2";
+#elif defined(__ARM_NEON)
+    return "neon";
+#else
+    return "generic";
+#endif
+}
 
 /* ------------------------------------------------------------------ scalars */
 
@@ -129,14 +154,48 @@ static inline float reduce8(v8f v) {
     return (a0 + a2) + (a1 + a3);
 }
 
-/* One bf16 dot product in PyTorch's own summation order (its reduced-precision GEMV:
- * 8 fp32 accumulators over 64-element steps, folded in halves, then a 16-element
- * vector tail and a scalar tail). Products of two bf16 values are exact in fp32, so
- * the order is all that decides the result, and bf16 outputs match PyTorch's bit for
- * bit; greedy decoding of a bf16 model then picks the same tokens as the module path. */
 #ifndef PF_AHEAD
 #define PF_AHEAD 512
 #endif
+
+/* Dot products of a bf16 weight row with the prepared input x. In bf16 mode x holds
+ * bf16 values (prepare_input rounds every element to bf16), so each product of two bf16
+ * values is exact in fp32 and only the summation order decides the result. */
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+/* 32 products per instruction: vdpbf16ps adds the products of each pair of neighbouring
+ * bf16 lanes into one of 16 fp32 lanes. Narrowing x to bf16 is exact (see above). The
+ * order (two accumulators of 16 lanes over 64-element steps, a zero-padded tail) is not
+ * PyTorch's, and these instructions treat subnormal values as zero: results are within
+ * fp32 summation error of the 8-lane path below, not bit-identical to it. */
+static inline __m512bh bf16x32(const float *x, __mmask32 m) {
+    __m512 lo = _mm512_maskz_loadu_ps((__mmask16)m, x);
+    __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), x + 16);
+    return _mm512_cvtne2ps_pbh(hi, lo); /* lanes 0-15 from lo, 16-31 from hi */
+}
+
+static float dot_bf16(const uint16_t *w, const float *x, int64_t k) {
+    const __mmask32 all = 0xffffffffu;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 64 <= k; i += 64) {
+        __builtin_prefetch(w + i + PF_AHEAD);
+        __builtin_prefetch(w + i + PF_AHEAD + 32);
+        acc0 = _mm512_dpbf16_ps(acc0, (__m512bh)_mm512_loadu_si512(w + i), bf16x32(x + i, all));
+        acc1 = _mm512_dpbf16_ps(acc1, (__m512bh)_mm512_loadu_si512(w + i + 32),
+                                bf16x32(x + i + 32, all));
+    }
+    for (; i < k; i += 32) {
+        __mmask32 m = k - i >= 32 ? all : (__mmask32)((1u << (k - i)) - 1u);
+        acc0 = _mm512_dpbf16_ps(acc0, (__m512bh)_mm512_maskz_loadu_epi16(m, w + i),
+                                bf16x32(x + i, m));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+#else
+/* PyTorch's own summation order (its reduced-precision GEMV on AVX2: 8 fp32 accumulators
+ * over 64-element steps, folded in halves, then a 16-element vector tail and a scalar
+ * tail), so bf16 outputs equal PyTorch's bit for bit where its CPU capability is AVX2.
+ * Any ISA runs this order (generic vectors on SSE2 or NEON) with the same result. */
 static float dot_bf16(const uint16_t *w, const float *x, int64_t k) {
     v8f acc[8] = {{0}};
     int64_t main = k & ~63L, vec = k & ~15L, i = 0;
@@ -157,6 +216,7 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t k) {
     for (; i < k; i++) sum += bf16_to_f32(w[i]) * x[i];
     return sum;
 }
+#endif
 
 /* ------------------------------------------------------------------ norms, activations */
 
