@@ -34,9 +34,9 @@ from tiny_gguf import write_llama  # noqa: E402
 from famous.runtimes.base import free_port, physical_cores  # noqa: E402
 
 
-def _get(url: str) -> dict:
+def _get(url: str, headers: dict[str, str] | None = None) -> dict:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=5) as resp:
+    with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=5) as resp:
         return json.loads(resp.read())
 
 
@@ -200,11 +200,16 @@ def main() -> int:
             if args.server != "llama-cpp-python":
                 configuration["parallel"] = max(args.streams)
             register = {"name": "bench", "path": str(model), "configuration": configuration}
-            httpx.post(gateway + "/api/models", json=register, timeout=30).raise_for_status()
+            token = (home / "admin-token").read_text().strip()  # admin routes need it
+            admin = {"authorization": f"Bearer {token}"}
             httpx.post(
-                gateway + "/api/load", json={"model": "bench"}, timeout=300
+                gateway + "/api/models", json=register, headers=admin, timeout=30
             ).raise_for_status()
-            dep = next(d for d in _get(gateway + "/api/ps")["deployments"] if d["name"] == "bench")
+            httpx.post(
+                gateway + "/api/load", json={"model": "bench"}, headers=admin, timeout=300
+            ).raise_for_status()
+            deployments = _get(gateway + "/api/ps", admin)["deployments"]
+            dep = next(d for d in deployments if d["name"] == "bench")
             engine = dep["url"]
             print(
                 f"model: llama {args.layers} layers x {args.embd} "

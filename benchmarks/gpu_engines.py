@@ -49,15 +49,18 @@ def find_gpu() -> str | None:
     return None
 
 
-def _get(url: str) -> Any:
+def _get(url: str, headers: dict[str, str] | None = None) -> Any:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=10) as resp:
+    with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=10) as resp:
         return json.loads(resp.read())
 
 
-def _post(url: str, body: dict[str, Any], timeout: float) -> Any:
+def _post(url: str, body: dict[str, Any], timeout: float, headers: dict[str, str]) -> Any:
     request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"content-type": "application/json"}, method="POST"
+        url,
+        json.dumps(body).encode(),
+        {"content-type": "application/json", **headers},
+        method="POST",
     )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(request, timeout=timeout) as resp:
@@ -153,9 +156,12 @@ def run_engine(engine: str, args: argparse.Namespace, tmp: Path) -> list[dict[st
             "runtime": runtime,
             "configuration": configuration,
         }
-        _post(gateway + "/api/models", register, timeout=30)
-        _post(gateway + "/api/load", {"model": "bench"}, timeout=900)
-        dep = next(d for d in _get(gateway + "/api/ps")["deployments"] if d["name"] == "bench")
+        token = (tmp / f"home-{engine}" / "admin-token").read_text().strip()
+        admin = {"authorization": f"Bearer {token}"}  # admin routes need the install's token
+        _post(gateway + "/api/models", register, timeout=30, headers=admin)
+        _post(gateway + "/api/load", {"model": "bench"}, timeout=900, headers=admin)
+        deployments = _get(gateway + "/api/ps", admin)["deployments"]
+        dep = next(d for d in deployments if d["name"] == "bench")
         print(f"{engine}: {dep['server']} pid {dep['pid']} at {dep['url']}; model {model.name}")
         results = []
         for streams in args.streams:
