@@ -155,10 +155,21 @@ def _every_kernel(ops: kernels.CpuKernels, dtype: torch.dtype) -> list[torch.Ten
 @pytest.mark.parametrize("target", RUNNABLE)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
 def test_builds_agree_bit_for_bit(target: str, dtype: torch.dtype) -> None:
-    """No build fuses a multiply-add that another rounds twice, so every build returns
-    the generic build's results bit for bit, bf16 included; AVX512-BF16's own bf16 dot
-    product (the linears) sums in another order and is within bf16 rounding of it."""
-    ours, generic = _every_kernel(_ops(target), dtype), _every_kernel(_ops("generic"), dtype)
+    """bf16: every build returns the generic build's results bit for bit (a fused and an
+    unfused multiply-add of bf16 values are equal), but AVX512-BF16's own dot product (the
+    linears) sums in another order and is within bf16 rounding of it. fp32: the FMA builds
+    fuse their dot products on purpose, so they are within rounding of the generic build
+    and bit-identical to one another (checked against the native build)."""
+    fused = {"avx2", "avx512", "avx512-bf16"}
+    ours = _every_kernel(_ops(target), dtype)
+    if dtype == torch.float32 and _ops(target).isa in fused:
+        same_kind = "native" if _ops("native").isa in fused else target
+        for a, b in zip(ours, _every_kernel(_ops(same_kind), dtype), strict=True):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
+        for a, b in zip(ours, _every_kernel(_ops("generic"), dtype), strict=True):
+            torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)
+        return
+    generic = _every_kernel(_ops("generic"), dtype)
     own_dot = dtype == torch.bfloat16 and _ops(target).isa == "avx512-bf16"
     # its own dot: one bf16 step apart (2 U relative), or fp32 summation error near zero
     near = dict(atol=1e-2, rtol=2 * BF16_U)

@@ -58,8 +58,8 @@ _SIGNATURES = {
     ),
 }
 
-# Flags every build shares: no build may fuse a multiply-add that another rounds twice,
-# so the builds of one machine agree bit for bit (cpu_decode.c says where they do not).
+# Flags every build shares: the compiler fuses no multiply-add (the source says where it
+# fuses on purpose), so the builds of one machine agree where cpu_decode.c says they do.
 _COMMON = ["-O3", "-ffp-contract=off", "-std=gnu11", "-shared", "-fPIC"]
 
 
