@@ -19,7 +19,14 @@ import pytest
 import serving_harness
 from engine_helpers import streamed
 from realweights_helpers import CHAT, MODEL, QUESTION, SYSTEM, names_paris
-from serving_harness import SERVERS, Gateway, famous_env, start_gateway, stop_gateway
+from serving_harness import (
+    SERVERS,
+    Gateway,
+    famous_cli,
+    famous_env,
+    start_gateway,
+    stop_gateway,
+)
 
 from famous.runtimes.base import free_port, stop_process
 from famous.store.deployments import process_alive
@@ -108,14 +115,7 @@ def test_server_renders_the_models_template(client: openai.OpenAI, hf_tokenizer)
 
 
 def _famous(env: dict[str, str], *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "famous", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    return famous_cli(Path(env["FAMOUS_HOME"]), *args, timeout=timeout, env=env)
 
 
 def _pids(env: dict[str, str]) -> set[int]:

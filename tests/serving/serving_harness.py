@@ -57,14 +57,18 @@ def famous_env(home: Path, server: str = "llama-cpp-python") -> dict[str, str]:
     return env
 
 
-def famous_cli(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run the real ``famous`` command (a subprocess, as a user would)."""
+def famous_cli(
+    home: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``famous`` command (a subprocess, as a user would, with no input);
+    ``env`` replaces the environment made for ``home``."""
     return subprocess.run(
         [sys.executable, "-m", "famous", *args],
-        env=famous_env(home),
+        env=env if env is not None else famous_env(home),
         capture_output=True,
         text=True,
         timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
