@@ -336,4 +336,5 @@ def test_only_models_can_be_registered(gw: Gateway, http, tmp_path: Path) -> Non
         resp = http.post(gw.url + "/api/models", json=body, headers=gw.admin)
         assert resp.status_code == 400, resp.text
         error = _error(resp)
-        assert error["param"] == "path" and "not a" in error["message"]
+        assert error["param"] == "path" and path in error["message"]
+        assert "nothing was registered" in error["message"]

@@ -107,25 +107,21 @@ def estimate_memory(path: Path, configuration: Mapping[str, Any] | None = None) 
     return int(weights + kv + DEFAULT_OVERHEAD)
 
 
-def servable_problem(path: Path) -> str | None:
-    """Why ``path`` is no model famous can serve (None when it looks like one): a file must
-    be a GGUF (its magic checked), a folder must hold a config and weights or a GGUF."""
-    if path.is_file():
-        try:
-            with open(path, "rb") as f:
-                magic = f.read(4)
-        except OSError as exc:
-            return f"cannot be read ({exc.strerror})"
-        return None if magic == b"GGUF" else "is not a GGUF file (no GGUF magic)"
-    if not path.is_dir():
-        return "is neither a file nor a folder"
-    names = {p.name for p in path.iterdir()}
-    if any(n.endswith(".gguf") for n in names):
-        return None
-    weights = any(n.endswith(WEIGHT_SUFFIXES) or n.endswith(".xml") for n in names)
-    if ("config.json" in names or "manifest.json" in names or "meta.json" in names) and weights:
-        return None
-    return "is not a model folder (a config.json and weight files, or a GGUF)"
+def _check_model(path: Path) -> None:
+    """``famous import``'s own checks (a sound GGUF, or a folder with a config and weights):
+    ValueError names what is wrong, before anything is registered."""
+    from famous.hub.errors import BadModelFile
+    from famous.hub.local import check_source
+
+    relpaths = (
+        [path.name]
+        if path.is_file()
+        else [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
+    )
+    try:
+        check_source(path, relpaths)
+    except BadModelFile as exc:
+        raise ValueError(str(exc)) from None
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".pte", ".tflite", ".npz", ".onnx")
@@ -179,9 +175,7 @@ class ModelCatalog:
         path = Path(spec.path).expanduser().resolve()
         if not path.exists():
             raise FileNotFoundError(f"model file {path} does not exist")
-        problem = servable_problem(path)
-        if problem:
-            raise ValueError(f"{path} {problem}")
+        _check_model(path)
         spec.path = path
         if spec.memory_bytes is None:
             spec.memory_bytes = estimate_memory(path, spec.configuration)
