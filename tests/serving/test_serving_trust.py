@@ -212,13 +212,28 @@ def test_admin_routes_reject_bad_names(gw: Gateway, http, body: dict) -> None:
         )
         assert resp.status_code == 400, (path, resp.text)
         assert _error(resp)["param"] == "model"
-    register = {"name": "\ud800", "path": "/etc/hostname"}
+
+
+@pytest.mark.parametrize(
+    "name", ["\ud800", "a\nb", "../evil", "a/../../b", "/etc/passwd", "x" * 300, "."]
+)
+def test_registered_names_are_names(gw: Gateway, http, tiny_models, name: str) -> None:
+    """A name with a newline, a lone surrogate or a path in it is refused, by every route
+    that takes one, and nothing is registered."""
+    register = {"name": name, "path": str(tiny_models["llama"])}
     resp = http.post(
         gw.url + "/api/models",
         content=json.dumps(register).encode(),
         headers={"content-type": "application/json", **gw.admin},
     )
-    assert resp.status_code == 400 and _error(resp)["param"] == "name"
+    assert resp.status_code == 400 and _error(resp)["param"] == "name", resp.text
+    chat = json.dumps(_chat(model=name)).encode()
+    resp = http.post(
+        gw.v1 + "/chat/completions", content=chat, headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 400 and _error(resp)["param"] == "model", resp.text
+    listed = [m["id"] for m in http.get(gw.v1 + "/models").json()["data"]]
+    assert name not in listed
 
 
 # ------------------------------------------------------------------------------ the guard's rules

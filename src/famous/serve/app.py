@@ -120,6 +120,8 @@ def _check_name(value: Any, field: str, what: str) -> str:
         raise invalid(f"{field} is required: {what}", field)
     if len(value) > 256 or not value.isprintable():
         raise invalid(f"{field} must be at most 256 printable characters", field)
+    if field != "path" and (value.startswith("/") or {".", ".."} & set(value.split("/"))):
+        raise invalid(f"{field} must be a name like org/model, not a path", field)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
