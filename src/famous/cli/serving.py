@@ -94,6 +94,14 @@ def serve(
     startup_timeout: float = typer.Option(
         None, "--startup-timeout", help="Seconds to wait for an engine to become healthy."
     ),
+    drain_timeout: float = typer.Option(
+        10.0,
+        "--drain-timeout",
+        help="On SIGTERM: seconds open streams may finish before they end with an error.",
+    ),
+    read_timeout: float = typer.Option(
+        15.0, "--read-timeout", help="Seconds a client may take to send headers (408 after)."
+    ),
 ) -> None:
     """Run the OpenAI-compatible gateway in the foreground (Ctrl-C stops it and its engines)."""
     from famous.serve.catalog import ModelSpec
@@ -116,6 +124,8 @@ def serve(
         startup_timeout=float(startup_timeout or _setting("startup-timeout")),
         max_request_bytes=parse_size(max_request_size),
         models=specs,
+        drain_timeout=max(drain_timeout, 0.0),
+        read_timeout=max(read_timeout, 0.5),
     )
     running = state.running()
     if running is not None and running.port == settings.port:

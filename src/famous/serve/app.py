@@ -33,10 +33,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from famous import __version__
 from famous.runtimes import RUNTIMES, get_runtime
-from famous.serve import relay
+from famous.serve import openapi, relay
 from famous.serve.catalog import ModelSpec
 from famous.serve.errors import APIError, invalid
-from famous.serve.fields import finite_number, forwarded
+from famous.serve.fields import OPENAI_RANGES, check_ranges, forwarded
 from famous.serve.guard import RequestGuard
 from famous.serve.supervisor import Deployment, Supervisor
 
@@ -52,16 +52,45 @@ _ROUTES = {
     "completions": "/v1/completions",
     "embeddings": "/v1/embeddings",
 }
+
+
+def _shutting_down() -> APIError:
+    return APIError(
+        503,
+        "the gateway is shutting down; this answer is incomplete (send the request again once "
+        "famous serve is back)",
+        code="shutting_down",
+    )
+
+
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
 # -- request checks -------------------------------------------------------------------------
 
 
-async def _drain(request: Request, already: int) -> None:
+async def _chunks(request: Request, idle_timeout: float) -> AsyncIterator[bytes]:
+    """The body's chunks; 408 when the client stops sending for ``idle_timeout`` seconds."""
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(stream), idle_timeout)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise APIError(
+                408,
+                f"the request body stalled: nothing arrived for {idle_timeout:g} s",
+                code="request_timeout",
+                headers={"connection": "close"},
+            ) from None
+        yield chunk
+
+
+async def _drain(request: Request, already: int, idle_timeout: float) -> None:
     seen = already
     with contextlib.suppress(Exception):
-        async for chunk in request.stream():
+        async for chunk in _chunks(request, idle_timeout):
             seen += len(chunk)
             if seen > _DRAIN_CAP:
                 break
@@ -73,21 +102,24 @@ def _too_large(size: int, limit: int) -> APIError:
         f"the request body is {size} bytes; this gateway accepts at most {limit} bytes "
         "(famous serve --max-request-size)",
         code="request_too_large",
+        headers={"connection": "close"},
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, or 413 as soon as it is known to exceed ``limit``."""
+async def read_body(request: Request, limit: int, idle_timeout: float = 15.0) -> bytes:
+    """The body, or 413 as soon as it is known to exceed ``limit`` (a body a client could
+    still be sending is read and dropped first, so that it sees the 413, not a reset)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        await _drain(request, 0)
+        if int(declared) <= _DRAIN_CAP:
+            await _drain(request, 0, idle_timeout)
         raise _too_large(int(declared), limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in _chunks(request, idle_timeout):
         size += len(chunk)
         if size > limit:
-            await _drain(request, size)
+            await _drain(request, size, idle_timeout)
             raise _too_large(size, limit)
         chunks.append(chunk)
     return b"".join(chunks)
@@ -129,15 +161,6 @@ def _check_name(value: Any, field: str, what: str) -> str:
     return value
 
 
-def _check_range(payload: dict[str, Any], key: str, low: float, high: float) -> None:
-    if key in payload and payload[key] is not None:
-        value = payload[key]
-        if not finite_number(value) or not low <= value <= high:
-            raise invalid(
-                f"{key} must be a number between {low:g} and {high:g}, got {value!r}", key
-            )
-
-
 def validate(kind: str, payload: dict[str, Any]) -> str:
     """Reject what no engine should see; returns the model name. Unknown fields pass through."""
     model = _check_name(payload.get("model"), "model", "the name of a model from GET /v1/models")
@@ -167,10 +190,7 @@ def validate(kind: str, payload: dict[str, Any]) -> str:
     n = payload.get("n")
     if n is not None and (not _is_int(n) or not 1 <= n <= 128):
         raise invalid(f"n must be an integer between 1 and 128, got {n!r}", "n")
-    _check_range(payload, "temperature", 0, 2)
-    _check_range(payload, "top_p", 0, 1)
-    _check_range(payload, "presence_penalty", -2, 2)
-    _check_range(payload, "frequency_penalty", -2, 2)
+    check_ranges(payload, OPENAI_RANGES)
     if "stream" in payload and not isinstance(payload["stream"], bool | None):
         raise invalid(f"stream must be true or false, got {payload['stream']!r}", "stream")
     if "seed" in payload and payload["seed"] is not None and not _is_int(payload["seed"]):
@@ -202,11 +222,25 @@ def create_app(
     admin_token: str | None = None,
     host: str = "127.0.0.1",
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    read_timeout: float = 15.0,
 ) -> FastAPI:
     """The gateway application around ``supervisor`` (which it starts and stops), answering
     requests addressed to ``host`` (see ``famous.serve.guard``). Admin routes take
-    ``admin_token`` or ``api_key``; with neither, they refuse every request."""
-    state: dict[str, Any] = {"started": time.time()}
+    ``admin_token`` or ``api_key``; with neither, they refuse every request. A body that
+    stalls for ``read_timeout`` seconds gets 408."""
+    state: dict[str, Any] = {"started": time.time(), "draining": False}
+    open_streams: set[relay.UpstreamResponse] = set()
+
+    def begin_drain(grace: float) -> None:
+        """Shutting down: streams still open after ``grace`` seconds are ended (an error
+        event, then [DONE]) so that their clients learn why, and the shutdown can go on."""
+        state["draining"] = True
+
+        def end_streams() -> None:
+            for resp in list(open_streams):
+                resp.abort()
+
+        asyncio.get_running_loop().call_later(grace, end_streams)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -222,9 +256,10 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",
     )
     app.state.supervisor = supervisor
+    app.state.begin_drain = begin_drain
     app.add_middleware(RequestGuard, bound_host=host)
 
     def error_response(exc: APIError) -> JSONResponse:
@@ -277,7 +312,7 @@ def create_app(
                 code="admin_credential_required",
             )
 
-    @app.get("/metrics")
+    @app.get("/metrics", **openapi.route(media_type="text/plain"))
     async def metrics(request: Request) -> Response:
         """Prometheus text: per-model requests, in-flight requests, state and load time."""
         authorize(request)
@@ -302,7 +337,7 @@ def create_app(
             ]
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
-    @app.get("/health")
+    @app.get("/health", **openapi.route())
     async def health(request: Request) -> dict[str, Any]:
         """Always answers (it is the liveness probe); which models exist only with the key."""
         answer: dict[str, Any] = {
@@ -321,19 +356,24 @@ def create_app(
         entry["status"] = dep.state if dep else "stopped"
         return entry
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", **openapi.route())
     async def list_models(request: Request) -> dict[str, Any]:
         authorize(request)
         return {"object": "list", "data": [model_entry(s) for s in supervisor.catalog.all()]}
 
-    @app.get("/v1/models/{model_id:path}")
+    @app.get("/v1/models/{model_id:path}", **openapi.route())
     async def get_model(model_id: str, request: Request) -> dict[str, Any]:
         authorize(request)
         return model_entry(supervisor.spec_for(model_id))
 
     async def proxy(request: Request, kind: str) -> Response:
         authorize(request)
-        body = await read_body(request, max_request_bytes)
+        if state["draining"]:
+            raise APIError(
+                503, "the gateway is shutting down", code="shutting_down",
+                headers={"connection": "close", "retry-after": "5"},
+            )  # fmt: skip
+        body = await read_body(request, max_request_bytes, read_timeout)
         payload = parse_json(body)
         name = validate(kind, payload)
         body = json.dumps(forwarded(kind, payload)).encode()
@@ -367,13 +407,18 @@ def create_app(
         if content_type.startswith("text/event-stream"):
 
             async def pass_through() -> AsyncIterator[bytes]:
+                open_streams.add(resp)
                 try:
                     async for chunk in resp.chunks():
                         yield chunk
                 except relay.RelayError:
-                    message = supervisor.engine_broke(dep) + "; the answer is incomplete"
-                    yield APIError(502, message, code="engine_failed").sse_event()
+                    if resp.aborted:
+                        yield _shutting_down().sse_event() + b"data: [DONE]\n\n"
+                    else:
+                        message = supervisor.engine_broke(dep) + "; the answer is incomplete"
+                        yield APIError(502, message, code="engine_failed").sse_event()
                 finally:
+                    open_streams.discard(resp)
                     resp.close()
                     supervisor.release(dep)
 
@@ -386,26 +431,30 @@ def create_app(
                     "x-accel-buffering": "no",
                 },
             )
+        open_streams.add(resp)
         try:
             content = await resp.read()
         except relay.RelayError:
+            if resp.aborted:
+                raise _shutting_down() from None
             raise APIError(502, supervisor.engine_broke(dep), code="engine_failed") from None
         finally:
+            open_streams.discard(resp)
             resp.close()
         supervisor.release(dep)
         if resp.status >= 400:
             return error_response(engine_error(resp.status, content, dep.name))
         return Response(content, status_code=resp.status, media_type=content_type)
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", **openapi.route(openapi.ChatCompletionRequest, streams=True))
     async def chat_completions(request: Request) -> Response:
         return await proxy(request, "chat")
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", **openapi.route(openapi.CompletionRequest, streams=True))
     async def completions(request: Request) -> Response:
         return await proxy(request, "completions")
 
-    @app.post("/v1/embeddings")
+    @app.post("/v1/embeddings", **openapi.route(openapi.EmbeddingRequest))
     async def embeddings(request: Request) -> Response:
         return await proxy(request, "embeddings")
 
@@ -413,14 +462,14 @@ def create_app(
 
     async def admin_payload(request: Request) -> dict[str, Any]:
         authorize_admin(request)
-        return parse_json(await read_body(request, 1024 * 1024))
+        return parse_json(await read_body(request, 1024 * 1024, read_timeout))
 
-    @app.get("/api/ps")
+    @app.get("/api/ps", **openapi.route(admin=True))
     async def ps(request: Request) -> dict[str, Any]:
         authorize_admin(request)
         return {"deployments": supervisor.snapshot()}
 
-    @app.post("/api/models")
+    @app.post("/api/models", **openapi.route(openapi.RegisterModelRequest, admin=True))
     async def register(request: Request) -> dict[str, Any]:
         payload = await admin_payload(request)
         name = _check_name(payload.get("name"), "name", "the model's name in the API")
@@ -452,7 +501,7 @@ def create_app(
             raise invalid(str(exc), "path") from None
         return model_entry(spec)
 
-    @app.post("/api/load")
+    @app.post("/api/load", **openapi.route(openapi.LoadRequest, admin=True))
     async def load(request: Request) -> dict[str, Any]:
         payload = await admin_payload(request)
         name = _check_name(payload.get("model"), "model", "the name of a model to load")
@@ -460,7 +509,7 @@ def create_app(
         supervisor.release(dep)
         return dep.snapshot()
 
-    @app.post("/api/stop")
+    @app.post("/api/stop", **openapi.route(openapi.StopRequest, admin=True))
     async def stop(request: Request) -> dict[str, Any]:
         payload = await admin_payload(request)
         if payload.get("all"):
@@ -468,6 +517,18 @@ def create_app(
         name = _check_name(payload.get("model"), "model", "a model's name (or all: true)")
         return {"stopped": [name] if await supervisor.stop(name) else []}
 
+    def published_schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                openapi.components()
+            )
+            schema["components"]["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"}
+            }
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = published_schema  # type: ignore[method-assign]
     return app
 
 

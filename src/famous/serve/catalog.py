@@ -173,7 +173,13 @@ class ModelCatalog:
     def register(self, spec: ModelSpec) -> ModelSpec:
         """Add (or replace) a model the gateway may serve; files are checked, not trusted."""
         path = Path(spec.path).expanduser().resolve()
-        if not path.exists():
+        try:
+            found = path.exists()
+        except OSError as exc:  # a name too long, a folder it may not enter
+            raise ValueError(
+                f"model path {str(path)[:300]} cannot be read: {exc.strerror}"
+            ) from None
+        if not found:
             raise FileNotFoundError(f"model file {path} does not exist")
         _check_model(path)
         spec.path = path

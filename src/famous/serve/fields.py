@@ -51,8 +51,15 @@ FORWARDED: dict[str, frozenset[str]] = {
     "embeddings": frozenset({"model", "input", "encoding_format", "dimensions", "user"}),
 }
 
-# extension -> (lowest, highest, integer?)
-_RANGES: dict[str, tuple[float, float, bool]] = {
+# field -> (lowest, highest, integer?): OpenAI's own (checked before routing) ...
+OPENAI_RANGES: dict[str, tuple[float, float, bool]] = {
+    "temperature": (0.0, 2.0, False),
+    "top_p": (0.0, 1.0, False),
+    "presence_penalty": (-2.0, 2.0, False),
+    "frequency_penalty": (-2.0, 2.0, False),
+}
+# ... and the extensions engines share (checked before forwarding)
+EXTENSION_RANGES: dict[str, tuple[float, float, bool]] = {
     "top_k": (0, 1_000_000, True),
     "min_p": (0.0, 1.0, False),
     "typical_p": (0.0, 1.0, False),
@@ -72,8 +79,9 @@ def finite_number(value: Any) -> bool:
         return False
 
 
-def _check_extensions(payload: dict[str, Any]) -> None:
-    for key, (low, high, integer) in _RANGES.items():
+def check_ranges(payload: dict[str, Any], ranges: dict[str, tuple[float, float, bool]]) -> None:
+    """Each field of ``ranges`` the payload sets (not null) is a number within its bounds."""
+    for key, (low, high, integer) in ranges.items():
         value = payload.get(key)
         if value is None:
             continue
@@ -84,6 +92,10 @@ def _check_extensions(payload: dict[str, Any]) -> None:
             or not low <= value <= high
         ):
             raise invalid(f"{key} must be {kind} between {low:g} and {high:g}, got {value!r}", key)
+
+
+def _check_extensions(payload: dict[str, Any]) -> None:
+    check_ranges(payload, EXTENSION_RANGES)
     bias = payload.get("logit_bias")
     if bias is not None:
         if not isinstance(bias, dict) or len(bias) > 1024:

@@ -34,7 +34,7 @@ class UpstreamResponse:
         self._writer = writer
         self.status = status
         self.headers = headers
-        self._done = False
+        self.aborted = False
 
     @property
     def content_type(self) -> str:
@@ -68,13 +68,19 @@ class UpstreamResponse:
         except (OSError, ValueError, EOFError) as exc:  # IncompleteReadError is an EOFError
             raise RelayError(f"the engine connection broke: {exc}") from exc
         finally:
-            self._done = True
             self.close()
+        if self.aborted:
+            raise RelayError("the gateway ended this answer")
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.chunks()])
 
     def close(self) -> None:
+        self._writer.close()
+
+    def abort(self) -> None:
+        """End the answer now (the gateway is shutting down): ``chunks`` raises RelayError."""
+        self.aborted = True
         self._writer.close()
 
 

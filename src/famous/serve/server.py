@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 from famous.serve import state
 from famous.serve.app import DEFAULT_MAX_REQUEST_BYTES, create_app
 from famous.serve.catalog import ModelCatalog, ModelSpec
+from famous.serve.protocol import DEFAULT_READ_TIMEOUT, H11_BUFFER_BYTES, protocol_class
 from famous.serve.supervisor import Supervisor, reconcile_orphans
 
 if TYPE_CHECKING:
@@ -34,6 +37,8 @@ class GatewaySettings:
     models: list[ModelSpec] = field(default_factory=list)
     use_store: bool = True
     log_level: str = "info"
+    drain_timeout: float = 10.0
+    read_timeout: float = DEFAULT_READ_TIMEOUT
 
 
 def check_binding(host: str, api_key: str | None) -> None:
@@ -61,7 +66,28 @@ def build(settings: GatewaySettings) -> FastAPI:
         admin_token=state.admin_token(create=True),
         host=settings.host,
         max_request_bytes=settings.max_request_bytes,
+        read_timeout=settings.read_timeout,
     )
+
+
+def _draining_server(config: object, app: FastAPI, drain_timeout: float) -> object:
+    """uvicorn's server, telling the app when a signal starts the shutdown: the app gives
+    open streams ``drain_timeout`` seconds, then ends them with an error event and [DONE]
+    (uvicorn itself would cut them without a word once its graceful timeout passed)."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            if not self.should_exit:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    pass
+                else:
+                    loop.call_soon_threadsafe(app.state.begin_drain, drain_timeout)
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    return DrainingServer(config)  # type: ignore[arg-type]
 
 
 def run_gateway(settings: GatewaySettings) -> None:
@@ -80,9 +106,14 @@ def run_gateway(settings: GatewaySettings) -> None:
         port=settings.port,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=15,
+        http=protocol_class(settings.read_timeout),
+        h11_max_incomplete_event_size=H11_BUFFER_BYTES,
+        timeout_graceful_shutdown=int(settings.drain_timeout) + 5,
     )
-    server = uvicorn.Server(config)
+    server = _draining_server(config, app, settings.drain_timeout)
+    # uvicorn re-raises the signal it caught once it has shut down; with the default
+    # SIGTERM action that would kill this process before its state file is removed
+    signal.signal(signal.SIGTERM, lambda *_: None)
     if state.running() is None:
         for name in reconcile_orphans():
             logging.getLogger("famous.serve").warning(
@@ -99,6 +130,6 @@ def run_gateway(settings: GatewaySettings) -> None:
         )
     )
     try:
-        server.run()
+        server.run()  # type: ignore[attr-defined]
     finally:
         state.clear(pid)

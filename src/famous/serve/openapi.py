@@ -1,0 +1,159 @@
+"""The gateway's published contract (``GET /openapi.json``): what each route accepts.
+
+The routes read raw bodies (unknown fields are dropped, not refused, and validation errors
+must be OpenAI-shaped), so FastAPI cannot infer their bodies; these models describe them
+for clients, code generators and schemathesis. Their bounds are the very tables the
+gateway checks with (``famous.serve.fields``), so the document cannot drift from them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.json_schema import models_json_schema
+
+from famous.serve.fields import EXTENSION_RANGES, OPENAI_RANGES
+
+_REF = "#/components/schemas/{model}"
+_Name = Field(min_length=1, max_length=256, description="a name from GET /v1/models")
+
+
+def _bounded(ranges: dict[str, tuple[float, float, bool]]) -> dict[str, Any]:
+    return {
+        key: (int | None if integer else float | None, Field(None, ge=low, le=high))
+        for key, (low, high, integer) in ranges.items()
+    }
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ChatMessage(_Open):
+    role: str = Field(description="system, user, assistant or tool")
+    content: str | list[dict[str, Any]] | None = None
+    tool_call_id: str | None = Field(None, description="required when role is tool")
+    name: str | None = None
+
+
+_Sampling = create_model(  # type: ignore[call-overload]
+    "Sampling",
+    __base__=_Open,
+    model=(str, _Name),
+    stream=(bool | None, None),
+    seed=(int | None, None),
+    stop=(str | list[str] | None, None),
+    n=(int | None, Field(None, ge=1, le=128)),
+    logit_bias=(dict[str, float] | None, None),
+    **_bounded(OPENAI_RANGES | EXTENSION_RANGES),
+)
+
+
+class ChatCompletionRequest(_Sampling):  # type: ignore[misc, valid-type]
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class CompletionRequest(_Sampling):  # type: ignore[misc, valid-type]
+    prompt: str | list[str] | list[int] = Field(description="text, texts or token ids")
+    max_tokens: int | None = Field(None, ge=0)
+    suffix: str | None = None
+    echo: bool | None = None
+
+
+class EmbeddingRequest(_Open):
+    model: str = _Name
+    input: str | list[str] = Field(description="a text or a non-empty list of texts")
+    encoding_format: str | None = None
+    dimensions: int | None = Field(None, ge=1)
+
+
+class RegisterModelRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=256, description="its name in the API")
+    path: str = Field(min_length=1, max_length=256, description="a GGUF file or model folder")
+    runtime: str | None = Field(None, description="llamacpp unless the file says otherwise")
+    engine: str | None = Field(None, max_length=64)
+    embedding: bool | None = None
+    configuration: dict[str, Any] | None = Field(
+        None, description="the runtime's request-settable options only"
+    )
+
+
+class LoadRequest(BaseModel):
+    model: str = _Name
+
+
+class StopRequest(BaseModel):
+    model: str | None = Field(None, min_length=1, max_length=256)
+    all: bool | None = None
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+_MODELS: list[type[BaseModel]] = [
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RegisterModelRequest,
+    LoadRequest,
+    StopRequest,
+    ErrorResponse,
+]
+_ERRORS = {
+    400: "a field is missing or out of range (error.param names it)",
+    401: "a credential is required",
+    403: "a foreign Host or Origin",
+    404: "no such model or route",
+    408: "the client was too slow to send its request",
+    413: "the body is over the limit",
+    415: "the body is not application/json",
+    503: "the model is loading (Retry-After) or the gateway is shutting down",
+}
+
+
+def components() -> dict[str, Any]:
+    """The request and error models, as OpenAPI component schemas."""
+    _, schema = models_json_schema([(m, "validation") for m in _MODELS], ref_template=_REF)
+    return schema["$defs"]
+
+
+def _error_responses() -> dict[int | str, dict[str, Any]]:
+    error = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorResponse")}}}
+    return {status: {"description": why, "content": error} for status, why in _ERRORS.items()}
+
+
+def route(
+    body: type[BaseModel] | None = None,
+    *,
+    streams: bool = False,
+    admin: bool = False,
+    media_type: str = "application/json",
+) -> dict[str, Any]:
+    """Keyword arguments for a route decorator: its documented body, credential and answers
+    (inference routes need the API key only when the gateway has one)."""
+    ok: dict[str, Any] = {media_type: {}}
+    if streams:
+        ok["text/event-stream"] = {}
+    extra: dict[str, Any] = {"responses": {"200": {"description": "OK", "content": ok}}}
+    extra["security"] = [{"bearer": []}] if admin else [{"bearer": []}, {}]
+    if body is not None:
+        schema = {"$ref": _REF.format(model=body.__name__)}
+        extra["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    return {"openapi_extra": extra, "responses": _error_responses()}
