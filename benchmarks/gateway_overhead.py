@@ -14,30 +14,23 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "serving"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "src"))
 
 from tiny_gguf import write_llama  # noqa: E402
 
-from famous.runtimes.base import free_port, physical_cores  # noqa: E402
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> dict:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=5) as resp:
-        return json.loads(resp.read())
+from famous.runtimes.base import physical_cores  # noqa: E402
+from gateway_process import serving  # noqa: E402
 
 
 async def one_stream(
@@ -154,7 +147,6 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="famous-bench-") as tmp:
-        home = Path(tmp) / "home"
         model = write_llama(
             Path(tmp) / "bench.gguf",
             n_embd=args.embd,
@@ -164,52 +156,15 @@ def main() -> int:
             n_ff=int(args.embd * 2.75),
             context=2048,
         )
-        port = free_port()
-        env = dict(os.environ, FAMOUS_HOME=str(home))
-        env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
-        gateway_cmd = [
-            sys.executable,
-            "-m",
-            "famous",
-            "serve",
-            "--port",
-            str(port),
-            "--keep-alive",
-            "-1",
-        ]
-        log = open(Path(tmp) / "gateway.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            gateway_cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        gateway = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    _get(gateway + "/health")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise SystemExit((Path(tmp) / "gateway.log").read_text()) from None
-                    time.sleep(0.1)
-            configuration: dict[str, object] = {"ctx-size": 2048}
-            if args.server != "auto":
-                configuration["server"] = args.server
-            if args.threads:
-                configuration["threads"] = args.threads
-            if args.server != "llama-cpp-python":
-                configuration["parallel"] = max(args.streams)
-            register = {"name": "bench", "path": str(model), "configuration": configuration}
-            token = (home / "admin-token").read_text().strip()  # admin routes need it
-            admin = {"authorization": f"Bearer {token}"}
-            httpx.post(
-                gateway + "/api/models", json=register, headers=admin, timeout=30
-            ).raise_for_status()
-            httpx.post(
-                gateway + "/api/load", json={"model": "bench"}, headers=admin, timeout=300
-            ).raise_for_status()
-            deployments = _get(gateway + "/api/ps", admin)["deployments"]
-            dep = next(d for d in deployments if d["name"] == "bench")
+        configuration: dict[str, object] = {"ctx-size": 2048}
+        if args.server != "auto":
+            configuration["server"] = args.server
+        if args.threads:
+            configuration["threads"] = args.threads
+        if args.server != "llama-cpp-python":
+            configuration["parallel"] = max(args.streams)
+        with serving(Path(tmp), model, configuration) as running:
+            gateway, dep = running.url, running.deployment
             engine = dep["url"]
             print(
                 f"model: llama {args.layers} layers x {args.embd} "
@@ -221,7 +176,7 @@ def main() -> int:
             results = []
             for streams in args.streams:
                 res = asyncio.run(
-                    measure(gateway, engine, streams, args.rounds, args.max_tokens, proc.pid)
+                    measure(gateway, engine, streams, args.rounds, args.max_tokens, running.pid)
                 )
                 res["server"] = dep["server"]
                 results.append(res)
@@ -234,13 +189,6 @@ def main() -> int:
                 )
             if args.json:
                 args.json.write_text(json.dumps(results, indent=2))
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-            log.close()
     return 0
 
 

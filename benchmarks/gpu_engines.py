@@ -16,14 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +28,9 @@ for extra in (REPO / "src", REPO / "tests" / "serving", REPO / "tests" / "engine
     sys.path.insert(0, str(extra))
 
 from benchmarks.gateway_overhead import measure  # noqa: E402
+from benchmarks.gateway_process import serving  # noqa: E402
 
 from famous.runtimes import RuntimeNotInstalled, get_runtime  # noqa: E402
-from famous.runtimes.base import free_port  # noqa: E402
 
 
 def find_gpu() -> str | None:
@@ -47,24 +43,6 @@ def find_gpu() -> str | None:
     if Path("/dev/kfd").exists():
         return "AMD GPU (/dev/kfd)"
     return None
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> Any:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def _post(url: str, body: dict[str, Any], timeout: float, headers: dict[str, str]) -> Any:
-    request = urllib.request.Request(
-        url,
-        json.dumps(body).encode(),
-        {"content-type": "application/json", **headers},
-        method="POST",
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=timeout) as resp:
-        return json.loads(resp.read())
 
 
 def build_model(engine: str, folder: Path, args: argparse.Namespace) -> tuple[Path, dict]:
@@ -127,45 +105,12 @@ def check_engine(engine: str) -> str | None:
 def run_engine(engine: str, args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     model, configuration = build_model(engine, tmp, args)
     runtime = "vllm" if engine == "vllm" else "llamacpp"
-    port = free_port()
-    env = dict(os.environ, FAMOUS_HOME=str(tmp / f"home-{engine}"), NO_PROXY="127.0.0.1")
-    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    log_path = tmp / f"gateway-{engine}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "famous", "serve", "--port", str(port), "--keep-alive", "-1"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    gateway = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _get(gateway + "/health")
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit(log_path.read_text()) from None
-                time.sleep(0.2)
-        register = {
-            "name": "bench",
-            "path": str(model),
-            "runtime": runtime,
-            "configuration": configuration,
-        }
-        token = (tmp / f"home-{engine}" / "admin-token").read_text().strip()
-        admin = {"authorization": f"Bearer {token}"}  # admin routes need the install's token
-        _post(gateway + "/api/models", register, timeout=30, headers=admin)
-        _post(gateway + "/api/load", {"model": "bench"}, timeout=900, headers=admin)
-        deployments = _get(gateway + "/api/ps", admin)["deployments"]
-        dep = next(d for d in deployments if d["name"] == "bench")
+    with serving(tmp / engine, model, configuration, runtime=runtime, load_timeout=900) as gw:
+        dep = gw.deployment
         print(f"{engine}: {dep['server']} pid {dep['pid']} at {dep['url']}; model {model.name}")
         results = []
         for streams in args.streams:
-            res = asyncio.run(measure(gateway, dep["url"], streams, args.rounds, args.max_tokens))
+            res = asyncio.run(measure(gw.url, dep["url"], streams, args.rounds, args.max_tokens))
             res["engine"] = engine
             results.append(res)
             print(
@@ -174,13 +119,6 @@ def run_engine(engine: str, args: argparse.Namespace, tmp: Path) -> list[dict[st
                 f"{res['ttft_added_ms']:+.1f} ms"
             )
         return results
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the gateway stops its engine on the way out
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def main() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -155,6 +156,33 @@ def test_sigkill_mid_pull_leaves_readable_catalog_and_resumes(
     hub.faults.clear()
     _healthy(pull("org/Tiny-GGUF", report=cpu_report), repo)
     assert (_ranges(hub, sha)[-1] or "").startswith("bytes=")  # it resumed, not restarted
+
+
+def test_sigkill_at_random_points_never_registers_a_broken_artifact(
+    hub: HubServer, famous_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 of ``famous pull`` anywhere between its start and its end (listing, header
+    probe, download, hashing, the rename, the catalog write): afterwards the catalog reads,
+    lists nothing or a whole verified artifact, and a pull in the same home completes."""
+    repo = _repo(hub)
+    hub.faults.rate["tiny-q4_k_m.gguf"] = 4 << 20
+    started = time.monotonic()
+    whole = _pull_process(hub, famous_home.parent / "reference")
+    assert whole.wait(timeout=120) == 0, whole.stderr.read() if whole.stderr else ""
+    duration = time.monotonic() - started
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    for point, delay in enumerate(sorted(rng.uniform(0.05, duration) for _ in range(6))):
+        home = famous_home.parent / f"killed-{point}"
+        proc = _pull_process(hub, home)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        monkeypatch.setenv("FAMOUS_HOME", str(home))
+        for artifact in list_artifacts(with_files=True):  # the catalog opens and reads
+            assert not check_artifact(artifact, deep=True), (seed, delay, artifact)
+    hub.faults.clear()
+    _healthy(pull("org/Tiny-GGUF"), repo)  # the last killed home finishes the job
 
 
 def test_two_pulls_at_once_share_one_download(hub: HubServer, famous_home: Path) -> None:
