@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from famous.serve.app import create_app
 from famous.serve.catalog import ModelCatalog
-from famous.serve.supervisor import Supervisor
+from famous.serve.scheduler import Scheduler
 
 ROUTES = [
     ("POST", "/v1/chat/completions"),
@@ -107,7 +107,7 @@ headers = st.builds(
 
 
 def _app():
-    supervisor = Supervisor(ModelCatalog([], use_store=False), record=False)
+    supervisor = Scheduler(ModelCatalog([], use_store=False), record=False)
     return create_app(supervisor, admin_token=TOKEN)
 
 

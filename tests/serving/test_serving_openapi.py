@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance
 from famous.serve.app import create_app
 from famous.serve.catalog import ModelCatalog
 from famous.serve.fields import EXTENSION_RANGES, OPENAI_RANGES
-from famous.serve.supervisor import Supervisor
+from famous.serve.scheduler import Scheduler
 
 TOKEN = "schema-admin-token"
 
@@ -28,7 +28,7 @@ TOKEN = "schema-admin-token"
 def _app():
     """schemathesis's in-process client names its host "testserver": the gateway is bound
     to that name, so the Host check (tested on its own elsewhere) lets it through."""
-    supervisor = Supervisor(ModelCatalog([], use_store=False), record=False)
+    supervisor = Scheduler(ModelCatalog([], use_store=False), record=False)
     return create_app(supervisor, admin_token=TOKEN, host="testserver")
 
 

@@ -22,8 +22,8 @@ from serving_harness import (
 
 from famous.serve.app import create_app
 from famous.serve.catalog import ModelCatalog, ModelSpec
-from famous.serve.errors import APIError
-from famous.serve.supervisor import Supervisor
+from famous.serve.errors import APIError, from_domain
+from famous.serve.scheduler import NoRoom, Scheduler
 
 CHAT = [{"role": "user", "content": "hello"}]
 
@@ -103,12 +103,12 @@ def test_model_that_cannot_fit_gets_507(
     else:
         path = _safetensors_folder(tmp_path / "st", 16 * 1024**2)
     catalog = ModelCatalog([ModelSpec(name="tiny", path=path)], use_store=False)
-    supervisor = Supervisor(catalog, memory_budget=64 * 1024**2, record=False)
+    supervisor = Scheduler(catalog, memory_budget=64 * 1024**2, record=False)
 
     async def go() -> APIError:
-        with pytest.raises(APIError) as info:
+        with pytest.raises(NoRoom) as info:
             await supervisor.acquire("tiny")
-        return info.value
+        return from_domain(info.value)  # how the gateway answers it
 
     err = asyncio.run(go())
     assert err.status == 507
@@ -118,7 +118,7 @@ def test_model_that_cannot_fit_gets_507(
 
 def test_api_key_is_enforced(tiny_models: dict[str, Path]) -> None:
     catalog = ModelCatalog([ModelSpec(name="tiny", path=tiny_models["llama"])], use_store=False)
-    app = create_app(Supervisor(catalog, record=False), api_key="sekret")
+    app = create_app(Scheduler(catalog, record=False), api_key="sekret")
 
     async def go() -> None:
         transport = httpx.ASGITransport(app=app)

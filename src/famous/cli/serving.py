@@ -538,7 +538,7 @@ def _stop_gateway(info: state.GatewayInfo, timeout: float = 60.0) -> None:
 def _stop_orphans(model: str | None) -> list[str]:
     """No gateway: stop engines recorded in the catalog whose process is still ours."""
     from famous.runtimes.base import stop_process
-    from famous.serve.supervisor import is_engine_process
+    from famous.serve.scheduler import is_engine_process
     from famous.store import db
     from famous.store import deployments as rows
 

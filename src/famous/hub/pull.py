@@ -327,7 +327,7 @@ def _select(
     package: ModelPackage, report: HardwareReport | None, engine: str | None, option: str | None
 ) -> Any:
     from famous.matchmaker import NoCompatibleEngine, UnknownEngine
-    from famous.services.selection import resolve_selection
+    from famous.matchmaker.resolve import resolve_selection
 
     try:  # honours an engine pinned with `famous use-engine`
         return resolve_selection(

@@ -1,1 +1,2 @@
-"""The gateway (FastAPI): OpenAI routes, proxy, supervisor. Import submodules explicitly."""
+"""The gateway (FastAPI): routes, the scheduler that runs engines, the relay to them. Import
+submodules explicitly."""

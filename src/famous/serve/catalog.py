@@ -1,6 +1,6 @@
 """Which models the gateway can serve: the store's installed artifacts plus registered files.
 
-A ``ModelSpec`` is everything the supervisor needs to start a model: the file, the runtime,
+A ``ModelSpec`` is everything the scheduler needs to start a model: the file, the runtime,
 the engine's effective configuration and a memory estimate. Catalog rows are read on every
 lookup (a small SQLite query), so a model pulled while the gateway runs is servable at once.
 """

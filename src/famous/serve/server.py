@@ -14,7 +14,7 @@ from famous.serve import state
 from famous.serve.app import DEFAULT_MAX_REQUEST_BYTES, create_app
 from famous.serve.catalog import ModelCatalog, ModelSpec
 from famous.serve.protocol import DEFAULT_READ_TIMEOUT, H11_BUFFER_BYTES, protocol_class
-from famous.serve.supervisor import Supervisor, reconcile_orphans
+from famous.serve.scheduler import Scheduler, reconcile_orphans
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -53,7 +53,7 @@ def check_binding(host: str, api_key: str | None) -> None:
 def build(settings: GatewaySettings) -> FastAPI:
     check_binding(settings.host, settings.api_key)
     catalog = ModelCatalog(settings.models, use_store=settings.use_store)
-    supervisor = Supervisor(
+    scheduler = Scheduler(
         catalog,
         keep_alive=settings.keep_alive,
         memory_budget=settings.memory_budget,
@@ -61,7 +61,7 @@ def build(settings: GatewaySettings) -> FastAPI:
         startup_timeout=settings.startup_timeout,
     )
     return create_app(
-        supervisor,
+        scheduler,
         api_key=settings.api_key,
         admin_token=state.admin_token(create=True),
         host=settings.host,

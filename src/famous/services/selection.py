@@ -1,64 +1,13 @@
-"""Which engine runs MODEL on this machine: package + machine + the user's pin → Selection."""
+"""What the edges ask about a selection (``famous.matchmaker.resolve`` makes it): can its
+engine start here, and which settings does a runtime take."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from famous.hardware.report import HardwareReport
-from famous.manifests.loader import find_package
-from famous.manifests.schema import ModelPackage
-from famous.matchmaker import NoCompatibleEngine, Selection, select
-from famous.store.selections import PinnedEngine, pinned_engine
+from famous.matchmaker.resolve import Resolved, machine_report, resolve_selection
 
-
-def machine_report(root: str | None = None) -> HardwareReport:
-    """Detect the machine: the real one, or a captured root (``--root`` / FAMOUS_HARDWARE_ROOT)."""
-    from famous.hardware.detector import detect
-    from famous.hardware.host import Host
-
-    return detect(Host.from_env(root))
-
-
-@dataclass(frozen=True)
-class Resolved:
-    package: ModelPackage
-    report: HardwareReport
-    selection: Selection
-    pin: PinnedEngine | None
-
-
-def resolve_selection(
-    model: str,
-    *,
-    engine: str | None = None,
-    option: str | None = None,
-    root: str | None = None,
-    report: HardwareReport | None = None,
-    package: ModelPackage | None = None,
-    force: bool = False,
-) -> Resolved:
-    """Select for ``model``; an engine pinned with ``use-engine`` applies unless one is named.
-
-    A pin that no longer fits this machine raises NoCompatibleEngine, telling how to unpin.
-    """
-    package = package or find_package(model)
-    report = report or machine_report(root)
-    pin = pinned_engine(package.name) if engine is None else None
-    if pin is not None and pin.engine in package.engines:
-        try:
-            selection = select(
-                package, report, engine=pin.engine, option=option, force=force or pin.forced
-            )
-        except NoCompatibleEngine as exc:
-            raise NoCompatibleEngine(
-                package.name,
-                exc.evaluations,
-                f"engine {pin.engine!r} was pinned with `famous use-engine` but cannot run here; "
-                f"run `famous use-engine {package.name} --auto` to let famous choose:",
-            ) from None
-        return Resolved(package, report, selection, pin)
-    selection = select(package, report, engine=engine, option=option, force=force)
-    return Resolved(package, report, selection, None)
+__all__ = ["Resolved", "check_runtime", "machine_report", "resolve_selection", "runtime_settings"]
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,16 @@
-"""The supervisor: starts engines on demand, watches them, unloads idle ones, evicts by LRU.
+"""The scheduler: starts engines on demand, watches them, unloads idle ones, evicts by LRU.
+
+It knows nothing of HTTP: it raises famous's domain errors (``ModelNotFound``,
+``ModelLoading``, ``NoRoom``, ``EngineFailed``), which ``famous.serve.errors`` turns into
+answers, and it starts engines through the ``launcher`` it is given (``launch_engine`` by
+default, a fake engine in unit tests).
 
 One ``Deployment`` per model name. A request ``acquire``s it (starting the engine when it is
-not running, and waiting or not, as the caller prefers) and ``release``s it when its response
+not running, and waiting or not, as the caller prefers) and ``release``s it when its answer
 is done. A monitor task notices dead engines (marked ``failed`` with their exit status; the
-next request restarts them, with back-off after repeated failures) and unloads deployments
-idle longer than ``keep_alive``. Memory: before a start, least-recently-used idle deployments
-are stopped until the new model's estimate fits the budget.
+next request restarts them, with back-off after repeated failed starts) and unloads
+deployments idle longer than ``keep_alive``. Memory: before a start, least-recently-used
+idle deployments are stopped until the new model's estimate fits the budget.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from famous.errors import NotFound, Unavailable
 from famous.runtimes import (
     EngineError,
     EngineProcess,
@@ -26,7 +33,6 @@ from famous.runtimes import (
     get_runtime,
 )
 from famous.serve.catalog import ModelCatalog, ModelSpec
-from famous.serve.errors import APIError
 from famous.store.deployments import DeploymentRecord, log_path_for, now_iso
 from famous.units import format_size
 
@@ -38,6 +44,54 @@ log = logging.getLogger("famous.serve")
 FAILURE_WINDOW = 60.0
 FAILURES_BEFORE_BACKOFF = 3
 MAX_BACKOFF = 30.0
+
+
+# -- what can go wrong, in the scheduler's own terms --------------------------------------
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+    param = "model"
+
+    def __init__(self, name: str, available: list[str]) -> None:
+        listing = ", ".join(available) if available else "none (pull one with famous pull)"
+        super().__init__(f"model {name!r} is not available; available models: {listing}")
+        self.details = {"available": available}
+
+
+class ModelLoading(Unavailable):
+    """Still starting; the caller chose not to wait longer."""
+
+    code = "model_loading"
+
+
+class NoRoom(Unavailable):
+    """The model cannot be loaded within the memory budget or the loaded-model limit."""
+
+    code = "insufficient_memory"
+    status = 507
+
+
+class EngineFailed(Unavailable):
+    """The engine could not start (``code`` says how), or failed too often to retry yet."""
+
+    def __init__(self, message: str, code: str, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.code = code
+
+
+def launch_engine(spec: ModelSpec) -> EngineProcess:
+    """Start ``spec``'s engine with its runtime's adapter (blocking: run it in a thread)."""
+    adapter = get_runtime(spec.runtime, spec.configuration)
+    return adapter.launch(
+        LaunchSpec(
+            name=spec.name,
+            model_path=spec.path,
+            configuration=spec.configuration,
+            embedding=bool(spec.embedding),
+            log_path=log_path_for(spec.name),
+        )
+    )
 
 
 @dataclass
@@ -123,13 +177,14 @@ def is_engine_process(pid: int | None, port: int | None) -> bool:
     return bool(port) and "--port" in cmdline and str(port) in cmdline
 
 
-class Supervisor:
+class Scheduler:
     """Owns every engine process the gateway started."""
 
     def __init__(
         self,
         catalog: ModelCatalog,
         *,
+        launcher: Callable[[ModelSpec], EngineProcess] = launch_engine,
         keep_alive: float = 300.0,
         memory_budget: int | None = None,
         max_loaded: int | None = 3,
@@ -139,6 +194,7 @@ class Supervisor:
         record: bool = True,
     ) -> None:
         self.catalog = catalog
+        self.launcher = launcher
         self.keep_alive = keep_alive
         self.memory_budget = memory_budget
         self.max_loaded = max_loaded
@@ -155,7 +211,7 @@ class Supervisor:
 
     async def start(self) -> None:
         if self._monitor is None:
-            self._monitor = asyncio.create_task(self._watch(), name="famous-supervisor")
+            self._monitor = asyncio.create_task(self._watch(), name="famous-scheduler")
 
     async def close(self) -> None:
         """Stop every engine (the gateway is going away) and the monitor."""
@@ -174,22 +230,14 @@ class Supervisor:
     def spec_for(self, name: str) -> ModelSpec:
         spec = self.catalog.get(name)
         if spec is None:
-            available = self.catalog.names()
-            listing = ", ".join(available) if available else "none (pull one with famous pull)"
-            raise APIError(
-                404,
-                f"model {name!r} is not available; available models: {listing}",
-                code="model_not_found",
-                param="model",
-                extra={"available": available},
-            )
+            raise ModelNotFound(name, self.catalog.names())
         return spec
 
     async def acquire(self, name: str, wait: float | None = None) -> Deployment:
         """A ready deployment of ``name`` with one more active request.
 
         ``wait``: None waits for a start up to the startup timeout; a number of seconds waits
-        at most that long (0: not at all) and answers 503 with Retry-After while it loads.
+        at most that long (0: not at all), then raises ``ModelLoading`` with a retry time.
         """
         spec = self.spec_for(name)
         dep = self.deployments.get(name)
@@ -215,26 +263,19 @@ class Supervisor:
                 else:
                     await asyncio.wait_for(asyncio.shield(task), timeout=max(wait, 0.0))
             except TimeoutError:
-                raise APIError(
-                    503,
+                raise ModelLoading(
                     f"model {name!r} is loading; retry in a few seconds",
-                    code="model_loading",
-                    headers={"Retry-After": str(self._retry_after(dep))},
+                    retry_after=self._retry_after(dep),
                 ) from None
-            except APIError:
-                raise
             except RuntimeNotInstalled as exc:
-                raise APIError(503, str(exc), code="engine_not_installed") from None
+                raise EngineFailed(str(exc), "engine_not_installed") from None
             except EngineError as exc:
-                # the client gets one line; the log tail, pids and ports stay in the logs
+                # the caller gets one line; the log tail, pids and ports stay in the logs
                 lines = getattr(exc, "log_lines", None) or []
                 reason = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
                 reason = reason or str(exc).splitlines()[0]
-                raise APIError(
-                    503,
-                    f"model {name!r} could not start: {reason[:300]} (famous logs {name})",
-                    code="engine_failed",
-                ) from None
+                message = f"model {name!r} could not start: {reason[:300]} (famous logs {name})"
+                raise EngineFailed(message, "engine_failed") from None
 
     def release(self, dep: Deployment) -> None:
         dep.active = max(0, dep.active - 1)
@@ -275,12 +316,11 @@ class Supervisor:
         delay = min(MAX_BACKOFF, 2.0 ** (len(dep.failures) - FAILURES_BEFORE_BACKOFF))
         remaining = dep.failures[-1] + delay - now
         if remaining > 0:
-            raise APIError(
-                503,
+            raise EngineFailed(
                 f"model {dep.name!r} failed {len(dep.failures)} times in the last minute "
                 f"({dep.error or 'see famous logs'}); retrying after {remaining:.0f} s",
-                code="engine_backoff",
-                headers={"Retry-After": str(max(1, int(remaining + 0.999)))},
+                "engine_backoff",
+                retry_after=max(1, int(remaining + 0.999)),
             )
 
     async def _load(self, dep: Deployment) -> None:
@@ -291,22 +331,14 @@ class Supervisor:
         dep.load_started = time.monotonic()
         try:
             await self._make_room(dep)
-            adapter = get_runtime(spec.runtime, spec.configuration)
-            launch = LaunchSpec(
-                name=spec.name,
-                model_path=spec.path,
-                configuration=spec.configuration,
-                embedding=bool(spec.embedding),
-                log_path=log_path_for(spec.name),
-            )
-            proc = await asyncio.to_thread(adapter.launch, launch)
+            proc = await asyncio.to_thread(self.launcher, spec)
             dep.process = proc
             self._record(dep, "starting")
             log.info(
                 "starting %s: %s (pid %s, port %s)", spec.name, proc.server, proc.pid, proc.port
             )
             await proc.wait_healthy_async(self.startup_timeout)
-        except APIError:
+        except NoRoom:
             dep.state = "stopped"  # it never started: not a failure of the engine
             dep.load_task = None
             raise
@@ -360,15 +392,14 @@ class Supervisor:
         return True, ""
 
     async def _make_room(self, dep: Deployment) -> None:
-        """Stop least-recently-used idle deployments until ``dep`` fits (507 when it cannot)."""
+        """Stop least-recently-used idle deployments until ``dep`` fits (``NoRoom`` when it
+        cannot)."""
         async with self._room:
             need = dep.spec.memory_bytes or 0
             if self.memory_budget is not None and need > self.memory_budget:
-                raise APIError(
-                    507,
+                raise NoRoom(
                     f"model {dep.name!r} needs {format_size(need)} but the gateway's memory "
-                    f"budget is {format_size(self.memory_budget)}; choose a smaller variant",
-                    code="insufficient_memory",
+                    f"budget is {format_size(self.memory_budget)}; choose a smaller variant"
                 )
             while True:
                 fits, why = self._fits(dep)
@@ -379,11 +410,7 @@ class Supervisor:
                     key=lambda d: d.last_used,
                 )
                 if not idle:
-                    raise APIError(
-                        507,
-                        f"cannot load {dep.name!r}: {why}, and every loaded model is busy",
-                        code="insufficient_memory",
-                    )
+                    raise NoRoom(f"cannot load {dep.name!r}: {why}, and every loaded model is busy")
                 victim = idle[0]
                 log.info("evicting %s (least recently used) to load %s", victim.name, dep.name)
                 await self._stop(victim, reason="evicted")
@@ -435,11 +462,12 @@ class Supervisor:
         while True:
             await asyncio.sleep(self.monitor_interval)
             try:
-                await self._check_once()
+                await self.check_engines()
             except Exception:  # the monitor must never die
-                log.exception("supervisor check failed")
+                log.exception("scheduler check failed")
 
-    async def _check_once(self) -> None:
+    async def check_engines(self) -> None:
+        """Mark dead engines failed; unload those idle longer than keep-alive."""
         now = time.monotonic()
         for dep in list(self.deployments.values()):
             if dep.state != "ready" or dep.process is None:
