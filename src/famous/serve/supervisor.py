@@ -86,43 +86,6 @@ class Deployment:
         }
 
 
-def reconcile_orphans() -> list[str]:
-    """Stop engines a previous gateway left behind (it was killed) and mark their rows stopped.
-
-    Call only when no other gateway runs on this FAMOUS_HOME. A recorded pid is stopped only
-    if it still is an engine on the recorded port (a recycled pid is left alone).
-    """
-    from famous.runtimes.base import stop_process
-    from famous.store import db
-    from famous.store import deployments as rows
-
-    conn = db.connect(create=False)
-    if conn is None:
-        return []
-    stopped = []
-    try:
-        for rec in rows.list_all(conn):
-            if rec.status not in ("ready", "starting"):
-                continue
-            if rows.process_alive(rec.pid) and is_engine_process(rec.pid, rec.port):
-                stop_process(int(rec.pid or 0), grace=5)
-                stopped.append(rec.name)
-            rows.set_status(conn, rec.name, "stopped")
-    finally:
-        conn.close()
-    return stopped
-
-
-def is_engine_process(pid: int | None, port: int | None) -> bool:
-    try:
-        import psutil
-
-        cmdline = psutil.Process(pid).cmdline() if pid else []
-    except Exception:
-        return False
-    return bool(port) and "--port" in cmdline and str(port) in cmdline
-
-
 class Supervisor:
     """Owns every engine process the gateway started."""
 
