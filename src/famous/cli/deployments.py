@@ -13,8 +13,7 @@ from pathlib import Path
 import typer
 
 from famous.cli.errors import handle_errors
-from famous.cli.render import FormatOption, OutputFormat, emit, print_table
-from famous.cli.serving import ApiKeyOption
+from famous.cli.render import ApiKeyOption, FormatOption, OutputFormat, emit, print_table
 from famous.errors import InvalidInput, NotFound
 from famous.units import format_size
 

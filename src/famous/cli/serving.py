@@ -15,16 +15,10 @@ from typing import Any
 import typer
 
 from famous.cli.errors import handle_errors
+from famous.cli.render import ApiKeyOption
 from famous.errors import FamousError, Incompatible, InvalidInput
 from famous.services.gateway import running_gateway, start_gateway
 from famous.services.gateway_client import GatewayClient, StreamInterrupted
-
-ApiKeyOption = typer.Option(
-    None,
-    "--api-key",
-    envvar="FAMOUS_API_KEY",
-    help="Require this key (Authorization: Bearer); needed to bind beyond 127.0.0.1.",
-)
 
 
 def _setting(key: str) -> Any:
