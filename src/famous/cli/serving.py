@@ -2,23 +2,28 @@
 ``famous.cli.deployments``).
 
 Module level imports stay light (typer and famous's control plane); the gateway, the Hub
-and HTTP are imported inside the command that needs them. The work is done by
-``famous.services.gateway`` (start the gateway) and its ``GatewayClient`` (load, chat).
+and HTTP are imported inside the command that needs them. The work is done by services:
+``run`` (what MODEL names, pulled if needed), ``gateway`` (start one) and its
+``GatewayClient`` (register, load, chat).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from famous.cli.errors import handle_errors
 from famous.cli.render import ApiKeyOption
-from famous.errors import FamousError, Incompatible, InvalidInput
+from famous.errors import FamousError, InvalidInput
 from famous.services.gateway import running_gateway, start_gateway
 from famous.services.gateway_client import GatewayClient, StreamInterrupted
+
+if TYPE_CHECKING:
+    from famous.hub.progress import ProgressSink
+    from famous.services.run import RunTarget
 
 
 def _setting(key: str) -> Any:
@@ -103,49 +108,25 @@ def serve(
 # -- run / chat -------------------------------------------------------------------------------
 
 
-def _resolve_model(
-    model: str, engine: str | None, variant: str | None, offline: bool = False
-) -> tuple[str, str | None]:
-    """MODEL → (the name requests use, the path the gateway must register for a local file).
+def _prepare(model: str, engine: str | None, variant: str | None, offline: bool) -> RunTarget:
+    """MODEL → what to load, pulling it first when it is not installed (with progress)."""
+    from famous.services.run import prepare
 
-    A model that is not installed (or not for ``--engine``/``--variant``) is pulled first.
-    """
-    path = Path(model).expanduser()
-    if path.is_file() or (path.is_dir() and not (path / "model.yaml").is_file()):
-        name = path.stem if path.is_file() else path.name
-        return name, str(path.resolve())
-    from famous.serve.catalog import ModelCatalog
+    def progress() -> ProgressSink:
+        from famous.hub.progress import default_progress
 
-    if engine is None and variant is None and ModelCatalog(use_store=True).get(model) is not None:
-        return model, None
-    _check_runtime(model, engine, variant)
-    from famous.hub.progress import default_progress
-    from famous.hub.pull import pull
+        typer.echo(f"pulling {model}…", err=True)
+        return default_progress()
 
-    typer.echo(f"pulling {model}…", err=True)
-    result = pull(
-        model, engine=engine, variant=variant, offline=offline or None, progress=default_progress()
-    )
-    typer.echo(
-        f"{result.model}: engine {result.engine}, variant {result.variant}"
-        + (" (already installed)" if result.reused else ""),
-        err=True,
-    )
-    return result.model, None
-
-
-def _check_runtime(model: str, engine: str | None, variant: str | None) -> None:
-    """Before downloading: say so when the chosen engine's runtime is not installed."""
-    from famous.manifests.errors import PackageNotFound
-    from famous.services.selection import check_runtime, resolve_selection
-
-    try:
-        resolved = resolve_selection(model, engine=engine, option=variant)
-    except PackageNotFound:
-        return  # a Hub repo: its package is synthesized by the pull
-    missing = check_runtime(resolved)
-    if missing is not None:
-        raise Incompatible(missing.explain(resolved.package.name))
+    target = prepare(model, engine, variant, offline, pull_progress=progress)
+    if target.pulled is not None:
+        result = target.pulled
+        typer.echo(
+            f"{result.model}: engine {result.engine}, variant {result.variant}"
+            + (" (already installed)" if result.reused else ""),
+            err=True,
+        )
+    return target
 
 
 def _print_answer(
@@ -236,11 +217,12 @@ def run(
     api_key: str | None = ApiKeyOption,
 ) -> None:
     """Pull if needed, start the gateway if none runs, load the model, then chat."""
-    name, local_path = _resolve_model(model, engine, variant, offline)
+    target = _prepare(model, engine, variant, offline)
+    name = target.name
     info = start_gateway()
     client = GatewayClient.of(info, api_key)
-    if local_path is not None:
-        client.register_model(name, local_path)
+    if target.local_path is not None:
+        client.register_model(name, target.local_path)
     typer.echo(f"loading {name}…", err=True)
     loaded = client.load(name)
     typer.echo(
