@@ -166,8 +166,9 @@ def test_client_calls_the_admin_routes_with_the_admin_token(fake_gateway, monkey
         ("POST", "/api/models", f"Bearer {token}"),
     ]
     assert _Gateway.seen[2][3] == {"all": True}
-    assert GatewayClient(fake_gateway, api_key="k").request("GET", "/health")[0] == 200
-    assert _Gateway.seen[-1][2] == "Bearer k"
+    keyed = GatewayClient(fake_gateway, api_key="k")
+    assert keyed.ps() == {"status": "ok"}
+    assert _Gateway.seen[-1][1:3] == ("/api/ps", "Bearer k")
 
 
 def test_nothing_listening_is_not_healthy() -> None:
