@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from famous.cli import exits
 from famous.cli.errors import handle_errors
 from famous.cli.render import FormatOption, OutputFormat, emit, print_table
+from famous.errors import InvalidInput
 
 ModelOption = typer.Option(
     None, "--model", "-m", help="Scope to a model: its engine's keys, values set for it."
@@ -61,8 +61,7 @@ def set_(
     elif all("=" in a for a in assignment):
         pairs = [tuple(a.split("=", 1)) for a in assignment]
     else:
-        typer.echo("error: use KEY=VALUE [KEY=VALUE …] or KEY VALUE", err=True)
-        raise typer.Exit(exits.USAGE)
+        raise InvalidInput("use KEY=VALUE [KEY=VALUE …] or KEY VALUE")
     from famous.store.config import UnknownKey, coerce, defaults_for, known_keys
 
     engine_config, runtime_keys = _engine_config(model)

@@ -6,49 +6,16 @@ file is created when there is none.
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
 
 import typer
 
 from famous.cli.errors import handle_errors
 from famous.cli.render import FormatOption, OutputFormat, emit, print_fields, print_table
-
-P = ParamSpec("P")
-R = TypeVar("R")
+from famous.units import format_size
 
 
-def _size(n: int | None) -> str:
-    from famous.units import format_size
-
-    return format_size(n)
-
-
-def lifecycle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """HubError / ArtifactInUse → ``error: …`` + the hint on stderr, and their exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from famous.hub.errors import HubError
-        from famous.store.artifacts import ArtifactInUse
-
-        try:
-            return func(*args, **kwargs)
-        except HubError as exc:
-            sys.stderr.write(f"error: {exc.message}\n")
-            if exc.hint:
-                sys.stderr.write(f"  {exc.hint}\n")
-            raise typer.Exit(exc.exit_code) from None
-        except ArtifactInUse as exc:
-            sys.stderr.write(f"error: {exc}\n")
-            raise typer.Exit(1) from None
-
-    return handle_errors(wrapper)
-
-
-@lifecycle_errors
+@handle_errors
 def search(
     query: str = typer.Argument(..., help="Words to look for in model names."),
     format_filter: str | None = typer.Option(
@@ -78,7 +45,7 @@ def search(
                 f"{h.downloads:,}",
                 h.likes,
                 ",".join(h.formats) or "-",
-                _size(h.size_bytes) if h.size_bytes else "-",
+                format_size(h.size_bytes) if h.size_bytes else "-",
                 "gated" if h.gated else "",
             )
             for h in hits
@@ -88,7 +55,7 @@ def search(
     emit(hits, fmt, table)
 
 
-@lifecycle_errors
+@handle_errors
 def pull(
     model: str = typer.Argument(
         ..., help="Package name, ORG/NAME[:QUANT], hf.co/ORG/NAME, or a package dir."
@@ -134,7 +101,7 @@ def pull(
                 ("engine", result.engine),
                 ("variant", result.variant),
                 ("format", a.format),
-                ("size", _size(a.size_bytes)),
+                ("size", format_size(a.size_bytes)),
                 ("path", a.path),
                 ("status", state),
             ]
@@ -143,7 +110,7 @@ def pull(
     emit(result, fmt, table)
 
 
-@lifecycle_errors
+@handle_errors
 def list_(
     model: str | None = typer.Argument(None, help="Only this model."),
     fmt: OutputFormat = FormatOption,
@@ -159,7 +126,7 @@ def list_(
                 a.model,
                 a.engine,
                 a.variant,
-                _size(a.size_bytes),
+                format_size(a.size_bytes),
                 a.path,
                 a.created_at.replace("+00:00", "Z"),
             )
@@ -170,7 +137,7 @@ def list_(
     emit(items, fmt, table)
 
 
-@lifecycle_errors
+@handle_errors
 def rm(
     model: str = typer.Argument(..., help="Model name or repo id, as `famous list` shows it."),
     engine: str | None = typer.Option(None, "--engine", "-e"),
@@ -179,23 +146,22 @@ def rm(
     fmt: OutputFormat = FormatOption,
 ) -> None:
     """Remove installed artifacts of a model and free their files."""
-    from famous.cli import exits
+    from famous.errors import NotFound
     from famous.store.artifacts import remove_artifacts
 
     removed = remove_artifacts(model, engine, variant, force=force)
     if not removed:
-        sys.stderr.write(f"error: {model} is not installed (see `famous list`)\n")
-        raise typer.Exit(exits.NOT_FOUND)
+        raise NotFound(f"{model} is not installed (see `famous list`)")
 
     def table() -> None:
         for a in removed:
-            freed = _size(a.size_bytes) if a.owned else "files kept (imported)"
+            freed = format_size(a.size_bytes) if a.owned else "files kept (imported)"
             sys.stdout.write(f"removed {a.model} ({a.engine}/{a.variant}): {freed}\n")
 
     emit(removed, fmt, table)
 
 
-@lifecycle_errors
+@handle_errors
 def import_(
     path: str = typer.Argument(..., help="A .gguf file or a model folder."),
     name: str | None = typer.Option(
@@ -220,7 +186,7 @@ def import_(
                 ("engine", a.engine),
                 ("variant", a.variant),
                 ("format", a.format),
-                ("size", _size(a.size_bytes)),
+                ("size", format_size(a.size_bytes)),
                 ("path", a.path),
                 ("copied", "yes" if a.owned else "no"),
             ]
@@ -229,60 +195,32 @@ def import_(
     emit(result, fmt, table)
 
 
-def needed_artifact_ids() -> set[int]:
-    """Artifacts some engine choice needs: the pinned or best engine of each installed model."""
-    from famous.store.artifacts import list_artifacts
-
-    keep: set[int] = set()
-    report: Any = None
-    by_model: dict[str, list[Any]] = {}
-    for a in list_artifacts():
-        by_model.setdefault(a.model, []).append(a)
-    for model, items in by_model.items():
-        if len(items) == 1:
-            keep.add(items[0].id)
-            continue
-        choice: tuple[str, str] | None = None
-        try:
-            from famous.services.selection import machine_report, resolve_selection
-
-            report = report or machine_report()
-            package_name = str(items[0].metadata.get("package") or model)
-            sel = resolve_selection(package_name, report=report).selection
-            choice = (sel.engine.name, sel.option_name)
-        except Exception:  # no package to ask (an import, a Hub repo): decided below
-            choice = None
-        matched = [a for a in items if choice and (a.engine, a.variant) == choice]
-        if matched:
-            keep.update(a.id for a in matched)
-        else:  # keep the matchmaker's latest pick, else the newest artifact
-            picked = [a for a in items if a.metadata.get("selected_by") == "matchmaker"]
-            keep.add(max(picked or items, key=lambda a: (a.created_at, a.id)).id)
-    return keep
-
-
-@lifecycle_errors
+@handle_errors
 def prune(
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; delete nothing."),
     fmt: OutputFormat = FormatOption,
 ) -> None:
     """Remove artifacts no engine choice needs, and unfinished downloads."""
-    from famous.store.artifacts import prune as run_prune
+    from famous.services.lifecycle import prune as run_prune
 
-    report = run_prune(needed_artifact_ids(), dry_run=dry_run)
+    report = run_prune(dry_run=dry_run)
 
     def table() -> None:
         verb = "would remove" if dry_run else "removed"
         for a in report.removed:
-            sys.stdout.write(f"{verb} {a.model} ({a.engine}/{a.variant}) {_size(a.size_bytes)}\n")
+            sys.stdout.write(
+                f"{verb} {a.model} ({a.engine}/{a.variant}) {format_size(a.size_bytes)}\n"
+            )
         for p in report.removed_paths:
             sys.stdout.write(f"{verb} unfinished download {p}\n")
-        sys.stdout.write(f"{'would free' if dry_run else 'freed'} {_size(report.freed_bytes)}\n")
+        sys.stdout.write(
+            f"{'would free' if dry_run else 'freed'} {format_size(report.freed_bytes)}\n"
+        )
 
     emit(report, fmt, table)
 
 
-@lifecycle_errors
+@handle_errors
 def du(fmt: OutputFormat = FormatOption) -> None:
     """Disk used by installed models, unfinished downloads, and what is free."""
     from famous.store.artifacts import disk_usage
@@ -295,21 +233,21 @@ def du(fmt: OutputFormat = FormatOption) -> None:
                 a.model,
                 a.engine,
                 a.variant,
-                _size(a.size_bytes),
+                format_size(a.size_bytes),
                 "yes" if a.owned else "no (imported)",
             )
             for a in usage.artifacts
         ]
         print_table(["model", "engine", "variant", "size", "owned"], rows)
         sys.stdout.write("\n")
-        unfinished = _size(usage.partial_bytes)
+        unfinished = format_size(usage.partial_bytes)
         if usage.orphan_paths:
             unfinished += f" in {len(usage.orphan_paths)} folder(s); `famous prune` removes them"
         print_fields(
             [
-                ("total", _size(usage.total_bytes)),
+                ("total", format_size(usage.total_bytes)),
                 ("unfinished", unfinished),
-                ("free", _size(usage.free_bytes)),
+                ("free", format_size(usage.free_bytes)),
             ]
         )
         for path in usage.orphan_paths:

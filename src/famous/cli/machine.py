@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from famous.cli.render import FormatOption, OutputFormat, emit, fail, print_fields, print_table
+from famous.cli.errors import handle_errors
+from famous.cli.render import FormatOption, OutputFormat, emit, print_fields, print_table
+from famous.errors import FamousError
 from famous.units import format_size
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ def register(app: typer.Typer) -> None:
     app.command("show-machine")(show_machine)
 
 
+@handle_errors
 def show_machine(
     root: Path | None = typer.Option(
         None,
@@ -48,7 +51,7 @@ def show_machine(
 
     if root is not None and not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
-        raise fail(f"hardware root {root} {what}")
+        raise FamousError(f"hardware root {root} {what}")
     report = detect(Host.fake(root) if root is not None else Host.real())
     emit(report, fmt, lambda: _table(report, all_devices))
 

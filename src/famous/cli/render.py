@@ -24,6 +24,13 @@ FormatOption = typer.Option(
     OutputFormat.table, "--format", "-f", help="Output format: table, json or yaml."
 )
 
+ApiKeyOption = typer.Option(
+    None,
+    "--api-key",
+    envvar="FAMOUS_API_KEY",
+    help="Require this key (Authorization: Bearer); needed to bind beyond 127.0.0.1.",
+)
+
 
 def to_plain(data: Any) -> Any:
     """pydantic models and containers of them -> JSON-ready Python values."""

@@ -14,18 +14,14 @@ from famous.cli.render import (
     print_table,
     to_plain,
 )
+from famous.errors import InvalidInput
+from famous.units import format_size
 
 RootOption = typer.Option(
     None,
     "--root",
     help="Read the machine from a captured root instead of / (also FAMOUS_HARDWARE_ROOT).",
 )
-
-
-def _size(n: int | None) -> str:
-    from famous.units import format_size
-
-    return format_size(n)
 
 
 @handle_errors
@@ -119,7 +115,7 @@ def show_model(
         )
         print()
         rows = [
-            (name, o.format, o.quantization, _size(o.size), o.repo, ",".join(o.files[:2]))
+            (name, o.format, o.quantization, format_size(o.size), o.repo, ",".join(o.files[:2]))
             for name, o in m.options.items()
         ]
         print_table(["option", "format", "quantization", "size", "repo", "files"], rows)
@@ -136,7 +132,7 @@ def _print_installed(installed: list[dict]) -> None:
         print(f"installed: {artifact['engine']} / {artifact['variant']} at {artifact['path']}")
         for f in artifact.get("files", []):
             digest = f"sha256:{f['sha256']}" if f.get("sha256") else f"etag:{f.get('etag')}"
-            print(f"  {f['relpath']}  {_size(f['size_bytes'])}  {digest}")
+            print(f"  {f['relpath']}  {format_size(f['size_bytes'])}  {digest}")
 
 
 def _installed(model: str) -> list[dict]:
@@ -275,8 +271,7 @@ def use_engine(
     from famous.store.selections import pin_engine, unpin_engine
 
     if auto == (engine is not None):
-        typer.echo("error: give an ENGINE or --auto (not both)", err=True)
-        raise typer.Exit(exits.USAGE)
+        raise InvalidInput("give an ENGINE or --auto (not both)")
     package = find_package(model)
     if auto:
         removed = unpin_engine(package.name)

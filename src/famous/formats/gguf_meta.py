@@ -17,6 +17,8 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from famous.errors import InvalidInput
+
 PathOrFile = str | Path | BinaryIO
 
 _SCALARS = {
@@ -84,7 +86,7 @@ GGML_TYPE_SIZES: dict[int, tuple[int, int]] = {
 }
 
 
-class GGUFError(ValueError):
+class GGUFError(InvalidInput, ValueError):
     """The file is not a GGUF file famous can read."""
 
 

@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from famous.errors import FamousError
+
 ENV_ROOT = "FAMOUS_HARDWARE_ROOT"
 DEFAULT_TIMEOUT = 5.0
 
 CommandStatus = Literal["ok", "missing", "timeout", "failed"]
 
 
-class ProbeError(Exception):
+class ProbeError(FamousError):
     """A probe could not read what it needed; the detector turns it into a warning."""
 
 

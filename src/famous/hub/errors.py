@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-# Exit codes shared with famous.cli.main (kept here so the hub does not import the CLI).
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_INCOMPATIBLE = 3
-EXIT_NOT_FOUND = 4
+from famous.errors import FamousError, Incompatible, InvalidInput, NotFound
 
 
-class HubError(RuntimeError):
-    """Base class: ``str(err)`` is the whole message, ``hint`` the next step for the user."""
+class HubError(FamousError, RuntimeError):
+    """Base class: ``str(err)`` is the whole message, ``hint`` the next step for the user.
 
-    exit_code = EXIT_ERROR
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        self.message = message
-        self.hint = hint
-        super().__init__(message if not hint else f"{message}\n{hint}")
+    A subclass also derives from the kind (``famous.errors``) that decides its exit code.
+    """
 
 
-class RepoNotFound(HubError):
-    exit_code = EXIT_NOT_FOUND
-
+class RepoNotFound(HubError, NotFound):
     def __init__(self, repo_id: str, similar: list[str] | None = None) -> None:
         self.repo_id = repo_id
         self.similar = list(similar or [])
@@ -32,6 +22,26 @@ class RepoNotFound(HubError):
             else "check the spelling, or look with `famous search NAME`"
         )
         super().__init__(f"no model repo {repo_id!r} on the Hub (or it is private)", hint)
+
+
+class UnknownVariant(HubError, NotFound):
+    """A package has no model option by the name or quantization the user gave."""
+
+
+class NoMatchingFiles(HubError, Incompatible):
+    """No file of the repo matches the chosen variant's patterns."""
+
+
+class NoEngineFits(HubError, Incompatible):
+    """The matchmaker found no engine of the package for this machine (or the one named)."""
+
+
+class NotAPackage(HubError, InvalidInput):
+    """A local file or folder was given where a package is expected."""
+
+
+class PathMissing(HubError, NotFound):
+    """A local path to import does not exist."""
 
 
 class GatedRepo(HubError):
@@ -44,9 +54,7 @@ class GatedRepo(HubError):
         )
 
 
-class NoUsableFormat(HubError):
-    exit_code = EXIT_INCOMPATIBLE
-
+class NoUsableFormat(HubError, Incompatible):
     def __init__(self, repo_id: str, found: dict[str, list[str]], needs: dict[str, str]) -> None:
         self.repo_id = repo_id
         self.found = found
@@ -58,9 +66,7 @@ class NoUsableFormat(HubError):
         )
 
 
-class PickleRefused(HubError):
-    exit_code = EXIT_INCOMPATIBLE
-
+class PickleRefused(HubError, Incompatible):
     def __init__(self, repo_id: str, files: list[str]) -> None:
         super().__init__(
             f"{repo_id} only has pickle checkpoints ({', '.join(files[:3])}); loading a pickle "
@@ -83,9 +89,7 @@ class NotEnoughDisk(HubError):
         )
 
 
-class OfflineNotCached(HubError):
-    exit_code = EXIT_NOT_FOUND
-
+class OfflineNotCached(HubError, NotFound):
     def __init__(self, model: str, cached: list[str]) -> None:
         have = ", ".join(cached) if cached else "nothing"
         super().__init__(
@@ -113,9 +117,7 @@ class DownloadFailed(HubError):
         )
 
 
-class FileMissing(HubError):
-    exit_code = EXIT_NOT_FOUND
-
+class FileMissing(HubError, NotFound):
     def __init__(self, repo_id: str, filename: str) -> None:
         super().__init__(
             f"{repo_id} lists {filename} but the Hub answered 404 for it",
@@ -123,10 +125,8 @@ class FileMissing(HubError):
         )
 
 
-class BadReference(HubError):
+class BadReference(HubError, InvalidInput):
     """What the user typed cannot name a model: refused before anything is read or written."""
-
-    exit_code = EXIT_USAGE
 
     def __init__(self, text: str, problem: str) -> None:
         super().__init__(
@@ -136,10 +136,8 @@ class BadReference(HubError):
         )
 
 
-class BadModelFile(HubError):
+class BadModelFile(HubError, InvalidInput):
     """A local file that is not the model it claims to be: nothing is registered."""
-
-    exit_code = EXIT_USAGE
 
     def __init__(self, path: object, problem: str) -> None:
         super().__init__(

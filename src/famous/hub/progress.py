@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, Protocol
 
+from famous.units import format_size
+
 
 class ProgressSink(Protocol):
     def begin(self, total_bytes: int, files: int) -> None: ...
@@ -150,24 +152,18 @@ class LineProgress:
         self._stream.write(line + "\n")
         self._stream.flush()
 
-    @staticmethod
-    def _size(n: float) -> str:
-        from famous.units import format_size
-
-        return format_size(int(n))
-
     def begin(self, total_bytes: int, files: int) -> None:
         with self._lock:
             self._started, self._total = self._clock(), total_bytes
             if files:
                 plural = "" if files == 1 else "s"
-                self._say(f"fetching {files} file{plural}, {self._size(total_bytes)}")
+                self._say(f"fetching {files} file{plural}, {format_size(total_bytes)}")
 
     def file(self, name: str, total: int, done: int) -> None:
         with self._lock:
             self._files[name] = _FileState(total, done, self._clock())
-            resumed = f", resuming at {self._size(done)}" if done else ""
-            self._say(f"{name}: {self._size(total)}{resumed}")
+            resumed = f", resuming at {format_size(done)}" if done else ""
+            self._say(f"{name}: {format_size(total)}{resumed}")
 
     def advance(self, name: str, n: int) -> None:
         with self._lock:
@@ -185,8 +181,8 @@ class LineProgress:
                 state.step_up(state.done)
                 pct = 100 * state.done // state.total if state.total > 0 else 0
                 self._say(
-                    f"{name}: {pct}% {self._size(state.done)} of {self._size(state.total)}, "
-                    f"{self._size(state.rate(now))}/s"
+                    f"{name}: {pct}% {format_size(state.done)} of {format_size(state.total)}, "
+                    f"{format_size(int(state.rate(now)))}/s"
                 )
 
     def restart(self, name: str) -> None:
@@ -203,8 +199,8 @@ class LineProgress:
                 return
             now = self._clock()
             self._say(
-                f"{name}: done, {self._size(state.total)} in {now - state.started:.1f}s "
-                f"({self._size(state.rate(now))}/s)"
+                f"{name}: done, {format_size(state.total)} in {now - state.started:.1f}s "
+                f"({format_size(int(state.rate(now)))}/s)"
             )
 
     def end(self) -> None:
@@ -213,7 +209,8 @@ class LineProgress:
                 took = self._clock() - self._started
                 rate = self._received / max(took, 1e-6)
                 self._say(
-                    f"fetched {self._size(self._received)} in {took:.1f}s ({self._size(rate)}/s)"
+                    f"fetched {format_size(self._received)} in {took:.1f}s "
+                    f"({format_size(int(rate))}/s)"
                 )
 
     def note(self, message: str) -> None:

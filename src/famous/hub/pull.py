@@ -20,11 +20,13 @@ from pydantic import BaseModel, Field
 from famous.hub import client
 from famous.hub.client import RemoteFile, RepoListing
 from famous.hub.errors import (
-    EXIT_INCOMPATIBLE,
-    EXIT_NOT_FOUND,
-    EXIT_USAGE,
     HubError,
+    NoEngineFits,
+    NoMatchingFiles,
+    NotAPackage,
     OfflineNotCached,
+    PathMissing,
+    UnknownVariant,
 )
 from famous.hub.formats import (
     GgufHeader,
@@ -238,9 +240,7 @@ def _option_name(package: ModelPackage, variant: str | None) -> str | None:
         if variant.lower() in (name.lower(), opt.quantization.lower()):
             return name
     known = ", ".join(f"{n} ({o.quantization})" for n, o in package.model.options.items())
-    err = HubError(f"{package.name} has no variant {variant!r}", f"its variants: {known}")
-    err.exit_code = EXIT_NOT_FOUND
-    raise err
+    raise UnknownVariant(f"{package.name} has no variant {variant!r}", f"its variants: {known}")
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -282,13 +282,11 @@ def resolve_files(
         there = ", ".join(p for p in listing.paths() if not p.endswith((".md", ".gitattributes")))[
             :400
         ]
-        err = HubError(
+        raise NoMatchingFiles(
             f"{listing.repo_id}: no file matches the {option.quantization} variant's "
             f"patterns {option.files}",
             f"files in the repo: {there or 'none'}; pick another variant with --variant",
         )
-        err.exit_code = EXIT_INCOMPATIBLE
-        raise err
     return [f for f in listing.files if f.path in set(chosen)]
 
 
@@ -334,9 +332,9 @@ def _select(
             package.name, engine=engine, option=option, report=report, package=package
         ).selection
     except (NoCompatibleEngine, UnknownEngine) as exc:
-        err = HubError(str(exc).strip("'\""), "see `famous engines MODEL`; --engine NAME picks one")
-        err.exit_code = EXIT_INCOMPATIBLE
-        raise err from exc
+        raise NoEngineFits(
+            str(exc).strip("'\""), "see `famous engines MODEL`; --engine NAME picks one"
+        ) from exc
 
 
 def _installed(name: str, engine: str | None, variant: str | None) -> list[InstalledArtifact]:
@@ -401,18 +399,17 @@ def pull(
     """Make ``model`` (package name, ORG/NAME[:QUANT], hf.co/…, or a package directory)
     installed for the engine the matchmaker picks (or ``engine``/``variant``); return it.
 
-    Raises HubError subclasses (``.hint`` says what to do, ``.exit_code`` for the CLI).
+    Raises HubError subclasses (``.hint`` says what to do; their kind in ``famous.errors``
+    decides the CLI's exit code).
     """
     started = time.monotonic()
     progress = progress or NullProgress()
     ref = parse_reference(model)
     if ref.kind == "path" and not (Path(ref.name) / "model.yaml").is_file():
-        err = HubError(
+        raise NotAPackage(
             f"{model} is a local file or folder, not a package",
             "register it with `famous import PATH`",
         )
-        err.exit_code = EXIT_USAGE
-        raise err
     variant = variant or ref.variant
     tok = token if token is not None else client.token()
     if client.offline(offline):
@@ -559,9 +556,9 @@ def import_local(
 
     src = Path(path).expanduser().resolve()
     if not src.exists():
-        err = HubError(f"{path} does not exist", "give the path of a .gguf file or a model folder")
-        err.exit_code = EXIT_NOT_FOUND
-        raise err
+        raise PathMissing(
+            f"{path} does not exist", "give the path of a .gguf file or a model folder"
+        )
     base = src.name[: -len(".gguf")] if src.name.lower().endswith(".gguf") else src.name
     label = check_text(base if name is None else name, "catalog name (pass --name)")
     files_on_disk = (

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from famous.errors import InvalidManifest, NotFound
+
 
 @dataclass(frozen=True)
 class ManifestProblem:
@@ -19,7 +21,7 @@ class ManifestProblem:
         return f"{where}:{field} {self.message}"
 
 
-class ManifestError(ValueError):
+class ManifestError(InvalidManifest, ValueError):
     """One or more problems in a package's manifests; nothing was loaded."""
 
     def __init__(self, problems: list[ManifestProblem]):
@@ -27,7 +29,7 @@ class ManifestError(ValueError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-class PackageNotFound(LookupError):
+class PackageNotFound(NotFound, LookupError):
     """No built-in package, package directory or catalog entry has this name."""
 
     def __init__(self, name: str, known: list[str]):

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from famous.errors import Incompatible, NotFound
 from famous.hardware.report import HardwareReport
 from famous.manifests.schema import EngineManifest, ModelOption, ModelPackage
 from famous.matchmaker.devices import DeviceMatch, match_device
@@ -68,7 +69,7 @@ class Selection(BaseModel):
         return next(m for m in self.evaluation.memory if m.option == self.option_name)
 
 
-class NoCompatibleEngine(RuntimeError):
+class NoCompatibleEngine(Incompatible, RuntimeError):
     """No engine of the package can run here; the message carries every engine's reasons."""
 
     def __init__(self, package: str, evaluations: list[EngineEvaluation], detail: str = ""):
@@ -83,7 +84,7 @@ class NoCompatibleEngine(RuntimeError):
         super().__init__("\n".join(lines))
 
 
-class UnknownEngine(LookupError):
+class UnknownEngine(NotFound, LookupError):
     def __init__(self, package: str, engine: str, known: list[str]):
         super().__init__(
             f"{package!r} has no engine {engine!r}; its engines are: {', '.join(known)}"

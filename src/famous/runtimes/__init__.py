@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from famous.errors import NotFound
 from famous.runtimes.base import (
     EngineError,
     EngineProcess,
@@ -91,7 +92,7 @@ RUNTIMES: dict[str, RuntimeFactory] = {
 }
 
 
-class UnknownRuntime(EngineError):
+class UnknownRuntime(EngineError, NotFound):
     """An engine names a runtime famous has no adapter for."""
 
 

@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from famous.errors import FamousError, Incompatible, Unavailable
 from famous.store.deployments import log_path_for, tail
 
 
-class EngineError(RuntimeError):
+class EngineError(FamousError, RuntimeError):
     """Base of the errors an engine runtime raises."""
 
 
-class RuntimeNotInstalled(EngineError):
+class RuntimeNotInstalled(EngineError, Incompatible):
     """The runtime's software is missing; the message carries the exact install command."""
 
     def __init__(self, runtime: str, missing: str, install_command: str) -> None:
@@ -44,7 +45,7 @@ class RuntimeNotInstalled(EngineError):
         )
 
 
-class EngineStartError(EngineError):
+class EngineStartError(EngineError, Unavailable):
     """The engine process exited or never became healthy; carries its last log lines."""
 
     def __init__(self, message: str, log_lines: list[str] | None = None) -> None:

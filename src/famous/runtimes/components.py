@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from famous.errors import FamousError
 from famous.store.paths import famous_home
 
 GPU_FLAGS: dict[str, list[str]] = {
@@ -28,7 +29,7 @@ GPU_FLAGS: dict[str, list[str]] = {
 }
 
 
-class ComponentError(RuntimeError):
+class ComponentError(FamousError, RuntimeError):
     """A component could not be fetched or built; the message says which step and why."""
 
 

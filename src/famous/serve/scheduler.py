@@ -96,7 +96,7 @@ def launch_engine(spec: ModelSpec) -> EngineProcess:
 
 @dataclass
 class Deployment:
-    """A model's engine process and what the supervisor knows about it."""
+    """A model's engine process and what the scheduler knows about it."""
 
     spec: ModelSpec
     state: str = "stopped"  # stopped | starting | ready | failed
@@ -140,43 +140,6 @@ class Deployment:
         }
 
 
-def reconcile_orphans() -> list[str]:
-    """Stop engines a previous gateway left behind (it was killed) and mark their rows stopped.
-
-    Call only when no other gateway runs on this FAMOUS_HOME. A recorded pid is stopped only
-    if it still is an engine on the recorded port (a recycled pid is left alone).
-    """
-    from famous.runtimes.base import stop_process
-    from famous.store import db
-    from famous.store import deployments as rows
-
-    conn = db.connect(create=False)
-    if conn is None:
-        return []
-    stopped = []
-    try:
-        for rec in rows.list_all(conn):
-            if rec.status not in ("ready", "starting"):
-                continue
-            if rows.process_alive(rec.pid) and is_engine_process(rec.pid, rec.port):
-                stop_process(int(rec.pid or 0), grace=5)
-                stopped.append(rec.name)
-            rows.set_status(conn, rec.name, "stopped")
-    finally:
-        conn.close()
-    return stopped
-
-
-def is_engine_process(pid: int | None, port: int | None) -> bool:
-    try:
-        import psutil
-
-        cmdline = psutil.Process(pid).cmdline() if pid else []
-    except Exception:
-        return False
-    return bool(port) and "--port" in cmdline and str(port) in cmdline
-
-
 class Scheduler:
     """Owns every engine process the gateway started."""
 
@@ -207,7 +170,7 @@ class Scheduler:
         self._room = asyncio.Lock()  # one eviction decision at a time
         self._conn: Any = None
 
-    # -- lifecycle of the supervisor itself ------------------------------------------------
+    # -- lifecycle of the scheduler itself -------------------------------------------------
 
     async def start(self) -> None:
         if self._monitor is None:

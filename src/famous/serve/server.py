@@ -10,11 +10,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from famous.serve import state
 from famous.serve.app import DEFAULT_MAX_REQUEST_BYTES, create_app
 from famous.serve.catalog import ModelCatalog, ModelSpec
 from famous.serve.protocol import DEFAULT_READ_TIMEOUT, H11_BUFFER_BYTES, protocol_class
-from famous.serve.scheduler import Scheduler, reconcile_orphans
+from famous.serve.scheduler import Scheduler
+from famous.services.gateway import running_gateway, stop_orphans
+from famous.store import gateway_state as state
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -114,8 +115,8 @@ def run_gateway(settings: GatewaySettings) -> None:
     # uvicorn re-raises the signal it caught once it has shut down; with the default
     # SIGTERM action that would kill this process before its state file is removed
     signal.signal(signal.SIGTERM, lambda *_: None)
-    if state.running() is None:
-        for name in reconcile_orphans():
+    if running_gateway() is None:
+        for name in stop_orphans(grace=5):
             logging.getLogger("famous.serve").warning(
                 "stopped %s: its engine outlived the previous gateway", name
             )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from famous.errors import FamousError
 from famous.store.db import connect, transaction
 from famous.store.paths import famous_home, models_dir
 
@@ -53,7 +54,7 @@ class InstalledArtifact(BaseModel):
     metadata: dict[str, object] = Field(default_factory=dict)
 
 
-class ArtifactInUse(RuntimeError):
+class ArtifactInUse(FamousError, RuntimeError):
     def __init__(self, artifact: InstalledArtifact, deployments: list[str]) -> None:
         self.artifact, self.deployments = artifact, deployments
         super().__init__(

@@ -20,6 +20,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel
 
+from famous.errors import FamousError, NotFound
 from famous.store.paths import user_config_path
 
 Value = str | int | float | bool
@@ -45,11 +46,11 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(FamousError, ValueError):
+    """A configuration value or file famous cannot use."""
 
 
-class UnknownKey(ConfigError, LookupError):
+class UnknownKey(ConfigError, NotFound, LookupError):
     def __init__(self, key: str, known: list[str]):
         super().__init__(f"unknown configuration key {key!r}; known keys: {', '.join(known)}")
 

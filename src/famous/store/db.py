@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from famous.errors import FamousError
 from famous.store.paths import catalog_path
 
 # Each entry moves the schema from version i to i + 1. Append only; never edit a shipped one.
@@ -72,7 +73,7 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class CatalogError(RuntimeError):
+class CatalogError(FamousError, RuntimeError):
     """The catalog cannot be used (newer schema, corrupt file)."""
 
 

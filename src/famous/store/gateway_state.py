@@ -1,7 +1,9 @@
-"""Where the running gateway can be found: ``FAMOUS_HOME/run/gateway.json``.
+"""Where the running gateway can be found (``FAMOUS_HOME/run/gateway.json``), and the
+install's admin token (``FAMOUS_HOME/admin-token``).
 
 Light on purpose (standard library only): ``famous status``, ``ps``, ``stop`` and ``run``
-read it to find the gateway without importing the web stack.
+read it to find the gateway without importing the web stack. Whether the recorded gateway
+really answers is asked by ``famous.services.gateway.running_gateway``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from famous.store.paths import famous_home, run_dir
 
@@ -87,49 +88,3 @@ def read() -> GatewayInfo | None:
         return GatewayInfo(**data)
     except (OSError, ValueError, TypeError):
         return None
-
-
-def request(
-    info: GatewayInfo,
-    method: str,
-    path: str,
-    payload: dict[str, Any] | None = None,
-    timeout: float = 5.0,
-    api_key: str | None = None,
-) -> tuple[int, Any]:
-    """One JSON call to the gateway with the standard library: (status, decoded body)."""
-    import urllib.error  # here, not at import: `famous --help` and friends never need HTTP
-    import urllib.request
-
-    data = json.dumps(payload).encode() if payload is not None else None
-    req = urllib.request.Request(info.url + path, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    key = api_key or os.environ.get("FAMOUS_API_KEY") or admin_token()
-    if key:
-        req.add_header("authorization", f"Bearer {key}")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
-        try:
-            return exc.code, json.loads(body)
-        except ValueError:
-            return exc.code, {"error": {"message": body.decode(errors="replace")}}
-
-
-def running() -> GatewayInfo | None:
-    """The gateway when its process lives and ``/health`` answers; None otherwise."""
-    info = read()
-    if info is None:
-        return None
-    from famous.store.deployments import process_alive
-
-    if not process_alive(info.pid):
-        return None
-    try:
-        status, _ = request(info, "GET", "/health", timeout=2.0)
-    except (OSError, ValueError):
-        return None
-    return info if status == 200 else None

@@ -1,0 +1,193 @@
+"""Deployments and engine components: ps, stop, logs, status, install-component.
+
+Only ``install-component`` does heavy work; the others read the catalog and ask the
+processes themselves (``famous.services.deployments``), without the web stack.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from famous.cli.errors import handle_errors
+from famous.cli.render import ApiKeyOption, FormatOption, OutputFormat, emit, print_table
+from famous.errors import InvalidInput, NotFound
+from famous.units import format_size
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+@handle_errors
+def ps(fmt: OutputFormat = FormatOption) -> None:
+    """Running deployments: engine, runtime, server, pid, port, memory, uptime."""
+    from famous.services.deployments import running_deployments
+
+    rows = running_deployments()
+
+    def table() -> None:
+        print_table(
+            ["name", "engine", "runtime", "server", "pid", "port", "status", "memory", "uptime"],
+            [
+                [
+                    r["name"],
+                    r["engine"],
+                    r["runtime"],
+                    r["server"],
+                    r["pid"],
+                    r["port"],
+                    r["status"],
+                    format_size(r["memory_bytes"]),
+                    _duration(r["uptime_seconds"]),
+                ]
+                for r in rows
+            ],
+        )
+
+    emit(rows, fmt, table)
+
+
+def _stop_gateway_and_engines() -> None:
+    from famous.services.gateway import running_gateway, stop_gateway, stop_orphans
+
+    info = running_gateway()
+    if info is None:
+        stopped = stop_orphans()
+        typer.echo("no gateway is running" + (f"; stopped {', '.join(stopped)}" if stopped else ""))
+        return
+    stop_gateway(info)
+    typer.echo(f"stopped the gateway (pid {info.pid}) and its engines")
+
+
+@handle_errors
+def stop(
+    model: str | None = typer.Argument(None, help="The model to stop."),
+    all_: bool = typer.Option(False, "--all", help="Stop every deployment."),
+    gateway: bool = typer.Option(
+        False, "--gateway", help="Also stop the gateway (it stops every engine first)."
+    ),
+    api_key: str | None = ApiKeyOption,
+) -> None:
+    """Stop a model's engine (or all of them); with --gateway, the gateway too."""
+    from famous.services.gateway import running_gateway, stop_orphans
+    from famous.services.gateway_client import GatewayClient
+
+    if gateway:
+        _stop_gateway_and_engines()
+        return
+    if not model and not all_:
+        raise InvalidInput("name a model or pass --all (or --gateway)")
+    which = None if all_ else model
+    info = running_gateway()
+    if info is not None:
+        stopped = GatewayClient.of(info, api_key).stop(which)
+    else:
+        stopped = stop_orphans(which)
+    if not stopped:
+        if model and not all_:
+            raise NotFound(f"{model} is not running")
+        typer.echo("nothing was running")
+        return
+    for name in stopped:
+        typer.echo(f"stopped {name}")
+
+
+@handle_errors
+def logs(
+    model: str = typer.Argument(..., help="The model whose engine log to show."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    lines: int = typer.Option(50, "--lines", "-n", help="How many lines to show first."),
+) -> None:
+    """Show an engine's log (stdout and stderr of its process)."""
+    from famous.services.deployments import follow as follow_log
+    from famous.services.deployments import log_of
+    from famous.store.deployments import tail
+
+    path = log_of(model)
+    for line in tail(path, lines):
+        typer.echo(line)
+    if not follow:
+        return
+    try:
+        for chunk in follow_log(path):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return
+
+
+def _print_status(gateway: dict, deployments: list[dict]) -> None:
+    typer.echo(
+        f"gateway: running at {gateway['url']} (pid {gateway['pid']})"
+        if gateway["running"]
+        else "gateway: not running (famous serve, or famous run MODEL)"
+    )
+    if not deployments:
+        typer.echo("deployments: none")
+        return
+    columns = ["name", "status", "engine", "runtime", "server", "pid", "port"]
+    print_table(columns, [[d[c] for c in columns] for d in deployments])
+    for d in deployments:
+        if d.get("last_log_lines"):
+            typer.echo(f"\n{d['name']} is {d['status']}; last lines of {d['log_path']}:")
+            for line in d["last_log_lines"]:
+                typer.echo(f"  {line}")
+
+
+@handle_errors
+def status(fmt: OutputFormat = FormatOption) -> None:
+    """The gateway and every deployment, as the processes themselves report (not as recorded)."""
+    from famous.services.deployments import deployment_health
+    from famous.services.gateway import running_gateway
+
+    info = running_gateway()
+    deployments = deployment_health()
+    gateway = (
+        {"running": True, "url": info.url + "/v1", "pid": info.pid} if info else {"running": False}
+    )
+    data = {"gateway": gateway, "deployments": deployments}
+    emit(data, fmt, lambda: _print_status(gateway, deployments))
+
+
+@handle_errors
+def install_component(
+    component: str = typer.Argument(..., help="The component to install: llama-server."),
+    gpu: str = typer.Option("cpu", "--gpu", help="Backend: cpu, cuda, rocm or vulkan."),
+    sdist: Path | None = typer.Option(
+        None, "--sdist", help="Use this llama-cpp-python sdist instead of downloading it."
+    ),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Parallel compile jobs."),
+) -> None:
+    """Build and install an engine component (llama-server from llama-cpp-python's sources)."""
+    from famous.runtimes.components import build_llama_server
+
+    if component != "llama-server":
+        raise NotFound(f"unknown component {component!r}; available: llama-server")
+    started = time.monotonic()
+    result = build_llama_server(
+        sdist=sdist, gpu=gpu, jobs=jobs, on_step=lambda m: typer.echo(f"… {m}", err=True)
+    )
+    typer.echo(
+        f"installed llama-server ({result.gpu}, llama-cpp-python {result.version}) at "
+        f"{result.binary} in {time.monotonic() - started:.0f} s; famous uses it for llama.cpp "
+        "engines from now on"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ps")(ps)
+    app.command("stop")(stop)
+    app.command("logs")(logs)
+    app.command("status")(status)
+    app.command("install-component")(install_component)

@@ -1,0 +1,149 @@
+"""What runs, as the processes themselves report it: ``famous ps``, ``status`` and ``logs``.
+
+Reads the catalog's deployment rows and asks each engine process and its health route; it
+never imports an engine's software or the web stack.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from famous.errors import FamousError, NotFound
+from famous.store.deployments import DeploymentRecord, log_path_for, process_alive, read_all, tail
+
+
+def _since(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        started = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - started).total_seconds()
+
+
+def _process_memory(pid: int | None) -> int | None:
+    if not pid:
+        return None
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:  # gone, or not ours to read
+        return None
+
+
+def _adapter_classes(base: type) -> Iterator[type]:
+    for cls in base.__subclasses__():
+        yield cls
+        yield from _adapter_classes(cls)
+
+
+def health_path(runtime: str, server: str | None) -> str:
+    """The health route of the engine server ``server`` of ``runtime``, as its adapter says."""
+    from famous.runtimes import RuntimeAdapter, get_runtime
+
+    try:
+        adapter = get_runtime(runtime)  # imports the runtime's adapters (no engine software)
+    except (FamousError, ValueError):  # a runtime or configuration this famous cannot read
+        return RuntimeAdapter.health_path
+    same = (c for c in _adapter_classes(RuntimeAdapter) if getattr(c, "server", None) == server)
+    return next((c.health_path for c in same), adapter.health_path)
+
+
+def _answers(port: int, path: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://127.0.0.1:{port}{path}", timeout=1.5) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def engine_health(record: DeploymentRecord) -> str:
+    """Ask the engine itself: ready, starting (process up, health not yet), or failed."""
+    if record.status == "stopped":
+        return "stopped"
+    if not process_alive(record.pid):
+        return "failed" if record.status in ("ready", "starting", "failed") else record.status
+    if not record.port:
+        return record.status
+    if _answers(record.port, health_path(record.runtime, record.server)):
+        return "ready"
+    return "starting" if record.status == "starting" else "unhealthy"
+
+
+def running_deployments() -> list[dict[str, Any]]:
+    """Deployments whose engine process lives: engine, runtime, server, pid, port, memory,
+    uptime (``famous ps``)."""
+    return [
+        {
+            "name": rec.name,
+            "engine": rec.engine,
+            "runtime": rec.runtime,
+            "server": rec.server,
+            "pid": rec.pid,
+            "port": rec.port,
+            "status": rec.status,
+            "memory_bytes": _process_memory(rec.pid),
+            "uptime_seconds": _since(rec.started_at),
+        }
+        for rec in read_all()
+        if rec.status not in ("stopped", "failed") and process_alive(rec.pid)
+    ]
+
+
+def deployment_health() -> list[dict[str, Any]]:
+    """Every deployment with the health its engine reports, and the last log lines of those
+    that failed or do not answer (``famous status``)."""
+    deployments = []
+    for rec in read_all():
+        health = engine_health(rec)
+        up = health not in ("stopped", "failed")
+        entry: dict[str, Any] = {
+            "name": rec.name,
+            "status": health,
+            "engine": rec.engine,
+            "runtime": rec.runtime,
+            "server": rec.server,
+            "pid": rec.pid if up else None,
+            "port": rec.port if up else None,
+            "log_path": rec.log_path,
+        }
+        if health in ("failed", "unhealthy"):
+            entry["last_log_lines"] = tail(rec.log_path, 10)
+        deployments.append(entry)
+    return deployments
+
+
+def log_of(model: str) -> Path:
+    """The engine log of ``model`` (its recorded one, else where it would be)."""
+    record = next((r for r in read_all() if r.name == model), None)
+    path = Path(record.log_path) if record and record.log_path else log_path_for(model)
+    if not path.exists():
+        raise NotFound(f"no log for {model} (looked at {path})")
+    return path
+
+
+def follow(path: Path, poll: float = 0.3) -> Iterator[str]:
+    """What is appended to ``path`` from now on, as it comes (until the caller stops)."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        while True:
+            chunk = fh.read()
+            if chunk:
+                yield chunk.decode("utf-8", errors="replace")
+            else:
+                time.sleep(poll)
