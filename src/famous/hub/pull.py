@@ -423,19 +423,24 @@ def pull(
     option = sel.option
     warnings: list[str] = []
 
+    def result(artifact: InstalledArtifact, reused: bool, downloaded: int = 0) -> PullResult:
+        return PullResult(
+            model=resolved.catalog_name,
+            package=package.name,
+            engine=sel.engine.name,
+            variant=sel.option_name,
+            artifact=artifact,
+            reused=reused,
+            downloaded_bytes=downloaded,
+            seconds=time.monotonic() - started,
+            warnings=warnings,
+        )
+
     existing = find_artifact(resolved.catalog_name, sel.engine.name, sel.option_name)
     if existing is not None:
         problems = check_artifact(existing)
         if not problems:
-            return PullResult(
-                model=resolved.catalog_name,
-                package=package.name,
-                engine=sel.engine.name,
-                variant=sel.option_name,
-                artifact=existing,
-                reused=True,
-                seconds=time.monotonic() - started,
-            )
+            return result(existing, reused=True)
         warnings.append(
             "installed files failed verification, fetching again: " + "; ".join(problems)
         )
@@ -457,15 +462,7 @@ def pull(
             and (existing is None or again.id != existing.id)
             and not check_artifact(again)
         ):
-            return PullResult(  # another famous finished the same pull while we waited
-                model=resolved.catalog_name,
-                package=package.name,
-                engine=sel.engine.name,
-                variant=sel.option_name,
-                artifact=again,
-                reused=True,
-                seconds=time.monotonic() - started,
-            )
+            return result(again, reused=True)  # another famous finished it while we waited
         check_disk(files, dest)
         todo = needed_bytes(files, dest)
         verified = download_files(
@@ -511,17 +508,7 @@ def pull(
             revision=listing.revision,
             metadata=metadata,
         )
-    return PullResult(
-        model=resolved.catalog_name,
-        package=package.name,
-        engine=sel.engine.name,
-        variant=sel.option_name,
-        artifact=artifact,
-        reused=False,
-        downloaded_bytes=todo,
-        seconds=time.monotonic() - started,
-        warnings=warnings,
-    )
+    return result(artifact, reused=False, downloaded=todo)
 
 
 def _forget_bad_files(artifact: InstalledArtifact, problems: list[str]) -> None:
