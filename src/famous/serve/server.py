@@ -18,6 +18,9 @@ from famous.services.gateway import running_gateway, stop_orphans
 from famous.store import gateway_state as state
 
 if TYPE_CHECKING:
+    from types import FrameType
+
+    import uvicorn
     from fastapi import FastAPI
 
 
@@ -71,14 +74,14 @@ def build(settings: GatewaySettings) -> FastAPI:
     )
 
 
-def _draining_server(config: object, app: FastAPI, drain_timeout: float) -> object:
+def _draining_server(config: uvicorn.Config, app: FastAPI, drain_timeout: float) -> uvicorn.Server:
     """uvicorn's server, telling the app when a signal starts the shutdown: the app gives
     open streams ``drain_timeout`` seconds, then ends them with an error event and [DONE]
     (uvicorn itself would cut them without a word once its graceful timeout passed)."""
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: object) -> None:
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             if not self.should_exit:
                 try:
                     loop = asyncio.get_running_loop()
@@ -86,9 +89,9 @@ def _draining_server(config: object, app: FastAPI, drain_timeout: float) -> obje
                     pass
                 else:
                     loop.call_soon_threadsafe(app.state.begin_drain, drain_timeout)
-            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+            super().handle_exit(sig, frame)
 
-    return DrainingServer(config)  # type: ignore[arg-type]
+    return DrainingServer(config)
 
 
 def run_gateway(settings: GatewaySettings) -> None:
@@ -131,6 +134,6 @@ def run_gateway(settings: GatewaySettings) -> None:
         )
     )
     try:
-        server.run()  # type: ignore[attr-defined]
+        server.run()
     finally:
         state.clear(pid)
