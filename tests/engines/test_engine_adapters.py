@@ -282,7 +282,7 @@ def test_imported_folders_are_served_by_their_engines_runtime(
     from tiny_gguf import write_llama as write_gguf
 
     from famous.hub.pull import import_local
-    from famous.serve.catalog import ModelCatalog
+    from famous.serve.models import ModelRegistry
 
     monkeypatch.setenv("FAMOUS_HOME", str(tmp_path / "home"))
     gguf = write_gguf(tmp_path / "tiny.gguf")
@@ -293,6 +293,6 @@ def test_imported_folders_are_served_by_their_engines_runtime(
     }
     engines = {name: result.engine for name, result in imported.items()}
     assert engines == {"hf-llama": "native-cpu", "minilm": "transformers-cpu", "gguf": "cpu"}
-    catalog = ModelCatalog()
-    runtimes = {name: catalog.get(name).runtime for name in imported}
+    models = ModelRegistry()
+    runtimes = {name: models.get(name).runtime for name in imported}
     assert runtimes == {"hf-llama": "famous-native", "minilm": "transformers", "gguf": "llamacpp"}

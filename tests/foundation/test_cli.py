@@ -229,9 +229,9 @@ def test_runtime_keys_are_documented_and_settable(monkeypatch: pytest.MonkeyPatc
     assert json.loads(out) == {"key": "threads", "value": 3, "layer": "user"}
     assert famous("set", "warp-speed=9", "--model", model)[0] == exits.NOT_FOUND
 
-    from famous.serve.catalog import ModelCatalog
+    from famous.serve.models import ModelRegistry
 
-    runtime, configuration = ModelCatalog._engine_settings(
+    runtime, configuration = ModelRegistry._engine_settings(
         model, {"engine": "cpu", "format": "gguf"}
     )
     assert runtime == "llamacpp" and configuration["threads"] == 3

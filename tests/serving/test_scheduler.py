@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from famous.runtimes import EngineStartError
-from famous.serve.catalog import ModelSpec
 from famous.serve.errors import from_domain
+from famous.serve.models import ModelSpec
 from famous.serve.scheduler import (
     FAILURES_BEFORE_BACKOFF,
     EngineFailed,
@@ -60,7 +60,7 @@ class FakeEngine:
             await self._ready.wait()
 
 
-class FakeCatalog:
+class FakeModels:
     def __init__(self, *specs: ModelSpec) -> None:
         self.specs = {s.name: s for s in specs}
 
@@ -94,8 +94,8 @@ def spec(name: str, mib: int = 10) -> ModelSpec:
 
 def scheduler(launcher: Launcher, *specs: ModelSpec, **options) -> Scheduler:
     options.setdefault("memory_budget", 100 * MIB)
-    catalog = FakeCatalog(*specs)
-    return Scheduler(catalog, launcher=launcher, record=False, **options)  # type: ignore[arg-type]
+    models = FakeModels(*specs)
+    return Scheduler(models, launcher=launcher, record=False, **options)  # type: ignore[arg-type]
 
 
 def run(coroutine):

@@ -1,6 +1,6 @@
 """Property: no request makes the gateway itself answer 5xx. Hypothesis generates bodies
 (any JSON, near-valid requests with hostile values), content types, Host and Origin
-headers for every route; the gateway runs in-process over an empty catalog, so a request
+headers for every route; the gateway runs in-process over no models, so a request
 that passes every check ends in a 404 for its model instead of starting an engine."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from famous.serve.app import create_app
-from famous.serve.catalog import ModelCatalog
+from famous.serve.models import ModelRegistry
 from famous.serve.scheduler import Scheduler
 
 ROUTES = [
@@ -107,7 +107,7 @@ headers = st.builds(
 
 
 def _app():
-    supervisor = Scheduler(ModelCatalog([], use_store=False), record=False)
+    supervisor = Scheduler(ModelRegistry([], use_store=False), record=False)
     return create_app(supervisor, admin_token=TOKEN)
 
 

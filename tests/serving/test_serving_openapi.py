@@ -2,7 +2,7 @@
 
 schemathesis (written by others, from the document alone) generates valid and invalid
 requests for every route, with and without the admin credential; the gateway runs in-process
-over an empty catalog, so a request that passes every check ends in a 404 for its model.
+over no models, so a request that passes every check ends in a 404 for its model.
 No answer may be a gateway 5xx, and every error must be OpenAI-shaped.
 """
 
@@ -18,8 +18,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance
 
 from famous.serve.app import create_app
-from famous.serve.catalog import ModelCatalog
 from famous.serve.fields import EXTENSION_RANGES, OPENAI_RANGES
+from famous.serve.models import ModelRegistry
 from famous.serve.scheduler import Scheduler
 
 TOKEN = "schema-admin-token"
@@ -28,7 +28,7 @@ TOKEN = "schema-admin-token"
 def _app():
     """schemathesis's in-process client names its host "testserver": the gateway is bound
     to that name, so the Host check (tested on its own elsewhere) lets it through."""
-    supervisor = Scheduler(ModelCatalog([], use_store=False), record=False)
+    supervisor = Scheduler(ModelRegistry([], use_store=False), record=False)
     return create_app(supervisor, admin_token=TOKEN, host="testserver")
 
 

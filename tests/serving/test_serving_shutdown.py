@@ -164,11 +164,11 @@ def test_a_draining_gateway_refuses_new_requests_with_503() -> None:
     """Between the signal and the exit, a request that still reaches the app (one pipelined
     on an open connection) gets 503 shutting_down, which SDKs retry, never a half answer."""
     from famous.serve.app import create_app
-    from famous.serve.catalog import ModelCatalog
+    from famous.serve.models import ModelRegistry
     from famous.serve.scheduler import Scheduler
 
     async def go() -> httpx.Response:
-        app = create_app(Scheduler(ModelCatalog([], use_store=False), record=False))
+        app = create_app(Scheduler(ModelRegistry([], use_store=False), record=False))
         app.state.begin_drain(60)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:

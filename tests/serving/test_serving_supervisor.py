@@ -21,8 +21,8 @@ from serving_harness import (
 )
 
 from famous.serve.app import create_app
-from famous.serve.catalog import ModelCatalog, ModelSpec
 from famous.serve.errors import APIError, from_domain
+from famous.serve.models import ModelRegistry, ModelSpec
 from famous.serve.scheduler import NoRoom, Scheduler
 
 CHAT = [{"role": "user", "content": "hello"}]
@@ -85,7 +85,7 @@ def _safetensors_folder(folder: Path, size: int) -> Path:
 def test_a_gguf_whose_header_cannot_be_read_is_sized_by_its_weights(tmp_path: Path) -> None:
     """Such a file is never registered, but a catalog artifact can still be damaged later:
     the budget then counts at least its weights."""
-    from famous.serve.catalog import DEFAULT_OVERHEAD, estimate_memory
+    from famous.serve.models import DEFAULT_OVERHEAD, estimate_memory
 
     path = tmp_path / "broken.gguf"
     path.write_bytes(b"GGUF" + b"\xff" * 4096)
@@ -102,8 +102,8 @@ def test_model_that_cannot_fit_gets_507(
         path = tiny_models["llama"]
     else:
         path = _safetensors_folder(tmp_path / "st", 16 * 1024**2)
-    catalog = ModelCatalog([ModelSpec(name="tiny", path=path)], use_store=False)
-    supervisor = Scheduler(catalog, memory_budget=64 * 1024**2, record=False)
+    models = ModelRegistry([ModelSpec(name="tiny", path=path)], use_store=False)
+    supervisor = Scheduler(models, memory_budget=64 * 1024**2, record=False)
 
     async def go() -> APIError:
         with pytest.raises(NoRoom) as info:
@@ -117,8 +117,8 @@ def test_model_that_cannot_fit_gets_507(
 
 
 def test_api_key_is_enforced(tiny_models: dict[str, Path]) -> None:
-    catalog = ModelCatalog([ModelSpec(name="tiny", path=tiny_models["llama"])], use_store=False)
-    app = create_app(Scheduler(catalog, record=False), api_key="sekret")
+    models = ModelRegistry([ModelSpec(name="tiny", path=tiny_models["llama"])], use_store=False)
+    app = create_app(Scheduler(models, record=False), api_key="sekret")
 
     async def go() -> None:
         transport = httpx.ASGITransport(app=app)
@@ -235,20 +235,20 @@ def test_gguf_headers_are_parsed_once_per_file_version(
     import shutil
 
     from famous.formats import gguf_meta
-    from famous.serve import catalog as catalog_module
+    from famous.serve import models as served_models
 
     model = tmp_path / "m.gguf"
     shutil.copy(tiny_models["llama"], model)
     reads: list[Path] = []
     real = gguf_meta.read_metadata
     monkeypatch.setattr(gguf_meta, "read_metadata", lambda p: reads.append(p) or real(p))
-    first = catalog_module.estimate_memory(model)
+    first = served_models.estimate_memory(model)
     assert first and first > model.stat().st_size
     for _ in range(5):
-        assert catalog_module.estimate_memory(model) == first
-        assert catalog_module.estimate_memory(model, {"ctx-size": 64}) < first
+        assert served_models.estimate_memory(model) == first
+        assert served_models.estimate_memory(model, {"ctx-size": 64}) < first
     assert len(reads) == 1
     shutil.copy(tiny_models["llama"], model)  # rewritten: a new version is read again
     os.utime(model, ns=(1, 1))
-    assert catalog_module.estimate_memory(model) == first
+    assert served_models.estimate_memory(model) == first
     assert len(reads) == 2

@@ -76,7 +76,7 @@ def serve(
     ),
 ) -> None:
     """Run the OpenAI-compatible gateway in the foreground (Ctrl-C stops it and its engines)."""
-    from famous.serve.catalog import ModelCatalog, ModelSpec
+    from famous.serve.models import ModelRegistry, ModelSpec
     from famous.serve.server import GatewayConfigError, GatewaySettings, run_gateway
     from famous.units import parse_size
 
@@ -98,7 +98,7 @@ def serve(
     if running is not None and running.port == settings.port:
         raise FamousError(f"a famous gateway already runs at {running.url} (pid {running.pid})")
     try:
-        ModelCatalog(specs, use_store=False)  # check the files before binding
+        ModelRegistry(specs, use_store=False)  # check the files before binding
         typer.echo(f"famous gateway on http://{settings.host}:{settings.port}/v1", err=True)
         run_gateway(settings)
     except (GatewayConfigError, FileNotFoundError) as exc:

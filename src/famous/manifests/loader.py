@@ -21,7 +21,7 @@ _UNION_TAGS = {"cpu", "gpu", "npu", "pci", "CpuDevice", "PciDevice"}
 
 
 def builtin_packages_dir() -> Path:
-    """The catalog of famous model packages shipped as data in ``famous/packages``."""
+    """The built-in model packages, shipped as data in ``famous/packages``."""
     return Path(__file__).resolve().parent.parent / "packages"
 
 

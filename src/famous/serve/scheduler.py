@@ -32,7 +32,7 @@ from famous.runtimes import (
     RuntimeNotInstalled,
     get_runtime,
 )
-from famous.serve.catalog import ModelCatalog, ModelSpec
+from famous.serve.models import ModelRegistry, ModelSpec
 from famous.store.deployments import DeploymentRecord, log_path_for, now_iso
 from famous.units import format_size
 
@@ -145,7 +145,7 @@ class Scheduler:
 
     def __init__(
         self,
-        catalog: ModelCatalog,
+        models: ModelRegistry,
         *,
         launcher: Callable[[ModelSpec], EngineProcess] = launch_engine,
         keep_alive: float = 300.0,
@@ -156,7 +156,7 @@ class Scheduler:
         monitor_interval: float = 0.25,
         record: bool = True,
     ) -> None:
-        self.catalog = catalog
+        self.models = models
         self.launcher = launcher
         self.keep_alive = keep_alive
         self.memory_budget = memory_budget
@@ -191,9 +191,9 @@ class Scheduler:
     # -- requests ----------------------------------------------------------------------------
 
     def spec_for(self, name: str) -> ModelSpec:
-        spec = self.catalog.get(name)
+        spec = self.models.get(name)
         if spec is None:
-            raise ModelNotFound(name, self.catalog.names())
+            raise ModelNotFound(name, self.models.names())
         return spec
 
     async def acquire(self, name: str, wait: float | None = None) -> Deployment:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from famous.serve.app import DEFAULT_MAX_REQUEST_BYTES, create_app
-from famous.serve.catalog import ModelCatalog, ModelSpec
+from famous.serve.models import ModelRegistry, ModelSpec
 from famous.serve.protocol import DEFAULT_READ_TIMEOUT, H11_BUFFER_BYTES, protocol_class
 from famous.serve.scheduler import Scheduler
 from famous.services.gateway import running_gateway, stop_orphans
@@ -56,9 +56,9 @@ def check_binding(host: str, api_key: str | None) -> None:
 
 def build(settings: GatewaySettings) -> FastAPI:
     check_binding(settings.host, settings.api_key)
-    catalog = ModelCatalog(settings.models, use_store=settings.use_store)
+    models = ModelRegistry(settings.models, use_store=settings.use_store)
     scheduler = Scheduler(
-        catalog,
+        models,
         keep_alive=settings.keep_alive,
         memory_budget=settings.memory_budget,
         max_loaded=settings.max_loaded,

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 
 from famous.runtimes import RUNTIMES, get_runtime
 from famous.serve import openapi
-from famous.serve.catalog import ModelSpec
 from famous.serve.context import context
 from famous.serve.errors import invalid
+from famous.serve.models import ModelSpec
 from famous.serve.request_checks import check_name, parse_json, prefer_wait, read_body
 from famous.serve.routes.openai import model_entry
 
@@ -67,7 +67,7 @@ async def register(request: Request) -> dict[str, Any]:
     spec = _spec_from(await admin_payload(request))
     gateway = context(request)
     try:
-        await asyncio.to_thread(gateway.scheduler.catalog.register, spec)  # walks folders
+        await asyncio.to_thread(gateway.scheduler.models.register, spec)  # walks folders
     except (FileNotFoundError, ValueError) as exc:
         raise invalid(str(exc), "path") from None
     return model_entry(gateway, spec)

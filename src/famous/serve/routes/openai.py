@@ -15,10 +15,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from famous.serve import openapi, relay
-from famous.serve.catalog import ModelSpec
 from famous.serve.context import GatewayContext, context
 from famous.serve.errors import APIError, engine_error
 from famous.serve.fields import forwarded
+from famous.serve.models import ModelSpec
 from famous.serve.request_checks import (
     parse_json,
     prefer_wait,
@@ -49,7 +49,7 @@ def model_entry(gateway: GatewayContext, spec: ModelSpec) -> dict[str, Any]:
 async def list_models(request: Request) -> dict[str, Any]:
     gateway = context(request)
     gateway.authorize(request)
-    specs = gateway.scheduler.catalog.all()
+    specs = gateway.scheduler.models.all()
     return {"object": "list", "data": [model_entry(gateway, s) for s in specs]}
 
 

@@ -160,8 +160,9 @@ def _gguf_shape(gguf: Path, size: int, mtime_ns: int) -> tuple[int, int, int, in
     return int(layers), int(ctx), int(kv_heads), int(head_dim)
 
 
-class ModelCatalog:
-    """Registered models (tests, ``famous run ./file.gguf``) over the store's artifacts."""
+class ModelRegistry:
+    """The models this gateway serves: files registered with it (tests, ``famous run
+    ./file.gguf``, ``POST /api/models``) over the installed artifacts in the catalog."""
 
     def __init__(self, specs: list[ModelSpec] | None = None, use_store: bool = True) -> None:
         self._registered: dict[str, ModelSpec] = {}
