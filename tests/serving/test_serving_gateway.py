@@ -82,6 +82,21 @@ def test_completions_and_max_tokens(client: openai.OpenAI) -> None:
     assert short.usage.completion_tokens == 4
 
 
+def test_max_completion_tokens_is_honoured_by_every_server(client: openai.OpenAI) -> None:
+    """What langchain-openai and new SDK code send instead of max_tokens; llama_cpp.server
+    alone would ignore it and generate until the context is full."""
+    for stream in (False, True):
+        answer = client.chat.completions.create(
+            model="tiny", messages=CHAT, max_completion_tokens=5, temperature=0, stream=stream
+        )
+        if stream:
+            pieces = [e.choices[0].delta.content for e in answer if e.choices]
+            assert 1 <= len([p for p in pieces if p]) <= 5
+        else:
+            assert answer.usage.completion_tokens == 5
+            assert answer.choices[0].finish_reason == "length"
+
+
 def test_stop_sequences(client: openai.OpenAI) -> None:
     full = (
         client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=40, temperature=0)

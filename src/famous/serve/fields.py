@@ -137,4 +137,7 @@ def forwarded(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     body = {k: v for k, v in payload.items() if k in FORWARDED[kind]}
     if kind == "chat":
         body["messages"] = _check_messages(body["messages"])
+        if body.get("max_completion_tokens") is not None and body.get("max_tokens") is None:
+            # OpenAI's newer name; every engine reads max_tokens, not all read this one
+            body["max_tokens"] = body["max_completion_tokens"]
     return body
