@@ -97,6 +97,20 @@ def test_max_completion_tokens_is_honoured_by_every_server(client: openai.OpenAI
             assert answer.choices[0].finish_reason == "length"
 
 
+def test_several_choices_or_a_400_naming_the_engine(gateway: Gateway, client: openai.OpenAI):
+    """n=2: llama-server answers two choices; llama_cpp.server would silently answer one,
+    so the gateway refuses it, naming the engine and the field."""
+    if gateway.server == "llama-server":
+        answer = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=3, n=2)
+        assert len(answer.choices) == 2
+        return
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=3, n=2)
+    error = info.value.body
+    assert error["param"] == "n" and "llama_cpp.server" in error["message"]
+    assert client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=3, n=1)
+
+
 def test_stop_sequences(client: openai.OpenAI) -> None:
     full = (
         client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=40, temperature=0)

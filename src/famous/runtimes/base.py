@@ -153,6 +153,7 @@ class EngineProcess:
     popen: subprocess.Popen[bytes] | None = None
     pid_: int | None = None
     started_at: float = field(default_factory=time.time)
+    unsupported: dict[str, str] = field(default_factory=dict)  # RuntimeAdapter.unsupported
 
     @property
     def pid(self) -> int:
@@ -296,6 +297,9 @@ class RuntimeAdapter(ABC):
     #: keys that name an executable or a path, or let a checkpoint run code: they come from
     #: the user's own configuration or an engine manifest, never from an HTTP request
     local_only_keys: ClassVar[frozenset[str]] = frozenset()
+    #: request fields this server would get wrong (ignore, or answer with less than asked),
+    #: each with what it cannot do: the gateway refuses them with a 400 instead
+    unsupported: ClassVar[dict[str, str]] = {}
 
     #: Python modules the server needs; the default install check looks for them
     required_modules: ClassVar[tuple[str, ...]] = ()
@@ -411,4 +415,5 @@ class RuntimeAdapter(ABC):
             log_path=log_path,
             health_path=self.health_path,
             popen=popen,
+            unsupported=dict(self.unsupported),
         )

@@ -112,6 +112,10 @@ class LlamaCppPythonServer(_LlamaCppBase):
     """``python -m llama_cpp.server`` (llama-cpp-python's FastAPI server)."""
 
     server: ClassVar[str] = "llama_cpp.server"
+    unsupported: ClassVar[dict[str, str]] = {
+        "n": "return several choices (n > 1): it answers one; llama.cpp's own server can "
+        "(famous install-component llama-server)",
+    }
     install_command: ClassVar[str] = LLAMACPP_INSTALL
     health_path: ClassVar[str] = "/v1/models"
 

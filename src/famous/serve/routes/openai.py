@@ -16,7 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from famous.serve import openapi, relay
 from famous.serve.context import GatewayContext, context
-from famous.serve.errors import APIError, engine_error
+from famous.serve.errors import APIError, engine_error, invalid
 from famous.serve.fields import forwarded
 from famous.serve.models import ModelSpec
 from famous.serve.request_checks import (
@@ -90,6 +90,7 @@ async def proxy(request: Request, kind: str) -> Response:
     for attempt in (1, 2):
         dep = await scheduler.acquire(name, wait=prefer_wait(request))
         try:
+            refuse_unsupported(dep, payload)
             return await forward(gateway, dep, _ENGINE_PATHS[kind], body, request)
         except relay.RelayError:
             # no answer began: when the engine is dead (another request may have crashed
@@ -103,6 +104,14 @@ async def proxy(request: Request, kind: str) -> Response:
             scheduler.release(dep)
             raise
     raise AssertionError("unreachable")
+
+
+def refuse_unsupported(dep: Deployment, payload: dict[str, Any]) -> None:
+    """A field the model's engine would get wrong silently is refused, naming the engine."""
+    proc = dep.process
+    limits = proc.unsupported if proc is not None else {}
+    if "n" in limits and (payload.get("n") or 1) > 1:
+        raise invalid(f"{proc.server} (the engine of {dep.name!r}) cannot {limits['n']}", "n")
 
 
 async def forward(
