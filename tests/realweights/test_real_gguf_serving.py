@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import openai
 import pytest
 import serving_harness
@@ -101,6 +102,30 @@ def test_stream_equals_non_stream(client: openai.OpenAI) -> None:
     assert finish == whole.finish_reason == "stop"
     assert chunks >= 2
     assert names_paris(text)
+
+
+def test_json_schema_output_validates_on_every_server(client: openai.OpenAI) -> None:
+    """OpenAI's structured output (``response_format`` json_schema, strict): the answer is
+    JSON the schema accepts, on llama-server and on llama_cpp.server (which reads the same
+    schema under another name; the gateway translates)."""
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "The capital of France and its population?"}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "capital", "schema": schema, "strict": True},
+        },
+        max_tokens=64,
+        temperature=0,
+    )
+    answer = json.loads(reply.choices[0].message.content)
+    jsonschema.validate(answer, schema)
 
 
 def test_server_renders_the_models_template(client: openai.OpenAI, hf_tokenizer) -> None:

@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -154,6 +154,9 @@ class EngineProcess:
     pid_: int | None = None
     started_at: float = field(default_factory=time.time)
     unsupported: dict[str, str] = field(default_factory=dict)  # RuntimeAdapter.unsupported
+    adapt_request: Callable[[str, dict[str, Any]], dict[str, Any]] = field(
+        default=lambda _kind, body: body
+    )  # RuntimeAdapter.adapt_request
 
     @property
     def pid(self) -> int:
@@ -315,6 +318,11 @@ class RuntimeAdapter(ABC):
                 self.runtime, f"Python module {', '.join(missing)} is missing", self.install_command
             )
 
+    def adapt_request(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An OpenAI request body (``kind``: chat, completions, embeddings) as this server
+        reads it; most read OpenAI's own."""
+        return body
+
     def settings(self, spec: LaunchSpec) -> dict[str, Any]:
         """The engine's configuration, overridden by what this launch asks for."""
         return {**self.configuration, **normalize_configuration(spec.configuration)}
@@ -416,4 +424,5 @@ class RuntimeAdapter(ABC):
             health_path=self.health_path,
             popen=popen,
             unsupported=dict(self.unsupported),
+            adapt_request=self.adapt_request,
         )

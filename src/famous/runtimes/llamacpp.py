@@ -116,6 +116,20 @@ class LlamaCppPythonServer(_LlamaCppBase):
         "n": "return several choices (n > 1): it answers one; llama.cpp's own server can "
         "(famous install-component llama-server)",
     }
+
+    def adapt_request(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """OpenAI's ``response_format: {type: json_schema, json_schema: {schema}}`` is
+        llama-cpp-python's ``{type: json_object, schema}`` (it refuses the first with a 500)."""
+        wanted = body.get("response_format")
+        if kind != "chat" or not isinstance(wanted, dict) or wanted.get("type") != "json_schema":
+            return body
+        spec = wanted.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        constraint: dict[str, Any] = {"type": "json_object"}
+        if isinstance(schema, dict):
+            constraint["schema"] = schema
+        return {**body, "response_format": constraint}
+
     install_command: ClassVar[str] = LLAMACPP_INSTALL
     health_path: ClassVar[str] = "/v1/models"
 

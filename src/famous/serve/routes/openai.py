@@ -85,12 +85,14 @@ async def proxy(request: Request, kind: str) -> Response:
         )  # fmt: skip
     payload = parse_json(await read_body(request, gateway.max_request_bytes, gateway.read_timeout))
     name = validate(kind, payload)
-    body = json.dumps(forwarded(kind, payload)).encode()
+    checked = forwarded(kind, payload)
     scheduler = gateway.scheduler
     for attempt in (1, 2):
         dep = await scheduler.acquire(name, wait=prefer_wait(request))
         try:
             refuse_unsupported(dep, payload)
+            assert dep.process is not None
+            body = json.dumps(dep.process.adapt_request(kind, checked)).encode()
             return await forward(gateway, dep, _ENGINE_PATHS[kind], body, request)
         except relay.RelayError:
             # no answer began: when the engine is dead (another request may have crashed
