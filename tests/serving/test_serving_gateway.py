@@ -143,6 +143,18 @@ def test_embeddings(client: openai.OpenAI) -> None:
     assert again == pytest.approx(first, abs=1e-4)
 
 
+def test_the_wrong_route_for_a_model_gets_a_400_naming_its_engine(client: openai.OpenAI):
+    """Embeddings from a chat model (llama.cpp answers 500 or 501), chat from an embedding
+    model: a 400 an SDK will not retry, saying what the engine serves."""
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model="tiny", input="hello")
+    assert info.value.body["param"] == "model"
+    assert "text-generation model" in info.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="emb", messages=CHAT, max_tokens=2)
+    assert "embedding model" in info.value.body["message"]
+
+
 def test_sixteen_concurrent_streams(client: openai.OpenAI) -> None:
     def one(i: int) -> tuple[str, str | None]:
         text, finish, _ = stream_text(

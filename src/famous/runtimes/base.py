@@ -318,6 +318,11 @@ class RuntimeAdapter(ABC):
                 self.runtime, f"Python module {', '.join(missing)} is missing", self.install_command
             )
 
+    def limits(self, spec: LaunchSpec) -> dict[str, str]:
+        """What this launch cannot serve: request fields (``unsupported``) and routes
+        (``chat``, ``completions``, ``embeddings``), each with what it cannot do."""
+        return dict(self.unsupported)
+
     def adapt_request(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """An OpenAI request body (``kind``: chat, completions, embeddings) as this server
         reads it; most read OpenAI's own."""
@@ -423,6 +428,6 @@ class RuntimeAdapter(ABC):
             log_path=log_path,
             health_path=self.health_path,
             popen=popen,
-            unsupported=dict(self.unsupported),
+            unsupported=self.limits(spec),
             adapt_request=self.adapt_request,
         )

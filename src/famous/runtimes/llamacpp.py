@@ -81,6 +81,20 @@ class _LlamaCppBase(RuntimeAdapter):
         except (OSError, gguf_meta.GGUFError):
             return {}
 
+    def limits(self, spec: LaunchSpec) -> dict[str, str]:
+        """A chat model's engine serves no embeddings (llama.cpp answers 500 or 501), and an
+        embedding model's no text."""
+        limits = super().limits(spec)
+        if self.settings(spec)["embedding"]:
+            text = "generate text: it serves an embedding model"
+            limits.update(chat=text, completions=text)
+        else:
+            limits["embeddings"] = (
+                "compute embeddings: it serves a text-generation model (use an embedding "
+                "model, or register this file with embedding: true)"
+            )
+        return limits
+
     def settings(self, spec: LaunchSpec) -> dict[str, Any]:
         """The effective settings: configuration, then defaults from the GGUF and the machine."""
         cfg = {**self.configuration, **normalize_configuration(spec.configuration)}

@@ -90,7 +90,7 @@ async def proxy(request: Request, kind: str) -> Response:
     for attempt in (1, 2):
         dep = await scheduler.acquire(name, wait=prefer_wait(request))
         try:
-            refuse_unsupported(dep, payload)
+            refuse_unsupported(dep, kind, payload)
             assert dep.process is not None
             body = json.dumps(dep.process.adapt_request(kind, checked)).encode()
             return await forward(gateway, dep, _ENGINE_PATHS[kind], body, request)
@@ -108,10 +108,14 @@ async def proxy(request: Request, kind: str) -> Response:
     raise AssertionError("unreachable")
 
 
-def refuse_unsupported(dep: Deployment, payload: dict[str, Any]) -> None:
-    """A field the model's engine would get wrong silently is refused, naming the engine."""
+def refuse_unsupported(dep: Deployment, kind: str, payload: dict[str, Any]) -> None:
+    """What the model's engine would fail on or get silently wrong is refused, naming it."""
     proc = dep.process
     limits = proc.unsupported if proc is not None else {}
+    if not limits or proc is None:
+        return
+    if kind in limits:
+        raise invalid(f"{proc.server} (the engine of {dep.name!r}) cannot {limits[kind]}", "model")
     if "n" in limits and (payload.get("n") or 1) > 1:
         raise invalid(f"{proc.server} (the engine of {dep.name!r}) cannot {limits['n']}", "n")
 
