@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from famous.genai.errors import UnsupportedModelError
+from famous.genai.errors import GenAIError, UnsupportedModelError
 from famous.genai.export.safetensors_stream import (
     SourceTensor,
     read_all,
@@ -47,7 +47,7 @@ LLAMA_CPP_TYPES = ("q4_k_m", "q5_k_m", "q6_k")
 GGUF_TYPES = WRITTEN_TYPES + LLAMA_CPP_TYPES
 
 
-class GGUFExportError(ValueError):
+class GGUFExportError(GenAIError, ValueError):
     """A model or option the GGUF exporter cannot handle; the message says why and what to do."""
 
 
@@ -84,6 +84,11 @@ def _arch_for(model_type: str) -> _Arch:
             "or serve the safetensors with the famous-native or transformers runtime"
         )
     return table[model_type]
+
+
+def check_gguf_architecture(model_type: str) -> None:
+    """Raise ``UnsupportedModelError`` when the GGUF writer does not know ``model_type``."""
+    _arch_for(model_type)
 
 
 @dataclass
@@ -572,3 +577,22 @@ class _captured_fds:
         for target, saved in self.saved:
             os.dup2(saved, target)
             os.close(saved)
+
+
+def export_recipe_gguf(
+    model_dir: str | Path, out: Path, recipe: Any, *, export: Any = None, overwrite: bool = False
+) -> GGUFExport:
+    """Write the GGUF a quantization recipe describes (per-tensor types from its overrides)."""
+    from famous.genai.config import read_config_json
+    from famous.genai.quantize.recipe import get_recipe
+
+    recipe = get_recipe(recipe)
+    recipe.check_target("gguf")
+    n_blocks = int(read_config_json(model_dir)["num_hidden_layers"])
+
+    def tensor_type(role: TensorRole) -> str | None:
+        return recipe.gguf_tensor_type(role.component, role.block, n_blocks)
+
+    return (export or export_gguf)(
+        model_dir, out, recipe.gguf_outtype(), tensor_type=tensor_type, overwrite=overwrite
+    )
