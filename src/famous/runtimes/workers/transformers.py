@@ -1,6 +1,6 @@
 """famous's transformers engine: any safetensors causal LM behind OpenAI's HTTP API.
 
-    python -m famous.runtimes.transformers_worker --model DIR --host 127.0.0.1 --port N
+    python -m famous.runtimes.workers.transformers --model DIR --host 127.0.0.1 --port N
         [--served-model-name NAME] [--dtype auto|float32|bfloat16|float16]
         [--device auto|cpu|cuda|mps] [--threads N] [--context-size N] [--allow-pickle]
 
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from famous.runtimes.openai_shapes import (
+from famous.runtimes.workers.openai_app import (
     GenerationParams,
     IncrementalDecoder,
     Piece,
@@ -190,7 +190,7 @@ def resolve_device(device: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = worker_parser(
-        "python -m famous.runtimes.transformers_worker",
+        "python -m famous.runtimes.workers.transformers",
         "famous's OpenAI-compatible server around a transformers causal LM.",
         "model directory (config, safetensors)",
     )

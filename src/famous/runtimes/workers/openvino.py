@@ -1,6 +1,6 @@
 """famous's OpenVINO engine: an OpenVINO IR model behind OpenAI's HTTP API.
 
-    python -m famous.runtimes.openvino_worker --model DIR --host 127.0.0.1 --port N
+    python -m famous.runtimes.workers.openvino --model DIR --host 127.0.0.1 --port N
         [--served-model-name NAME] [--device CPU|GPU|NPU|AUTO] [--context-size N]
         [--cache-dir DIR] [--property KEY=VALUE ...]
 
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from famous.runtimes.openai_shapes import (
+from famous.runtimes.workers.openai_app import (
     GenerationParams,
     IncrementalDecoder,
     Piece,
@@ -156,7 +156,7 @@ def _parse_property(text: str) -> tuple[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = worker_parser(
-        "python -m famous.runtimes.openvino_worker",
+        "python -m famous.runtimes.workers.openvino",
         "famous's OpenAI-compatible server around openvino_genai.LLMPipeline.",
         "OpenVINO IR directory",
     )
