@@ -76,7 +76,7 @@ def _serve_matches_eager(artifact: Path, model_dir: Path) -> None:
     from export_helpers import load
     from fastapi.testclient import TestClient
 
-    from famous.genai.export.signatures import signature_pipeline
+    from famous.genai.export.programs import signature_pipeline
     from famous.genai.pipeline import Pipeline
     from famous.genai.sampling import SamplingParams
     from famous.genai.tokenizer import Tokenizer

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from famous.genai.kernels.decode import decode
+from famous.genai.layers.transformer import DecoderModel
 from famous.genai.loader import load_model, resolve_dtype
 from famous.genai.sampling import Sampler, SamplingParams
 from famous.genai.tokenizer import StreamDecoder, Tokenizer
@@ -143,12 +145,18 @@ class Pipeline:
                     yield TokenEvent("", tok)
                 if seen is not None:
                     seen = torch.cat((seen, torch.tensor([[tok]])), dim=1)
-                logits, cache = model(
-                    torch.tensor([[tok]]), torch.tensor([pos]), cache, end=pos + 1, inplace=True
-                )
+                logits, cache = self._decode(torch.tensor([[tok]]), torch.tensor([pos]), cache)
                 pos += 1
                 self.last_timings["decode_s"] = time.perf_counter() - t1
         yield TokenEvent(text[sent:], tok if budget else None, "length")
+
+    def _decode(self, tokens: torch.Tensor, input_pos: torch.Tensor, cache: Any) -> Any:
+        """One decoding step: famous's CPU kernels when the model and the step qualify
+        (``kernels.decode.decode`` decides), else the model's own forward."""
+        if isinstance(self.model, DecoderModel):
+            return decode(self.model, tokens, input_pos, cache)
+        end = int(input_pos[0]) + 1
+        return self.model(tokens, input_pos, cache, end=end, inplace=True)
 
     def generate(
         self,

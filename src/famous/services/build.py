@@ -172,8 +172,8 @@ def _plan(
     max_seq_len: int | None,
 ) -> _Build:
     """Refuse what cannot be built before any work (or any download)."""
-    from famous.genai.config import read_config_json
     from famous.genai.export.edge import check_edge_runtime, plan_signatures
+    from famous.genai.hf_config import read_config_json
     from famous.manifests.loader import builtin_package_names, user_packages_dir
 
     if target not in TARGET_ENGINES:
@@ -317,8 +317,8 @@ def _write_package(build: _Build, tmp: Path, built: list[BuiltOption]) -> None:
 
 
 def _model_manifest(build: _Build, built: list[BuiltOption]) -> ModelManifest:
-    from famous.genai.config import load_config
     from famous.genai.export.safetensors_stream import parameter_count
+    from famous.genai.models import load_config
 
     cfg = load_config(build.model_dir)
     a0 = cfg.blocks[0].attention

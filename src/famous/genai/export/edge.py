@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from famous.genai.models import load_config
+
 EDGE_FORMATS = {"executorch": "pte", "litert": "tflite"}  # target → file suffix and format
 EDGE_MAX_SEQ_LEN = 1024  # KV-cache slots of an edge build (its inputs and outputs each call)
 # tokenizer and config files an edge engine needs next to its program
@@ -100,8 +102,6 @@ def export_edge(model_dir: Path, out: Path, target: str, plan: SignaturePlan) ->
 
 def kv_cache_bytes(model_dir: Path, max_seq_len: int) -> int:
     """Bytes of one fp32 KV cache of ``max_seq_len`` slots over every block."""
-    from famous.genai.config import load_config
-
     cfg = load_config(model_dir)
     return sum(
         2 * b.attention.num_key_value_heads * max_seq_len * b.attention.head_dim * 4

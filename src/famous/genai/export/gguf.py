@@ -41,6 +41,8 @@ from famous.genai.export.safetensors_stream import (
     row_chunks,
     scan,
 )
+from famous.genai.hf_config import read_config_json
+from famous.genai.models import load_config
 
 WRITTEN_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
 LLAMA_CPP_TYPES = ("q4_k_m", "q5_k_m", "q6_k")
@@ -218,8 +220,6 @@ def _plan(
 ) -> tuple[list[_Planned], list[str]]:
     import gguf
 
-    from famous.genai.config import load_config
-
     cfg = load_config(model_dir)
     a0 = cfg.blocks[0].attention
     sources = scan(model_dir)
@@ -310,7 +310,6 @@ def _write_metadata(
 ) -> list[str]:
     import gguf
 
-    from famous.genai.config import load_config
     from famous.genai.export.gguf_vocab import read_vocab, write_vocab
 
     cfg = load_config(model_dir)
@@ -433,8 +432,6 @@ def export_gguf(
     hf = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     arch = _arch_for(str(hf.get("model_type")))
     planned, warnings = _plan(model_dir, hf, arch, outtype, tensor_type)
-    from famous.genai.config import load_config
-
     cfg = load_config(model_dir)
     n_heads = cfg.blocks[0].attention.num_attention_heads
     n_kv = cfg.blocks[0].attention.num_key_value_heads
@@ -583,7 +580,6 @@ def export_recipe_gguf(
     model_dir: str | Path, out: Path, recipe: Any, *, export: Any = None, overwrite: bool = False
 ) -> GGUFExport:
     """Write the GGUF a quantization recipe describes (per-tensor types from its overrides)."""
-    from famous.genai.config import read_config_json
     from famous.genai.quantize.recipe import get_recipe
 
     recipe = get_recipe(recipe)

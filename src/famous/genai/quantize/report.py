@@ -104,20 +104,20 @@ def kl_top1(ref: list[Any], got: list[Any]) -> tuple[float, float]:
 def _decode_speed_torch(model: Any, prompt: list[int], tokens: int) -> float:
     import torch
 
+    from famous.genai.kernels.decode import decode
+
     with torch.no_grad():
         cache = model.init_cache(1)
         n = len(prompt)
         logits, cache = model(torch.tensor([prompt]), torch.arange(n), cache, end=n, inplace=True)
         tok = int(logits[0, -1].argmax())
         for i in range(2):  # warm-up: first calls of a shape pay for kernel selection
-            model(torch.tensor([[tok]]), torch.tensor([n + i]), cache, end=n + i + 1, inplace=True)
+            decode(model, torch.tensor([[tok]]), torch.tensor([n + i]), cache)
         n += 2
         start = time.perf_counter()
         for i in range(tokens):
             pos = n + i
-            logits, cache = model(
-                torch.tensor([[tok]]), torch.tensor([pos]), cache, end=pos + 1, inplace=True
-            )
+            logits, cache = decode(model, torch.tensor([[tok]]), torch.tensor([pos]), cache)
             tok = int(logits[0, -1].argmax())
         return tokens / (time.perf_counter() - start)
 

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from famous.genai.errors import GenAIError
-    from famous.genai.export.signatures import signature_pipeline
+    from famous.genai.export.programs import signature_pipeline
 
     model = Path(args.model)
     if model.is_dir():  # a folder holding one artifact
