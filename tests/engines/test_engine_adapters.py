@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from famous.genai.streaming import IncrementalDecoder, StopScanner
 from famous.runtimes import RUNTIMES, LaunchSpec, RuntimeNotInstalled, get_runtime
 from famous.runtimes import ampere as ampere_module
 from famous.runtimes.ampere import AMPERE_INSTALL, AmpereLlamaCppServer
@@ -25,7 +26,6 @@ from famous.runtimes.vllm import (
     default_tensor_parallel,
     visible_gpus,
 )
-from famous.runtimes.workers.openai_app import IncrementalDecoder, StopScanner
 
 PACKAGES = Path(__file__).resolve().parents[2] / "src" / "famous" / "packages"
 MACHINES = Path(__file__).resolve().parents[3] / "shared" / "machines"

@@ -99,21 +99,3 @@ class Tokenizer:
             )
         except JinjaTemplateError as e:
             raise TemplateError(f"chat template failed: {e}") from e
-
-
-class StreamDecoder:
-    """Turns a growing token list into text deltas without splitting a UTF-8 character."""
-
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        self.tok = tokenizer
-        self.ids: list[int] = []
-        self.emitted = ""
-
-    def add(self, token: int) -> str:
-        self.ids.append(token)
-        text = self.tok.decode(self.ids)
-        if text.endswith("\ufffd"):
-            return ""  # an incomplete multi-byte character: wait for the next token
-        delta = text[len(self.emitted) :]
-        self.emitted = text
-        return delta

@@ -6,7 +6,8 @@ stop sequences, usage, errors in OpenAI's shape) lives here once. A worker imple
 ``Backend`` and calls ``serve(create_app(backend, name), host, port)`` after its model is
 loaded, so the port only opens once the engine can answer (the supervisor's health wait).
 
-This module imports FastAPI and pydantic only: no engine library, no torch.
+This module imports FastAPI, pydantic and ``famous.genai.streaming`` (UTF-8-safe decoding,
+stop sequences) only: no engine library, no torch.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+
+from famous.genai.streaming import IncrementalDecoder, StopScanner
 
 DEFAULT_MAX_TOKENS = 1024
 
@@ -179,38 +182,6 @@ def message_text(content: Any) -> str:
     return "".join(parts)
 
 
-class IncrementalDecoder:
-    """Text of a growing token list, released only once it is stable.
-
-    Decoding a window that starts a few tokens back keeps tokenizers that drop or add
-    leading spaces (SentencePiece) right; text ending in U+FFFD (half a UTF-8 character)
-    waits for the next token. ``decode`` turns token ids into text, special tokens skipped.
-    """
-
-    def __init__(self, decode: Callable[[list[int]], str]) -> None:
-        self.decode = decode
-        self.ids: list[int] = []
-        self.prefix_offset = 0
-        self.read_offset = 0
-
-    def push(self, token: int) -> str:
-        self.ids.append(token)
-        before = self.decode(self.ids[self.prefix_offset : self.read_offset])
-        after = self.decode(self.ids[self.prefix_offset :])
-        if len(after) > len(before) and not after.endswith("\ufffd"):
-            self.prefix_offset = self.read_offset
-            self.read_offset = len(self.ids)
-            return after[len(before) :]
-        return ""
-
-    def flush(self) -> str:
-        """Whatever is still held back (a final incomplete character included)."""
-        before = self.decode(self.ids[self.prefix_offset : self.read_offset])
-        after = self.decode(self.ids[self.prefix_offset :])
-        self.prefix_offset = self.read_offset = len(self.ids)
-        return after[len(before) :] if len(after) > len(before) else ""
-
-
 def pieces_from_queue(
     tokens: queue.Queue[Any],
     decoder: IncrementalDecoder,
@@ -242,41 +213,6 @@ def pieces_from_queue(
     finally:
         cancel.set()
         thread.join()
-
-
-@dataclass
-class StopScanner:
-    """Cuts generated text at the first stop sequence, even one split across pieces.
-
-    Text that could still be the start of a stop sequence is held back until the next
-    piece shows it is not; ``flush`` releases it at the end.
-    """
-
-    stops: tuple[str, ...]
-    held: str = ""
-    stopped: bool = field(default=False, init=False)
-
-    def feed(self, text: str) -> str:
-        if self.stopped or not self.stops:
-            return "" if self.stopped else text
-        buffer = self.held + text
-        cut = min((i for i in (buffer.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self.stopped = True
-            self.held = ""
-            return buffer[:cut]
-        keep = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(buffer)), 0, -1):
-                if buffer.endswith(stop[:n]):
-                    keep = max(keep, n)
-                    break
-        self.held = buffer[len(buffer) - keep :] if keep else ""
-        return buffer[: len(buffer) - keep]
-
-    def flush(self) -> str:
-        out, self.held = ("" if self.stopped else self.held), ""
-        return out
 
 
 @dataclass

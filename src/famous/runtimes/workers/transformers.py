@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from famous.genai.streaming import IncrementalDecoder
 from famous.runtimes.workers.openai_app import (
     GenerationParams,
-    IncrementalDecoder,
     Piece,
     create_app,
     pieces_from_queue,
