@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -91,6 +92,30 @@ def profile(
     )
 
 
+def _module_tree_and_graph(
+    source: Path, quant: str | None, max_seq_len: int, signature: str | None, composite: bool
+) -> tuple[list[Any], Any]:
+    """The fp32 model's module tree (``quant`` applied) and, with ``signature``, its exported
+    graph; a model that cannot be loaded or exported exits 1 with its error."""
+    from famous.genai.errors import GenAIError
+    from famous.genai.export.graph_view import export_graph, module_tree
+    from famous.genai.loader import load_model
+
+    try:
+        m = load_model(source, "fp32", max_seq_len=max_seq_len)
+        if quant:
+            from famous.genai.quantize.modules import apply_recipe
+            from famous.genai.quantize.recipe import get_recipe
+
+            apply_recipe(m, get_recipe(quant))
+        rows = module_tree(m)
+        ep = None if signature is None else export_graph(m, signature, composite=composite)
+    except (GenAIError, ValueError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(1) from None
+    return rows, ep
+
+
 def show_graph(
     model: str = typer.Argument(..., help="Model folder, or the name of a package famous built."),
     depth: int = typer.Option(3, "--depth", help="Module tree depth to print (-1: all)."),
@@ -113,37 +138,21 @@ def show_graph(
 ) -> None:
     """The module tree (parameters, dtypes, quantization per layer); optionally an exported
     graph as .pt2 and a self-contained HTML view."""
-    from famous.genai.errors import GenAIError
     from famous.genai.export.graph_view import (
-        export_graph,
         format_tree,
-        module_tree,
         op_histogram,
         render_html,
         save_pt2,
         tree_as_dicts,
     )
-    from famous.genai.loader import load_model
 
     for out in (pt2, html_out):
         if out is not None and out.exists() and not force:
             sys.stderr.write(f"error: {out} exists; pass --force to overwrite it\n")
             raise typer.Exit(1)
     source, _ = _resolve(model)
-    try:
-        m = load_model(source, "fp32", max_seq_len=max_seq_len)
-        if quant:
-            from famous.genai.quantize.modules import apply_recipe
-            from famous.genai.quantize.recipe import get_recipe
-
-            apply_recipe(m, get_recipe(quant))
-        rows = module_tree(m)
-        ep = None
-        if pt2 is not None or html_out is not None:
-            ep = export_graph(m, signature, composite=composite)
-    except (GenAIError, ValueError) as e:
-        sys.stderr.write(f"error: {e}\n")
-        raise typer.Exit(1) from None
+    exported = signature if pt2 is not None or html_out is not None else None
+    rows, ep = _module_tree_and_graph(source, quant, max_seq_len, exported, composite)
     shown = [r for r in rows if depth < 0 or r.depth <= depth]
     written = {}
     if ep is not None and pt2 is not None:
