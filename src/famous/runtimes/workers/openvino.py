@@ -27,9 +27,8 @@ from famous.genai.streaming import IncrementalDecoder
 from famous.runtimes.workers.openai_app import (
     GenerationParams,
     Piece,
-    create_app,
     pieces_from_queue,
-    serve,
+    serve_worker,
     worker_parser,
 )
 
@@ -182,14 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError, ValueError) as exc:
         sys.stderr.write(f"error: cannot load {args.model} on {args.device}: {exc}\n")
         return 2
-    print(f"famous openvino worker: {name} on {args.device}", file=sys.stderr, flush=True)
-    serve(
-        create_app(backend, name, title="famous openvino worker"),
-        args.host,
-        args.port,
-        args.log_level,
-    )
-    return 0
+    return serve_worker(backend, name, args, "famous openvino worker", args.device)
 
 
 if __name__ == "__main__":

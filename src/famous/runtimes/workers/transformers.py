@@ -24,9 +24,8 @@ from famous.genai.streaming import IncrementalDecoder
 from famous.runtimes.workers.openai_app import (
     GenerationParams,
     Piece,
-    create_app,
     pieces_from_queue,
-    serve,
+    serve_worker,
     worker_parser,
 )
 
@@ -213,14 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"error: cannot load {args.model}: {exc}\n")
         return 2
-    print(f"famous transformers worker: {name} on {backend.device}", file=sys.stderr, flush=True)
-    serve(
-        create_app(backend, name, title="famous transformers worker"),
-        args.host,
-        args.port,
-        args.log_level,
-    )
-    return 0
+    return serve_worker(backend, name, args, "famous transformers worker", str(backend.device))
 
 
 if __name__ == "__main__":
