@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from famous.genai.export.litert import CONVERTER_HINT, LiteRTUnavailable, converter_available
 from famous.genai.models import load_config
+from famous.genai.quantize.recipe import RecipeError
 
 EDGE_FORMATS = {"executorch": "pte", "litert": "tflite"}  # target → file suffix and format
 EDGE_MAX_SEQ_LEN = 1024  # KV-cache slots of an edge build (its inputs and outputs each call)
@@ -36,8 +38,6 @@ class SignaturePlan:
 
 def check_edge_recipe(recipe: Any, target: str) -> None:
     """Edge targets build fp32 programs (XNNPACK's quantized kernels are not wired yet)."""
-    from famous.genai.quantize.recipe import RecipeError
-
     if recipe.gguf_type or any(s.dtype != "fp32" for s in recipe.specs()):
         raise RecipeError(
             f"recipe {recipe.name!r} quantizes weights; famous builds {target} programs in "
@@ -52,15 +52,8 @@ def check_edge_runtime(target: str) -> None:
         from famous.genai.export.executorch import require_executorch
 
         require_executorch()
-    else:
-        from famous.genai.export.litert import (
-            CONVERTER_HINT,
-            LiteRTUnavailable,
-            converter_available,
-        )
-
-        if not converter_available():
-            raise LiteRTUnavailable(f"litert-torch is not available: {CONVERTER_HINT}")
+    elif not converter_available():
+        raise LiteRTUnavailable(f"litert-torch is not available: {CONVERTER_HINT}")
 
 
 def plan_signatures(

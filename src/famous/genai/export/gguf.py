@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from famous.genai.errors import GenAIError, UnsupportedModelError
+from famous.genai.export.gguf_inspect import tensor_types
+from famous.genai.export.gguf_vocab import read_vocab, write_vocab
 from famous.genai.export.safetensors_stream import (
     SourceTensor,
     read_all,
@@ -43,6 +45,7 @@ from famous.genai.export.safetensors_stream import (
 )
 from famous.genai.hf_config import read_config_json
 from famous.genai.models import load_config
+from famous.genai.quantize.recipe import get_recipe
 
 WRITTEN_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
 LLAMA_CPP_TYPES = ("q4_k_m", "q5_k_m", "q6_k")
@@ -310,8 +313,6 @@ def _write_metadata(
 ) -> list[str]:
     import gguf
 
-    from famous.genai.export.gguf_vocab import read_vocab, write_vocab
-
     cfg = load_config(model_dir)
     b0 = cfg.blocks[0]
     a0 = b0.attention
@@ -510,8 +511,6 @@ def _export_kquant(
     finally:
         f16.unlink(missing_ok=True)
         partial.unlink(missing_ok=True)
-    from famous.genai.export.gguf_inspect import tensor_types
-
     return GGUFExport(
         path=out_path,
         outtype=outtype,
@@ -580,8 +579,6 @@ def export_recipe_gguf(
     model_dir: str | Path, out: Path, recipe: Any, *, export: Any = None, overwrite: bool = False
 ) -> GGUFExport:
     """Write the GGUF a quantization recipe describes (per-tensor types from its overrides)."""
-    from famous.genai.quantize.recipe import get_recipe
-
     recipe = get_recipe(recipe)
     recipe.check_target("gguf")
     n_blocks = int(read_config_json(model_dir)["num_hidden_layers"])

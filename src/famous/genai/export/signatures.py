@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from famous.genai.errors import GenAIError
+from famous.genai.layers.kv_cache import cache_kinds
 
 DEFAULT_PREFILL_LENGTHS = (8, 64, 128, 256, 512, 1024)
 DECODE = "decode"
@@ -89,8 +90,6 @@ class SignatureMeta:
 
     @classmethod
     def of(cls, model: nn.Module, prefill_lengths: Sequence[int], composite: bool) -> SignatureMeta:
-        from famous.genai.layers.kv_cache import cache_kinds
-
         cache = model.init_cache(1)
         return cls(
             model_type=model.cfg.model_type,
