@@ -5,7 +5,6 @@ Only typer at module level: torch and the exporters load inside the commands.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,29 +15,15 @@ from famous.cli.render import FormatOption, OutputFormat, emit
 
 
 def _resolve(model: str) -> tuple[Path, list[Path]]:
-    """MODEL → (the checkpoint folder, the artifacts built from it).
+    """``services.build.built_source``, its ``NotFound`` printed with its exit code."""
+    from famous.errors import NotFound, exit_code
+    from famous.services.build import built_source
 
-    A folder with config.json is a checkpoint; a package famous built (a name under
-    FAMOUS_HOME/packages, or its folder) points at its source through build.json."""
-    from famous.genai.export.profiling import package_artifacts
-
-    path = Path(model).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
-        return path, package_artifacts(path)
-    pkg_dir = path if path.is_dir() else None
-    if pkg_dir is None:
-        from famous.manifests.loader import user_packages_dir
-
-        candidate = user_packages_dir() / model
-        pkg_dir = candidate if candidate.is_dir() else None
-    if pkg_dir is not None and (pkg_dir / "build.json").is_file():
-        source = Path(json.loads((pkg_dir / "build.json").read_text())["source"])
-        return source, package_artifacts(pkg_dir)
-    sys.stderr.write(
-        f"error: {model}: not a model folder (config.json + safetensors) nor a package "
-        "famous built (famous build SOURCE --target …)\n"
-    )
-    raise typer.Exit(4)
+    try:
+        return built_source(model)
+    except NotFound as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(exit_code(e)) from None
 
 
 def profile(

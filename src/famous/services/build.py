@@ -447,6 +447,30 @@ def _register(build: _Build, built: list[BuiltOption]) -> None:
         )
 
 
+def built_source(model: str) -> tuple[Path, list[Path]]:
+    """MODEL → (the checkpoint folder, the artifacts built from it).
+
+    A folder with config.json is a checkpoint; a package famous built (a name under
+    FAMOUS_HOME/packages, or its folder) points at its source through build.json."""
+    from famous.genai.export.profiling import package_artifacts
+    from famous.manifests.loader import user_packages_dir
+
+    path = Path(model).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        return path, package_artifacts(path)
+    pkg_dir = path if path.is_dir() else None
+    if pkg_dir is None:
+        candidate = user_packages_dir() / model
+        pkg_dir = candidate if candidate.is_dir() else None
+    if pkg_dir is not None and (pkg_dir / "build.json").is_file():
+        source = Path(json.loads((pkg_dir / "build.json").read_text())["source"])
+        return source, package_artifacts(pkg_dir)
+    raise NotFound(
+        f"{model}: not a model folder (config.json + safetensors) nor a package "
+        "famous built (famous build SOURCE --target …)"
+    )
+
+
 def _license(model_dir: Path) -> str:
     readme = model_dir / "README.md"
     if readme.is_file():
