@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from famous.errors import FamousError, Incompatible, InvalidInput, NotFound
+from famous.errors import FamousError, InvalidInput, NotFound
 from famous.manifests.schema import EngineManifest, ModelManifest
 
 TARGET_ENGINES = {
@@ -252,7 +252,7 @@ def _resolve_source(source: str) -> Path:
         try:
             from famous.hub.pull import pull
         except ImportError as e:  # pragma: no cover
-            raise Incompatible(f"{source} is not a folder and the Hub client is unavailable") from e
+            raise FamousError(f"{source} is not a folder and the Hub client is unavailable") from e
         try:
             result = pull(source, engine="native-cpu")
         except Exception as e:
