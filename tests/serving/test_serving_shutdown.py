@@ -110,7 +110,7 @@ def test_huge_headers_get_431(gateway: Gateway) -> None:
 def test_a_body_that_stalls_gets_408(gateway: Gateway) -> None:
     head = (
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model":'
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"model\":"
     )
     status, error = _status_and_error(_raw(gateway, head))
     assert status == 408 and "stalled" in error["message"]
