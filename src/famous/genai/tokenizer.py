@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from famous.genai.errors import CheckpointError
+from famous.genai.errors import CheckpointError, GenAIError
 
 
-class TemplateError(ValueError):
+class TemplateError(GenAIError, ValueError):
     """The chat template refused the messages (its ``raise_exception``)."""
 
 
