@@ -132,7 +132,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (eager, .pt2)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from famous.genai.export.signatures import export_signatures, open_backend
+    from famous.genai.export.programs import open_backend
+    from famous.genai.export.signatures import export_signatures
     from famous.genai.loader import load_model
 
     lengths = [int(x) for x in args.prefill.split(",")]

@@ -94,7 +94,7 @@ def write_gguf_f16(model_dir: Path, out: Path) -> None:
     from safetensors import safe_open
 
     sys.path.insert(0, SRC)
-    from famous.genai.loader import permute_rope
+    from famous.genai.weight_map import permute_rope
 
     hf = json.loads((model_dir / "config.json").read_text())
     heads, kv = hf["num_attention_heads"], hf["num_key_value_heads"]
@@ -184,6 +184,7 @@ def child(engine: str, model_dir: str, dtype: str, prompt: int, new: int) -> dic
         if engine == "famous-torch-ops":  # famous's modules without its CPU kernels
             os.environ["FAMOUS_NATIVE_KERNELS"] = "0"
         sys.path.insert(0, SRC)
+        from famous.genai.kernels.decode import decode
         from famous.genai.loader import load_model
 
         base = _proc_status_mb("VmRSS")
@@ -210,7 +211,7 @@ def child(engine: str, model_dir: str, dtype: str, prompt: int, new: int) -> dic
                 pos = prompt
                 for _ in range(n_new):
                     tok = logits[:, -1].argmax(-1, keepdim=True)
-                    logits, cache = m(tok, torch.tensor([pos]), cache, end=pos + 1, inplace=True)
+                    logits, cache = decode(m, tok, torch.tensor([pos]), cache)
                     pos += 1
                 return b - a, time.perf_counter() - b
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from famous.genai.streaming import IncrementalDecoder, StopScanner
 from famous.runtimes import RUNTIMES, LaunchSpec, RuntimeNotInstalled, get_runtime
 from famous.runtimes import ampere as ampere_module
 from famous.runtimes.ampere import AMPERE_INSTALL, AmpereLlamaCppServer
 from famous.runtimes.base import normalize_configuration
 from famous.runtimes.mlx import MLX_INSTALL, MlxServer
-from famous.runtimes.openai_shapes import IncrementalDecoder, StopScanner
 from famous.runtimes.openvino import OPENVINO_INSTALL, OpenVINOServer
 from famous.runtimes.transformers import TRANSFORMERS_INSTALL, TransformersServer
 from famous.runtimes.vllm import (
@@ -55,7 +55,7 @@ def test_registered(runtime: str) -> None:
 def test_transformers_command(tmp_path: Path) -> None:
     adapter = get_runtime("transformers", {"dtype": "bfloat16", "threads": 2})
     argv = adapter.command(spec(tmp_path, **{"context-size": 2048, "device": "cuda:1"}), 9001)
-    assert argv[:3] == [sys.executable, "-m", "famous.runtimes.transformers_worker"]
+    assert argv[:3] == [sys.executable, "-m", "famous.runtimes.workers.transformers"]
     assert value_after(argv, "--model") == str(tmp_path)
     assert value_after(argv, "--served-model-name") == "my-model"
     assert value_after(argv, "--host") == "127.0.0.1"
@@ -127,7 +127,7 @@ def test_openvino_command_takes_the_device_from_the_engine(tmp_path: Path) -> No
     argv = OpenVINOServer(configuration).command(
         spec(tmp_path, **{"max-prompt-len": 1024, "cache-dir": "/tmp/ov-cache"}), 9004
     )
-    assert argv[:3] == [sys.executable, "-m", "famous.runtimes.openvino_worker"]
+    assert argv[:3] == [sys.executable, "-m", "famous.runtimes.workers.openvino"]
     assert value_after(argv, "--device") == "NPU"
     assert value_after(argv, "--context-size") == "2048"
     assert value_after(argv, "--cache-dir") == "/tmp/ov-cache"

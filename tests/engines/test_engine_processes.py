@@ -64,7 +64,7 @@ def check_lifecycle(proc: EngineProcess, server: str, log_marker: str) -> None:
 def test_transformers_worker_lifecycle(hf_model: Path, tmp_path: Path) -> None:
     adapter = get_runtime("transformers", {"threads": 1, "dtype": "float32"})
     proc = launch(adapter, "tiny", hf_model, tmp_path / "tf.log")
-    assert proc.server == "famous.runtimes.transformers_worker"
+    assert proc.server == "famous.runtimes.workers.transformers"
     check_lifecycle(proc, proc.server, "famous transformers worker: tiny on cpu")
 
 

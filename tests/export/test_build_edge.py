@@ -65,7 +65,7 @@ def _check_package(name: str, target: str, model_dir: Path, home: Path) -> Path:
     adapter = get_runtime(target, engine.configuration)
     adapter.check_installed()
     argv = adapter.command(LaunchSpec(name=name, model_path=artifact), 9999)
-    assert argv[1:3] == ["-m", "famous.genai.export.edge_server"] and str(artifact) in argv
+    assert argv[1:3] == ["-m", "famous.runtimes.workers.edge"] and str(artifact) in argv
     assert not adapter.unknown_keys(engine.configuration)
     check_artifact(artifact, model_dir)
     return artifact
@@ -76,11 +76,11 @@ def _serve_matches_eager(artifact: Path, model_dir: Path) -> None:
     from export_helpers import load
     from fastapi.testclient import TestClient
 
-    from famous.genai.export.signatures import signature_pipeline
+    from famous.genai.export.programs import signature_pipeline
     from famous.genai.pipeline import Pipeline
     from famous.genai.sampling import SamplingParams
-    from famous.genai.server import app_for
     from famous.genai.tokenizer import Tokenizer
+    from famous.runtimes.workers.native import app_for
 
     client = TestClient(app_for(signature_pipeline(artifact, artifact.parent), "edge"))
     r = client.post(

@@ -11,12 +11,8 @@ import pytest
 import torch
 from export_helpers import load, prompt_ids
 
-from famous.genai.export.signatures import (
-    DECODE,
-    SignatureModel,
-    open_backend,
-    signature_pipeline,
-)
+from famous.genai.export.programs import open_backend, signature_pipeline
+from famous.genai.export.signatures import DECODE, SignatureModel
 from famous.genai.pipeline import Pipeline
 from famous.genai.sampling import SamplingParams
 from famous.genai.tokenizer import Tokenizer

@@ -30,9 +30,8 @@ from gguf_helpers import (
 from safetensors.numpy import load_file, save_file
 
 from famous.genai.errors import UnsupportedModelError
-from famous.genai.export.gguf import GGUF_TYPES, GGUFExportError, export_gguf
+from famous.genai.export.gguf import GGUF_TYPES, GGUFExportError, export_gguf, export_recipe_gguf
 from famous.genai.quantize.recipe import QuantSpec, Recipe, RecipeError
-from famous.genai.quantize.report import export_recipe_gguf
 
 Q = gguf.GGMLQuantizationType
 FT = gguf.LlamaFileType

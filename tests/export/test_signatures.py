@@ -9,6 +9,7 @@ import pytest
 import torch
 from export_helpers import load, prompt_ids
 
+from famous.genai.export.programs import signature_pipeline
 from famous.genai.export.signatures import (
     DECODE,
     MultiSignatureProgram,
@@ -17,7 +18,6 @@ from famous.genai.export.signatures import (
     TorchExportBackend,
     export_signatures,
     plan_prefill,
-    signature_pipeline,
 )
 from famous.genai.pipeline import Pipeline
 from famous.genai.sampling import SamplingParams

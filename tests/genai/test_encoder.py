@@ -274,8 +274,8 @@ def test_openai_embeddings_route(minilm: Embedder, minilm_pair) -> None:
     from fastapi.testclient import TestClient
     from openai import BadRequestError, OpenAI
 
-    from famous.genai.server import EmbedderBackend
-    from famous.runtimes.openai_shapes import create_app
+    from famous.runtimes.workers.native import EmbedderBackend
+    from famous.runtimes.workers.openai_app import create_app
 
     app = create_app(EmbedderBackend(minilm), "minilm", title="famous-native")
     client = OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=TestClient(app))
@@ -295,9 +295,10 @@ def test_openai_embeddings_route(minilm: Embedder, minilm_pair) -> None:
 
 
 def test_server_main_takes_the_encoder_path(tiny_bert, tmp_path: Path, capsys) -> None:
-    """``python -m famous.genai.server`` loads a BERT folder as an embedder (its error shows
-    the encoder loader ran, not the decoder pipeline); a broken one exits 2 before serving."""
-    from famous.genai.server import main
+    """``python -m famous.runtimes.workers.native`` loads a BERT folder as an embedder (its
+    error shows the encoder loader ran, not the decoder pipeline); a broken one exits 2 before
+    serving."""
+    from famous.runtimes.workers.native import main
 
     rel = _relative_key(tiny_bert[0], tmp_path / "relative")
     assert main(["--model", str(rel), "--port", "1"]) == 2

@@ -21,6 +21,7 @@ from genai_helpers import (
 
 from famous.genai import kernels
 from famous.genai.kernels import decode, hugepages
+from famous.genai.kernels.decode import decode as kernel_decode
 from famous.genai.kernels.decode import plan_for
 from famous.genai.layers.norm import RMSNorm
 from famous.genai.loader import load_model
@@ -285,8 +286,8 @@ def _decode(
             out.append(logits[0, -1].float())
             tok = int(logits[0, -1].argmax()) if forced is None else forced[i]
             tokens.append(tok)
-            logits, cache = model(
-                torch.tensor([[tok]]), torch.tensor([t + i]), cache, end=t + i + 1, inplace=True
+            logits, cache = kernel_decode(
+                model, torch.tensor([[tok]]), torch.tensor([t + i]), cache
             )
     return tokens, out, cache
 
@@ -322,7 +323,7 @@ def test_kernel_decode_matches_the_module_path(
         return _decode(model, ids, 16, forced)
 
     model = load_model(tmp_path, dtype=dtype, max_seq_len=48)
-    rings = any(r is not None for r in model._rings)
+    rings = any(lay.ring is not None for lay in model.layout)
     soft_capped = hf_config.get("attn_logit_softcapping") is not None
     expected = not rings and not (soft_capped and dtype == torch.bfloat16)
     monkeypatch.setattr(decode, "cpu_kernels", lambda: ops)

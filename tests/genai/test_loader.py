@@ -16,8 +16,9 @@ from famous.genai.errors import (
     UnsupportedModelError,
     WeightMapError,
 )
-from famous.genai.loader import Fuse, PermuteRope, load_model, permute_rope
+from famous.genai.loader import load_model
 from famous.genai.models import fake_hf_config, supported_model_types
+from famous.genai.weight_map import Fuse, PermuteRope, permute_rope
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import pytest
 import torch
 from genai_helpers import assert_bf16_as_accurate, assert_decisive_top1_agree, save_hf_model
 
+from famous.genai.kernels.decode import decode
 from famous.genai.loader import load_model
 from famous.genai.models import families
 
@@ -35,9 +36,7 @@ def famous_greedy(
             tok = int(logits[0, -1].argmax()) if forced is None else forced[i]
             tokens.append(tok)
             pos = t + i
-            logits, cache = model(
-                torch.tensor([[tok]]), torch.tensor([pos]), cache, end=pos + 1, inplace=True
-            )
+            logits, cache = decode(model, torch.tensor([[tok]]), torch.tensor([pos]), cache)
     return tokens, steps
 
 

@@ -29,7 +29,7 @@ def server(tiny_chat_model: Path) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "famous.genai.server",
+            "famous.runtimes.workers.native",
             "--model",
             str(tiny_chat_model),
             "--port",

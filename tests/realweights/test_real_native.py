@@ -87,7 +87,7 @@ def test_pipeline_chat_names_paris(pipeline: Pipeline, reference: Reference, hf_
 
 def test_native_server_prompt_is_the_template(pipeline: Pipeline, hf_tokenizer) -> None:
     """The native server's backend renders chats through the pipeline's tokenizer."""
-    from famous.genai.server import PipelineBackend
+    from famous.runtimes.workers.native import PipelineBackend
 
     backend = PipelineBackend(pipeline)
     for conversation in CONVERSATIONS:
@@ -110,8 +110,8 @@ def test_genai_generate_cli(smollm2_hf_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def native_server(smollm2_hf_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m famous.genai.server`` as famous launches it (the famous-native runtime's
-    adapter), on a free 127.0.0.1 port; stopped by this fixture."""
+    """``python -m famous.runtimes.workers.native`` as famous launches it (the famous-native
+    runtime's adapter), on a free 127.0.0.1 port; stopped by this fixture."""
     adapter = get_runtime("famous-native", {"context-size": 1024})
     spec = LaunchSpec(
         name=MODEL,

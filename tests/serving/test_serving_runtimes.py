@@ -136,7 +136,7 @@ def _genai_server() -> bool:
     import importlib.util
 
     try:
-        return importlib.util.find_spec("famous.genai.server") is not None
+        return importlib.util.find_spec("famous.runtimes.workers.native") is not None
     except ModuleNotFoundError:
         return False
 
@@ -147,7 +147,7 @@ def _raise_native() -> None:
 
 def test_native_command(tmp_path: Path) -> None:
     argv = FamousNativeServer().command(LaunchSpec(name="n", model_path=tmp_path), 7)
-    assert argv[1:3] == ["-m", "famous.genai.server"]
+    assert argv[1:3] == ["-m", "famous.runtimes.workers.native"]
     assert _arg(argv, "--model") == str(tmp_path)
     assert _arg(argv, "--port") == "7"
     # The keys the built-in packages' native-cpu engines set reach the server.

@@ -37,8 +37,8 @@ def build(
     fmt: OutputFormat = FormatOption,
 ) -> None:
     """Build a model package famous serves: artifacts, model.yaml and engine manifests."""
-    from famous.genai.errors import GenAIError
-    from famous.genai.export.package import BuildError, build_package
+    from famous.errors import FamousError, exit_code
+    from famous.services.build import build_package
 
     try:
         pkg = build_package(
@@ -50,10 +50,10 @@ def build(
             prefill_lengths=prefill or None,
             max_seq_len=max_seq_len,
         )
-    except BuildError as e:
+    except FamousError as e:
         sys.stderr.write(f"error: {e}\n")
-        raise typer.Exit(e.exit_code) from None
-    except (GenAIError, ValueError, FileExistsError) as e:
+        raise typer.Exit(exit_code(e)) from None
+    except (ValueError, FileExistsError) as e:
         sys.stderr.write(f"error: {e}\n")
         raise typer.Exit(1) from None
     except Exception as e:

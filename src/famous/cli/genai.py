@@ -47,7 +47,6 @@ def generate(
     from famous.genai.errors import GenAIError
     from famous.genai.pipeline import Pipeline
     from famous.genai.sampling import SamplingParams
-    from famous.genai.tokenizer import TemplateError
 
     try:
         pipe = Pipeline.from_pretrained(
@@ -70,7 +69,7 @@ def generate(
             sys.stdout.flush()
 
         result = pipe.generate(text, params, on_token=show, chat=chat)
-    except (GenAIError, TemplateError, ValueError) as e:
+    except (GenAIError, ValueError) as e:  # a chat template that refuses is a GenAIError
         raise fail(str(e)) from e
     sys.stdout.write("\n")
     if show_stats:

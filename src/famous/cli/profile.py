@@ -5,9 +5,9 @@ Only typer at module level: torch and the exporters load inside the commands.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -15,29 +15,15 @@ from famous.cli.render import FormatOption, OutputFormat, emit
 
 
 def _resolve(model: str) -> tuple[Path, list[Path]]:
-    """MODEL → (the checkpoint folder, the artifacts built from it).
+    """``services.build.built_source``, its ``NotFound`` printed with its exit code."""
+    from famous.errors import NotFound, exit_code
+    from famous.services.build import built_source
 
-    A folder with config.json is a checkpoint; a package famous built (a name under
-    FAMOUS_HOME/packages, or its folder) points at its source through build.json."""
-    from famous.genai.export.profiling import package_artifacts
-
-    path = Path(model).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
-        return path, package_artifacts(path)
-    pkg_dir = path if path.is_dir() else None
-    if pkg_dir is None:
-        from famous.manifests.loader import user_packages_dir
-
-        candidate = user_packages_dir() / model
-        pkg_dir = candidate if candidate.is_dir() else None
-    if pkg_dir is not None and (pkg_dir / "build.json").is_file():
-        source = Path(json.loads((pkg_dir / "build.json").read_text())["source"])
-        return source, package_artifacts(pkg_dir)
-    sys.stderr.write(
-        f"error: {model}: not a model folder (config.json + safetensors) nor a package "
-        "famous built (famous build SOURCE --target …)\n"
-    )
-    raise typer.Exit(4)
+    try:
+        return built_source(model)
+    except NotFound as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(exit_code(e)) from None
 
 
 def profile(
@@ -91,6 +77,30 @@ def profile(
     )
 
 
+def _module_tree_and_graph(
+    source: Path, quant: str | None, max_seq_len: int, signature: str | None, composite: bool
+) -> tuple[list[Any], Any]:
+    """The fp32 model's module tree (``quant`` applied) and, with ``signature``, its exported
+    graph; a model that cannot be loaded or exported exits 1 with its error."""
+    from famous.genai.errors import GenAIError
+    from famous.genai.export.graph_view import export_graph, module_tree
+    from famous.genai.loader import load_model
+
+    try:
+        m = load_model(source, "fp32", max_seq_len=max_seq_len)
+        if quant:
+            from famous.genai.quantize.modules import apply_recipe
+            from famous.genai.quantize.recipe import get_recipe
+
+            apply_recipe(m, get_recipe(quant))
+        rows = module_tree(m)
+        ep = None if signature is None else export_graph(m, signature, composite=composite)
+    except (GenAIError, ValueError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(1) from None
+    return rows, ep
+
+
 def show_graph(
     model: str = typer.Argument(..., help="Model folder, or the name of a package famous built."),
     depth: int = typer.Option(3, "--depth", help="Module tree depth to print (-1: all)."),
@@ -113,37 +123,21 @@ def show_graph(
 ) -> None:
     """The module tree (parameters, dtypes, quantization per layer); optionally an exported
     graph as .pt2 and a self-contained HTML view."""
-    from famous.genai.errors import GenAIError
     from famous.genai.export.graph_view import (
-        export_graph,
         format_tree,
-        module_tree,
         op_histogram,
         render_html,
         save_pt2,
         tree_as_dicts,
     )
-    from famous.genai.loader import load_model
 
     for out in (pt2, html_out):
         if out is not None and out.exists() and not force:
             sys.stderr.write(f"error: {out} exists; pass --force to overwrite it\n")
             raise typer.Exit(1)
     source, _ = _resolve(model)
-    try:
-        m = load_model(source, "fp32", max_seq_len=max_seq_len)
-        if quant:
-            from famous.genai.quantize.modules import apply_recipe
-            from famous.genai.quantize.recipe import get_recipe
-
-            apply_recipe(m, get_recipe(quant))
-        rows = module_tree(m)
-        ep = None
-        if pt2 is not None or html_out is not None:
-            ep = export_graph(m, signature, composite=composite)
-    except (GenAIError, ValueError) as e:
-        sys.stderr.write(f"error: {e}\n")
-        raise typer.Exit(1) from None
+    exported = signature if pt2 is not None or html_out is not None else None
+    rows, ep = _module_tree_and_graph(source, quant, max_seq_len, exported, composite)
     shown = [r for r in rows if depth < 0 or r.depth <= depth]
     written = {}
     if ep is not None and pt2 is not None:

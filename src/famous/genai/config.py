@@ -2,17 +2,16 @@
 
 Field names follow the Hub's ``config.json`` where one exists (``num_key_value_heads``,
 ``rms_norm_eps``, ``intermediate_size`` …) so a reader can map one onto the other. Each
-family turns its ``config.json`` into this tree (``famous.genai.models.<family>``); the
-layers only ever see this tree, never the raw dict. Plain dataclasses: no torch here.
+family turns its ``config.json`` into this tree (``famous.genai.models.<family>``, with the
+parsers of ``famous.genai.hf_config``); the layers only ever see this tree, never the raw
+dict. Plain dataclasses: no torch here.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 NormKind = Literal["rms", "layer"]
 Activation = Literal["silu", "gelu_tanh", "gelu", "relu"]
@@ -114,97 +113,6 @@ class ModelConfig:
     @property
     def num_hidden_layers(self) -> int:
         return len(self.blocks)
-
-
-def read_config_json(model_dir: str | Path) -> dict[str, Any]:
-    path = Path(model_dir) / "config.json"
-    if not path.is_file():
-        from famous.genai.errors import CheckpointError
-
-        raise CheckpointError(f"{path} not found: a model directory needs a Hub config.json")
-    with path.open(encoding="utf-8") as f:
-        return json.load(f)
-
-
-def load_config(model_dir: str | Path) -> ModelConfig:
-    """config.json → ModelConfig through the family that owns its ``model_type``."""
-    from famous.genai.models import family_for
-
-    hf = read_config_json(model_dir)
-    return family_for(hf).config_from_hf(hf)
-
-
-# ---------------------------------------------------------------- helpers for the families
-
-
-def eos_ids(value: Any) -> tuple[int, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, int):
-        return (value,)
-    return tuple(int(v) for v in value)
-
-
-def activation_from_hf(name: str | None) -> Activation:
-    table: dict[str, Activation] = {
-        "silu": "silu",
-        "swish": "silu",
-        "gelu_pytorch_tanh": "gelu_tanh",
-        "gelu_new": "gelu_tanh",
-        "gelu_fast": "gelu_tanh",
-        "gelu": "gelu",
-        "relu": "relu",
-    }
-    if name not in table:
-        from famous.genai.errors import UnsupportedModelError
-
-        raise UnsupportedModelError(
-            f"activation {name!r} is not supported (known: {sorted(table)})"
-        )
-    return table[name]
-
-
-def rope_from_hf(hf: dict[str, Any], layer_type: str | None = None) -> RopeConfig:
-    """Read RoPE from either the transformers-5 ``rope_parameters`` or the older
-    ``rope_theta`` + ``rope_scaling`` fields; ``layer_type`` picks a per-layer-type entry."""
-    params: dict[str, Any] = {}
-    rp = hf.get("rope_parameters")
-    if isinstance(rp, dict) and layer_type is not None and layer_type in rp:
-        params = dict(rp[layer_type])
-    elif isinstance(rp, dict) and ("rope_theta" in rp or "rope_type" in rp):
-        params = dict(rp)
-    else:
-        params["rope_theta"] = hf.get("rope_theta", 10000.0)
-        scaling = hf.get("rope_scaling") or {}
-        params.update(scaling)
-        if "partial_rotary_factor" in hf:
-            params["partial_rotary_factor"] = hf["partial_rotary_factor"]
-    rope_type = params.get("rope_type", params.get("type", "default")) or "default"
-    if rope_type not in ("default", "linear", "dynamic", "llama3", "longrope"):
-        from famous.genai.errors import UnsupportedModelError
-
-        raise UnsupportedModelError(
-            f"rope_type {rope_type!r} is not supported by the famous native engine "
-            "(supported: default, linear, dynamic, llama3, longrope); "
-            "the `transformers` runtime can serve this model instead"
-        )
-    orig = params.get(
-        "original_max_position_embeddings", hf.get("original_max_position_embeddings")
-    )
-    return RopeConfig(
-        rope_theta=float(params.get("rope_theta", hf.get("rope_theta", 10000.0))),
-        rope_type=rope_type,
-        partial_rotary_factor=float(
-            params.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0)) or 1.0
-        ),
-        factor=float(params.get("factor", 1.0) or 1.0),
-        low_freq_factor=float(params.get("low_freq_factor", 1.0)),
-        high_freq_factor=float(params.get("high_freq_factor", 4.0)),
-        original_max_position_embeddings=int(orig) if orig else None,
-        short_factor=tuple(params["short_factor"]) if params.get("short_factor") else None,
-        long_factor=tuple(params["long_factor"]) if params.get("long_factor") else None,
-        attention_factor=params.get("attention_factor"),
-    )
 
 
 def longrope_attention_factor(rope: RopeConfig, max_position_embeddings: int) -> float:

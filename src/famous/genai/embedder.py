@@ -19,9 +19,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from famous.genai.config import read_config_json
 from famous.genai.encoder import ENCODER_MODEL_TYPES, BertModel, load_encoder
 from famous.genai.errors import CheckpointError, UnsupportedModelError
+from famous.genai.hf_config import read_config_json
 from famous.genai.tokenizer import Tokenizer
 
 _POOLING_MODES = ("cls_token", "max_tokens", "mean_tokens", "mean_sqrt_len_tokens")

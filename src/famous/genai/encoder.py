@@ -22,16 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from famous.genai.config import (
-    FeedForwardConfig,
-    NormConfig,
-    activation_from_hf,
-    read_config_json,
-)
+from famous.genai.config import FeedForwardConfig, NormConfig
 from famous.genai.errors import UnsupportedModelError
+from famous.genai.hf_config import activation_from_hf, read_config_json
 from famous.genai.layers.feed_forward import FeedForward
 from famous.genai.layers.norm import make_norm
-from famous.genai.loader import Fuse, Rule, WeightMap, load_weights_into, resolve_dtype
+from famous.genai.loader import load_weights_into, resolve_dtype
+from famous.genai.weight_map import Fuse, Rule, WeightMap
 
 ENCODER_MODEL_TYPES = ("bert",)
 

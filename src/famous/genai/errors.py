@@ -1,13 +1,19 @@
-"""Errors that tell the user what is wrong with a model directory and what to do next."""
+"""Errors that tell the user what is wrong with a model directory and what to do next.
+
+Each is a kind of ``famous.errors.FamousError`` (the one error root), so the edges that map
+kinds to exit codes and HTTP statuses know them without knowing genai.
+"""
 
 from __future__ import annotations
 
+from famous.errors import FamousError, Incompatible
 
-class GenAIError(Exception):
+
+class GenAIError(FamousError):
     """Base class of every error famous.genai raises on bad input."""
 
 
-class UnsupportedModelError(GenAIError):
+class UnsupportedModelError(GenAIError, Incompatible):
     """``config.json`` names a ``model_type`` no famous family implements."""
 
 
@@ -29,3 +35,7 @@ class WeightMapError(CheckpointError):
 
 class ShapeMismatchError(CheckpointError):
     """A checkpoint tensor's shape disagrees with what ``config.json`` implies."""
+
+
+class ExporterUnavailable(GenAIError, Incompatible, ImportError):
+    """An exporter's optional dependency (ExecuTorch, litert-torch) is not installed."""

@@ -16,9 +16,12 @@ from typing import Any
 
 import torch
 
+from famous.genai.kernels.decode import decode
+from famous.genai.layers.transformer import DecoderModel
 from famous.genai.loader import load_model, resolve_dtype
 from famous.genai.sampling import Sampler, SamplingParams
-from famous.genai.tokenizer import StreamDecoder, Tokenizer
+from famous.genai.streaming import IncrementalDecoder, held_back
+from famous.genai.tokenizer import Tokenizer
 
 
 @dataclass
@@ -39,17 +42,6 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     timings: dict[str, float] = field(default_factory=dict)  # prefill_s, decode_s
-
-
-def _held_back(text: str, stops: Sequence[str]) -> int:
-    """How many trailing characters could still become the start of a stop string."""
-    keep = 0
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:n]):
-                keep = max(keep, n)
-                break
-    return keep
 
 
 class Pipeline:
@@ -103,7 +95,7 @@ class Pipeline:
         budget = min(params.max_new_tokens, capacity - len(ids))
         stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else set(self.eos_ids))
         sampler = Sampler(params)
-        decoder = StreamDecoder(self.tokenizer)
+        decoder = IncrementalDecoder(self.tokenizer.decode)
         seen = torch.tensor([ids]) if params.repetition_penalty != 1.0 else None
         text, sent = "", 0
         model = self.model
@@ -126,7 +118,7 @@ class Pipeline:
                 if tok in stop_ids:
                     yield TokenEvent(text[sent:], tok, "stop")
                     return
-                text += decoder.add(tok)
+                text += decoder.push(tok)
                 if params.stop:
                     hits = [text.find(s, max(0, sent - len(s))) for s in params.stop]
                     hits = [h for h in hits if h >= 0]
@@ -135,7 +127,7 @@ class Pipeline:
                         return
                 if step == budget - 1:
                     break
-                safe = len(text) - _held_back(text, params.stop)
+                safe = len(text) - held_back(text, params.stop)
                 if safe > sent:
                     yield TokenEvent(text[sent:safe], tok)
                     sent = safe
@@ -143,12 +135,18 @@ class Pipeline:
                     yield TokenEvent("", tok)
                 if seen is not None:
                     seen = torch.cat((seen, torch.tensor([[tok]])), dim=1)
-                logits, cache = model(
-                    torch.tensor([[tok]]), torch.tensor([pos]), cache, end=pos + 1, inplace=True
-                )
+                logits, cache = self._decode(torch.tensor([[tok]]), torch.tensor([pos]), cache)
                 pos += 1
                 self.last_timings["decode_s"] = time.perf_counter() - t1
         yield TokenEvent(text[sent:], tok if budget else None, "length")
+
+    def _decode(self, tokens: torch.Tensor, input_pos: torch.Tensor, cache: Any) -> Any:
+        """One decoding step: famous's CPU kernels when the model and the step qualify
+        (``kernels.decode.decode`` decides), else the model's own forward."""
+        if isinstance(self.model, DecoderModel):
+            return decode(self.model, tokens, input_pos, cache)
+        end = int(input_pos[0]) + 1
+        return self.model(tokens, input_pos, cache, end=end, inplace=True)
 
     def generate(
         self,

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from famous.genai.errors import CheckpointError
+from famous.genai.errors import CheckpointError, GenAIError
 
 
-class TemplateError(ValueError):
+class TemplateError(GenAIError, ValueError):
     """The chat template refused the messages (its ``raise_exception``)."""
 
 
@@ -99,21 +99,3 @@ class Tokenizer:
             )
         except JinjaTemplateError as e:
             raise TemplateError(f"chat template failed: {e}") from e
-
-
-class StreamDecoder:
-    """Turns a growing token list into text deltas without splitting a UTF-8 character."""
-
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        self.tok = tokenizer
-        self.ids: list[int] = []
-        self.emitted = ""
-
-    def add(self, token: int) -> str:
-        self.ids.append(token)
-        text = self.tok.decode(self.ids)
-        if text.endswith("\ufffd"):
-            return ""  # an incomplete multi-byte character: wait for the next token
-        delta = text[len(self.emitted) :]
-        self.emitted = text
-        return delta

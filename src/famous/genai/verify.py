@@ -40,6 +40,7 @@ def verify(
     import torch
     from transformers import AutoModelForCausalLM
 
+    from famous.genai.kernels.decode import decode
     from famous.genai.loader import load_model, resolve_dtype
 
     dt = resolve_dtype(dtype)
@@ -62,9 +63,7 @@ def verify(
             tok = int(nxt[0, -1].argmax())
             mine.append(tok)
             p = prompt_tokens + i
-            nxt, cache = ours(
-                torch.tensor([[tok]]), torch.tensor([p]), cache, end=p + 1, inplace=True
-            )
+            nxt, cache = decode(ours, torch.tensor([[tok]]), torch.tensor([p]), cache)
         out = ref.generate(
             ids,
             attention_mask=torch.ones_like(ids),

@@ -338,7 +338,7 @@ class RuntimeAdapter(ABC):
 
     def worker_argv(self, spec: LaunchSpec, port: int) -> list[str]:
         """The start of the command line of a famous worker module (``self.server``): every
-        one takes the flags of ``openai_shapes.worker_parser``."""
+        one takes the flags of ``openai_app.worker_parser``."""
         return [
             sys.executable,
             "-m",

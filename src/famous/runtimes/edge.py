@@ -1,5 +1,5 @@
 """ExecuTorch and LiteRT engines: a ``.pte`` / ``.tflite`` famous built, served by
-``python -m famous.genai.export.edge_server`` (famous's pipeline over the program's
+``python -m famous.runtimes.workers.edge`` (famous's pipeline over the program's
 prefill and decode signatures, behind the OpenAI routes)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ CONFIGURATION_KEYS: dict[str, str] = {
 
 
 class _EdgeServer(RuntimeAdapter):
-    server: ClassVar[str] = "famous.genai.export.edge_server"
+    server: ClassVar[str] = "famous.runtimes.workers.edge"
     health_path: ClassVar[str] = "/v1/models"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
 

@@ -1,4 +1,5 @@
-"""famous-native: models ``famous.genai`` builds, served by ``python -m famous.genai.server``."""
+"""famous-native: models ``famous.genai`` builds, served by
+``python -m famous.runtimes.workers.native``."""
 
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ class FamousNativeServer(RuntimeAdapter):
     """famous's own OpenAI server around a genai model directory."""
 
     runtime: ClassVar[str] = "famous-native"
-    server: ClassVar[str] = "famous.genai.server"
+    server: ClassVar[str] = "famous.runtimes.workers.native"
     install_command: ClassVar[str] = "pip install 'famous[genai]'"
     health_path: ClassVar[str] = "/v1/models"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
-    required_modules: ClassVar[tuple[str, ...]] = ("torch", "famous.genai.server")
+    required_modules: ClassVar[tuple[str, ...]] = ("torch", "famous.runtimes.workers.native")
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         cfg = self.settings(spec)

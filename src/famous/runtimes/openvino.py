@@ -35,10 +35,10 @@ _PROPERTIES: dict[str, str] = {
 
 
 class OpenVINOServer(RuntimeAdapter):
-    """``python -m famous.runtimes.openvino_worker`` for one OpenVINO IR directory."""
+    """``python -m famous.runtimes.workers.openvino`` for one OpenVINO IR directory."""
 
     runtime: ClassVar[str] = "openvino"
-    server: ClassVar[str] = "famous.runtimes.openvino_worker"
+    server: ClassVar[str] = "famous.runtimes.workers.openvino"
     install_command: ClassVar[str] = OPENVINO_INSTALL
     health_path: ClassVar[str] = "/health"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS

@@ -1,6 +1,6 @@
 """transformers: any safetensors causal LM, served by famous's own worker process.
 
-The worker (``famous.runtimes.transformers_worker``) wraps ``model.generate`` in OpenAI's
+The worker (``famous.runtimes.workers.transformers``) wraps ``model.generate`` in OpenAI's
 HTTP API. It is the engine of last resort for architectures the native engine lacks, and
 the reference the other engines are compared against.
 """
@@ -27,10 +27,10 @@ CONFIGURATION_KEYS: dict[str, str] = {
 
 
 class TransformersServer(RuntimeAdapter):
-    """``python -m famous.runtimes.transformers_worker`` for one model directory."""
+    """``python -m famous.runtimes.workers.transformers`` for one model directory."""
 
     runtime: ClassVar[str] = "transformers"
-    server: ClassVar[str] = "famous.runtimes.transformers_worker"
+    server: ClassVar[str] = "famous.runtimes.workers.transformers"
     install_command: ClassVar[str] = TRANSFORMERS_INSTALL
     health_path: ClassVar[str] = "/health"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from famous.genai.errors import GenAIError
+from famous.genai.errors import ExporterUnavailable, GenAIError
 from famous.genai.export.signatures import (
     MultiSignatureProgram,
     SignatureMeta,
@@ -24,11 +24,12 @@ from famous.genai.export.signatures import (
 INSTALL_HINT = "pip install 'famous[executorch]'  (or: pip install executorch)"
 
 
-class ExecuTorchUnavailable(GenAIError, ImportError):
+class ExecuTorchUnavailable(ExporterUnavailable):
     """The ``executorch`` package is not installed."""
 
 
-def _require() -> None:
+def require_executorch() -> None:
+    """Raise ``ExecuTorchUnavailable`` (with the install command) unless executorch imports."""
     try:
         import executorch.exir  # noqa: F401
     except ImportError as e:
@@ -48,7 +49,7 @@ def lower_to_executorch(program: MultiSignatureProgram, xnnpack: bool = True) ->
     Composite ops (``famous::*``) have no ExecuTorch kernel; they are decomposed to their
     ATen reference first.
     """
-    _require()
+    require_executorch()
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     programs = program.programs
@@ -77,7 +78,7 @@ def export_executorch(
     xnnpack: bool = True,
 ) -> Path:
     """famous model → ``path`` (.pte) + its ``.signatures.json``."""
-    _require()
+    require_executorch()
     program = export_signatures(model, prefill_lengths)
     data = lower_to_executorch(program, xnnpack)
     path = Path(path)
@@ -93,7 +94,7 @@ class ExecuTorchBackend:
     """Runs a ``.pte``'s methods with ``executorch.runtime``."""
 
     def __init__(self, path: str | Path, meta: SignatureMeta | None = None) -> None:
-        _require()
+        require_executorch()
         from executorch.runtime import Runtime
 
         path = Path(path)

@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from famous.genai.errors import UnsupportedModelError
+from famous.genai.errors import GenAIError, UnsupportedModelError
+from famous.genai.export.gguf_inspect import tensor_types
+from famous.genai.export.gguf_vocab import read_vocab, write_vocab
 from famous.genai.export.safetensors_stream import (
     SourceTensor,
     read_all,
@@ -41,13 +43,16 @@ from famous.genai.export.safetensors_stream import (
     row_chunks,
     scan,
 )
+from famous.genai.hf_config import read_config_json
+from famous.genai.models import load_config
+from famous.genai.quantize.recipe import get_recipe
 
 WRITTEN_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
 LLAMA_CPP_TYPES = ("q4_k_m", "q5_k_m", "q6_k")
 GGUF_TYPES = WRITTEN_TYPES + LLAMA_CPP_TYPES
 
 
-class GGUFExportError(ValueError):
+class GGUFExportError(GenAIError, ValueError):
     """A model or option the GGUF exporter cannot handle; the message says why and what to do."""
 
 
@@ -84,6 +89,11 @@ def _arch_for(model_type: str) -> _Arch:
             "or serve the safetensors with the famous-native or transformers runtime"
         )
     return table[model_type]
+
+
+def check_gguf_architecture(model_type: str) -> None:
+    """Raise ``UnsupportedModelError`` when the GGUF writer does not know ``model_type``."""
+    _arch_for(model_type)
 
 
 @dataclass
@@ -213,8 +223,6 @@ def _plan(
 ) -> tuple[list[_Planned], list[str]]:
     import gguf
 
-    from famous.genai.config import load_config
-
     cfg = load_config(model_dir)
     a0 = cfg.blocks[0].attention
     sources = scan(model_dir)
@@ -304,9 +312,6 @@ def _write_metadata(
     writer: Any, hf: dict[str, Any], model_dir: Path, outtype: str, name: str
 ) -> list[str]:
     import gguf
-
-    from famous.genai.config import load_config
-    from famous.genai.export.gguf_vocab import read_vocab, write_vocab
 
     cfg = load_config(model_dir)
     b0 = cfg.blocks[0]
@@ -428,8 +433,6 @@ def export_gguf(
     hf = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     arch = _arch_for(str(hf.get("model_type")))
     planned, warnings = _plan(model_dir, hf, arch, outtype, tensor_type)
-    from famous.genai.config import load_config
-
     cfg = load_config(model_dir)
     n_heads = cfg.blocks[0].attention.num_attention_heads
     n_kv = cfg.blocks[0].attention.num_key_value_heads
@@ -508,8 +511,6 @@ def _export_kquant(
     finally:
         f16.unlink(missing_ok=True)
         partial.unlink(missing_ok=True)
-    from famous.genai.export.gguf_inspect import tensor_types
-
     return GGUFExport(
         path=out_path,
         outtype=outtype,
@@ -572,3 +573,19 @@ class _captured_fds:
         for target, saved in self.saved:
             os.dup2(saved, target)
             os.close(saved)
+
+
+def export_recipe_gguf(
+    model_dir: str | Path, out: Path, recipe: Any, *, export: Any = None, overwrite: bool = False
+) -> GGUFExport:
+    """Write the GGUF a quantization recipe describes (per-tensor types from its overrides)."""
+    recipe = get_recipe(recipe)
+    recipe.check_target("gguf")
+    n_blocks = int(read_config_json(model_dir)["num_hidden_layers"])
+
+    def tensor_type(role: TensorRole) -> str | None:
+        return recipe.gguf_tensor_type(role.component, role.block, n_blocks)
+
+    return (export or export_gguf)(
+        model_dir, out, recipe.gguf_outtype(), tensor_type=tensor_type, overwrite=overwrite
+    )

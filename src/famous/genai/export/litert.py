@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from famous.genai.errors import GenAIError
+from famous.genai.errors import ExporterUnavailable, GenAIError
 
 PYTHON_ENV = "FAMOUS_LITERT_PYTHON"
 CONVERTER_HINT = (
@@ -36,7 +36,7 @@ CONVERTER_HINT = (
 RUNTIME_HINT = "pip install 'famous[litert]'  (or: pip install ai-edge-litert)"
 
 
-class LiteRTUnavailable(GenAIError, ImportError):
+class LiteRTUnavailable(ExporterUnavailable):
     """Neither an in-process ``litert_torch`` nor ``FAMOUS_LITERT_PYTHON`` is available (or
     the ``ai-edge-litert`` runtime is missing)."""
 

@@ -191,7 +191,8 @@ def profile_artifact(
 ) -> ProfileResult:
     """Profile an exported artifact through ``SignatureModel`` (time per signature call;
     the runtimes fuse layers, so there is no per-layer split)."""
-    from famous.genai.export.signatures import SignatureModel, open_backend
+    from famous.genai.export.programs import open_backend
+    from famous.genai.export.signatures import SignatureModel
 
     path = Path(path)
     backend = open_backend(path)

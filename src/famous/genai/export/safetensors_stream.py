@@ -139,3 +139,14 @@ def row_chunks(
     step = max(multiple, (budget_bytes // per_row) // multiple * multiple)
     for start in range(0, t.rows, step):
         yield start, min(t.rows, start + step)
+
+
+def parameter_count(model_dir: str | Path) -> int:
+    """How many numbers the checkpoint holds (from the safetensors headers alone)."""
+    total = 0
+    for t in scan(model_dir).values():
+        n = 1
+        for d in t.shape:
+            n *= d
+        total += n
+    return total

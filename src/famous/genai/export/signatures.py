@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from famous.genai.errors import GenAIError
+from famous.genai.layers.kv_cache import cache_kinds
 
 DEFAULT_PREFILL_LENGTHS = (8, 64, 128, 256, 512, 1024)
 DECODE = "decode"
@@ -89,8 +90,6 @@ class SignatureMeta:
 
     @classmethod
     def of(cls, model: nn.Module, prefill_lengths: Sequence[int], composite: bool) -> SignatureMeta:
-        from famous.genai.layers.kv_cache import cache_kinds
-
         cache = model.init_cache(1)
         return cls(
             model_type=model.cfg.model_type,
@@ -405,43 +404,6 @@ class _MiniConfig:
         return self.meta.vocab_size
 
 
-def open_backend(path: str | Path) -> SignatureBackend:
-    """The backend for an exported artifact, by its suffix: ``.pt2`` (torch.export),
-    ``.pte`` (ExecuTorch) or ``.tflite`` (LiteRT)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such artifact")
-    suffix = path.suffix.lower()
-    if suffix == ".pt2":
-        return TorchExportBackend(MultiSignatureProgram.load(path))
-    if suffix == ".pte":
-        from famous.genai.export.executorch import ExecuTorchBackend
-
-        return ExecuTorchBackend(path)
-    if suffix == ".tflite":
-        from famous.genai.export.litert import LiteRTBackend
-
-        return LiteRTBackend(path)
-    raise GenAIError(f"{path}: famous runs .pt2, .pte and .tflite signature artifacts")
-
-
-def signature_pipeline(
-    backend: SignatureBackend | str | Path, model_dir: str | Path, chunk: bool = True
-):
-    """famous's ``Pipeline`` (tokenizer from ``model_dir``) over an exported engine."""
-    from famous.genai.pipeline import Pipeline
-    from famous.genai.tokenizer import Tokenizer
-
-    if isinstance(backend, str | Path):
-        backend = open_backend(backend)
-    cfg = None
-    if (Path(model_dir) / "config.json").is_file():
-        from famous.genai.config import load_config
-
-        cfg = load_config(model_dir)
-    return Pipeline(SignatureModel(backend, cfg, chunk), Tokenizer(model_dir), Path(model_dir).name)
-
-
 __all__ = [
     "DECODE",
     "DEFAULT_PREFILL_LENGTHS",
@@ -456,8 +418,6 @@ __all__ = [
     "TorchExportBackend",
     "example_inputs",
     "export_signatures",
-    "open_backend",
     "plan_prefill",
     "prefill_name",
-    "signature_pipeline",
 ]

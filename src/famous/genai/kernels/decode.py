@@ -13,8 +13,11 @@ the next step re-checks the model.
 
 A model qualifies when it runs on the CPU in fp32 or bf16 with plain ``nn.Linear`` /
 ``nn.Embedding`` weights (not quantized stand-ins), RMS norms and no ring (sliding-window)
-caches, and bf16 attention has no soft-cap; otherwise ``DecoderModel`` takes its module
-path.
+caches, and bf16 attention has no soft-cap; otherwise ``decode`` runs the model's module
+path. The caller chooses: ``decode`` is the kernels' entry point (the pipeline's decoding
+loop uses it); ``DecoderModel.forward`` itself is always the module path. The kernels read
+the model through its public parts only (``layout``, ``embed_tokens``, ``rope_tables``,
+``soft_cap`` and its modules).
 """
 
 from __future__ import annotations
@@ -30,14 +33,17 @@ from torch import nn
 from famous.genai.kernels import CpuKernels, cpu_kernels
 from famous.genai.kernels.hugepages import move_to_huge_pages
 from famous.genai.layers.norm import RMSNorm
+from famous.genai.layers.transformer import Block, DecoderModel
 
 if TYPE_CHECKING:
     from famous.genai.layers.kv_cache import KVCache
-    from famous.genai.layers.transformer import Block, DecoderModel
 
 Norm = tuple[torch.Tensor, float, bool]  # (weight, eps, zero_centered)
 
-_generation = 0  # bumped by every module / parameter / buffer registration in the process
+# Bumped by every module / parameter / buffer registration in the process once a plan exists:
+# the hooks are installed by the first plan built (never at import), and never removed.
+_generation = 0
+_watching = False
 
 
 def _registered(*_: object) -> None:
@@ -45,9 +51,13 @@ def _registered(*_: object) -> None:
     _generation += 1
 
 
-nn.modules.module.register_module_module_registration_hook(_registered)
-nn.modules.module.register_module_parameter_registration_hook(_registered)
-nn.modules.module.register_module_buffer_registration_hook(_registered)
+def _watch_registrations() -> None:
+    global _watching
+    if not _watching:
+        _watching = True
+        nn.modules.module.register_module_module_registration_hook(_registered)
+        nn.modules.module.register_module_parameter_registration_hook(_registered)
+        nn.modules.module.register_module_buffer_registration_hook(_registered)
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,7 @@ def plan_for(
     kernels = cpu_kernels()
     if kernels is None:
         return None
+    _watch_registrations()
     key = (_generation, model.embed.weight.dtype, kernels)
     cached = _plans.get(model)
     if cached is None or cached[0] != key:
@@ -189,8 +200,8 @@ def _layer_plan(model: DecoderModel, i: int, block: Block, dtype: torch.dtype) -
         head_dim=a.head_dim,
         scale=a.scale,
         softcap=a.softcap,
-        window=model._windows[i],
-        rope=model._rope_index[i],
+        window=model.layout[i].window,
+        rope=model.layout[i].rope,
         ffn_norm=_need(_norm(block.ffn_norm, dtype)),
         gate_up=_need(_linear(ffn.gate_up, dtype)),
         down=_need(_linear(ffn.down, dtype)),
@@ -205,7 +216,7 @@ def _build_plan(model: DecoderModel, kernels: CpuKernels, dtype: torch.dtype) ->
     embed = model.embed
     if type(embed) is not nn.Embedding or not _plain(embed.weight, dtype):
         return None
-    if any(r is not None for r in model._rings):
+    if any(lay.ring is not None for lay in model.layout):
         return None
     try:
         layers = tuple(_layer_plan(model, i, b, dtype) for i, b in enumerate(model.layers))
@@ -302,3 +313,21 @@ def decode_step(
         h = k.linear(x, *layer.gate_up, norm=layer.ffn_norm)
         x = _project_add(k, x, h, layer.down, layer.ffn_post_norm, layer.activation)
     return k.linear(x, plan.head, norm=plan.final_norm).reshape(1, 1, -1), kv_cache
+
+
+def decode(
+    model: DecoderModel, tokens: torch.Tensor, input_pos: torch.Tensor, kv_cache: KVCache
+) -> tuple[torch.Tensor, KVCache]:
+    """One eager decoding step of ``tokens`` [B, 1] at cache slot ``input_pos[0]``, updating
+    ``kv_cache`` in place: ``model(tokens, input_pos, kv_cache, end=pos + 1, inplace=True)``,
+    through the kernels when this step qualifies (one row, a cache they can write, not
+    while tracing), else through the model's modules."""
+    pos = int(input_pos[0])
+    plan = None
+    if tokens.shape[1] == 1 and not torch.compiler.is_compiling():
+        plan = plan_for(model, tokens, kv_cache, pos)
+    if plan is None:
+        return model(tokens, input_pos, kv_cache, end=pos + 1, inplace=True)
+    x = model.embed_tokens(tokens)
+    logits, cache = decode_step(plan, x, input_pos, kv_cache, model.rope_tables(input_pos, x.dtype))
+    return model.soft_cap(logits), cache

@@ -6,6 +6,8 @@ q, k and v come from one fused projection (one matmul reads all three weights).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,6 +15,26 @@ from torch import nn
 from famous.genai.config import AttentionConfig
 from famous.genai.layers.norm import make_norm
 from famous.genai.layers.rope import apply_rope
+
+
+@dataclass(frozen=True)
+class AttentionStep:
+    """What one model call tells the attention layers of one cache kind.
+
+    ``cos`` / ``sin``: the RoPE tables of the new tokens' positions; ``mask`` ([T, S] or
+    [B, 1, T, S], True = visible), built once per call for each cache kind; ``input_pos``
+    ([T]): the cache positions of the new tokens; ``ring``: the slots of a sliding-window
+    ring cache (None: a full cache); ``end`` (eager only): attend to the first ``end`` slots
+    of a full cache instead of all of them; ``inplace``: write into the cache directly.
+    """
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+    mask: torch.Tensor | None
+    input_pos: torch.Tensor
+    ring: int | None = None
+    end: int | None = None
+    inplace: bool = False
 
 
 class Attention(nn.Module):
@@ -30,23 +52,11 @@ class Attention(nn.Module):
         self.softcap = cfg.logit_softcapping
 
     def forward(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        mask: torch.Tensor | None,
-        cache: tuple[torch.Tensor, torch.Tensor],
-        input_pos: torch.Tensor,
-        ring: int | None = None,
-        end: int | None = None,
-        inplace: bool = False,
+        self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor], step: AttentionStep
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """x: [B, T, hidden]; input_pos: [T] cache positions of the new tokens.
-
-        ``mask`` ([T, S] or [B, 1, T, S], True = visible) is built once per forward by the
-        model for each cache kind. ``end`` (eager only): attend to the first ``end`` slots of a
-        full cache instead of all of them. ``inplace``: write into ``cache`` directly.
-        """
+        """x: [B, T, hidden]; returns the output and the (updated) cache."""
+        cos, sin, mask, input_pos = step.cos, step.sin, step.mask, step.input_pos
+        ring, end, inplace = step.ring, step.end, step.inplace
         bsz, t, _ = x.shape
         q, k, v = self.qkv(x).split([self.cfg.q_size, self.cfg.kv_size, self.cfg.kv_size], dim=-1)
         q = q.view(bsz, t, self.n_heads, self.head_dim).transpose(1, 2)

@@ -7,16 +7,31 @@ are eager-only speedups and must keep their defaults in an exported program.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from famous.genai.config import ModelConfig
-from famous.genai.layers.attention import Attention
+from famous.genai.layers.attention import Attention, AttentionStep
 from famous.genai.layers.feed_forward import FeedForward
 from famous.genai.layers.kv_cache import KVCache, cache_kinds, init_kv_cache
 from famous.genai.layers.norm import make_norm
 from famous.genai.layers.rope import RotaryEmbedding
+
+
+@dataclass(frozen=True)
+class LayerLayout:
+    """How block ``i`` of a ``DecoderModel`` reads its inputs (``DecoderModel.layout[i]``).
+
+    ``rope``: its index into ``DecoderModel.ropes``; ``ring``: the slots of its ring
+    (sliding-window) cache, None for a full cache; ``window``: its sliding window, if any.
+    """
+
+    rope: int
+    ring: int | None
+    window: int | None
 
 
 class Block(nn.Module):
@@ -35,10 +50,10 @@ class Block(nn.Module):
             make_norm(cfg.ffn_post_norm, hidden_size) if cfg.ffn_post_norm else None
         )
 
-    def forward(self, x, cos, sin, mask, cache, input_pos, ring, end, inplace):
-        h, cache = self.attn(
-            self.attn_norm(x), cos, sin, mask, cache, input_pos, ring, end, inplace
-        )
+    def forward(
+        self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor], step: AttentionStep
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        h, cache = self.attn(self.attn_norm(x), cache, step)
         if self.attn_post_norm is not None:
             h = self.attn_post_norm(h)
         x = x + h
@@ -69,7 +84,7 @@ class DecoderModel(nn.Module):
         )
         # One RoPE table per distinct (rope config, head_dim); Gemma 3 has two.
         self.ropes = nn.ModuleList()
-        self._rope_index: list[int] = []
+        rope_index: list[int] = []
         seen: dict[tuple, int] = {}
         for b in cfg.blocks:
             key = (b.attention.rope, b.attention.head_dim)
@@ -83,9 +98,12 @@ class DecoderModel(nn.Module):
                         max_seq_len,
                     )
                 )
-            self._rope_index.append(seen[key])
-        self._rings = cache_kinds(cfg, max_seq_len)
-        self._windows = [b.attention.sliding_window for b in cfg.blocks]
+            rope_index.append(seen[key])
+        rings = cache_kinds(cfg, max_seq_len)
+        self.layout = tuple(
+            LayerLayout(rope=r, ring=ring, window=b.attention.sliding_window)
+            for r, ring, b in zip(rope_index, rings, cfg.blocks, strict=True)
+        )
 
     def materialize_buffers(self, device: torch.device | str = "cpu") -> None:
         """Recompute the RoPE tables (after building on the meta device and loading)."""
@@ -117,58 +135,49 @@ class DecoderModel(nn.Module):
         model dtype, and the updated cache. ``pad_lens`` [B]: left padding per row of a
         batch (those slots are masked and RoPE positions start after them).
         """
-        x = self.embed(tokens)
-        if self.cfg.embedding_scale is not None:
-            x = x * torch.tensor(self.cfg.embedding_scale, dtype=x.dtype)
+        x = self.embed_tokens(tokens)
         rope_pos = (
             input_pos if pad_lens is None else (input_pos[None, :] - pad_lens[:, None]).clamp_min(0)
         )
-        tables = [rope(rope_pos, x.dtype) for rope in self.ropes]
-        plan = self._decode_plan(tokens, input_pos, kv_cache, end, inplace, pad_lens)
-        if plan is not None:
-            from famous.genai.kernels.decode import decode_step
-
-            logits, cache = decode_step(plan, x, input_pos, kv_cache, tables)
-            return self._soft_cap(logits), cache
+        tables = self.rope_tables(rope_pos, x.dtype)
         masks: dict[tuple[int | None, int | None], torch.Tensor | None] = {}
+        steps: dict[tuple[int, int | None, int | None], AttentionStep] = {}
         new_cache = []
-        for i, layer in enumerate(self.layers):
-            ring, window = self._rings[i], self._windows[i]
-            key = (ring, window)
-            if key not in masks:
-                masks[key] = self._mask(
-                    input_pos, kv_cache[i][0].shape[2], ring, window, end, pad_lens
+        for i, (layer, lay) in enumerate(zip(self.layers, self.layout, strict=True)):
+            kind = (lay.ring, lay.window)
+            if kind not in masks:
+                masks[kind] = self._mask(
+                    input_pos, kv_cache[i][0].shape[2], lay.ring, lay.window, end, pad_lens
                 )
-            cos, sin = tables[self._rope_index[i]]
-            x, c = layer(x, cos, sin, masks[key], kv_cache[i], input_pos, ring, end, inplace)
+            key = (lay.rope, *kind)
+            if key not in steps:
+                cos, sin = tables[lay.rope]
+                steps[key] = AttentionStep(cos, sin, masks[kind], input_pos, lay.ring, end, inplace)
+            x, c = layer(x, kv_cache[i], steps[key])
             new_cache.append(c)
         if last_logits_only:
             x = x[:, -1:]
         x = self.norm(x)
         logits = F.linear(x, self.embed.weight if self.lm_head is None else self.lm_head.weight)
-        return self._soft_cap(logits), tuple(new_cache)
+        return self.soft_cap(logits), tuple(new_cache)
 
-    def _soft_cap(self, logits: torch.Tensor) -> torch.Tensor:
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] → the first block's input [B, T, hidden] (scaled for Gemma)."""
+        x = self.embed(tokens)
+        if self.cfg.embedding_scale is not None:
+            x = x * torch.tensor(self.cfg.embedding_scale, dtype=x.dtype)
+        return x
+
+    def rope_tables(
+        self, rope_pos: torch.Tensor, dtype: torch.dtype
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(cos, sin) of every RoPE table (``layout[i].rope`` indexes them) at ``rope_pos``."""
+        return [rope(rope_pos, dtype) for rope in self.ropes]
+
+    def soft_cap(self, logits: torch.Tensor) -> torch.Tensor:
+        """The final logit soft-cap (Gemma 2), or the logits as they are."""
         cap = self.cfg.final_logit_softcapping
         return logits if cap is None else torch.tanh(logits / cap) * cap
-
-    def _decode_plan(self, tokens, input_pos, kv_cache, end, inplace, pad_lens):
-        """A plan for famous's CPU kernels when this call is one eager decoding step they
-        can run (see ``famous.genai.kernels.decode``); None otherwise, and when tracing."""
-        if (
-            not inplace
-            or pad_lens is not None
-            or tokens.shape[1] != 1
-            or end is None
-            or torch.compiler.is_compiling()
-        ):
-            return None
-        pos = int(input_pos[0])
-        if end != pos + 1:
-            return None
-        from famous.genai.kernels.decode import plan_for
-
-        return plan_for(self, tokens, kv_cache, pos)
 
     @staticmethod
     def _mask(

@@ -10,13 +10,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
+from famous.genai.config import ModelConfig
 from famous.genai.errors import UnsupportedModelError
-
-if TYPE_CHECKING:
-    from famous.genai.config import ModelConfig
-    from famous.genai.loader import WeightMap
+from famous.genai.hf_config import read_config_json
+from famous.genai.weight_map import WeightMap
 
 _FAMILY_MODULES = ("llama", "qwen2", "qwen3", "gemma", "phi3")
 
@@ -64,3 +64,12 @@ def fake_hf_config(model_type: str) -> dict[str, Any]:
 
 def fake_config(model_type: str) -> ModelConfig:
     return family_for({"model_type": model_type}).config_from_hf(fake_hf_config(model_type))
+
+
+def load_config(model_dir: str | Path) -> ModelConfig:
+    """config.json → ModelConfig through the family that owns its ``model_type``."""
+    hf = read_config_json(model_dir)
+    return family_for(hf).config_from_hf(hf)
+
+
+# ---------------------------------------------------------------- helpers for the families

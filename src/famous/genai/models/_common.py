@@ -11,11 +11,9 @@ from famous.genai.config import (
     ModelConfig,
     NormConfig,
     RopeConfig,
-    activation_from_hf,
-    eos_ids,
-    rope_from_hf,
 )
-from famous.genai.loader import Fuse, Rule, WeightMap
+from famous.genai.hf_config import activation_from_hf, eos_ids, rope_from_hf
+from famous.genai.weight_map import Fuse, Rule, WeightMap
 
 
 def head_dim(hf: dict[str, Any]) -> int:

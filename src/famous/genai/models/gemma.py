@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from famous.genai.config import ModelConfig, NormConfig, rope_from_hf
-from famous.genai.loader import WeightMap
+from famous.genai.config import ModelConfig, NormConfig
+from famous.genai.hf_config import rope_from_hf
 from famous.genai.models import Family
 from famous.genai.models._common import decoder_config, hf_decoder_weight_map
+from famous.genai.weight_map import WeightMap
 
 
 def _layer_types(hf: dict[str, Any]) -> list[str]:

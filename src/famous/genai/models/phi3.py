@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from famous.genai.config import ModelConfig
-from famous.genai.loader import WeightMap
 from famous.genai.models import Family
 from famous.genai.models._common import decoder_config, hf_decoder_weight_map
+from famous.genai.weight_map import WeightMap
 
 
 def config_from_hf(hf: dict[str, Any]) -> ModelConfig:

@@ -18,12 +18,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from famous.errors import InvalidInput
+
 DType = Literal["fp32", "fp16", "bf16", "int8", "int4"]
 Component = Literal["embedding", "attention", "feed_forward", "lm_head"]
 TARGETS = ("torch", "gguf")
 
 
-class RecipeError(ValueError):
+class RecipeError(InvalidInput, ValueError):
     """A recipe that is malformed or that its target cannot run."""
 
 

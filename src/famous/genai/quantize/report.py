@@ -104,20 +104,20 @@ def kl_top1(ref: list[Any], got: list[Any]) -> tuple[float, float]:
 def _decode_speed_torch(model: Any, prompt: list[int], tokens: int) -> float:
     import torch
 
+    from famous.genai.kernels.decode import decode
+
     with torch.no_grad():
         cache = model.init_cache(1)
         n = len(prompt)
         logits, cache = model(torch.tensor([prompt]), torch.arange(n), cache, end=n, inplace=True)
         tok = int(logits[0, -1].argmax())
         for i in range(2):  # warm-up: first calls of a shape pay for kernel selection
-            model(torch.tensor([[tok]]), torch.tensor([n + i]), cache, end=n + i + 1, inplace=True)
+            decode(model, torch.tensor([[tok]]), torch.tensor([n + i]), cache)
         n += 2
         start = time.perf_counter()
         for i in range(tokens):
             pos = n + i
-            logits, cache = model(
-                torch.tensor([[tok]]), torch.tensor([pos]), cache, end=pos + 1, inplace=True
-            )
+            logits, cache = decode(model, torch.tensor([[tok]]), torch.tensor([pos]), cache)
             tok = int(logits[0, -1].argmax())
         return tokens / (time.perf_counter() - start)
 
@@ -195,7 +195,7 @@ def evaluate_gguf(
     decode_tokens: int = 0,
     workdir: str | Path | None = None,
 ) -> QualityRow:
-    from famous.genai.export.gguf import export_gguf
+    from famous.genai.export.gguf import export_gguf, export_recipe_gguf
     from famous.genai.quantize.recipe import get_recipe
 
     recipe = get_recipe(recipe)
@@ -211,26 +211,6 @@ def evaluate_gguf(
         )
         note = f"{len(result.fallbacks)} tensor(s) fell back to f16" if result.fallbacks else ""
         return QualityRow(recipe.name, "gguf", result.size_bytes, kl, top1, speed, note=note)
-
-
-def export_recipe_gguf(
-    model_dir: str | Path, out: Path, recipe: Any, *, export: Any = None, overwrite: bool = False
-) -> Any:
-    """Write the GGUF a recipe describes (per-tensor types from its overrides)."""
-    from famous.genai.config import read_config_json
-    from famous.genai.export.gguf import export_gguf
-    from famous.genai.quantize.recipe import get_recipe
-
-    recipe = get_recipe(recipe)
-    recipe.check_target("gguf")
-    n_blocks = int(read_config_json(model_dir)["num_hidden_layers"])
-
-    def tensor_type(role: Any) -> str | None:
-        return recipe.gguf_tensor_type(role.component, role.block, n_blocks)
-
-    return (export or export_gguf)(
-        model_dir, out, recipe.gguf_outtype(), tensor_type=tensor_type, overwrite=overwrite
-    )
 
 
 def minilm_dir() -> Path:

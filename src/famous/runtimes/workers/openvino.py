@@ -1,6 +1,6 @@
 """famous's OpenVINO engine: an OpenVINO IR model behind OpenAI's HTTP API.
 
-    python -m famous.runtimes.openvino_worker --model DIR --host 127.0.0.1 --port N
+    python -m famous.runtimes.workers.openvino --model DIR --host 127.0.0.1 --port N
         [--served-model-name NAME] [--device CPU|GPU|NPU|AUTO] [--context-size N]
         [--cache-dir DIR] [--property KEY=VALUE ...]
 
@@ -23,13 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from famous.runtimes.openai_shapes import (
+from famous.genai.streaming import IncrementalDecoder
+from famous.runtimes.workers.openai_app import (
     GenerationParams,
-    IncrementalDecoder,
     Piece,
-    create_app,
     pieces_from_queue,
-    serve,
+    serve_worker,
     worker_parser,
 )
 
@@ -156,7 +155,7 @@ def _parse_property(text: str) -> tuple[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = worker_parser(
-        "python -m famous.runtimes.openvino_worker",
+        "python -m famous.runtimes.workers.openvino",
         "famous's OpenAI-compatible server around openvino_genai.LLMPipeline.",
         "OpenVINO IR directory",
     )
@@ -182,14 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError, ValueError) as exc:
         sys.stderr.write(f"error: cannot load {args.model} on {args.device}: {exc}\n")
         return 2
-    print(f"famous openvino worker: {name} on {args.device}", file=sys.stderr, flush=True)
-    serve(
-        create_app(backend, name, title="famous openvino worker"),
-        args.host,
-        args.port,
-        args.log_level,
-    )
-    return 0
+    return serve_worker(backend, name, args, "famous openvino worker", args.device)
 
 
 if __name__ == "__main__":

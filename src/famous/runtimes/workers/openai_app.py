@@ -6,7 +6,8 @@ stop sequences, usage, errors in OpenAI's shape) lives here once. A worker imple
 ``Backend`` and calls ``serve(create_app(backend, name), host, port)`` after its model is
 loaded, so the port only opens once the engine can answer (the supervisor's health wait).
 
-This module imports FastAPI and pydantic only: no engine library, no torch.
+This module imports FastAPI, pydantic and ``famous.genai.streaming`` (UTF-8-safe decoding,
+stop sequences) only: no engine library, no torch.
 """
 
 from __future__ import annotations
@@ -16,17 +17,20 @@ import base64
 import json
 import queue
 import struct
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+
+from famous.genai.streaming import IncrementalDecoder, StopScanner
 
 DEFAULT_MAX_TOKENS = 1024
 
@@ -179,38 +183,6 @@ def message_text(content: Any) -> str:
     return "".join(parts)
 
 
-class IncrementalDecoder:
-    """Text of a growing token list, released only once it is stable.
-
-    Decoding a window that starts a few tokens back keeps tokenizers that drop or add
-    leading spaces (SentencePiece) right; text ending in U+FFFD (half a UTF-8 character)
-    waits for the next token. ``decode`` turns token ids into text, special tokens skipped.
-    """
-
-    def __init__(self, decode: Callable[[list[int]], str]) -> None:
-        self.decode = decode
-        self.ids: list[int] = []
-        self.prefix_offset = 0
-        self.read_offset = 0
-
-    def push(self, token: int) -> str:
-        self.ids.append(token)
-        before = self.decode(self.ids[self.prefix_offset : self.read_offset])
-        after = self.decode(self.ids[self.prefix_offset :])
-        if len(after) > len(before) and not after.endswith("\ufffd"):
-            self.prefix_offset = self.read_offset
-            self.read_offset = len(self.ids)
-            return after[len(before) :]
-        return ""
-
-    def flush(self) -> str:
-        """Whatever is still held back (a final incomplete character included)."""
-        before = self.decode(self.ids[self.prefix_offset : self.read_offset])
-        after = self.decode(self.ids[self.prefix_offset :])
-        self.prefix_offset = self.read_offset = len(self.ids)
-        return after[len(before) :] if len(after) > len(before) else ""
-
-
 def pieces_from_queue(
     tokens: queue.Queue[Any],
     decoder: IncrementalDecoder,
@@ -245,81 +217,91 @@ def pieces_from_queue(
 
 
 @dataclass
-class StopScanner:
-    """Cuts generated text at the first stop sequence, even one split across pieces.
-
-    Text that could still be the start of a stop sequence is held back until the next
-    piece shows it is not; ``flush`` releases it at the end.
-    """
-
-    stops: tuple[str, ...]
-    held: str = ""
-    stopped: bool = field(default=False, init=False)
-
-    def feed(self, text: str) -> str:
-        if self.stopped or not self.stops:
-            return "" if self.stopped else text
-        buffer = self.held + text
-        cut = min((i for i in (buffer.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self.stopped = True
-            self.held = ""
-            return buffer[:cut]
-        keep = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(buffer)), 0, -1):
-                if buffer.endswith(stop[:n]):
-                    keep = max(keep, n)
-                    break
-        self.held = buffer[len(buffer) - keep :] if keep else ""
-        return buffer[: len(buffer) - keep]
-
-    def flush(self) -> str:
-        out, self.held = ("" if self.stopped else self.held), ""
-        return out
-
-
-@dataclass
 class _Outcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "length"
 
 
-def create_app(backend: Backend, model_name: str, *, title: str = "famous worker") -> FastAPI:
-    """OpenAI routes around ``backend``; one generation at a time (one model, one cache)."""
-    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
-    lock = threading.Lock()
-    created = int(time.time())
+@dataclass(frozen=True)
+class _Shape:
+    """How one route's answers look: the objects, and where the text goes in a choice."""
 
-    @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return exc.response()
+    prefix: str  # of the response id
+    object: str
+    chunk_object: str
+    whole: Callable[[str], dict[str, Any]]  # the text of a complete answer
+    piece: Callable[[str], dict[str, Any]]  # the text of one chunk
+    opening: dict[str, Any] | None  # the first chunk's part, if any
+    closing: dict[str, Any]  # the part of the chunk that carries the finish reason
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        loc = ".".join(str(x) for x in first.get("loc", []) if x != "body")
-        message = f"{loc or 'body'}: {first.get('msg', 'invalid request')}"
-        return APIError(400, message, loc or None).response()
 
-    @app.exception_handler(Exception)
-    async def _internal(_: Request, exc: Exception) -> JSONResponse:
-        return APIError(500, f"internal error: {exc}", type_="server_error").response()
+CHAT = _Shape(
+    "chatcmpl",
+    "chat.completion",
+    "chat.completion.chunk",
+    whole=lambda text: {"message": {"role": "assistant", "content": text}},
+    piece=lambda text: {"delta": {"content": text}},
+    opening={"delta": {"role": "assistant", "content": ""}},
+    closing={"delta": {}},
+)
+COMPLETION = _Shape(
+    "cmpl",
+    "text_completion",
+    "text_completion",
+    whole=lambda text: {"text": text},
+    piece=lambda text: {"text": text},
+    opening=None,
+    closing={"text": ""},
+)
 
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "model": model_name}
 
-    @app.get("/v1/models")
-    def models() -> dict[str, Any]:
-        entry = {"id": model_name, "object": "model", "created": created, "owned_by": "famous"}
-        return {"object": "list", "data": [entry]}
+def _usage(outcome: _Outcome) -> dict[str, int]:
+    p, c = outcome.prompt_tokens, outcome.completion_tokens
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
-    def params_of(body: _Body, prompt_tokens: int, param: str) -> GenerationParams:
+
+def _sse(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
+    def body() -> Iterator[str]:
+        for chunk in chunks:
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(
+        body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def _chat_messages(body: ChatBody) -> list[dict[str, Any]]:
+    messages = []
+    for i, message in enumerate(body.messages):
+        if not isinstance(message.get("role"), str):
+            raise APIError(400, f"messages[{i}] needs a string role", "messages")
+        messages.append({**message, "content": message_text(message.get("content"))})
+    return messages
+
+
+def _completion_prompt(body: CompletionBody) -> str:
+    prompt = body.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            raise APIError(400, "only one prompt per request is supported", "prompt")
+        prompt = prompt[0]
+    return prompt
+
+
+class _Worker:
+    """What the routes share: the backend, its model's name and the one-at-a-time lock."""
+
+    def __init__(self, backend: Backend, model_name: str) -> None:
+        self.backend = backend
+        self.model_name = model_name
+        self.lock = threading.Lock()
+
+    def params_of(self, body: _Body, prompt_tokens: int, param: str) -> GenerationParams:
         if body.n not in (None, 1):
             raise APIError(400, "only n=1 is supported by this engine", "n")
-        context = backend.context_length()
+        context = self.backend.context_length()
         if context is not None and prompt_tokens >= context:
             raise APIError(
                 400,
@@ -342,14 +324,14 @@ def create_app(backend: Backend, model_name: str, *, title: str = "famous worker
             repetition_penalty=body.repetition_penalty or 1.0,
         )
 
-    def run(prompt: str, params: GenerationParams, outcome: _Outcome) -> Iterator[str]:
+    def run(self, prompt: str, params: GenerationParams, outcome: _Outcome) -> Iterator[str]:
         """Text pieces after stop sequences, counting tokens and the finish reason."""
         if params.max_tokens == 0:
             outcome.finish_reason = "length"
             return
         scanner = StopScanner(params.stop)
-        with lock:
-            pieces = backend.generate(prompt, params)
+        with self.lock:
+            pieces = self.backend.generate(prompt, params)
             try:
                 for piece in pieces:
                     outcome.completion_tokens += piece.tokens
@@ -369,147 +351,139 @@ def create_app(backend: Backend, model_name: str, *, title: str = "famous worker
         if rest:
             yield rest
 
-    def response_base(prefix: str) -> dict[str, Any]:
+    def response_base(self, prefix: str) -> dict[str, Any]:
         """The fields every response and chunk of one request repeats."""
         return {
             "id": f"{prefix}-{uuid.uuid4().hex}",
             "created": int(time.time()),
-            "model": model_name,
+            "model": self.model_name,
             "system_fingerprint": None,
         }
 
-    def usage(outcome: _Outcome) -> dict[str, int]:
-        p, c = outcome.prompt_tokens, outcome.completion_tokens
-        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    def answer(self, body: _Body, prompt: str, param: str, shape: _Shape) -> Any:
+        """Generate for ``prompt``: one JSON response, or SSE chunks with ``stream``."""
+        outcome = _Outcome(prompt_tokens=self.backend.count_tokens(prompt))
+        params = self.params_of(body, outcome.prompt_tokens, param)
+        base = self.response_base(shape.prefix)
+        if not body.stream:
+            text = "".join(self.run(prompt, params, outcome))
+            entry = {
+                "index": 0,
+                **shape.whole(text),
+                "logprobs": None,
+                "finish_reason": outcome.finish_reason,
+            }
+            return {**base, "object": shape.object, "choices": [entry], "usage": _usage(outcome)}
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
 
-    def sse(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
-        def body() -> Iterator[str]:
-            for chunk in chunks:
-                yield f"data: {json.dumps(chunk)}\n\n"
-            yield "data: [DONE]\n\n"
+        def chunks() -> Iterator[dict[str, Any]]:
+            head = {**base, "object": shape.chunk_object}
 
-        return StreamingResponse(
-            body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-        )
+            def choice(part: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+                entry = {"index": 0, **part, "logprobs": None, "finish_reason": finish}
+                return {**head, "choices": [entry]}
 
-    @app.post("/v1/chat/completions")
-    def chat_completions(body: ChatBody) -> Any:
-        messages = []
-        for i, message in enumerate(body.messages):
-            if not isinstance(message.get("role"), str):
-                raise APIError(400, f"messages[{i}] needs a string role", "messages")
-            messages.append({**message, "content": message_text(message.get("content"))})
+            if shape.opening is not None:
+                yield choice(shape.opening)
+            for text in self.run(prompt, params, outcome):
+                yield choice(shape.piece(text))
+            yield choice(shape.closing, outcome.finish_reason)
+            if include_usage:
+                yield {**head, "choices": [], "usage": _usage(outcome)}
+
+        return _sse(chunks())
+
+    def chat_prompt(self, body: ChatBody) -> str:
         try:
-            prompt = backend.chat_prompt(messages)
+            return self.backend.chat_prompt(_chat_messages(body))
         except APIError:
             raise
         except Exception as exc:  # a template that rejects these roles, a missing template
             raise APIError(400, f"the model's chat template failed: {exc}", "messages") from exc
-        outcome = _Outcome(prompt_tokens=backend.count_tokens(prompt))
-        params = params_of(body, outcome.prompt_tokens, "messages")
-        base = response_base("chatcmpl")
-        if not body.stream:
-            text = "".join(run(prompt, params, outcome))
-            choice = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": outcome.finish_reason,
+
+    def embeddings(self, body: EmbeddingBody, embed: Callable[..., Any]) -> dict[str, Any]:
+        texts = embedding_texts(body.input)
+        with self.lock:
+            vectors, tokens = embed(texts)
+        if body.dimensions is not None and body.dimensions != len(vectors[0]):
+            raise APIError(
+                400,
+                f"this model's embeddings have {len(vectors[0])} dimensions; "
+                f"it cannot return {body.dimensions}",
+                "dimensions",
+            )
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": encode_vector(v, body.encoding_format),
             }
-            return {
-                **base,
-                "object": "chat.completion",
-                "choices": [choice],
-                "usage": usage(outcome),
-            }
-        include_usage = bool((body.stream_options or {}).get("include_usage"))
+            for i, v in enumerate(vectors)
+        ]
+        return {
+            "object": "list",
+            "data": data,
+            "model": self.model_name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
-        def chunks() -> Iterator[dict[str, Any]]:
-            head = {**base, "object": "chat.completion.chunk"}
 
-            def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-                entry = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                return {**head, "choices": [entry]}
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+        return exc.response()
 
-            yield choice({"role": "assistant", "content": ""})
-            for text in run(prompt, params, outcome):
-                yield choice({"content": text})
-            yield choice({}, outcome.finish_reason)
-            if include_usage:
-                yield {**head, "choices": [], "usage": usage(outcome)}
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = ".".join(str(x) for x in first.get("loc", []) if x != "body")
+        message = f"{loc or 'body'}: {first.get('msg', 'invalid request')}"
+        return APIError(400, message, loc or None).response()
 
-        return sse(chunks())
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        return APIError(500, f"internal error: {exc}", type_="server_error").response()
+
+
+def create_app(backend: Backend, model_name: str, *, title: str = "famous worker") -> FastAPI:
+    """OpenAI routes around ``backend``; one generation at a time (one model, one cache)."""
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    worker = _Worker(backend, model_name)
+    created = int(time.time())
+    _error_handlers(app)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "model": model_name}
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        entry = {"id": model_name, "object": "model", "created": created, "owned_by": "famous"}
+        return {"object": "list", "data": [entry]}
+
+    @app.post("/v1/chat/completions")
+    def chat_completions(body: ChatBody) -> Any:
+        return worker.answer(body, worker.chat_prompt(body), "messages", CHAT)
 
     @app.post("/v1/completions")
     def completions(body: CompletionBody) -> Any:
-        prompt = body.prompt
-        if isinstance(prompt, list):
-            if len(prompt) != 1:
-                raise APIError(400, "only one prompt per request is supported", "prompt")
-            prompt = prompt[0]
-        outcome = _Outcome(prompt_tokens=backend.count_tokens(prompt))
-        params = params_of(body, outcome.prompt_tokens, "prompt")
-        base = response_base("cmpl")
-        if not body.stream:
-            text = "".join(run(prompt, params, outcome))
-            choice = {
-                "index": 0,
-                "text": text,
-                "logprobs": None,
-                "finish_reason": outcome.finish_reason,
-            }
-            return {
-                **base,
-                "object": "text_completion",
-                "choices": [choice],
-                "usage": usage(outcome),
-            }
-        include_usage = bool((body.stream_options or {}).get("include_usage"))
-
-        def chunks() -> Iterator[dict[str, Any]]:
-            def choice(text: str, finish: str | None = None) -> dict[str, Any]:
-                entry = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-                return {**base, "object": "text_completion", "choices": [entry]}
-
-            for text in run(prompt, params, outcome):
-                yield choice(text)
-            yield choice("", outcome.finish_reason)
-            if include_usage:
-                yield {**base, "object": "text_completion", "choices": [], "usage": usage(outcome)}
-
-        return sse(chunks())
+        return worker.answer(body, _completion_prompt(body), "prompt", COMPLETION)
 
     embed = getattr(backend, "embed", None)
     if embed is not None:
 
         @app.post("/v1/embeddings")
         def embeddings(body: EmbeddingBody) -> Any:
-            texts = embedding_texts(body.input)
-            with lock:
-                vectors, tokens = embed(texts)
-            if body.dimensions is not None and body.dimensions != len(vectors[0]):
-                raise APIError(
-                    400,
-                    f"this model's embeddings have {len(vectors[0])} dimensions; "
-                    f"it cannot return {body.dimensions}",
-                    "dimensions",
-                )
-            data = [
-                {
-                    "object": "embedding",
-                    "index": i,
-                    "embedding": encode_vector(v, body.encoding_format),
-                }
-                for i, v in enumerate(vectors)
-            ]
-            return {
-                "object": "list",
-                "data": data,
-                "model": model_name,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
+            return worker.embeddings(body, embed)
 
     return app
+
+
+def serve_worker(backend: Backend, name: str, args: argparse.Namespace, title: str, on: str) -> int:
+    """Announce ``name`` on stderr (``title: name on device``), then serve it until stopped."""
+    print(f"{title}: {name} on {on}", file=sys.stderr, flush=True)
+    serve(create_app(backend, name, title=title), args.host, args.port, args.log_level)
+    return 0
 
 
 def worker_parser(prog: str, description: str, model_help: str) -> argparse.ArgumentParser:

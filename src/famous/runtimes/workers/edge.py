@@ -1,6 +1,6 @@
-"""``python -m famous.genai.export.edge_server``: serve an ExecuTorch ``.pte`` or a LiteRT
+"""``python -m famous.runtimes.workers.edge``: serve an ExecuTorch ``.pte`` or a LiteRT
 ``.tflite`` that famous built, through famous's pipeline, behind the OpenAI routes of the
-native server (``famous.genai.server.app_for``).
+native worker (``famous.runtimes.workers.native.app_for``).
 
 The artifact's folder holds its ``<stem>.signatures.json`` and the tokenizer files
 (``famous build --target executorch|litert`` puts them there).
@@ -11,12 +11,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from famous.runtimes.workers.native import app_for
+from famous.runtimes.workers.openai_app import serve, worker_parser
+
 
 def main(argv: list[str] | None = None) -> int:
-    from famous.runtimes.openai_shapes import worker_parser
-
     ap = worker_parser(
-        "python -m famous.genai.export.edge_server",
+        "python -m famous.runtimes.workers.edge",
         __doc__.split("\n")[0],
         "a .pte or .tflite famous built",
     )
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from famous.genai.errors import GenAIError
-    from famous.genai.export.signatures import signature_pipeline
+    from famous.genai.export.programs import signature_pipeline
 
     model = Path(args.model)
     if model.is_dir():  # a folder holding one artifact
@@ -43,9 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     except (GenAIError, ValueError, OSError, ImportError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    from famous.genai.server import app_for
-    from famous.runtimes.openai_shapes import serve
-
     name = args.served_model_name or model.stem
     serve(app_for(pipe, name, title="famous edge server"), args.host, args.port, args.log_level)
     return 0

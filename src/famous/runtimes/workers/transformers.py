@@ -1,6 +1,6 @@
 """famous's transformers engine: any safetensors causal LM behind OpenAI's HTTP API.
 
-    python -m famous.runtimes.transformers_worker --model DIR --host 127.0.0.1 --port N
+    python -m famous.runtimes.workers.transformers --model DIR --host 127.0.0.1 --port N
         [--served-model-name NAME] [--dtype auto|float32|bfloat16|float16]
         [--device auto|cpu|cuda|mps] [--threads N] [--context-size N] [--allow-pickle]
 
@@ -20,13 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from famous.runtimes.openai_shapes import (
+from famous.genai.streaming import IncrementalDecoder
+from famous.runtimes.workers.openai_app import (
     GenerationParams,
-    IncrementalDecoder,
     Piece,
-    create_app,
     pieces_from_queue,
-    serve,
+    serve_worker,
     worker_parser,
 )
 
@@ -190,7 +189,7 @@ def resolve_device(device: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = worker_parser(
-        "python -m famous.runtimes.transformers_worker",
+        "python -m famous.runtimes.workers.transformers",
         "famous's OpenAI-compatible server around a transformers causal LM.",
         "model directory (config, safetensors)",
     )
@@ -213,14 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"error: cannot load {args.model}: {exc}\n")
         return 2
-    print(f"famous transformers worker: {name} on {backend.device}", file=sys.stderr, flush=True)
-    serve(
-        create_app(backend, name, title="famous transformers worker"),
-        args.host,
-        args.port,
-        args.log_level,
-    )
-    return 0
+    return serve_worker(backend, name, args, "famous transformers worker", str(backend.device))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run it (the ``famous-native`` runtime adapter launches exactly this)::
 
-    python -m famous.genai.server --model DIR [--host 127.0.0.1] [--port 8080]
+    python -m famous.runtimes.workers.native --model DIR [--host 127.0.0.1] [--port 8080]
         [--dtype fp32|bf16|fp16] [--max-seq-len 4096] [--threads N]
         [--served-model-name NAME] [--allow-pickle]
 
@@ -18,7 +18,7 @@ Lifecycle, for a supervisor:
   ``/v1/embeddings``; its text routes answer 400.
 
 The routes, request checks, stop sequences and OpenAI JSON / SSE shapes are the workers'
-shared layer (``famous.runtimes.openai_shapes``); this module is the ``Backend`` that puts
+shared layer (``famous.runtimes.workers.openai_app``); this module is the ``Backend`` that puts
 famous's own ``Pipeline`` behind it. Beyond OpenAI's fields it honours ``top_k``, ``min_p``
 and ``repetition_penalty``. Requests run one at a time (one model, one KV cache). Binds
 127.0.0.1 by default; it has no authentication of its own — put the gateway in front.
@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from famous.genai.sampling import SamplingParams
-from famous.runtimes.openai_shapes import (
+from famous.runtimes.workers.openai_app import (
     APIError,
     GenerationParams,
     Piece,
@@ -121,7 +121,7 @@ def app_for(pipeline: Any, model_name: str, title: str = "famous-native") -> Any
 
 def main(argv: list[str] | None = None) -> int:
     ap = worker_parser(
-        "python -m famous.genai.server",
+        "python -m famous.runtimes.workers.native",
         __doc__.split("\n")[0],
         "model directory (config.json, safetensors, tokenizer.json)",
     )

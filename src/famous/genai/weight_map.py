@@ -1,0 +1,120 @@
+"""Declarative weight maps: ``Rule(target ← sources, transform)`` from a checkpoint's tensor
+names to famous's parameters. A family declares its map; ``famous.genai.loader`` applies it.
+torch is only needed by ``apply``, which the loader calls with tensors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+Shape = tuple[int, ...]
+
+
+# ------------------------------------------------------------------------------ transforms
+
+
+@dataclass(frozen=True)
+class Identity:
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        return [target]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return tensors[0]
+
+
+@dataclass(frozen=True)
+class Fuse:
+    """Concatenate the sources along ``dim`` (q, k, v → qkv; gate, up → gate_up)."""
+
+    dim: int
+    sizes: tuple[int, ...]
+
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        return [tuple(s if i == self.dim else d for i, d in enumerate(target)) for s in self.sizes]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        import torch
+
+        return torch.cat(list(tensors), dim=self.dim)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Take part ``index`` of one source split along ``dim`` into ``sizes``."""
+
+    dim: int
+    sizes: tuple[int, ...]
+    index: int
+
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        return [tuple(sum(self.sizes) if i == self.dim else d for i, d in enumerate(target))]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return tensors[0].split(list(self.sizes), dim=self.dim)[self.index].contiguous()
+
+
+@dataclass(frozen=True)
+class Transpose:
+    """A 2-D weight stored as (in, out) (GPT-2 style Conv1D) → nn.Linear's (out, in)."""
+
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        return [tuple(reversed(target))]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return tensors[0].t().contiguous()
+
+
+@dataclass(frozen=True)
+class PermuteRope:
+    """Interleaved-pair RoPE rows (Meta / GGUF layout) ↔ the half-split layout famous uses.
+
+    ``inverse=False``: interleaved → half-split; ``inverse=True``: half-split → interleaved.
+    """
+
+    n_heads: int
+    head_dim: int
+    inverse: bool = False
+
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        return [target]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return permute_rope(tensors[0], self.n_heads, self.head_dim, self.inverse)
+
+
+def permute_rope(
+    w: torch.Tensor, n_heads: int, head_dim: int, inverse: bool = False
+) -> torch.Tensor:
+    rest = w.shape[1:]
+    if inverse:  # half-split → interleaved pairs
+        return (
+            w.reshape(n_heads, 2, head_dim // 2, *rest)
+            .transpose(1, 2)
+            .reshape(w.shape)
+            .contiguous()
+        )
+    return w.reshape(n_heads, head_dim // 2, 2, *rest).transpose(1, 2).reshape(w.shape).contiguous()
+
+
+Transform = Identity | Fuse | Split | Transpose | PermuteRope
+
+
+@dataclass(frozen=True)
+class Rule:
+    target: str
+    sources: tuple[str, ...]
+    transform: Transform = field(default_factory=Identity)
+
+
+@dataclass(frozen=True)
+class WeightMap:
+    rules: tuple[Rule, ...]
+    ignore: tuple[str, ...] = ()  # regexes of checkpoint tensors that are safe to skip
+
+    def ignored(self, name: str) -> bool:
+        return any(re.search(p, name) for p in self.ignore)
