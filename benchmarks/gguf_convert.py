@@ -150,7 +150,7 @@ def convert_1b(work: Path) -> dict:
 
 
 def quality_table(work: Path, decode_tokens: int) -> list:
-    from famous.genai.quantize.report import quality_report
+    from famous.genai.quality import quality_report
 
     src = work / "small-llama"
     make_random_model(small_config(), src, dtype="float32", std=0.05)
@@ -195,7 +195,7 @@ def main() -> None:
             ok = r["maxrss"] <= r["model_bytes"] + GIB
             print(f"goal            peak RSS ≤ model bytes + 1 GiB: {'met' if ok else 'MISSED'}")
             print()
-        from famous.genai.quantize.report import format_table
+        from famous.genai.quality import format_table
 
         print(
             "## recipes × targets (Llama, SmolLM2-135M widths, 4 layers, random weights; "

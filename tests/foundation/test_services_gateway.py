@@ -79,7 +79,7 @@ def test_no_gateway_recorded_means_none_running() -> None:
         ("llamacpp", "llama-server", "/health"),
         ("llamacpp", "llama_cpp.server", "/v1/models"),
         ("vllm", "vllm serve", "/health"),
-        ("famous-native", "famous.genai.server", "/v1/models"),
+        ("famous-native", "famous.runtimes.workers.native", "/v1/models"),
         ("no-such-runtime", None, "/v1/models"),
     ],
 )

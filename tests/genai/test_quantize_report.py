@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from famous.cli.main import app
-from famous.genai.quantize import RecipeError
-from famous.genai.quantize.report import (
+from famous.genai.quality import (
     FIXED_PROMPTS,
     embedding_cosine,
     fixed_prompts,
     kl_top1,
     quality_report,
 )
+from famous.genai.quantize import RecipeError
 
 runner = CliRunner()
 FIELDS = {

@@ -115,7 +115,7 @@ def quantize(
 
         emit(data, fmt, plan)
         return
-    from famous.genai.quantize.report import format_table, quality_report
+    from famous.genai.quality import format_table, quality_report
 
     try:
         rows = quality_report(

@@ -31,9 +31,9 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
+from famous.api_errors import invalid
 from famous.genai.sampling import SamplingParams
 from famous.runtimes.workers.openai_app import (
-    APIError,
     GenerationParams,
     Piece,
     create_app,
@@ -100,8 +100,7 @@ class EmbedderBackend:
         return self.embedder.max_seq_length
 
     def _only_embeddings(self, *_: Any) -> Any:
-        raise APIError(
-            400,
+        raise invalid(
             "this is an embedding model: it serves /v1/embeddings, not text generation",
             "model",
             "model_not_generative",

@@ -30,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from famous.api_errors import APIError, invalid
 from famous.genai.streaming import IncrementalDecoder, StopScanner
 
 DEFAULT_MAX_TOKENS = 1024
@@ -91,29 +92,6 @@ class EmbeddingBackend(Protocol):
         """One vector per text, and the tokens read (over all texts) for ``usage``."""
 
 
-class APIError(Exception):
-    """An error answered in OpenAI's JSON shape."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        param: str | None = None,
-        code: str | None = None,
-        type_: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.type = type_
-
-    def response(self) -> JSONResponse:
-        body = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
-        return JSONResponse(status_code=self.status, content={"error": body})
-
-
 class _Body(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -153,11 +131,11 @@ def embedding_texts(value: Any) -> list[str]:
     """The texts of an embeddings request; token-id input and empty strings are refused."""
     texts = [value] if isinstance(value, str) else list(value)
     if not texts:
-        raise APIError(400, "input must not be empty", "input")
+        raise invalid("input must not be empty", "input")
     if not all(isinstance(t, str) for t in texts):
-        raise APIError(400, "token-id input is not supported by this engine; send text", "input")
+        raise invalid("token-id input is not supported by this engine; send text", "input")
     if any(t == "" for t in texts):
-        raise APIError(400, "input must not contain empty strings", "input")
+        raise invalid("input must not contain empty strings", "input")
     return texts
 
 
@@ -173,12 +151,12 @@ def message_text(content: Any) -> str:
     if content is None or isinstance(content, str):
         return content or ""
     if not isinstance(content, list):
-        raise APIError(400, "message content must be a string or a list of parts", "messages")
+        raise invalid("message content must be a string or a list of parts", "messages")
     parts = []
     for part in content:
         if not isinstance(part, dict) or part.get("type") != "text":
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-            raise APIError(400, f"content part type {kind!r} is not supported", "messages")
+            raise invalid(f"content part type {kind!r} is not supported", "messages")
         parts.append(str(part.get("text", "")))
     return "".join(parts)
 
@@ -276,7 +254,7 @@ def _chat_messages(body: ChatBody) -> list[dict[str, Any]]:
     messages = []
     for i, message in enumerate(body.messages):
         if not isinstance(message.get("role"), str):
-            raise APIError(400, f"messages[{i}] needs a string role", "messages")
+            raise invalid(f"messages[{i}] needs a string role", "messages")
         messages.append({**message, "content": message_text(message.get("content"))})
     return messages
 
@@ -285,7 +263,7 @@ def _completion_prompt(body: CompletionBody) -> str:
     prompt = body.prompt
     if isinstance(prompt, list):
         if len(prompt) != 1:
-            raise APIError(400, "only one prompt per request is supported", "prompt")
+            raise invalid("only one prompt per request is supported", "prompt")
         prompt = prompt[0]
     return prompt
 
@@ -300,11 +278,10 @@ class _Worker:
 
     def params_of(self, body: _Body, prompt_tokens: int, param: str) -> GenerationParams:
         if body.n not in (None, 1):
-            raise APIError(400, "only n=1 is supported by this engine", "n")
+            raise invalid("only n=1 is supported by this engine", "n")
         context = self.backend.context_length()
         if context is not None and prompt_tokens >= context:
-            raise APIError(
-                400,
+            raise invalid(
                 f"the prompt has {prompt_tokens} tokens; this model holds at most {context}",
                 param,
                 "context_length_exceeded",
@@ -399,15 +376,14 @@ class _Worker:
         except APIError:
             raise
         except Exception as exc:  # a template that rejects these roles, a missing template
-            raise APIError(400, f"the model's chat template failed: {exc}", "messages") from exc
+            raise invalid(f"the model's chat template failed: {exc}", "messages") from exc
 
     def embeddings(self, body: EmbeddingBody, embed: Callable[..., Any]) -> dict[str, Any]:
         texts = embedding_texts(body.input)
         with self.lock:
             vectors, tokens = embed(texts)
         if body.dimensions is not None and body.dimensions != len(vectors[0]):
-            raise APIError(
-                400,
+            raise invalid(
                 f"this model's embeddings have {len(vectors[0])} dimensions; "
                 f"it cannot return {body.dimensions}",
                 "dimensions",
@@ -438,11 +414,11 @@ def _error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         loc = ".".join(str(x) for x in first.get("loc", []) if x != "body")
         message = f"{loc or 'body'}: {first.get('msg', 'invalid request')}"
-        return APIError(400, message, loc or None).response()
+        return invalid(message, loc or None).response()
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
-        return APIError(500, f"internal error: {exc}", type_="server_error").response()
+        return APIError(500, f"internal error: {exc}").response()
 
 
 def create_app(backend: Backend, model_name: str, *, title: str = "famous worker") -> FastAPI:
