@@ -128,6 +128,87 @@ def test_json_schema_output_validates_on_every_server(client: openai.OpenAI) -> 
     jsonschema.validate(answer, schema)
 
 
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather now in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {"name": "get_time", "description": "The time now", "parameters": None},
+}
+WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+@pytest.mark.parametrize(
+    "choice", ["required", {"type": "function", "function": {"name": "get_weather"}}]
+)
+def test_a_forced_tool_call_is_guaranteed(client: openai.OpenAI, choice: object) -> None:
+    """SmolLM2's template knows no tools: the engines alone answer plain text. Forced, the
+    answer is a call whose arguments satisfy the tool's schema."""
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=WEATHER_QUESTION,
+        tools=[WEATHER, TIME] if choice == "required" else [TIME, WEATHER],
+        tool_choice=choice,
+        max_tokens=64,
+        temperature=0,
+    )
+    answer = reply.choices[0]
+    assert answer.finish_reason == "tool_calls" and answer.message.content is None
+    (call,) = answer.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_")
+    if choice != "required":
+        assert call.function.name == "get_weather"
+    if call.function.name == "get_weather":
+        jsonschema.validate(json.loads(call.function.arguments), WEATHER["function"]["parameters"])
+
+
+def test_a_streamed_forced_call_follows_openais_deltas(client: openai.OpenAI) -> None:
+    """The name comes once (llama_cpp.server repeated it in every delta), then the
+    arguments; the SDK's own accumulation gives back the whole call."""
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=WEATHER_QUESTION,
+        tools=[WEATHER],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=64,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    names, arguments, finish, usage = [], "", None, None
+    for event in stream:
+        usage = event.usage or usage
+        for choice in event.choices:
+            for delta in choice.delta.tool_calls or []:
+                if delta.function.name:
+                    names.append(delta.function.name)
+                arguments += delta.function.arguments or ""
+            finish = choice.finish_reason or finish
+    assert names == ["get_weather"] and finish == "tool_calls"
+    jsonschema.validate(json.loads(arguments), WEATHER["function"]["parameters"])
+    assert usage is not None and usage.completion_tokens > 0
+
+
+def test_tool_choice_naming_an_unknown_tool_is_a_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=WEATHER_QUESTION,
+            tools=[WEATHER],
+            tool_choice={"type": "function", "function": {"name": "launch_rockets"}},
+        )
+    assert info.value.body["param"] == "tool_choice"
+
+
 def test_server_renders_the_models_template(client: openai.OpenAI, hf_tokenizer) -> None:
     """The prompt each server built from the GGUF's template is transformers' prompt: the
     same number of tokens as ``apply_chat_template`` of the same messages."""

@@ -52,7 +52,8 @@ message = st.fixed_dictionaries(
 FIELDS = [
     "model", "messages", "prompt", "input", "max_tokens", "temperature", "top_p", "top_k",
     "min_p", "n", "stream", "stop", "seed", "logit_bias", "repeat_penalty", "tools",
-    "response_format", "name", "path", "runtime", "configuration", "all", "embedding",
+    "response_format", "tool_choice", "name", "path", "runtime", "configuration", "all",
+    "embedding",
 ]  # fmt: skip
 VALID = {
     "/v1/chat/completions": {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]},
@@ -63,6 +64,7 @@ VALID = {
     "/api/stop": {"model": "tiny"},
 }
 HOSTILE_VALUES = [10**400, -(10**400), 2**63, -1, 0.5, 1e308, "\ud800", "\x00", "a\nb", "", [], {}]
+HOSTILE_VALUES += ["required", {"type": "function", "function": {"name": 5}}, [{"function": 1}]]
 field_values = st.sampled_from(HOSTILE_VALUES) | json_values | st.lists(message, max_size=2)
 
 

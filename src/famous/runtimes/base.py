@@ -154,6 +154,7 @@ class EngineProcess:
     pid_: int | None = None
     started_at: float = field(default_factory=time.time)
     unsupported: dict[str, str] = field(default_factory=dict)  # RuntimeAdapter.unsupported
+    features: frozenset[str] = frozenset()  # RuntimeAdapter.features
     adapt_request: Callable[[str, dict[str, Any]], dict[str, Any]] = field(
         default=lambda _kind, body: body
     )  # RuntimeAdapter.adapt_request
@@ -303,6 +304,9 @@ class RuntimeAdapter(ABC):
     #: request fields this server would get wrong (ignore, or answer with less than asked),
     #: each with what it cannot do: the gateway refuses them with a 400 instead
     unsupported: ClassVar[dict[str, str]] = {}
+    #: what the gateway may build on: ``json_schema`` (a response_format schema constrains
+    #: the answer, which forced tool calls use)
+    features: ClassVar[frozenset[str]] = frozenset()
 
     #: Python modules the server needs; the default install check looks for them
     required_modules: ClassVar[tuple[str, ...]] = ()
@@ -429,5 +433,6 @@ class RuntimeAdapter(ABC):
             health_path=self.health_path,
             popen=popen,
             unsupported=self.limits(spec),
+            features=self.features,
             adapt_request=self.adapt_request,
         )

@@ -74,6 +74,7 @@ class _LlamaCppBase(RuntimeAdapter):
     runtime: ClassVar[str] = "llamacpp"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
     local_only_keys: ClassVar[frozenset[str]] = frozenset({"llama_server_path"})
+    features: ClassVar[frozenset[str]] = frozenset({"json_schema"})
 
     def _metadata(self, spec: LaunchSpec) -> dict[str, Any]:
         try:

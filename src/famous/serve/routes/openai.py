@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from famous.serve import openapi, relay
+from famous.serve import openapi, relay, tool_calls
 from famous.serve.context import GatewayContext, context
 from famous.serve.errors import APIError, engine_error, invalid
 from famous.serve.fields import forwarded
@@ -86,12 +86,15 @@ async def proxy(request: Request, kind: str) -> Response:
     payload = parse_json(await read_body(request, gateway.max_request_bytes, gateway.read_timeout))
     name = validate(kind, payload)
     checked = forwarded(kind, payload)
+    call = tool_calls.forced_call(checked) if kind == "chat" else None
     scheduler = gateway.scheduler
     for attempt in (1, 2):
         dep = await scheduler.acquire(name, wait=prefer_wait(request))
         try:
             refuse_unsupported(dep, kind, payload)
             assert dep.process is not None
+            if call is not None and "json_schema" in dep.process.features:
+                return await forced_tool_call(gateway, dep, call, checked)
             body = json.dumps(dep.process.adapt_request(kind, checked)).encode()
             return await forward(gateway, dep, _ENGINE_PATHS[kind], body, request)
         except relay.RelayError:
@@ -138,6 +141,16 @@ async def forward(
                 "x-accel-buffering": "no",
             },
         )
+    content = await _read_answer(gateway, dep, resp)
+    if resp.status >= 400:
+        return engine_error(resp.status, content, dep.name).response()
+    return Response(content, status_code=resp.status, media_type=resp.content_type)
+
+
+async def _read_answer(
+    gateway: GatewayContext, dep: Deployment, resp: relay.UpstreamResponse
+) -> bytes:
+    """A whole (not streamed) engine answer; the deployment is released once it is read."""
     gateway.open_streams.add(resp)
     try:
         content = await resp.read()
@@ -149,9 +162,40 @@ async def forward(
         gateway.open_streams.discard(resp)
         resp.close()
     gateway.scheduler.release(dep)
+    return content
+
+
+async def forced_tool_call(
+    gateway: GatewayContext, dep: Deployment, call: tool_calls.ForcedCall, body: dict[str, Any]
+) -> Response:
+    """tool_choice forces a call: the engine answers under the calls' JSON schema and the
+    gateway answers the call in OpenAI's format (``famous.serve.tool_calls``)."""
+    if (body.get("n") or 1) > 1:
+        raise invalid("a forced tool call answers one choice: send n=1", "n")
+    proc = dep.process
+    assert proc is not None
+    request = proc.adapt_request("chat", tool_calls.engine_request(call, body))
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    resp = await relay.post(
+        proc.host, proc.port, _ENGINE_PATHS["chat"], json.dumps(request).encode(), headers
+    )  # RelayError: retry
+    content = await _read_answer(gateway, dep, resp)  # released: answer, do not raise
     if resp.status >= 400:
         return engine_error(resp.status, content, dep.name).response()
-    return Response(content, status_code=resp.status, media_type=resp.content_type)
+    try:
+        answer = json.loads(content)
+        if not isinstance(answer, dict):
+            raise ValueError("not an object")
+        if not body.get("stream"):
+            return JSONResponse(tool_calls.completion(answer))
+        options = body.get("stream_options")
+        usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        events = tool_calls.stream_events(answer, include_usage=usage)
+    except APIError as exc:
+        return exc.response()
+    except ValueError:
+        return APIError(502, "the engine answered something that is not JSON").response()
+    return Response(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
 async def _relay_stream(
