@@ -106,6 +106,27 @@ def test_import_without_and_with_copy(tmp_path: Path, famous_home: Path, cpu_rep
     assert not Path(copied.artifact.path).exists()
 
 
+def test_set_for_an_imported_model_reaches_its_engine(
+    tmp_path: Path, famous_home: Path, cpu_report
+) -> None:
+    """``famous set KEY=VALUE --model NAME`` takes an imported model's runtime keys (it has
+    no package) and the gateway launches it with them."""
+    from famous.serve.models import ModelRegistry
+
+    model = tmp_path / "mine-Q4_K_M.gguf"
+    model.write_bytes(tiny_gguf("Q4_K_M"))
+    import_local(model, name="mine", report=cpu_report)
+    runner = CliRunner()
+    result = runner.invoke(app, ["set", "--model", "mine", "ctx-size=1024"])
+    assert result.exit_code == 0, result.output
+    got = runner.invoke(app, ["get", "ctx-size", "--model", "mine", "--format", "json"])
+    assert json.loads(got.stdout) == {"key": "ctx-size", "value": 1024, "layer": "user"}
+    assert runner.invoke(app, ["set", "--model", "mine", "bogus=1"]).exit_code == 4
+    assert runner.invoke(app, ["set", "--model", "nothing-here", "ctx-size=1"]).exit_code == 4
+    spec = ModelRegistry().get("mine")
+    assert spec is not None and spec.configuration["ctx-size"] == 1024
+
+
 def test_prune_keeps_the_chosen_engine_and_drops_the_rest(
     hub: HubServer, cpu_report, monkeypatch
 ) -> None:

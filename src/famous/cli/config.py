@@ -14,13 +14,12 @@ ModelOption = typer.Option(
 
 
 def _engine_config(model: str | None) -> tuple[dict, list[str]]:
-    """The selected engine's configuration for ``model`` and its runtime's other keys."""
+    """The engine configuration ``--model`` scopes to, and its runtime's other keys."""
     if model is None:
         return {}, []
-    from famous.services.selection import resolve_selection, runtime_settings
+    from famous.services.selection import scoped_configuration
 
-    engine = resolve_selection(model).selection.engine
-    return dict(engine.configuration), sorted(runtime_settings(engine.runtime))
+    return scoped_configuration(model)
 
 
 @handle_errors

@@ -16,33 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from famous.formats import gguf_meta
+from famous.manifests.generic import artifact_engine
 
 log = logging.getLogger("famous.serve")
 
 DEFAULT_OVERHEAD = 384 * 1024**2
-# the runtime of an artifact whose engine is in no package (last resort: its format)
-FORMAT_RUNTIMES = {
-    "gguf": "llamacpp",
-    "safetensors": "famous-native",
-    "mlx": "mlx",
-    "openvino": "openvino",
-    "pte": "executorch",
-    "tflite": "litert",
-}
-GENERIC_ENGINES = Path(__file__).resolve().parent.parent / "packages" / "_generic"
-
-
-@functools.cache
-def generic_engine(name: str) -> tuple[str, dict[str, Any]] | None:
-    """(runtime, configuration) of famous's generic engine ``name`` (``native-cpu``,
-    ``transformers-cpu``, …): what imported and synthesized artifacts are registered with."""
-    import yaml
-
-    for file in sorted(GENERIC_ENGINES.glob("*.yaml")):
-        engine = (yaml.safe_load(file.read_text()) or {}).get("engine") or {}
-        if engine.get("name") == name:
-            return str(engine["runtime"]), dict(engine.get("configuration") or {})
-    return None
 
 
 @dataclass
@@ -268,17 +246,7 @@ class ModelRegistry:
     @staticmethod
     def _engine_settings(name: str, row: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """Runtime and effective configuration (engine < user < environment) of an artifact."""
-        generic = generic_engine(row["engine"])
-        runtime, engine_config = generic or (FORMAT_RUNTIMES.get(row["format"], "llamacpp"), {})
-        try:
-            from famous.manifests.loader import find_package
-
-            engine = find_package(name).engines.get(row["engine"])
-            if engine is not None:
-                runtime = engine.runtime
-                engine_config = dict(engine.configuration)
-        except Exception as exc:  # imported or synthesized: the generic engine (or format)
-            log.debug("no package manifest for %s: %s", name, exc)
+        runtime, engine_config = artifact_engine(name, row["engine"], row["format"])
         try:
             from famous.services.selection import runtime_settings
             from famous.store.config import resolve

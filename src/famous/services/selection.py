@@ -75,3 +75,24 @@ def runtime_settings(runtime: str) -> dict[str, str]:
     except UnknownRuntime:
         return {}
     return {key.replace("_", "-"): doc for key, doc in adapter.configuration_keys.items()}
+
+
+def scoped_configuration(model: str) -> tuple[dict[str, object], list[str]]:
+    """What ``famous get/set --model MODEL`` scope to: the engine's configuration and its
+    runtime's other keys. A package name resolves to the engine selected for this machine;
+    an installed model without a package (imported, or pulled from a repo) to its newest
+    artifact's engine."""
+    from famous.manifests.errors import PackageNotFound
+    from famous.manifests.generic import artifact_engine
+    from famous.store.artifacts import list_artifacts
+
+    try:
+        engine = resolve_selection(model).selection.engine
+        return dict(engine.configuration), sorted(runtime_settings(engine.runtime))
+    except PackageNotFound:
+        installed = sorted(list_artifacts(model), key=lambda a: a.created_at, reverse=True)
+        if not installed:
+            raise
+        artifact = installed[0]
+        runtime, config = artifact_engine(artifact.model, artifact.engine, artifact.format)
+        return config, sorted(runtime_settings(runtime))
