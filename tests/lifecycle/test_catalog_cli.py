@@ -125,6 +125,10 @@ def test_set_for_an_imported_model_reaches_its_engine(
     assert runner.invoke(app, ["set", "--model", "nothing-here", "ctx-size=1"]).exit_code == 4
     spec = ModelRegistry().get("mine")
     assert spec is not None and spec.configuration["ctx-size"] == 1024
+    # without --model: an engine key for every model whose engine understands it
+    assert runner.invoke(app, ["set", "threads=3"]).exit_code == 0
+    assert ModelRegistry().get("mine").configuration["threads"] == 3
+    assert runner.invoke(app, ["set", "no-such-key=1"]).exit_code == 4
 
 
 def test_prune_keeps_the_chosen_engine_and_drops_the_rest(

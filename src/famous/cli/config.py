@@ -15,10 +15,10 @@ ModelOption = typer.Option(
 
 def _engine_config(model: str | None) -> tuple[dict, list[str]]:
     """The engine configuration ``--model`` scopes to, and its runtime's other keys."""
-    if model is None:
-        return {}, []
-    from famous.services.selection import scoped_configuration
+    from famous.services.selection import every_runtime_key, scoped_configuration
 
+    if model is None:
+        return {}, every_runtime_key()
     return scoped_configuration(model)
 
 

@@ -77,6 +77,14 @@ def runtime_settings(runtime: str) -> dict[str, str]:
     return {key.replace("_", "-"): doc for key, doc in adapter.configuration_keys.items()}
 
 
+def every_runtime_key() -> list[str]:
+    """Every engine key some runtime understands: what ``famous set KEY=VALUE`` (no
+    ``--model``) may set for all models, each applying where the engine understands it."""
+    from famous.runtimes import RUNTIMES
+
+    return sorted({key for runtime in RUNTIMES for key in runtime_settings(runtime)})
+
+
 def scoped_configuration(model: str) -> tuple[dict[str, object], list[str]]:
     """What ``famous get/set --model MODEL`` scope to: the engine's configuration and its
     runtime's other keys. A package name resolves to the engine selected for this machine;
