@@ -28,6 +28,7 @@ ROUTES = [
     ("GET", "/api/ps"),
     ("GET", "/metrics"),
     ("GET", "/health"),
+    ("GET", "/openapi.json"),
 ]
 TOKEN = "fuzz-admin-token"
 

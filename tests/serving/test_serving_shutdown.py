@@ -169,7 +169,7 @@ def test_a_draining_gateway_refuses_new_requests_with_503() -> None:
 
     async def go() -> httpx.Response:
         app = create_app(Scheduler(ModelRegistry([], use_store=False), record=False))
-        app.state.begin_drain(60)
+        app.state.gateway.begin_drain(60)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             body = {"model": "tiny", "messages": CHAT}

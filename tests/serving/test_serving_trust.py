@@ -133,7 +133,7 @@ def test_cross_site_simple_posts_are_refused(gw: Gateway, http, content_type: st
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/models", "/api/ps", "/metrics", "/health", "/v1/models/tiny"]
+    "path", ["/v1/models", "/api/ps", "/metrics", "/health", "/v1/models/tiny", "/openapi.json"]
 )
 def test_dns_rebinding_gets_nothing(gw: Gateway, http, path: str) -> None:
     for host in ("evil.example", f"evil.example:{gw.port}", "127.0.0.1.evil.example"):

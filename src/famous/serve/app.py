@@ -27,7 +27,7 @@ from famous.serve import openapi
 from famous.serve.context import GatewayContext
 from famous.serve.errors import APIError, from_domain, invalid
 from famous.serve.guard import RequestGuard
-from famous.serve.request_checks import DEFAULT_MAX_REQUEST_BYTES
+from famous.serve.request_checks import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT
 from famous.serve.routes import admin, status
 from famous.serve.routes import openai as openai_routes
 from famous.serve.scheduler import Scheduler
@@ -44,7 +44,7 @@ def create_app(
     admin_token: str | None = None,
     host: str = "127.0.0.1",
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-    read_timeout: float = 15.0,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> FastAPI:
     """The gateway application around ``scheduler`` (which it starts and stops), answering
     requests addressed to ``host``. Admin routes take ``admin_token`` or ``api_key``; with
@@ -75,7 +75,6 @@ def create_app(
         openapi_url="/openapi.json",
     )
     app.state.gateway = gateway
-    app.state.begin_drain = gateway.begin_drain
     app.add_middleware(RequestGuard, bound_host=host)
     _answer_errors(app)
     for module in (status, openai_routes, admin):

@@ -16,7 +16,7 @@ from fastapi import Request
 
 from famous.serve import relay
 from famous.serve.errors import APIError
-from famous.serve.request_checks import DEFAULT_MAX_REQUEST_BYTES
+from famous.serve.request_checks import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT
 from famous.serve.scheduler import Scheduler
 
 
@@ -31,7 +31,7 @@ class GatewayContext:
     api_key: str | None = None
     admin_token: str | None = None
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    read_timeout: float = 15.0
+    read_timeout: float = DEFAULT_READ_TIMEOUT
     started: float = field(default_factory=time.time)
     draining: bool = False
     open_streams: set[relay.UpstreamResponse] = field(default_factory=set)

@@ -16,7 +16,8 @@ import json
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-DEFAULT_READ_TIMEOUT = 15.0
+from famous.serve.request_checks import DEFAULT_READ_TIMEOUT
+
 MAX_HEADER_BYTES = 64 * 1024
 # h11's own limit, which it answers with a bare 400, only past the point where ours has
 # answered 431 (each read adds at most 256 KiB to the buffer)

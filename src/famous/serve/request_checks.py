@@ -19,6 +19,8 @@ from famous.serve.errors import APIError, invalid
 from famous.serve.fields import OPENAI_RANGES, check_ranges
 
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
+# seconds a client may take to send a request's head, or pause while sending its body
+DEFAULT_READ_TIMEOUT = 15.0
 # A body over the limit is still read (and dropped) up to this size, so the client gets
 # its 413 instead of a reset connection while it is still sending.
 _DRAIN_CAP = 64 * 1024 * 1024
@@ -62,7 +64,9 @@ def _too_large(size: int, limit: int) -> APIError:
     )
 
 
-async def read_body(request: Request, limit: int, idle_timeout: float = 15.0) -> bytes:
+async def read_body(
+    request: Request, limit: int, idle_timeout: float = DEFAULT_READ_TIMEOUT
+) -> bytes:
     """The body, or 413 as soon as it is known to exceed ``limit`` (a body a client could
     still be sending is read and dropped first, so that it sees the 413, not a reset)."""
     declared = request.headers.get("content-length")
@@ -187,7 +191,16 @@ def prefer_wait(request: Request) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def shutting_down() -> APIError:
+def shutting_down(answer_began: bool = True) -> APIError:
+    """503 while the gateway drains: for a new request (SDKs retry it, on a fresh
+    connection), or for an answer it had to cut short."""
+    if not answer_began:
+        return APIError(
+            503,
+            "the gateway is shutting down",
+            code="shutting_down",
+            headers={"connection": "close", "retry-after": "5"},
+        )
     return APIError(
         503,
         "the gateway is shutting down; this answer is incomplete (send the request again once "

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from famous.serve.app import DEFAULT_MAX_REQUEST_BYTES, create_app
 from famous.serve.models import ModelRegistry, ModelSpec
-from famous.serve.protocol import DEFAULT_READ_TIMEOUT, H11_BUFFER_BYTES, protocol_class
+from famous.serve.protocol import H11_BUFFER_BYTES, protocol_class
+from famous.serve.request_checks import DEFAULT_READ_TIMEOUT
 from famous.serve.scheduler import Scheduler
 from famous.services.gateway import running_gateway, stop_orphans
 from famous.store import gateway_state as state
@@ -88,7 +89,7 @@ def _draining_server(config: uvicorn.Config, app: FastAPI, drain_timeout: float)
                 except RuntimeError:
                     pass
                 else:
-                    loop.call_soon_threadsafe(app.state.begin_drain, drain_timeout)
+                    loop.call_soon_threadsafe(app.state.gateway.begin_drain, drain_timeout)
             super().handle_exit(sig, frame)
 
     return DrainingServer(config)

@@ -79,10 +79,7 @@ async def proxy(request: Request, kind: str) -> Response:
     gateway = context(request)
     gateway.authorize(request)
     if gateway.draining:
-        raise APIError(
-            503, "the gateway is shutting down", code="shutting_down",
-            headers={"connection": "close", "retry-after": "5"},
-        )  # fmt: skip
+        raise shutting_down(answer_began=False)
     payload = parse_json(await read_body(request, gateway.max_request_bytes, gateway.read_timeout))
     name = validate(kind, payload)
     checked = forwarded(kind, payload)
