@@ -14,6 +14,11 @@ import pytest
 
 from provision import provision_report
 
+# ``famous run`` and ``famous pull`` build llama-server the first time a GGUF model needs
+# one (minutes). The suite provisions one build per machine (provision.llama_server) and
+# hands it over where a test wants it; the tests of the automatic build set this back.
+os.environ.setdefault("FAMOUS_LLAMA_SERVER_BUILD", "never")
+
 _unexpected_skips: list[str] = []
 
 

@@ -198,26 +198,48 @@ def _llama_cpp_version() -> str:
     return version("llama-cpp-python")
 
 
+INSTALL_OUTPUT = "install-component.out"
+
+
+def _server_binary(folder: Path) -> Path | None:
+    from famous.runtimes import components
+
+    with env_var("FAMOUS_HOME", str(folder)):
+        return components.installed_llama_server()
+
+
 def _server_ready(folder: Path) -> bool:
-    binary = folder / "components" / "llama-server" / "bin" / "llama-server"
-    return binary.is_file() and os.access(binary, os.X_OK)
+    return (folder / INSTALL_OUTPUT).is_file() and _server_binary(folder) is not None
 
 
 def _build_llama_server(work: Path) -> None:
-    """famous's own ``install-component llama-server`` build, into a FAMOUS_HOME of its own."""
-    from famous.runtimes import components
+    """``famous install-component llama-server`` itself, into a FAMOUS_HOME of its own; what
+    it printed (its time estimate and progress) is kept beside the build."""
+    env = {**os.environ, "FAMOUS_HOME": str(work), "PYTHONPATH": str(REPO / "src")}
+    argv = [sys.executable, "-m", "famous", "install-component", "llama-server"]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env)
+    (work / INSTALL_OUTPUT).write_text(result.stderr + result.stdout)
+    if result.returncode != 0:
+        raise ProvisionError(
+            f"building llama-server (exit {result.returncode}): {' '.join(argv)}\n"
+            + (result.stderr + result.stdout)[-3000:]
+        )
 
-    with env_var("FAMOUS_HOME", str(work)):
-        try:
-            components.build_llama_server(gpu="cpu")
-        except components.ComponentError as e:
-            raise ProvisionError(f"building llama-server: {e}") from e
+
+def llama_server_home() -> Path:
+    """A FAMOUS_HOME holding llama.cpp's programs built for this machine from the installed
+    llama-cpp-python's sources, and what ``install-component`` printed making them."""
+    from famous.runtimes.components import cpu_target
+
+    name = f"llama-server-{_llama_cpp_version()}-{cpu_target()}"
+    return _provisioned(name, _server_ready, _build_llama_server)
 
 
 def llama_server() -> Path:
-    """llama.cpp's own server, built from the installed llama-cpp-python's sources."""
-    home = _provisioned(f"llama-server-{_llama_cpp_version()}", _server_ready, _build_llama_server)
-    return home / "components" / "llama-server" / "bin" / "llama-server"
+    """llama.cpp's own server, built for this machine."""
+    binary = _server_binary(llama_server_home())
+    assert binary is not None
+    return binary
 
 
 # ------------------------------------------------------------------------------ LiteRT

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,6 +17,9 @@ from famous.cli.errors import handle_errors
 from famous.cli.render import ApiKeyOption, FormatOption, OutputFormat, emit, print_table
 from famous.errors import InvalidInput, NotFound
 from famous.units import format_size
+
+if TYPE_CHECKING:
+    from famous.runtimes.components import BuildResult
 
 
 def _duration(seconds: float | None) -> str:
@@ -29,9 +33,18 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def _print_reasons(rows: list[dict]) -> None:
+    """Why each model runs on its server (llama-server, or llama_cpp.server and why not)."""
+    reasons = [r for r in rows if r.get("server_reason")]
+    if reasons:
+        typer.echo("")
+    for r in reasons:
+        typer.echo(f"{r['name']} runs on {r['server']}: {r['server_reason']}")
+
+
 @handle_errors
 def ps(fmt: OutputFormat = FormatOption) -> None:
-    """Running deployments: engine, runtime, server, pid, port, memory, uptime."""
+    """Running deployments: engine, runtime, server (and why it), pid, port, memory, uptime."""
     from famous.services.deployments import running_deployments
 
     rows = running_deployments()
@@ -54,6 +67,7 @@ def ps(fmt: OutputFormat = FormatOption) -> None:
                 for r in rows
             ],
         )
+        _print_reasons(rows)
 
     emit(rows, fmt, table)
 
@@ -138,6 +152,7 @@ def _print_status(gateway: dict, deployments: list[dict]) -> None:
         return
     columns = ["name", "status", "engine", "runtime", "server", "pid", "port"]
     print_table(columns, [[d[c] for c in columns] for d in deployments])
+    _print_reasons(deployments)
     for d in deployments:
         if d.get("last_log_lines"):
             typer.echo(f"\n{d['name']} is {d['status']}; last lines of {d['log_path']}:")
@@ -160,6 +175,103 @@ def status(fmt: OutputFormat = FormatOption) -> None:
     emit(data, fmt, lambda: _print_status(gateway, deployments))
 
 
+class BuildDisplay:
+    """A llama.cpp build as it goes: a bar on a terminal, a line per step and per tenth of
+    the compile elsewhere (a log, CI, a pipe), so minutes of compiling are never silent."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.shown = -1
+        self.bar = None
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                transient=True,
+            )
+            self.task = self.bar.add_task("starting", total=100)
+
+    def __enter__(self) -> BuildDisplay:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def step(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=message)
+        else:
+            typer.echo(f"… {message}", err=True)
+
+    def percent(self, value: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=value)
+        elif value // 10 > self.shown:
+            self.shown = value // 10
+            typer.echo(
+                f"… {value}% compiled, {_duration(time.monotonic() - self.started)}", err=True
+            )
+
+
+def build_llama_server_shown(
+    gpu: str = "cpu", jobs: int | None = None, sdist: Path | None = None
+) -> BuildResult:
+    """Build llama.cpp's programs for this machine, its time said first and its progress
+    shown."""
+    from famous.runtimes.components import (
+        PROGRAMS,
+        build_llama_server,
+        cpu_target,
+        estimate_seconds,
+    )
+
+    minutes = max(1, round(estimate_seconds(jobs) / 60))
+    typer.echo(
+        f"building llama.cpp ({', '.join(PROGRAMS)}) for this machine ({gpu}, {cpu_target()}), "
+        f"about {minutes} min; once per machine",
+        err=True,
+    )
+    with BuildDisplay() as display:
+        result = build_llama_server(
+            sdist=sdist, gpu=gpu, jobs=jobs, on_step=display.step, on_progress=display.percent
+        )
+    typer.echo(
+        f"built llama-server ({result.gpu}, llama.cpp of llama-cpp-python {result.version}) in "
+        f"{_duration(result.seconds)} at {result.binary}",
+        err=True,
+    )
+    return result
+
+
+def obtain_llama_server(model: str, local_path: str | None = None) -> None:
+    """Before serving ``model``: build llama-server when the model would otherwise run on
+    llama_cpp.server (``llama-server.build``: auto). A machine that cannot build, or a build
+    that fails, keeps llama_cpp.server and says why; serving goes on."""
+    from famous.runtimes.components import ComponentError, missing_toolchain
+    from famous.services.llama_server import backend_to_build, build_policy
+
+    gpu = backend_to_build(model, local_path)
+    if gpu is None or build_policy() == "never":
+        return
+    missing = missing_toolchain(gpu)
+    if missing:
+        typer.echo(
+            f"{model} runs on llama_cpp.server: llama-server cannot be built ({missing})", err=True
+        )
+        return
+    try:
+        build_llama_server_shown(gpu)
+    except ComponentError as exc:
+        typer.echo(f"{exc}\n{model} runs on llama_cpp.server instead", err=True)
+
+
 @handle_errors
 def install_component(
     component: str = typer.Argument(..., help="The component to install: llama-server."),
@@ -169,20 +281,11 @@ def install_component(
     ),
     jobs: int | None = typer.Option(None, "--jobs", "-j", help="Parallel compile jobs."),
 ) -> None:
-    """Build and install an engine component (llama-server from llama-cpp-python's sources)."""
-    from famous.runtimes.components import build_llama_server
-
+    """Build llama.cpp's llama-server (with llama-quantize and llama-bench) for this machine."""
     if component != "llama-server":
         raise NotFound(f"unknown component {component!r}; available: llama-server")
-    started = time.monotonic()
-    result = build_llama_server(
-        sdist=sdist, gpu=gpu, jobs=jobs, on_step=lambda m: typer.echo(f"… {m}", err=True)
-    )
-    typer.echo(
-        f"installed llama-server ({result.gpu}, llama-cpp-python {result.version}) at "
-        f"{result.binary} in {time.monotonic() - started:.0f} s; famous uses it for llama.cpp "
-        "engines from now on"
-    )
+    result = build_llama_server_shown(gpu, jobs, sdist)
+    typer.echo(f"installed {result.folder}; famous uses it for llama.cpp engines from now on")
 
 
 def register(app: typer.Typer) -> None:

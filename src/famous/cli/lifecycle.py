@@ -108,6 +108,9 @@ def pull(
         )
 
     emit(result, fmt, table)
+    from famous.cli.deployments import obtain_llama_server
+
+    obtain_llama_server(result.model)
 
 
 @handle_errors

@@ -217,8 +217,11 @@ def run(
     api_key: str | None = ApiKeyOption,
 ) -> None:
     """Pull if needed, start the gateway if none runs, load the model, then chat."""
+    from famous.cli.deployments import obtain_llama_server
+
     target = _prepare(model, engine, variant, offline)
     name = target.name
+    obtain_llama_server(name, target.local_path)
     info = start_gateway()
     client = GatewayClient.of(info, api_key)
     if target.local_path is not None:

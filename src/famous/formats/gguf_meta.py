@@ -300,3 +300,18 @@ def context_length(meta: dict[str, Any]) -> int | None:
     arch = architecture(meta)
     value = meta.get(f"{arch}.context_length") if arch else None
     return value if isinstance(value, int) else None
+
+
+def kv_bytes_per_token(meta: dict[str, Any]) -> int | None:
+    """The f16 KV cache one token of context takes: K and V × layers × kv heads × head dim
+    × 2 bytes; None when the header does not say."""
+    arch = architecture(meta) or ""
+    layers = meta.get(f"{arch}.block_count")
+    heads = meta.get(f"{arch}.attention.head_count")
+    embd = meta.get(f"{arch}.embedding_length")
+    if not all(isinstance(v, int) and v > 0 for v in (layers, heads, embd)):
+        return None
+    kv_heads = meta.get(f"{arch}.attention.head_count_kv") or heads
+    if isinstance(kv_heads, list):  # per-layer counts (some hybrid models): the widest
+        kv_heads = max((h for h in kv_heads if isinstance(h, int)), default=heads)
+    return 2 * layers * int(kv_heads) * (embd // heads) * 2

@@ -158,6 +158,8 @@ class EngineProcess:
     adapt_request: Callable[[str, dict[str, Any]], dict[str, Any]] = field(
         default=lambda _kind, body: body
     )  # RuntimeAdapter.adapt_request
+    reason: str = ""  # why this server runs (RuntimeAdapter.reason)
+    stream_usage: bool = True  # RuntimeAdapter.stream_usage
 
     @property
     def pid(self) -> int:
@@ -307,12 +309,17 @@ class RuntimeAdapter(ABC):
     #: what the gateway may build on: ``json_schema`` (a response_format schema constrains
     #: the answer, which forced tool calls use)
     features: ClassVar[frozenset[str]] = frozenset()
+    #: the server ends a stream with the usage chunk ``stream_options.include_usage`` asks
+    #: for; when it does not, the gateway adds it (``famous.serve.stream_usage``)
+    stream_usage: ClassVar[bool] = True
 
     #: Python modules the server needs; the default install check looks for them
     required_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, configuration: Mapping[str, Any] | None = None) -> None:
         self.configuration = normalize_configuration(configuration)
+        #: why this server serves the model rather than another (``famous ps`` shows it)
+        self.reason = ""
 
     def check_installed(self) -> None:
         """Raise RuntimeNotInstalled (with the install command) when the server cannot start."""
@@ -435,4 +442,6 @@ class RuntimeAdapter(ABC):
             unsupported=self.limits(spec),
             features=self.features,
             adapt_request=self.adapt_request,
+            reason=self.reason,
+            stream_usage=self.stream_usage,
         )

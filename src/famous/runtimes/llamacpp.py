@@ -1,8 +1,10 @@
-"""llama.cpp: GGUF models through llama-cpp-python's server, or the native ``llama-server``.
+"""llama.cpp: GGUF models through the native ``llama-server``, or llama-cpp-python's server.
 
 ``llama-server`` batches concurrent requests over parallel slots, which llama-cpp-python's
 server does not (it serializes them), so famous prefers it whenever one is configured, on
-PATH, or installed with ``famous install-component llama-server``.
+PATH, or built for this machine (``famous run`` builds it the first time, or ``famous
+install-component llama-server``). Each adapter says why it was chosen (``reason``), which
+``famous ps`` shows.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from famous.formats import gguf_meta
+from famous.runtimes import components
 from famous.runtimes.base import (
+    EngineStartError,
     LaunchSpec,
     RuntimeAdapter,
     RuntimeNotInstalled,
@@ -24,17 +28,18 @@ from famous.runtimes.base import (
     normalize_configuration,
     physical_cores,
 )
-from famous.runtimes.components import installed_llama_server
 
 LLAMACPP_INSTALL = "pip install 'famous[llamacpp]'   # llama-cpp-python[server]"
 LLAMA_SERVER_INSTALL = "famous install-component llama-server"
 DEFAULT_CONTEXT = 4096
+LLAMA_SERVER_REPEAT_PENALTY = 1.0  # llama.cpp's documented default (common_params_sampling)
 
 # Every key the llama.cpp engines read from an engine manifest's ``configuration``
 # (kebab-case or snake_case; aliases in parentheses are accepted too).
 CONFIGURATION_KEYS: dict[str, str] = {
     "server": "auto (llama-server when available) | llama-server | llama-cpp-python",
     "llama_server_path": "path of a llama-server binary to use",
+    "backend": "llama.cpp build llama-server runs on: cpu | cuda | rocm | vulkan",
     "context_size": "context length in tokens (n-ctx); default: the model's, at most 4096",
     "ctx_size": "alias of context-size",
     "n_ctx": "alias of context-size",
@@ -46,7 +51,12 @@ CONFIGURATION_KEYS: dict[str, str] = {
     "n_ubatch": "alias of ubatch-size",
     "n_gpu_layers": "layers offloaded to the GPU on GPU builds (-1 = all)",
     "flash_attn": "on | off | auto: flash attention (6-17 % faster prompt processing here)",
-    "parallel": "llama-server only: parallel slots that batch concurrent requests",
+    "parallel": "llama-server: slots that batch concurrent requests, each with the whole "
+    "context (default: as many as 10 % of the memory holds the KV cache of, 1 to 8)",
+    "cache_reuse": "llama-server: reuse cached prompt chunks of at least N tokens (--cache-reuse)",
+    "draft_model": "llama-server: speculative decoding with this installed GGUF model (a name "
+    "famous list shows, or a file path); it must share the model's vocabulary",
+    "draft_max": "llama-server: most tokens the draft model proposes at a time (--draft-max)",
     "chat_format": "llama-cpp-python chat format when the GGUF has no chat template",
     "chat_template": "llama-server built-in template name when the GGUF has none",
     "embedding": "serve /v1/embeddings (auto-detected from the GGUF)",
@@ -73,7 +83,7 @@ def _flash_attn(value: Any) -> str | None:
 class _LlamaCppBase(RuntimeAdapter):
     runtime: ClassVar[str] = "llamacpp"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
-    local_only_keys: ClassVar[frozenset[str]] = frozenset({"llama_server_path"})
+    local_only_keys: ClassVar[frozenset[str]] = frozenset({"llama_server_path", "draft_model"})
     features: ClassVar[frozenset[str]] = frozenset({"json_schema"})
 
     def _metadata(self, spec: LaunchSpec) -> dict[str, Any]:
@@ -114,6 +124,10 @@ class _LlamaCppBase(RuntimeAdapter):
             "gpu_layers": _pick(cfg, "n_gpu_layers", "gpu_layers", "ngl"),
             "flash_attn": _flash_attn(_pick(cfg, "flash_attn", "fa")),
             "parallel": _pick(cfg, "parallel", "n_parallel", "np"),
+            "kv_per_token": gguf_meta.kv_bytes_per_token(meta),
+            "cache_reuse": _pick(cfg, "cache_reuse"),
+            "draft_model": _pick(cfg, "draft_model", "model_draft"),
+            "draft_max": _pick(cfg, "draft_max"),
             "chat_format": _pick(cfg, "chat_format"),
             "chat_template": _pick(cfg, "chat_template"),
             "has_template": gguf_meta.has_chat_template(meta),
@@ -127,14 +141,22 @@ class LlamaCppPythonServer(_LlamaCppBase):
     """``python -m llama_cpp.server`` (llama-cpp-python's FastAPI server)."""
 
     server: ClassVar[str] = "llama_cpp.server"
+    stream_usage: ClassVar[bool] = False  # it ignores stream_options
     unsupported: ClassVar[dict[str, str]] = {
         "n": "return several choices (n > 1): it answers one; llama.cpp's own server can "
         "(famous install-component llama-server)",
     }
 
     def adapt_request(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        """OpenAI's ``response_format: {type: json_schema, json_schema: {schema}}`` is
-        llama-cpp-python's ``{type: json_object, schema}`` (it refuses the first with a 500)."""
+        """What llama-cpp-python reads differently from llama.cpp's own server:
+
+        - its repeat_penalty defaults to 1.1 where llama-server's (and OpenAI's absence of
+          one) is 1.0, so the same request would sample differently; famous sends 1.0;
+        - OpenAI's ``response_format: {type: json_schema, json_schema: {schema}}`` is its
+          ``{type: json_object, schema}`` (it refuses the first with a 500)."""
+        if kind == "embeddings":
+            return body
+        body = {"repeat_penalty": LLAMA_SERVER_REPEAT_PENALTY, **body}
         wanted = body.get("response_format")
         if kind != "chat" or not isinstance(wanted, dict) or wanted.get("type") != "json_schema":
             return body
@@ -252,8 +274,19 @@ class LlamaServer(_LlamaCppBase):
             argv += ["--n-gpu-layers", str(s["gpu_layers"])]
         if s["flash_attn"]:
             argv += ["--flash-attn", s["flash_attn"]]
-        if s["parallel"] is not None:
-            argv += ["--parallel", str(s["parallel"])]
+        slots = int(s["parallel"]) if s["parallel"] is not None else None
+        if slots is None and not s["embedding"]:
+            slots = auto_slots(s["kv_per_token"], s["ctx"])
+        if slots is not None and slots > 0:
+            # every slot gets the whole context: the KV cache is slots × context
+            argv[argv.index("--ctx-size") + 1] = str(s["ctx"] * slots)
+            argv += ["--parallel", str(slots)]
+        if s["cache_reuse"] is not None:
+            argv += ["--cache-reuse", str(int(s["cache_reuse"]))]
+        if s["draft_model"]:
+            argv += ["--model-draft", str(draft_path(str(s["draft_model"])))]
+            if s["draft_max"] is not None:
+                argv += ["--draft-max", str(int(s["draft_max"]))]
         if s["embedding"]:
             argv += ["--embeddings", "--pooling", str(s["pooling"] or "mean")]
         else:
@@ -267,34 +300,122 @@ class LlamaServer(_LlamaCppBase):
         return argv
 
 
-def find_llama_server(configuration: Mapping[str, Any] | None = None) -> Path | None:
-    """A llama-server binary: configured path, $FAMOUS_LLAMA_SERVER, the component, or PATH."""
+MAX_AUTO_SLOTS = 8
+SLOT_MEMORY_SHARE = 0.10  # of the machine's memory, for the KV cache of the slots
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def auto_slots(kv_per_token: int | None, context: int, memory: int | None = None) -> int | None:
+    """How many requests llama-server decodes together: as many slots of ``context`` tokens
+    as ``SLOT_MEMORY_SHARE`` of the memory holds the KV cache of, 1 to ``MAX_AUTO_SLOTS``;
+    None (llama-server's own default) when the GGUF does not give its shape."""
+    memory = memory or _physical_memory()
+    if not kv_per_token or not memory or context <= 0:
+        return None
+    fits = int(memory * SLOT_MEMORY_SHARE) // (kv_per_token * context)
+    return max(1, min(MAX_AUTO_SLOTS, fits))
+
+
+def draft_path(draft: str) -> Path:
+    """The GGUF a ``draft-model`` setting names: a file, or an installed model's artifact."""
+    path = Path(draft).expanduser()
+    if path.is_file():
+        return path
+    from famous.store.artifacts import list_artifacts
+
+    for artifact in list_artifacts(draft):
+        found = Path(artifact.path)
+        if found.is_file() and found.suffix.lower() == ".gguf":
+            return found
+    raise EngineStartError(
+        f"draft-model {draft!r} is neither a GGUF file nor an installed GGUF model; "
+        f"pull it first (famous pull {draft}) or set draft-model to a file"
+    )
+
+
+def backend(configuration: Mapping[str, Any] | None = None) -> str:
+    """The llama.cpp build an engine asks for (``backend``; cpu unless its manifest says)."""
+    value = str(normalize_configuration(configuration).get("backend") or "cpu").lower()
+    if value not in components.GPU_FLAGS:
+        raise ValueError(
+            f"configuration backend={value!r}: use one of {', '.join(components.GPU_FLAGS)}"
+        )
+    return value
+
+
+def locate_llama_server(configuration: Mapping[str, Any] | None = None) -> tuple[Path, str] | None:
+    """A llama-server binary and where it was found: the configured path,
+    $FAMOUS_LLAMA_SERVER, famous's build for this machine, or PATH."""
     cfg = normalize_configuration(configuration)
-    for candidate in (
-        cfg.get("llama_server_path"),
-        os.environ.get("FAMOUS_LLAMA_SERVER"),
-        installed_llama_server(),
-        shutil.which("llama-server"),
+    build = components.installed_llama_server(backend(cfg))
+    for candidate, why in (
+        (cfg.get("llama_server_path"), "llama-server-path is configured"),
+        (os.environ.get("FAMOUS_LLAMA_SERVER"), "FAMOUS_LLAMA_SERVER names it"),
+        (build, "famous's build for this machine"),
+        (shutil.which("llama-server"), "found on PATH"),
     ):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return Path(candidate)
+            return Path(candidate), f"{why} ({candidate})"
     return None
 
 
-def llamacpp_adapter(configuration: Mapping[str, Any] | None = None) -> _LlamaCppBase:
-    """The llama.cpp server to use under this configuration (``server: auto`` prefers native).
+def find_llama_server(configuration: Mapping[str, Any] | None = None) -> Path | None:
+    found = locate_llama_server(configuration)
+    return found[0] if found else None
 
-    ``FAMOUS_LLAMACPP_SERVER`` sets the choice for engines whose configuration does not.
-    """
+
+def server_choice(configuration: Mapping[str, Any] | None = None) -> tuple[str, str]:
+    """(auto | llama-server | llama-cpp-python, what set it)."""
     cfg = normalize_configuration(configuration)
-    choice = str(cfg.get("server") or os.environ.get("FAMOUS_LLAMACPP_SERVER") or "auto").lower()
+    if cfg.get("server"):
+        raw, source = str(cfg["server"]), f"server={cfg['server']} is configured"
+    elif os.environ.get("FAMOUS_LLAMACPP_SERVER"):
+        raw = os.environ["FAMOUS_LLAMACPP_SERVER"]
+        source = f"FAMOUS_LLAMACPP_SERVER={raw}"
+    else:
+        raw, source = "auto", "the default"
+    choice = raw.strip().lower()
     if choice in ("llama-server", "native"):
-        return LlamaServer(cfg)
+        return "llama-server", source
     if choice in ("llama-cpp-python", "llama_cpp.server", "python"):
-        return LlamaCppPythonServer(cfg)
+        return "llama-cpp-python", source
     if choice != "auto":
         raise ValueError(
-            f"configuration server={choice!r}: use auto, llama-server or llama-cpp-python"
+            f"configuration server={raw!r}: use auto, llama-server or llama-cpp-python"
         )
-    binary = find_llama_server(cfg)
-    return LlamaServer(cfg, binary) if binary else LlamaCppPythonServer(cfg)
+    return "auto", source
+
+
+def not_built_reason(configuration: Mapping[str, Any] | None = None) -> str:
+    minutes = max(1, round(components.estimate_seconds() / 60))
+    return (
+        f"llama-server is not built for this machine yet ({backend(configuration)}): "
+        f"{LLAMA_SERVER_INSTALL} takes about {minutes} min, and famous run does it the first "
+        "time unless llama-server.build is never"
+    )
+
+
+def llamacpp_adapter(configuration: Mapping[str, Any] | None = None) -> _LlamaCppBase:
+    """The llama.cpp server to use under this configuration (``server: auto`` prefers native),
+    with ``reason`` saying why. ``FAMOUS_LLAMACPP_SERVER`` sets the choice for engines whose
+    configuration does not."""
+    cfg = normalize_configuration(configuration)
+    choice, source = server_choice(cfg)
+    if choice == "llama-cpp-python":
+        adapter: _LlamaCppBase = LlamaCppPythonServer(cfg)
+        adapter.reason = source
+        return adapter
+    found = locate_llama_server(cfg)
+    if found is None and choice == "auto":
+        adapter = LlamaCppPythonServer(cfg)
+        adapter.reason = not_built_reason(cfg)
+        return adapter
+    adapter = LlamaServer(cfg, found[0] if found else None)
+    adapter.reason = found[1] if found else source
+    return adapter

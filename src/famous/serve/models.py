@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from famous.formats import gguf_meta
-from famous.manifests.generic import artifact_engine
+from famous.runtimes.llamacpp import auto_slots
 
 log = logging.getLogger("famous.serve")
 
@@ -60,7 +60,8 @@ def _gguf_file(path: Path) -> Path | None:
 
 
 def estimate_memory(path: Path, configuration: Mapping[str, Any] | None = None) -> int | None:
-    """weights + KV cache (2 × layers × context × kv-heads × head-dim × 2 bytes) + overhead.
+    """weights + KV cache (2 × layers × context × kv-heads × head-dim × 2 bytes, for each of
+    llama-server's slots) + overhead.
 
     The matchmaker's formula, read from the GGUF itself so registered files get one too.
     """
@@ -80,9 +81,10 @@ def estimate_memory(path: Path, configuration: Mapping[str, Any] | None = None) 
     layers, trained_ctx, kv_heads, head_dim = shape
     weights = sum(p.stat().st_size for p in ([gguf] if path.is_file() else path.rglob("*.gguf")))
     cfg = {str(k).replace("-", "_"): v for k, v in (configuration or {}).items()}
-    ctx = cfg.get("ctx_size") or cfg.get("n_ctx") or min(trained_ctx, 4096)
-    kv = 2 * layers * int(ctx) * kv_heads * head_dim * 2
-    return int(weights + kv + DEFAULT_OVERHEAD)
+    ctx = int(cfg.get("ctx_size") or cfg.get("n_ctx") or min(trained_ctx, 4096))
+    per_token = 2 * layers * kv_heads * head_dim * 2
+    slots = cfg.get("parallel") or auto_slots(per_token, ctx) or 1  # llama-server's slots
+    return int(weights + per_token * ctx * int(slots) + DEFAULT_OVERHEAD)
 
 
 def _check_model(path: Path) -> None:
@@ -215,7 +217,9 @@ class ModelRegistry:
         if not rows:
             return None
         row = self._preferred(rows[0]["model"], rows)
-        runtime, configuration = self._engine_settings(row["model"], row)
+        from famous.services.selection import artifact_configuration
+
+        runtime, configuration = artifact_configuration(row["model"], row["engine"], row["format"])
         path = Path(row["path"])
         return ModelSpec(
             name=name,
@@ -242,23 +246,3 @@ class ModelRegistry:
                 if row["engine"] == pinned.engine:
                     return row
         return rows[0]
-
-    @staticmethod
-    def _engine_settings(name: str, row: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        """Runtime and effective configuration (engine < user < environment) of an artifact."""
-        runtime, engine_config = artifact_engine(name, row["engine"], row["format"])
-        try:
-            from famous.services.selection import runtime_settings
-            from famous.store.config import resolve
-
-            keys = runtime_settings(runtime)
-            settings = resolve(engine_config, model=name, runtime_keys=keys)
-            configuration = {
-                k: s.value
-                for k, s in settings.items()
-                if s.value is not None and (k in engine_config or k in keys)
-            }
-        except Exception as exc:
-            log.warning("user configuration ignored for %s: %s", name, exc)
-            configuration = engine_config
-        return runtime, configuration

@@ -3,9 +3,13 @@ engine start here, and which settings does a runtime take."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 from famous.matchmaker.resolve import Resolved, machine_report, resolve_selection
+
+log = logging.getLogger("famous.services")
 
 __all__ = ["Resolved", "check_runtime", "machine_report", "resolve_selection", "runtime_settings"]
 
@@ -75,6 +79,27 @@ def runtime_settings(runtime: str) -> dict[str, str]:
     except UnknownRuntime:
         return {}
     return {key.replace("_", "-"): doc for key, doc in adapter.configuration_keys.items()}
+
+
+def artifact_configuration(model: str, engine: str, file_format: str) -> tuple[str, dict[str, Any]]:
+    """Runtime and effective configuration (engine < user < environment) of ``model``'s
+    artifact for ``engine``: what the gateway launches it with."""
+    from famous.manifests.generic import artifact_engine
+    from famous.store.config import resolve
+
+    runtime, engine_config = artifact_engine(model, engine, file_format)
+    keys = runtime_settings(runtime)
+    try:
+        settings = resolve(engine_config, model=model, runtime_keys=keys)
+    except Exception as exc:  # an unreadable user file must not stop serving the model
+        log.warning("user configuration ignored for %s: %s", model, exc)
+        return runtime, engine_config
+    configuration = {
+        k: s.value
+        for k, s in settings.items()
+        if s.value is not None and (k in engine_config or k in keys)
+    }
+    return runtime, configuration
 
 
 def every_runtime_key() -> list[str]:

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Value] = {
     "max-loaded-models": 3,
     "startup-timeout": 300,  # seconds to wait for an engine to become healthy
     "offline": False,
+    "llama-server.build": "auto",
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -43,6 +44,8 @@ DESCRIPTIONS: dict[str, str] = {
     "max-loaded-models": "models kept loaded at once (least recently used is evicted)",
     "startup-timeout": "seconds to wait for an engine to report healthy",
     "offline": "never contact the Hub; use only what is in the catalog",
+    "llama-server.build": "auto: famous run / pull build llama.cpp's llama-server for this "
+    "machine the first time a GGUF model needs it (minutes, once) | never: keep llama_cpp.server",
 }
 
 

@@ -68,6 +68,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE artifact_files ADD COLUMN mtime_ns INTEGER;
     ALTER TABLE artifacts ADD COLUMN metadata TEXT
     """,
+    # 3: (famous.store.deployments) why the deployment's server was chosen (famous ps).
+    """
+    ALTER TABLE deployments ADD COLUMN server_reason TEXT
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -53,6 +53,7 @@ class DeploymentRecord:
     log_path: str | None = None
     started_at: str | None = None
     artifact_id: int | None = None
+    server_reason: str | None = None  # why this server runs the model
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> DeploymentRecord:

@@ -7,6 +7,7 @@ as its bytes arrive, server-sent events included (a token stream is never re-enc
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from famous.serve import openapi, relay, tool_calls
+from famous.runtimes.base import EngineProcess
+from famous.serve import openapi, relay, stream_usage, tool_calls
 from famous.serve.context import GatewayContext, context
 from famous.serve.errors import APIError, engine_error, invalid
 from famous.serve.fields import forwarded
@@ -92,8 +94,12 @@ async def proxy(request: Request, kind: str) -> Response:
             assert dep.process is not None
             if call is not None and "json_schema" in dep.process.features:
                 return await forced_tool_call(gateway, dep, call, checked)
-            body = json.dumps(dep.process.adapt_request(kind, checked)).encode()
-            return await forward(gateway, dep, _ENGINE_PATHS[kind], body, request)
+            engine_body = dep.process.adapt_request(kind, checked)
+            counted = None
+            if not dep.process.stream_usage and stream_usage.wants_usage(engine_body):
+                counted = stream_usage.prompt_request(engine_body)
+            body = json.dumps(engine_body).encode()
+            return await forward(gateway, dep, _ENGINE_PATHS[kind], body, request, counted)
         except relay.RelayError:
             # no answer began: when the engine is dead (another request may have crashed
             # it a moment ago), the next acquire restarts it and this request runs once
@@ -121,16 +127,28 @@ def refuse_unsupported(dep: Deployment, kind: str, payload: dict[str, Any]) -> N
 
 
 async def forward(
-    gateway: GatewayContext, dep: Deployment, path: str, body: bytes, request: Request
+    gateway: GatewayContext,
+    dep: Deployment,
+    path: str,
+    body: bytes,
+    request: Request,
+    counted: dict[str, Any] | None = None,
 ) -> Response:
-    """Send the checked body to the engine; relay its answer (released when done)."""
+    """Send the checked body to the engine; relay its answer (released when done).
+    ``counted``: the engine sends no usage chunk, so the gateway adds one, asking for the
+    prompt's count with this request (``famous.serve.stream_usage``)."""
     proc = dep.process
     assert proc is not None
     headers = {"Content-Type": "application/json", "Accept": request.headers.get("accept", "*/*")}
     resp = await relay.post(proc.host, proc.port, path, body, headers)  # RelayError: retry
     if resp.content_type.startswith("text/event-stream"):
+        events = (
+            _relay_stream(gateway, dep, resp)
+            if counted is None
+            else _relay_counted(gateway, dep, resp, path, counted)
+        )
         return StreamingResponse(
-            _relay_stream(gateway, dep, resp),
+            events,
             status_code=resp.status,
             headers={
                 "content-type": resp.content_type,
@@ -195,11 +213,49 @@ async def forced_tool_call(
     return Response(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
+async def _relay_counted(
+    gateway: GatewayContext,
+    dep: Deployment,
+    resp: relay.UpstreamResponse,
+    path: str,
+    counted: dict[str, Any],
+) -> AsyncIterator[bytes]:
+    """The stream with OpenAI's usage chunk added before ``[DONE]``."""
+    counter = stream_usage.UsageCounter()
+    proc = dep.process
+    assert proc is not None
+    try:
+        async with contextlib.aclosing(_relay_stream(gateway, dep, resp, release=False)) as events:
+            async for chunk in events:
+                passed = counter.feed(chunk)
+                if passed:
+                    yield passed
+        if counter.finished:  # else it broke off, and the error event has been sent
+            prompt = None if counter.engine_usage else await _prompt_tokens(proc, path, counted)
+            yield counter.closing(prompt)
+    finally:
+        gateway.scheduler.release(dep)
+
+
+async def _prompt_tokens(proc: EngineProcess, path: str, counted: dict[str, Any]) -> int | None:
+    """The engine's count of the prompt, from a one-token answer to the same request."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    try:
+        asked = await relay.post(proc.host, proc.port, path, json.dumps(counted).encode(), headers)
+        try:
+            return stream_usage.prompt_tokens(await asked.read())
+        finally:
+            asked.close()
+    except relay.RelayError:
+        return None
+
+
 async def _relay_stream(
-    gateway: GatewayContext, dep: Deployment, resp: relay.UpstreamResponse
+    gateway: GatewayContext, dep: Deployment, resp: relay.UpstreamResponse, release: bool = True
 ) -> AsyncIterator[bytes]:
     """The engine's events as they arrive; a broken engine or a shutdown ends the stream
-    with an error event the client can read."""
+    with an error event the client can read. The deployment is released at the end unless
+    the caller still needs it (``release=False``)."""
     gateway.open_streams.add(resp)
     try:
         async for chunk in resp.chunks():
@@ -213,4 +269,5 @@ async def _relay_stream(
     finally:
         gateway.open_streams.discard(resp)
         resp.close()
-        gateway.scheduler.release(dep)
+        if release:
+            gateway.scheduler.release(dep)

@@ -1,0 +1,103 @@
+"""``stream_options.include_usage`` on engines that ignore it (llama-cpp-python's server).
+
+OpenAI ends such a stream with one more chunk, ``choices: []`` and the request's ``usage``;
+clients that track context or cost read it. When the engine sends none, the gateway counts
+the completion's tokens from the stream (llama-cpp-python sends one content chunk per
+generated token) and asks the engine for the prompt's count with the same request at
+``max_tokens: 1`` (the engine reuses the prompt it has just processed), then sends the
+chunk before ``data: [DONE]``. Only such streams are parsed; every other stream is relayed
+byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+DONE = b"data: [DONE]"
+
+
+def wants_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return (
+        bool(body.get("stream"))
+        and isinstance(options, dict)
+        and bool(options.get("include_usage"))
+    )
+
+
+def prompt_request(body: dict[str, Any]) -> dict[str, Any]:
+    """The request that makes the engine count the prompt: the same, one token, no stream."""
+    request = {k: v for k, v in body.items() if k not in ("stream", "stream_options", "n")}
+    return {**request, "max_tokens": 1}
+
+
+class UsageCounter:
+    """Reads a stream's events as they pass: counts content chunks, holds back ``[DONE]``
+    (the usage chunk goes before it) and says whether the engine sent usage itself."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.completion_tokens = 0
+        self.head: dict[str, Any] = {}
+        self.engine_usage = False
+        self.finished = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The complete events in ``chunk`` (with what came before), to pass on now."""
+        self.pending += chunk
+        events = _EVENT_END.split(self.pending)
+        self.pending = events.pop()
+        passed = []
+        for event in events:
+            if event.strip() == DONE:
+                self.finished = True
+                continue
+            self._read(event)
+            passed.append(event + b"\n\n")
+        return b"".join(passed)
+
+    def _read(self, event: bytes) -> None:
+        if not event.startswith(b"data: "):
+            return
+        try:
+            data = json.loads(event[6:])
+        except ValueError:
+            return
+        if not isinstance(data, dict):
+            return
+        if data.get("usage"):
+            self.engine_usage = True
+        self.head = self.head or {k: data.get(k) for k in ("id", "object", "created", "model")}
+        for choice in data.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            if text:
+                self.completion_tokens += 1
+
+    def closing(self, prompt_tokens: int | None) -> bytes:
+        """What ends the stream: the usage chunk (unless the engine sent one, or the prompt
+        could not be counted) and ``[DONE]``."""
+        tail = self.pending
+        if self.engine_usage or prompt_tokens is None:
+            return tail + DONE + b"\n\n"
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": prompt_tokens + self.completion_tokens,
+        }
+        chunk = {**self.head, "choices": [], "usage": usage}
+        return tail + b"data: " + json.dumps(chunk).encode() + b"\n\n" + DONE + b"\n\n"
+
+
+def prompt_tokens(answer: bytes) -> int | None:
+    """``usage.prompt_tokens`` of the engine's one-token answer, or None."""
+    try:
+        count = json.loads(answer)["usage"]["prompt_tokens"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return count if isinstance(count, int) and count >= 0 else None
