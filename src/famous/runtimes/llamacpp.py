@@ -3,6 +3,9 @@
 ``llama-server`` batches concurrent requests over parallel slots, which llama-cpp-python's
 server does not (it serializes them), so famous prefers it whenever one is configured, on
 PATH, or installed with ``famous install-component llama-server``.
+
+A GGUF with rank pooling (a bge-reranker or jina-reranker conversion) is a reranker: only
+``llama-server`` serves it (``--reranking``, ``POST /v1/rerank``), and it serves nothing else.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ CONFIGURATION_KEYS: dict[str, str] = {
     "chat_template": "llama-server built-in template name when the GGUF has none",
     "embedding": "serve /v1/embeddings (auto-detected from the GGUF)",
     "pooling": "embedding pooling: mean | cls | last (llama-server)",
+    "reranking": "serve /v1/rerank (auto-detected from a GGUF with rank pooling; llama-server)",
     "seed": "default sampling seed",
 }
 
@@ -83,10 +87,21 @@ class _LlamaCppBase(RuntimeAdapter):
             return {}
 
     def limits(self, spec: LaunchSpec) -> dict[str, str]:
-        """A chat model's engine serves no embeddings (llama.cpp answers 500 or 501), and an
-        embedding model's no text."""
+        """A chat model's engine serves no embeddings (llama.cpp answers 500 or 501), an
+        embedding model's no text, a reranker's nothing but rerank (llama.cpp answers 500
+        or vectors of nulls), and only a reranker's rerank."""
         limits = super().limits(spec)
-        if self.settings(spec)["embedding"]:
+        settings = self.settings(spec)
+        if settings["reranking"]:
+            what = "it serves a reranker (POST /v1/rerank)"
+            limits.update(
+                chat=f"generate text: {what}",
+                completions=f"generate text: {what}",
+                embeddings=f"compute embeddings: {what}",
+            )
+            limits.pop("rerank", None)
+            return limits
+        if settings["embedding"]:
             text = "generate text: it serves an embedding model"
             limits.update(chat=text, completions=text)
         else:
@@ -94,6 +109,11 @@ class _LlamaCppBase(RuntimeAdapter):
                 "compute embeddings: it serves a text-generation model (use an embedding "
                 "model, or register this file with embedding: true)"
             )
+        kind = "an embedding" if settings["embedding"] else "a text-generation"
+        limits["rerank"] = (
+            f"rerank documents: it serves {kind} model (use a reranker: a GGUF with rank "
+            "pooling, or register this file with reranking: true)"
+        )
         return limits
 
     def settings(self, spec: LaunchSpec) -> dict[str, Any]:
@@ -106,6 +126,8 @@ class _LlamaCppBase(RuntimeAdapter):
             ctx = min(trained, DEFAULT_CONTEXT) if trained else DEFAULT_CONTEXT
         embedding = as_bool(_pick(cfg, "embedding", "embeddings", default=spec.embedding))
         embedding = embedding or gguf_meta.is_embedding_model(meta)
+        pooling = _pick(cfg, "pooling", "pooling_type") or gguf_meta.pooling_type(meta)
+        reranking = as_bool(_pick(cfg, "reranking", default=False)) or pooling == "rank"
         return {
             "ctx": int(ctx),
             "threads": int(_pick(cfg, "threads", "n_threads", default=physical_cores())),
@@ -117,8 +139,9 @@ class _LlamaCppBase(RuntimeAdapter):
             "chat_format": _pick(cfg, "chat_format"),
             "chat_template": _pick(cfg, "chat_template"),
             "has_template": gguf_meta.has_chat_template(meta),
-            "embedding": embedding,
-            "pooling": _pick(cfg, "pooling", "pooling_type") or gguf_meta.pooling_type(meta),
+            "embedding": embedding or reranking,
+            "reranking": reranking,
+            "pooling": pooling,
             "seed": _pick(cfg, "seed"),
         }
 
@@ -147,6 +170,16 @@ class LlamaCppPythonServer(_LlamaCppBase):
 
     install_command: ClassVar[str] = LLAMACPP_INSTALL
     health_path: ClassVar[str] = "/v1/models"
+
+    def limits(self, spec: LaunchSpec) -> dict[str, str]:
+        """llama-cpp-python's server has no rerank route: a reranker needs llama-server."""
+        limits = super().limits(spec)
+        if self.settings(spec)["reranking"]:
+            limits["rerank"] = (
+                "rerank documents: llama-cpp-python's server has no rerank route; serve "
+                f"rerankers with llama.cpp's llama-server ({LLAMA_SERVER_INSTALL})"
+            )
+        return limits
 
     def check_installed(self) -> None:
         for module in ("llama_cpp", "uvicorn", "sse_starlette", "starlette_context"):
@@ -254,7 +287,9 @@ class LlamaServer(_LlamaCppBase):
             argv += ["--flash-attn", s["flash_attn"]]
         if s["parallel"] is not None:
             argv += ["--parallel", str(s["parallel"])]
-        if s["embedding"]:
+        if s["reranking"]:
+            argv += ["--reranking"]  # embeddings with rank pooling, and the rerank routes
+        elif s["embedding"]:
             argv += ["--embeddings", "--pooling", str(s["pooling"] or "mean")]
         else:
             argv += ["--jinja"]
