@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tiny_gguf import write_bert, write_llama
+from tiny_gguf import write_bert, write_bert_reranker, write_llama
 
 from famous.runtimes.base import free_port, stop_process
 from provision import llama_server
@@ -41,6 +41,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "llama": write_llama(folder / "tiny-llama.gguf"),
         "bert": write_bert(folder / "tiny-bert.gguf"),
+        "reranker": write_bert_reranker(folder / "tiny-reranker.gguf"),
     }
 
 

@@ -21,6 +21,7 @@ ROUTES = [
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
     ("POST", "/v1/embeddings"),
+    ("POST", "/v1/rerank"),
     ("POST", "/api/models"),
     ("POST", "/api/load"),
     ("POST", "/api/stop"),
@@ -54,12 +55,13 @@ FIELDS = [
     "model", "messages", "prompt", "input", "max_tokens", "temperature", "top_p", "top_k",
     "min_p", "n", "stream", "stop", "seed", "logit_bias", "repeat_penalty", "tools",
     "response_format", "tool_choice", "name", "path", "runtime", "configuration", "all",
-    "embedding",
+    "embedding", "query", "documents", "top_n", "return_documents",
 ]  # fmt: skip
 VALID = {
     "/v1/chat/completions": {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]},
     "/v1/completions": {"model": "tiny", "prompt": "hi"},
     "/v1/embeddings": {"model": "tiny", "input": "hi"},
+    "/v1/rerank": {"model": "tiny", "query": "hi", "documents": ["a", {"text": "b"}]},
     "/api/models": {"name": "tiny", "path": "/etc/hostname"},
     "/api/load": {"model": "tiny"},
     "/api/stop": {"model": "tiny"},

@@ -50,7 +50,8 @@ def _published() -> dict:
 def test_every_route_is_published_with_its_body() -> None:
     document = _published()
     paths = document["paths"]
-    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/models"):
+    routes = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank")
+    for path in (*routes, "/api/models"):
         body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         name = body["$ref"].rsplit("/", 1)[1]
         assert name in document["components"]["schemas"]

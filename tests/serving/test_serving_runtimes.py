@@ -101,6 +101,33 @@ def test_llama_server_command(tiny_models: dict[str, Path]) -> None:
     assert adapter.health_path == "/health"
 
 
+def test_a_reranker_is_started_with_reranking_and_serves_only_rerank(
+    tiny_models: dict[str, Path],
+) -> None:
+    """A GGUF with rank pooling (or a file registered with reranking: true) is a reranker:
+    llama-server starts it with --reranking, and every other route is refused; llama-cpp-
+    python's server has no rerank route, and models that are not rerankers serve none."""
+    reranker = LaunchSpec(name="rr", model_path=tiny_models["reranker"])
+    assert gguf_meta.pooling_type(gguf_meta.read_metadata(tiny_models["reranker"])) == "rank"
+    native = LlamaServer({}, Path("/bin/true"))
+    argv = native.command(reranker, 9)
+    assert "--reranking" in argv
+    assert not {"--jinja", "--chat-template", "--embeddings"} & set(argv)
+    limits = native.limits(reranker)
+    assert "rerank" not in limits
+    for kind in ("chat", "completions", "embeddings"):
+        assert "it serves a reranker (POST /v1/rerank)" in limits[kind]
+    flagged = LaunchSpec(name="b", model_path=tiny_models["bert"], configuration={"reranking": 1})
+    assert "--reranking" in native.command(flagged, 9)
+    for model, kind in (("llama", "a text-generation"), ("bert", "an embedding")):
+        refused = native.limits(LaunchSpec(name="x", model_path=tiny_models[model]))["rerank"]
+        assert f"it serves {kind} model" in refused and "reranking: true" in refused
+    python = LlamaCppPythonServer().limits(reranker)
+    assert "famous install-component llama-server" in python["rerank"]
+    assert "reranker" in python["chat"]
+    assert "llama-server" in FamousNativeServer().limits(reranker)["rerank"]
+
+
 def test_server_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FAMOUS_HOME", str(tmp_path))
     monkeypatch.delenv("FAMOUS_LLAMA_SERVER", raising=False)

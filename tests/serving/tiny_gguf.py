@@ -6,6 +6,8 @@
   and tests can reason about lengths and stop sequences.
 - ``write_bert``: a random-weight BERT encoder with a WordPiece vocabulary and mean pooling,
   which llama.cpp serves as an embedding model.
+- ``write_bert_reranker``: the same encoder with rank pooling and a classification head
+  (``cls`` then ``cls.output``, one label), which llama-server serves as a reranker.
 """
 
 from __future__ import annotations
@@ -213,8 +215,10 @@ def write_bert(
     n_ff: int = 128,
     context: int = 512,
     seed: int = 1,
+    reranker: bool = False,
 ) -> Path:
-    """Write a random BERT-architecture embedding GGUF with mean pooling."""
+    """Write a random BERT-architecture embedding GGUF with mean pooling (or, as a
+    ``reranker``, rank pooling and a one-label classification head)."""
     tokens, special = train_wordpiece()
     n_vocab = len(tokens)
     rng = np.random.default_rng(seed)
@@ -231,7 +235,7 @@ def write_bert(
     writer.add_head_count(n_head)
     writer.add_layer_norm_eps(1e-12)
     writer.add_causal_attention(False)
-    writer.add_pooling_type(gguf.PoolingType.MEAN)
+    writer.add_pooling_type(gguf.PoolingType.RANK if reranker else gguf.PoolingType.MEAN)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     writer.add_tokenizer_model("bert")
     writer.add_token_list(tokens)
@@ -268,9 +272,22 @@ def write_bert(
         writer.add_tensor(f"blk.{i}.ffn_down.bias", rand(n_embd, scale=0.02))
         writer.add_tensor(f"blk.{i}.layer_output_norm.weight", ones)
         writer.add_tensor(f"blk.{i}.layer_output_norm.bias", zeros)
+    if reranker:
+        # llama.cpp's rank pooling: the [CLS] row, tanh(cls · x + b), then cls.output to
+        # one relevance score per (query, document) pair
+        writer.add_classifier_output_labels(["relevant"])
+        writer.add_tensor("cls.weight", rand(n_embd, n_embd))
+        writer.add_tensor("cls.bias", rand(n_embd, scale=0.02))
+        writer.add_tensor("cls.output.weight", rand(1, n_embd, scale=1.0))
+        writer.add_tensor("cls.output.bias", np.zeros(1, dtype=np.float32))
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_bert_reranker(path: Path, *, seed: int = 2) -> Path:
+    """Write a random BERT cross-encoder GGUF (rank pooling), as bge-reranker converts to."""
+    return write_bert(path, seed=seed, reranker=True)

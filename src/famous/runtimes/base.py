@@ -82,6 +82,12 @@ def _parent_death_signal() -> Any:
 
 DIE_WITH_PARENT = _parent_death_signal()
 
+# what every engine but llama-server answers to POST /v1/rerank (see RuntimeAdapter.limits)
+RERANK_ONLY_LLAMA_SERVER = (
+    "rerank documents: famous serves rerankers (GGUFs with rank pooling) with llama.cpp's "
+    "llama-server only"
+)
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on right now (the OS picks it)."""
@@ -331,8 +337,9 @@ class RuntimeAdapter(ABC):
 
     def limits(self, spec: LaunchSpec) -> dict[str, str]:
         """What this launch cannot serve: request fields (``unsupported``) and routes
-        (``chat``, ``completions``, ``embeddings``), each with what it cannot do."""
-        return dict(self.unsupported)
+        (``chat``, ``completions``, ``embeddings``, ``rerank``), each with what it cannot
+        do. Only llama.cpp's adapters serve rerankers, so the others refuse rerank."""
+        return {**self.unsupported, "rerank": RERANK_ONLY_LLAMA_SERVER}
 
     def adapt_request(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """An OpenAI request body (``kind``: chat, completions, embeddings) as this server

@@ -5,6 +5,9 @@ server does not (it serializes them), so famous prefers it whenever one is confi
 PATH, or built for this machine (``famous run`` builds it the first time, or ``famous
 install-component llama-server``). Each adapter says why it was chosen (``reason``), which
 ``famous ps`` shows.
+
+A GGUF with rank pooling (a bge-reranker or jina-reranker conversion) is a reranker: only
+``llama-server`` serves it (``--reranking``, ``POST /v1/rerank``), and it serves nothing else.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ CONFIGURATION_KEYS: dict[str, str] = {
     "chat_template": "llama-server built-in template name when the GGUF has none",
     "embedding": "serve /v1/embeddings (auto-detected from the GGUF)",
     "pooling": "embedding pooling: mean | cls | last (llama-server)",
+    "reranking": "serve /v1/rerank (auto-detected from a GGUF with rank pooling; llama-server)",
     "seed": "default sampling seed",
 }
 
@@ -93,10 +97,21 @@ class _LlamaCppBase(RuntimeAdapter):
             return {}
 
     def limits(self, spec: LaunchSpec) -> dict[str, str]:
-        """A chat model's engine serves no embeddings (llama.cpp answers 500 or 501), and an
-        embedding model's no text."""
+        """A chat model's engine serves no embeddings (llama.cpp answers 500 or 501), an
+        embedding model's no text, a reranker's nothing but rerank (llama.cpp answers 500
+        or vectors of nulls), and only a reranker's rerank."""
         limits = super().limits(spec)
-        if self.settings(spec)["embedding"]:
+        settings = self.settings(spec)
+        if settings["reranking"]:
+            what = "it serves a reranker (POST /v1/rerank)"
+            limits.update(
+                chat=f"generate text: {what}",
+                completions=f"generate text: {what}",
+                embeddings=f"compute embeddings: {what}",
+            )
+            limits.pop("rerank", None)
+            return limits
+        if settings["embedding"]:
             text = "generate text: it serves an embedding model"
             limits.update(chat=text, completions=text)
         else:
@@ -104,6 +119,11 @@ class _LlamaCppBase(RuntimeAdapter):
                 "compute embeddings: it serves a text-generation model (use an embedding "
                 "model, or register this file with embedding: true)"
             )
+        kind = "an embedding" if settings["embedding"] else "a text-generation"
+        limits["rerank"] = (
+            f"rerank documents: it serves {kind} model (use a reranker: a GGUF with rank "
+            "pooling, or register this file with reranking: true)"
+        )
         return limits
 
     def settings(self, spec: LaunchSpec) -> dict[str, Any]:
@@ -116,6 +136,8 @@ class _LlamaCppBase(RuntimeAdapter):
             ctx = min(trained, DEFAULT_CONTEXT) if trained else DEFAULT_CONTEXT
         embedding = as_bool(_pick(cfg, "embedding", "embeddings", default=spec.embedding))
         embedding = embedding or gguf_meta.is_embedding_model(meta)
+        pooling = _pick(cfg, "pooling", "pooling_type") or gguf_meta.pooling_type(meta)
+        reranking = as_bool(_pick(cfg, "reranking", default=False)) or pooling == "rank"
         return {
             "ctx": int(ctx),
             "threads": int(_pick(cfg, "threads", "n_threads", default=physical_cores())),
@@ -131,8 +153,9 @@ class _LlamaCppBase(RuntimeAdapter):
             "chat_format": _pick(cfg, "chat_format"),
             "chat_template": _pick(cfg, "chat_template"),
             "has_template": gguf_meta.has_chat_template(meta),
-            "embedding": embedding,
-            "pooling": _pick(cfg, "pooling", "pooling_type") or gguf_meta.pooling_type(meta),
+            "embedding": embedding or reranking,
+            "reranking": reranking,
+            "pooling": pooling,
             "seed": _pick(cfg, "seed"),
         }
 
@@ -154,7 +177,7 @@ class LlamaCppPythonServer(_LlamaCppBase):
           one) is 1.0, so the same request would sample differently; famous sends 1.0;
         - OpenAI's ``response_format: {type: json_schema, json_schema: {schema}}`` is its
           ``{type: json_object, schema}`` (it refuses the first with a 500)."""
-        if kind == "embeddings":
+        if kind not in ("chat", "completions"):
             return body
         body = {"repeat_penalty": LLAMA_SERVER_REPEAT_PENALTY, **body}
         wanted = body.get("response_format")
@@ -169,6 +192,16 @@ class LlamaCppPythonServer(_LlamaCppBase):
 
     install_command: ClassVar[str] = LLAMACPP_INSTALL
     health_path: ClassVar[str] = "/v1/models"
+
+    def limits(self, spec: LaunchSpec) -> dict[str, str]:
+        """llama-cpp-python's server has no rerank route: a reranker needs llama-server."""
+        limits = super().limits(spec)
+        if self.settings(spec)["reranking"]:
+            limits["rerank"] = (
+                "rerank documents: llama-cpp-python's server has no rerank route; serve "
+                f"rerankers with llama.cpp's llama-server ({LLAMA_SERVER_INSTALL})"
+            )
+        return limits
 
     def check_installed(self) -> None:
         for module in ("llama_cpp", "uvicorn", "sse_starlette", "starlette_context"):
@@ -287,7 +320,9 @@ class LlamaServer(_LlamaCppBase):
             argv += ["--model-draft", str(draft_path(str(s["draft_model"])))]
             if s["draft_max"] is not None:
                 argv += ["--draft-max", str(int(s["draft_max"]))]
-        if s["embedding"]:
+        if s["reranking"]:
+            argv += ["--reranking"]  # embeddings with rank pooling, and the rerank routes
+        elif s["embedding"]:
             argv += ["--embeddings", "--pooling", str(s["pooling"] or "mean")]
         else:
             argv += ["--jinja"]

@@ -49,6 +49,8 @@ FORWARDED: dict[str, frozenset[str]] = {
     },
     "completions": _COMMON | _SAMPLING | {"prompt", "suffix", "echo", "best_of"},
     "embeddings": frozenset({"model", "input", "encoding_format", "dimensions", "user"}),
+    # top_n and return_documents are the gateway's to apply (famous.serve.rerank)
+    "rerank": frozenset({"model", "query", "documents"}),
 }
 
 # field -> (lowest, highest, integer?): OpenAI's own (checked before routing) ...
@@ -135,6 +137,8 @@ def forwarded(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     if kind == "completions" and payload.get("prompt") in ("", []):
         raise invalid("prompt is empty; send some text or tokens", "prompt")
     body = {k: v for k, v in payload.items() if k in FORWARDED[kind]}
+    if kind == "rerank":  # Cohere's {text} documents are plain texts to llama.cpp
+        body["documents"] = [d["text"] if isinstance(d, dict) else d for d in body["documents"]]
     if kind == "chat":
         body["messages"] = _check_messages(body["messages"])
         if body.get("max_completion_tokens") is not None and body.get("max_tokens") is None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
 from famous.serve.fields import EXTENSION_RANGES, OPENAI_RANGES
+from famous.serve.request_checks import MAX_RERANK_DOCUMENTS
 
 _REF = "#/components/schemas/{model}"
 _Name = Field(min_length=1, max_length=256, description="a name from GET /v1/models")
@@ -73,6 +74,24 @@ class EmbeddingRequest(_Open):
     dimensions: int | None = Field(None, ge=1)
 
 
+class RerankDocument(_Open):
+    text: str
+
+
+class RerankRequest(_Open):
+    """Cohere's and Jina's rerank request, which llama.cpp's llama-server serves."""
+
+    model: str = _Name
+    query: str = Field(min_length=1, description="the text to rank the documents against")
+    documents: list[str | RerankDocument] = Field(
+        min_length=1, max_length=MAX_RERANK_DOCUMENTS, description="texts, or {text} objects"
+    )
+    top_n: int | None = Field(
+        None, ge=1, description="answer the best n (all when n is at least their number)"
+    )
+    return_documents: bool | None = Field(None, description="each result carries its text")
+
+
 class RegisterModelRequest(BaseModel):
     name: str = Field(min_length=1, max_length=256, description="its name in the API")
     path: str = Field(min_length=1, max_length=256, description="a GGUF file or model folder")
@@ -108,6 +127,7 @@ _MODELS: list[type[BaseModel]] = [
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    RerankRequest,
     RegisterModelRequest,
     LoadRequest,
     StopRequest,

@@ -21,6 +21,8 @@ from famous.serve.fields import OPENAI_RANGES, check_ranges
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 # seconds a client may take to send a request's head, or pause while sending its body
 DEFAULT_READ_TIMEOUT = 15.0
+# documents one rerank request may rank (each is one engine task)
+MAX_RERANK_DOCUMENTS = 1000
 # A body over the limit is still read (and dropped) up to this size, so the client gets
 # its 413 instead of a reset connection while it is still sending.
 _DRAIN_CAP = 64 * 1024 * 1024
@@ -142,10 +144,30 @@ def _check_embedding(payload: dict[str, Any]) -> None:
         raise invalid("input is required: a string or a non-empty list of strings", "input")
 
 
+def _check_rerank(payload: dict[str, Any]) -> None:
+    query = payload.get("query")
+    if not isinstance(query, str) or not query:
+        raise invalid("query is required: the text to rank the documents against", "query")
+    documents = payload.get("documents")
+    if not isinstance(documents, list) or not 1 <= len(documents) <= MAX_RERANK_DOCUMENTS:
+        raise invalid(f"documents must be a list of 1 to {MAX_RERANK_DOCUMENTS} texts", "documents")
+    for i, document in enumerate(documents):
+        text = document.get("text") if isinstance(document, dict) else document
+        if not isinstance(text, str):
+            raise invalid(f"documents[{i}] must be a string or an object with a text", "documents")
+    top_n = payload.get("top_n")
+    if top_n is not None and (not _is_int(top_n) or top_n < 1):
+        raise invalid(f"top_n must be an integer >= 1, got {top_n!r}", "top_n")
+    wanted = payload.get("return_documents")
+    if wanted is not None and not isinstance(wanted, bool):
+        raise invalid(f"return_documents must be true or false, got {wanted!r}", "return_documents")
+
+
 _CHECK_KIND = {
     "chat": _check_chat,
     "completions": _check_completion,
     "embeddings": _check_embedding,
+    "rerank": _check_rerank,
 }
 
 
@@ -176,6 +198,8 @@ def validate(kind: str, payload: dict[str, Any]) -> str:
     """Reject what no engine should see; returns the model name. Unknown fields pass through."""
     model = check_name(payload.get("model"), "model", "the name of a model from GET /v1/models")
     _CHECK_KIND[kind](payload)
+    if kind == "rerank":  # no tokens to count, nothing sampled: its checks are all above
+        return model
     _check_counts(payload, minimum_tokens=0 if kind == "completions" else 1)
     check_ranges(payload, OPENAI_RANGES)
     _check_flags(payload)

@@ -1,8 +1,10 @@
-"""The OpenAI API: models, chat completions, completions, embeddings.
+"""The OpenAI API: models, chat completions, completions, embeddings, and rerank.
 
 A request's ``model`` picks the deployment; the body is checked (``request_checks``), cut
 down to what engines understand (``fields``) and sent to the engine, whose answer is relayed
 as its bytes arrive, server-sent events included (a token stream is never re-encoded).
+Rerank (Cohere's and Jina's API, which OpenAI has none of) and forced tool calls are the
+exceptions: the gateway reads the engine's answer and writes its own.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from famous.runtimes.base import EngineProcess
-from famous.serve import openapi, relay, stream_usage, tool_calls
+from famous.serve import openapi, relay, rerank, stream_usage, tool_calls
 from famous.serve.context import GatewayContext, context
 from famous.serve.errors import APIError, engine_error, invalid
 from famous.serve.fields import forwarded
@@ -36,6 +38,7 @@ _ENGINE_PATHS = {
     "chat": "/v1/chat/completions",
     "completions": "/v1/completions",
     "embeddings": "/v1/embeddings",
+    "rerank": "/v1/rerank",
 }
 
 
@@ -77,6 +80,12 @@ async def embeddings(request: Request) -> Response:
     return await proxy(request, "embeddings")
 
 
+@router.post("/v1/rerank", **openapi.route(openapi.RerankRequest))
+async def rerank_documents(request: Request) -> Response:
+    """Cohere's and Jina's rerank: the documents by relevance to the query."""
+    return await proxy(request, "rerank")
+
+
 async def proxy(request: Request, kind: str) -> Response:
     gateway = context(request)
     gateway.authorize(request)
@@ -90,10 +99,12 @@ async def proxy(request: Request, kind: str) -> Response:
     for attempt in (1, 2):
         dep = await scheduler.acquire(name, wait=prefer_wait(request))
         try:
-            refuse_unsupported(dep, kind, payload)
+            refuse_unsupported(dep, kind, checked)
             assert dep.process is not None
             if call is not None and "json_schema" in dep.process.features:
                 return await forced_tool_call(gateway, dep, call, checked)
+            if kind == "rerank":
+                return await reranked(gateway, dep, checked, payload)
             engine_body = dep.process.adapt_request(kind, checked)
             counted = None
             if not dep.process.stream_usage and stream_usage.wants_usage(engine_body):
@@ -114,15 +125,16 @@ async def proxy(request: Request, kind: str) -> Response:
     raise AssertionError("unreachable")
 
 
-def refuse_unsupported(dep: Deployment, kind: str, payload: dict[str, Any]) -> None:
-    """What the model's engine would fail on or get silently wrong is refused, naming it."""
+def refuse_unsupported(dep: Deployment, kind: str, body: dict[str, Any]) -> None:
+    """What the model's engine would fail on or get silently wrong in ``body`` (the
+    checked request) is refused, naming it."""
     proc = dep.process
     limits = proc.unsupported if proc is not None else {}
     if not limits or proc is None:
         return
     if kind in limits:
         raise invalid(f"{proc.server} (the engine of {dep.name!r}) cannot {limits[kind]}", "model")
-    if "n" in limits and (payload.get("n") or 1) > 1:
+    if "n" in limits and (body.get("n") or 1) > 1:
         raise invalid(f"{proc.server} (the engine of {dep.name!r}) cannot {limits['n']}", "n")
 
 
@@ -180,6 +192,29 @@ async def _read_answer(
     return content
 
 
+async def _engine_json(
+    gateway: GatewayContext, dep: Deployment, kind: str, body: dict[str, Any]
+) -> dict[str, Any] | Response:
+    """The engine's whole JSON answer to ``body``, or the error to answer (the deployment
+    is released once the answer is read: from then on, answer, do not raise)."""
+    proc = dep.process
+    assert proc is not None
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    resp = await relay.post(
+        proc.host, proc.port, _ENGINE_PATHS[kind], json.dumps(body).encode(), headers
+    )  # RelayError: retry
+    content = await _read_answer(gateway, dep, resp)
+    if resp.status >= 400:
+        return engine_error(resp.status, content, dep.name).response()
+    try:
+        answer = json.loads(content)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        return APIError(502, "the engine answered something that is not a JSON object").response()
+    return answer
+
+
 async def forced_tool_call(
     gateway: GatewayContext, dep: Deployment, call: tool_calls.ForcedCall, body: dict[str, Any]
 ) -> Response:
@@ -190,17 +225,10 @@ async def forced_tool_call(
     proc = dep.process
     assert proc is not None
     request = proc.adapt_request("chat", tool_calls.engine_request(call, body))
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    resp = await relay.post(
-        proc.host, proc.port, _ENGINE_PATHS["chat"], json.dumps(request).encode(), headers
-    )  # RelayError: retry
-    content = await _read_answer(gateway, dep, resp)  # released: answer, do not raise
-    if resp.status >= 400:
-        return engine_error(resp.status, content, dep.name).response()
+    answer = await _engine_json(gateway, dep, "chat", request)
+    if isinstance(answer, Response):
+        return answer
     try:
-        answer = json.loads(content)
-        if not isinstance(answer, dict):
-            raise ValueError("not an object")
         if not body.get("stream"):
             return JSONResponse(tool_calls.completion(answer))
         options = body.get("stream_options")
@@ -208,8 +236,6 @@ async def forced_tool_call(
         events = tool_calls.stream_events(answer, include_usage=usage)
     except APIError as exc:
         return exc.response()
-    except ValueError:
-        return APIError(502, "the engine answered something that is not JSON").response()
     return Response(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
@@ -248,6 +274,29 @@ async def _prompt_tokens(proc: EngineProcess, path: str, counted: dict[str, Any]
             asked.close()
     except relay.RelayError:
         return None
+
+
+async def reranked(
+    gateway: GatewayContext, dep: Deployment, body: dict[str, Any], payload: dict[str, Any]
+) -> Response:
+    """The engine scores every document of ``body``; the gateway sorts them and applies
+    the request's ``top_n`` and ``return_documents`` (``famous.serve.rerank``)."""
+    assert dep.process is not None
+    answer = await _engine_json(gateway, dep, "rerank", dep.process.adapt_request("rerank", body))
+    if isinstance(answer, Response):
+        return answer
+    try:
+        result = rerank.answer(
+            dep.name,
+            answer,
+            body["documents"],
+            top_n=payload.get("top_n"),
+            return_documents=bool(payload.get("return_documents")),
+        )
+    except ValueError as exc:
+        message = f"the engine's rerank answer cannot be read: {exc}"
+        return APIError(502, message, code="engine_error").response()
+    return JSONResponse(result)
 
 
 async def _relay_stream(
