@@ -128,6 +128,43 @@ def test_json_schema_output_validates_on_every_server(client: openai.OpenAI) -> 
     jsonschema.validate(answer, schema)
 
 
+def test_json_object_output_is_json_on_every_server(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Describe Paris as a JSON object."}],
+        response_format={"type": "json_object"},
+        max_tokens=64,
+        temperature=0,
+    )
+    choice = reply.choices[0]
+    if choice.finish_reason == "stop":  # cut off by max_tokens, the object is unfinished
+        assert isinstance(json.loads(choice.message.content), dict)
+    else:
+        assert choice.message.content.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize("kind", ["chat", "completions"])
+def test_include_usage_on_every_server(client: openai.OpenAI, kind: str) -> None:
+    """``stream_options.include_usage``: the stream ends with OpenAI's usage chunk (no
+    choices) and its counts are the engine's own for the same request unstreamed.
+    llama_cpp.server sends none itself: the gateway adds it."""
+    if kind == "chat":
+        create, request = client.chat.completions.create, {"messages": CHAT}
+    else:
+        create, request = client.completions.create, {"prompt": "The capital of France is"}
+    request = {**request, "model": MODEL, "max_tokens": 24, "temperature": 0, "seed": 0}
+    whole = create(**request)
+    events = list(create(**request, stream=True, stream_options={"include_usage": True}))
+    *answer, last = events
+    assert last.choices == [] and last.usage is not None
+    assert all(event.usage is None for event in answer)
+    assert last.usage.prompt_tokens == whole.usage.prompt_tokens
+    assert last.usage.completion_tokens == whole.usage.completion_tokens
+    assert last.usage.total_tokens == whole.usage.total_tokens
+    plain = list(create(**request, stream=True))
+    assert all(event.usage is None for event in plain)  # only when asked for
+
+
 WEATHER = {
     "type": "function",
     "function": {
@@ -215,6 +252,58 @@ def test_server_renders_the_models_template(client: openai.OpenAI, hf_tokenizer)
     prompt = hf_tokenizer.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=False)
     want = hf_tokenizer(prompt, add_special_tokens=False).input_ids
     assert _ask(client, max_tokens=1).usage.prompt_tokens == len(want)
+
+
+def test_greedy_answer_is_the_bare_engines(
+    client: openai.OpenAI, smollm2_gguf: Path, native_llama_server: Path, tmp_path: Path
+) -> None:
+    """At temperature 0 famous answers what llama.cpp's own server, started by hand on the
+    same file with nothing but its defaults, answers: on llama_cpp.server too, whose
+    repeat_penalty default (1.1) famous replaces with llama.cpp's (1.0)."""
+    port = free_port()
+    log = tmp_path / "bare.log"
+    with open(log, "wb") as out:
+        bare = subprocess.Popen(
+            [
+                str(native_llama_server),
+                "-m",
+                str(smollm2_gguf),
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+                "--ctx-size",
+                "4096",
+                "--no-webui",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        direct = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="-", max_retries=0, timeout=120
+        )
+        expected = _bare_answer(direct, bare, log)
+        assert _ask(client, max_tokens=32).choices[0].message.content == expected
+    finally:
+        stop_process(bare.pid, grace=5, popen=bare)
+
+
+def _bare_answer(direct: openai.OpenAI, bare: subprocess.Popen, log: Path) -> str:
+    import time
+
+    deadline = time.monotonic() + 120
+    while True:
+        assert bare.poll() is None, log.read_text()[-2000:]
+        try:
+            reply = direct.chat.completions.create(
+                model="any", messages=CHAT, max_tokens=32, temperature=0, seed=0
+            )
+            return reply.choices[0].message.content
+        except (openai.APIConnectionError, openai.InternalServerError, openai.APIStatusError):
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.3)
 
 
 # ------------------------------------------------------------------------------ famous run

@@ -94,7 +94,7 @@ def test_llama_server_command(tiny_models: dict[str, Path]) -> None:
     assert _arg(argv, "--alias") == "tiny"
     assert _arg(argv, "--parallel") == "4"
     assert _arg(argv, "--flash-attn") == "auto"
-    assert _arg(argv, "--ctx-size") == "2048"
+    assert _arg(argv, "--ctx-size") == str(4 * 2048)  # every slot gets the whole context
     assert "--no-webui" in argv
     emb = adapter.command(LaunchSpec(name="e", model_path=tiny_models["bert"]), 9)
     assert "--embeddings" in emb and _arg(emb, "--pooling") == "mean"
@@ -191,7 +191,8 @@ def test_component_build_commands(tmp_path: Path) -> None:
     assert "-DGGML_CUDA=ON" in configure
     assert "-DLLAMA_BUILD_SERVER=ON" in configure
     build = cmake_build_command(tmp_path / "build", jobs=2)
-    assert build[build.index("--target") + 1] == "llama-server"
+    targets = [build[i + 1] for i, arg in enumerate(build) if arg == "--target"]
+    assert targets == ["llama-server", "llama-quantize", "llama-bench"]  # one build, three tools
 
 
 class _Silent(RuntimeAdapter):
