@@ -29,6 +29,10 @@ from famous.runtimes.components import installed_llama_server
 LLAMACPP_INSTALL = "pip install 'famous[llamacpp]'   # llama-cpp-python[server]"
 LLAMA_SERVER_INSTALL = "famous install-component llama-server"
 DEFAULT_CONTEXT = 4096
+# llama-cpp-python's chat formats that prompt with the tools and parse the model's calls
+FUNCTION_CALLING_FORMATS = frozenset(
+    {"chatml-function-calling", "functionary", "functionary-v1", "functionary-v2"}
+)
 
 # Every key the llama.cpp engines read from an engine manifest's ``configuration``
 # (kebab-case or snake_case; aliases in parentheses are accepted too).
@@ -117,6 +121,7 @@ class _LlamaCppBase(RuntimeAdapter):
             "chat_format": _pick(cfg, "chat_format"),
             "chat_template": _pick(cfg, "chat_template"),
             "has_template": gguf_meta.has_chat_template(meta),
+            "template_tools": gguf_meta.template_renders_tools(meta),
             "embedding": embedding,
             "pooling": _pick(cfg, "pooling", "pooling_type") or gguf_meta.pooling_type(meta),
             "seed": _pick(cfg, "seed"),
@@ -147,6 +152,13 @@ class LlamaCppPythonServer(_LlamaCppBase):
 
     install_command: ClassVar[str] = LLAMACPP_INSTALL
     health_path: ClassVar[str] = "/v1/models"
+
+    def launch_features(self, spec: LaunchSpec) -> frozenset[str]:
+        """``template_tools`` only under a function-calling chat format: under the GGUF's own
+        template this server shows the model its tools but hands the call back as text."""
+        if self.settings(spec)["chat_format"] in FUNCTION_CALLING_FORMATS:
+            return self.features | {"template_tools"}
+        return self.features
 
     def check_installed(self) -> None:
         for module in ("llama_cpp", "uvicorn", "sse_starlette", "starlette_context"):
@@ -219,6 +231,16 @@ class LlamaServer(_LlamaCppBase):
     ) -> None:
         super().__init__(configuration)
         self.binary = binary or find_llama_server(self.configuration)
+
+    def launch_features(self, spec: LaunchSpec) -> frozenset[str]:
+        """``template_tools`` when the template it renders (configured, else the GGUF's)
+        names tools: ``--jinja`` then parses the model's calls itself."""
+        s = self.settings(spec)
+        configured = s["chat_template"]
+        renders = "tools" in str(configured) if configured else s["template_tools"]
+        if renders and not s["embedding"]:
+            return self.features | {"template_tools"}
+        return self.features
 
     def check_installed(self) -> None:
         if self.binary is None or not os.access(self.binary, os.X_OK):
