@@ -6,16 +6,23 @@ tests/realweights/test_real_gguf_serving.py."""
 
 from __future__ import annotations
 
+import asyncio
+import http.server
 import json
+import threading
 from pathlib import Path
 
+import httpx
 import pytest
 from tiny_gguf import CHATML, write_llama
 
-from famous.runtimes.base import LaunchSpec
+from famous.runtimes.base import EngineProcess, LaunchSpec
 from famous.runtimes.llamacpp import LlamaCppPythonServer, LlamaServer
+from famous.serve.app import create_app
 from famous.serve.errors import APIError
 from famous.serve.fields import forwarded
+from famous.serve.models import ModelSpec
+from famous.serve.scheduler import Scheduler
 from famous.serve.tool_calls import (
     completion,
     engine_request,
@@ -218,3 +225,112 @@ def test_a_template_that_renders_tools_is_left_to_the_engine(tmp_path: Path) -> 
         name="c", model_path=plain, configuration={"chat-format": "chatml-function-calling"}
     )
     assert python.launch_features(calling) == TEMPLATE_TOOLS
+
+
+# -- through the gateway, to an engine that records what it is sent ----------------------
+
+
+class _Engine(http.server.BaseHTTPRequestHandler):
+    """Answers health checks, and each chat request with the ``answer`` of its server."""
+
+    def do_GET(self) -> None:
+        self._send({"status": "ok"})
+
+    def do_POST(self) -> None:
+        engine = self.server
+        assert isinstance(engine, _EngineServer)
+        engine.received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+        self._send(engine.answer)
+
+    def _send(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _EngineServer(http.server.ThreadingHTTPServer):
+    def __init__(self, answer: dict) -> None:
+        super().__init__(("127.0.0.1", 0), _Engine)
+        self.answer = answer
+        self.received: list[dict] = []
+
+
+class _Process(EngineProcess):
+    """The engine above, as the scheduler sees a launched one (nothing to stop)."""
+
+    def alive(self) -> bool:
+        return True
+
+    def stop(self, grace: float = 10.0) -> int:
+        return 0
+
+
+class _Models:
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    def get(self, name: str) -> ModelSpec | None:
+        return self.spec if name == self.spec.name else None
+
+    def names(self) -> list[str]:
+        return [self.spec.name]
+
+    def all(self) -> list[ModelSpec]:
+        return [self.spec]
+
+
+def _through_gateway(features: frozenset[str], body: dict, answer: dict) -> tuple[dict, dict]:
+    """(what the engine was sent, what the client got) for one chat request."""
+    server = _EngineServer(answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def launch(spec: ModelSpec) -> EngineProcess:
+        return _Process(spec.name, "llamacpp", "fake", [], "127.0.0.1", server.server_port,
+                        Path("/nonexistent.log"), "/health", features=features)  # fmt: skip
+
+    models = _Models(ModelSpec("m", Path("/m.gguf")))
+    scheduler = Scheduler(models, launcher=launch, record=False)  # type: ignore[arg-type]
+
+    async def ask() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(scheduler))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            return await http.post("/v1/chat/completions", json=body)
+
+    try:
+        resp = asyncio.run(ask())
+    finally:
+        server.shutdown()
+    assert resp.status_code == 200, resp.text
+    (sent,) = server.received
+    return sent, resp.json()
+
+
+AUTO = {k: v for k, v in ASK.items() if k not in ("stream", "grammar")} | {"tool_choice": "auto"}
+
+
+def test_the_gateway_answers_auto_where_the_template_renders_no_tools() -> None:
+    sent, got = _through_gateway(SCHEMA_ONLY, AUTO, _answer('{"content": "Sunny."}'))
+    assert "anyOf" in sent["response_format"]["json_schema"]["schema"] and "tools" not in sent
+    assert got["choices"][0]["message"] == {"role": "assistant", "content": "Sunny."}
+
+
+def test_a_template_that_renders_tools_gets_the_request_unchanged() -> None:
+    answer = _answer("from the engine")
+    sent, got = _through_gateway(TEMPLATE_TOOLS, AUTO, answer)
+    assert sent == forwarded("chat", AUTO) and got == answer
+    sent, _ = _through_gateway(TEMPLATE_TOOLS, {**AUTO, "tool_choice": "none"}, answer)
+    assert sent["tools"] == [WEATHER]
+
+
+def test_none_reaches_the_engine_without_tools() -> None:
+    body = {**AUTO, "tool_choice": "none", "messages": HISTORY}
+    sent, got = _through_gateway(SCHEMA_ONLY, body, _answer("It is sunny."))
+    assert not {"tools", "tool_choice", "response_format"} & set(sent)
+    assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
+    assert got["choices"][0]["message"]["content"] == "It is sunny."

@@ -90,12 +90,12 @@ async def proxy(request: Request, kind: str) -> Response:
         try:
             refuse_unsupported(dep, kind, payload)
             assert dep.process is not None
-            request = checked
+            wanted = checked
             if plan is not None and plan.applies(dep.process.features):
                 if plan.choice != "none":
                     return await gateway_tool_call(gateway, dep, plan, checked)
-                request = tool_calls.without_tools(checked)
-            body = json.dumps(dep.process.adapt_request(kind, request)).encode()
+                wanted = tool_calls.without_tools(checked)
+            body = json.dumps(dep.process.adapt_request(kind, wanted)).encode()
             return await forward(gateway, dep, _ENGINE_PATHS[kind], body, request)
         except relay.RelayError:
             # no answer began: when the engine is dead (another request may have crashed
