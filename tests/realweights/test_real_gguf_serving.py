@@ -278,6 +278,25 @@ def test_auto_after_a_tool_result(client: openai.OpenAI) -> None:
     _check_auto(*_auto(client, history, stream=False))
 
 
+def test_auto_cut_by_max_tokens_is_a_short_text_or_a_400(client: openai.OpenAI) -> None:
+    """A text cut short is answered as far as it got (finish_reason length), a call cut
+    short is a 400 naming max_tokens: never a call with broken arguments."""
+    try:
+        reply = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": AUTO_PROMPTS["wants the tool"]}],
+            tools=[WEATHER],
+            tool_choice="auto",
+            max_tokens=6,
+            temperature=0,
+        )
+    except openai.BadRequestError as info:
+        assert info.body["param"] == "max_tokens" and "raise max_tokens" in info.body["message"]
+        return
+    answer = reply.choices[0]
+    assert answer.finish_reason == "length" and not answer.message.tool_calls
+
+
 def test_none_answers_text_with_tools_in_the_history(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model=MODEL,

@@ -211,9 +211,9 @@ def _message(answer: dict[str, Any], text_allowed: bool) -> tuple[dict[str, Any]
             text = _cut_text(cut) if text_allowed else None
             if text is not None:
                 return {"role": "assistant", "content": text}, "length"
+            what = "the answer (a tool call or a text)" if text_allowed else "the tool call"
             raise invalid(
-                "max_tokens ended the tool call before its arguments were complete; "
-                "raise max_tokens",
+                f"max_tokens ended {what} before its JSON was complete; raise max_tokens",
                 "max_tokens",
             ) from None
         raise APIError(
