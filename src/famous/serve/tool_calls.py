@@ -18,7 +18,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from famous.serve.errors import APIError, invalid
 
@@ -39,7 +39,7 @@ class ToolPlan:
     ``none`` (no call: the tools are dropped)."""
 
     tools: list[dict[str, Any]]  # each {"name", "description", "parameters"}
-    choice: str
+    choice: Literal["required", "auto", "none"]
 
     def applies(self, features: frozenset[str]) -> bool:
         """Whether the gateway, not the engine, handles the tools: the engine constrains its
