@@ -285,7 +285,9 @@ class _Models:
         return [self.spec]
 
 
-def _through_gateway(features: frozenset[str], body: dict, answer: dict) -> tuple[dict, dict]:
+def _through_gateway(
+    features: frozenset[str], body: dict, answer: dict
+) -> tuple[dict, httpx.Response]:
     """(what the engine was sent, what the client got) for one chat request."""
     server = _EngineServer(answer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -308,7 +310,7 @@ def _through_gateway(features: frozenset[str], body: dict, answer: dict) -> tupl
         server.shutdown()
     assert resp.status_code == 200, resp.text
     (sent,) = server.received
-    return sent, resp.json()
+    return sent, resp
 
 
 AUTO = {k: v for k, v in ASK.items() if k not in ("stream", "grammar")} | {"tool_choice": "auto"}
@@ -317,13 +319,18 @@ AUTO = {k: v for k, v in ASK.items() if k not in ("stream", "grammar")} | {"tool
 def test_the_gateway_answers_auto_where_the_template_renders_no_tools() -> None:
     sent, got = _through_gateway(SCHEMA_ONLY, AUTO, _answer('{"content": "Sunny."}'))
     assert "anyOf" in sent["response_format"]["json_schema"]["schema"] and "tools" not in sent
-    assert got["choices"][0]["message"] == {"role": "assistant", "content": "Sunny."}
+    assert got.json()["choices"][0]["message"] == {"role": "assistant", "content": "Sunny."}
+    streamed = {**AUTO, "stream": True, "stream_options": {"include_usage": True}}
+    sent, got = _through_gateway(SCHEMA_ONLY, streamed, _answer('{"content": "Sunny."}'))
+    assert "stream" not in sent and got.headers["content-type"].startswith("text/event-stream")
+    chunks = _chunks(got.content)
+    assert chunks[0]["choices"][0]["delta"]["content"] == "Sunny." and chunks[-1]["usage"]
 
 
 def test_a_template_that_renders_tools_gets_the_request_unchanged() -> None:
     answer = _answer("from the engine")
     sent, got = _through_gateway(TEMPLATE_TOOLS, AUTO, answer)
-    assert sent == forwarded("chat", AUTO) and got == answer
+    assert sent == forwarded("chat", AUTO) and got.json() == answer
     sent, _ = _through_gateway(TEMPLATE_TOOLS, {**AUTO, "tool_choice": "none"}, answer)
     assert sent["tools"] == [WEATHER]
 
@@ -333,4 +340,4 @@ def test_none_reaches_the_engine_without_tools() -> None:
     sent, got = _through_gateway(SCHEMA_ONLY, body, _answer("It is sunny."))
     assert not {"tools", "tool_choice", "response_format"} & set(sent)
     assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
-    assert got["choices"][0]["message"]["content"] == "It is sunny."
+    assert got.json()["choices"][0]["message"]["content"] == "It is sunny."
