@@ -296,6 +296,13 @@ def has_chat_template(meta: dict[str, Any]) -> bool:
     return bool(meta.get("tokenizer.chat_template"))
 
 
+def template_renders_tools(meta: dict[str, Any]) -> bool:
+    """Whether the GGUF's chat templates can show the model its tools: a template that
+    never names ``tools`` renders none (SmolLM2's), whatever the request lists."""
+    templates = (meta.get("tokenizer.chat_template"), meta.get("tokenizer.chat_template.tool_use"))
+    return any(isinstance(t, str) and "tools" in t for t in templates)
+
+
 def context_length(meta: dict[str, Any]) -> int | None:
     arch = architecture(meta)
     value = meta.get(f"{arch}.context_length") if arch else None

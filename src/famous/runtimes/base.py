@@ -160,7 +160,7 @@ class EngineProcess:
     pid_: int | None = None
     started_at: float = field(default_factory=time.time)
     unsupported: dict[str, str] = field(default_factory=dict)  # RuntimeAdapter.unsupported
-    features: frozenset[str] = frozenset()  # RuntimeAdapter.features
+    features: frozenset[str] = frozenset()  # RuntimeAdapter.launch_features
     adapt_request: Callable[[str, dict[str, Any]], dict[str, Any]] = field(
         default=lambda _kind, body: body
     )  # RuntimeAdapter.adapt_request
@@ -313,7 +313,8 @@ class RuntimeAdapter(ABC):
     #: each with what it cannot do: the gateway refuses them with a 400 instead
     unsupported: ClassVar[dict[str, str]] = {}
     #: what the gateway may build on: ``json_schema`` (a response_format schema constrains
-    #: the answer, which forced tool calls use)
+    #: the answer, which the gateway's tool calls use); ``template_tools`` (the launch's chat
+    #: template renders tools and the server parses the calls: see ``launch_features``)
     features: ClassVar[frozenset[str]] = frozenset()
     #: the server ends a stream with the usage chunk ``stream_options.include_usage`` asks
     #: for; when it does not, the gateway adds it (``famous.serve.stream_usage``)
@@ -340,6 +341,11 @@ class RuntimeAdapter(ABC):
         (``chat``, ``completions``, ``embeddings``, ``rerank``), each with what it cannot
         do. Only llama.cpp's adapters serve rerankers, so the others refuse rerank."""
         return {**self.unsupported, "rerank": RERANK_ONLY_LLAMA_SERVER}
+
+    def launch_features(self, spec: LaunchSpec) -> frozenset[str]:
+        """``features`` of this launch: what a server can do may depend on the model it
+        serves (its chat template)."""
+        return self.features
 
     def adapt_request(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """An OpenAI request body (``kind``: chat, completions, embeddings) as this server
@@ -447,7 +453,7 @@ class RuntimeAdapter(ABC):
             health_path=self.health_path,
             popen=popen,
             unsupported=self.limits(spec),
-            features=self.features,
+            features=self.launch_features(spec),
             adapt_request=self.adapt_request,
             reason=self.reason,
             stream_usage=self.stream_usage,

@@ -36,6 +36,10 @@ LLAMACPP_INSTALL = "pip install 'famous[llamacpp]'   # llama-cpp-python[server]"
 LLAMA_SERVER_INSTALL = "famous install-component llama-server"
 DEFAULT_CONTEXT = 4096
 LLAMA_SERVER_REPEAT_PENALTY = 1.0  # llama.cpp's documented default (common_params_sampling)
+# llama-cpp-python's chat formats that prompt with the tools and parse the model's calls
+FUNCTION_CALLING_FORMATS = frozenset(
+    {"chatml-function-calling", "functionary", "functionary-v1", "functionary-v2"}
+)
 
 # Every key the llama.cpp engines read from an engine manifest's ``configuration``
 # (kebab-case or snake_case; aliases in parentheses are accepted too).
@@ -153,6 +157,7 @@ class _LlamaCppBase(RuntimeAdapter):
             "chat_format": _pick(cfg, "chat_format"),
             "chat_template": _pick(cfg, "chat_template"),
             "has_template": gguf_meta.has_chat_template(meta),
+            "template_tools": gguf_meta.template_renders_tools(meta),
             "embedding": embedding or reranking,
             "reranking": reranking,
             "pooling": pooling,
@@ -202,6 +207,13 @@ class LlamaCppPythonServer(_LlamaCppBase):
                 f"rerankers with llama.cpp's llama-server ({LLAMA_SERVER_INSTALL})"
             )
         return limits
+
+    def launch_features(self, spec: LaunchSpec) -> frozenset[str]:
+        """``template_tools`` only under a function-calling chat format: under the GGUF's own
+        template this server shows the model its tools but hands the call back as text."""
+        if self.settings(spec)["chat_format"] in FUNCTION_CALLING_FORMATS:
+            return self.features | {"template_tools"}
+        return self.features
 
     def check_installed(self) -> None:
         for module in ("llama_cpp", "uvicorn", "sse_starlette", "starlette_context"):
@@ -274,6 +286,16 @@ class LlamaServer(_LlamaCppBase):
     ) -> None:
         super().__init__(configuration)
         self.binary = binary or find_llama_server(self.configuration)
+
+    def launch_features(self, spec: LaunchSpec) -> frozenset[str]:
+        """``template_tools`` when the template it renders (configured, else the GGUF's)
+        names tools: ``--jinja`` then parses the model's calls itself."""
+        s = self.settings(spec)
+        configured = s["chat_template"]
+        renders = "tools" in str(configured) if configured else s["template_tools"]
+        if renders and not s["embedding"]:
+            return self.features | {"template_tools"}
+        return self.features
 
     def check_installed(self) -> None:
         if self.binary is None or not os.access(self.binary, os.X_OK):

@@ -94,18 +94,21 @@ async def proxy(request: Request, kind: str) -> Response:
     payload = parse_json(await read_body(request, gateway.max_request_bytes, gateway.read_timeout))
     name = validate(kind, payload)
     checked = forwarded(kind, payload)
-    call = tool_calls.forced_call(checked) if kind == "chat" else None
+    plan = tool_calls.tool_plan(checked) if kind == "chat" else None
     scheduler = gateway.scheduler
     for attempt in (1, 2):
         dep = await scheduler.acquire(name, wait=prefer_wait(request))
         try:
             refuse_unsupported(dep, kind, checked)
             assert dep.process is not None
-            if call is not None and "json_schema" in dep.process.features:
-                return await forced_tool_call(gateway, dep, call, checked)
+            wanted = checked
+            if plan is not None and plan.applies(dep.process.features):
+                if plan.choice != "none":
+                    return await gateway_tool_call(gateway, dep, plan, checked)
+                wanted = tool_calls.without_tools(checked)
             if kind == "rerank":
                 return await reranked(gateway, dep, checked, payload)
-            engine_body = dep.process.adapt_request(kind, checked)
+            engine_body = dep.process.adapt_request(kind, wanted)
             counted = None
             if not dep.process.stream_usage and stream_usage.wants_usage(engine_body):
                 counted = stream_usage.prompt_request(engine_body)
@@ -215,25 +218,27 @@ async def _engine_json(
     return answer
 
 
-async def forced_tool_call(
-    gateway: GatewayContext, dep: Deployment, call: tool_calls.ForcedCall, body: dict[str, Any]
+async def gateway_tool_call(
+    gateway: GatewayContext, dep: Deployment, plan: tool_calls.ToolPlan, body: dict[str, Any]
 ) -> Response:
-    """tool_choice forces a call: the engine answers under the calls' JSON schema and the
-    gateway answers the call in OpenAI's format (``famous.serve.tool_calls``)."""
+    """The gateway handles the tools: the engine answers under the plan's JSON schema (a
+    call, or under ``auto`` a call or a text) and the gateway answers in OpenAI's format
+    (``famous.serve.tool_calls``)."""
     if (body.get("n") or 1) > 1:
-        raise invalid("a forced tool call answers one choice: send n=1", "n")
+        raise invalid("an answer that may call tools answers one choice: send n=1", "n")
     proc = dep.process
     assert proc is not None
-    request = proc.adapt_request("chat", tool_calls.engine_request(call, body))
+    request = proc.adapt_request("chat", tool_calls.engine_request(plan, body))
     answer = await _engine_json(gateway, dep, "chat", request)
     if isinstance(answer, Response):
         return answer
     try:
+        text = plan.choice == "auto"
         if not body.get("stream"):
-            return JSONResponse(tool_calls.completion(answer))
+            return JSONResponse(tool_calls.completion(answer, text_allowed=text))
         options = body.get("stream_options")
         usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        events = tool_calls.stream_events(answer, include_usage=usage)
+        events = tool_calls.stream_events(answer, include_usage=usage, text_allowed=text)
     except APIError as exc:
         return exc.response()
     return Response(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
