@@ -229,10 +229,8 @@ def test_runtime_keys_are_documented_and_settable(monkeypatch: pytest.MonkeyPatc
     assert json.loads(out) == {"key": "threads", "value": 3, "layer": "user"}
     assert famous("set", "warp-speed=9", "--model", model)[0] == exits.NOT_FOUND
 
-    from famous.serve.models import ModelRegistry
+    from famous.services.selection import artifact_configuration
 
-    runtime, configuration = ModelRegistry._engine_settings(
-        model, {"engine": "cpu", "format": "gguf"}
-    )
+    runtime, configuration = artifact_configuration(model, "cpu", "gguf")
     assert runtime == "llamacpp" and configuration["threads"] == 3
     assert configuration["context-size"] == 4096 and "parallel" not in configuration

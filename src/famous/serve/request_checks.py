@@ -17,6 +17,7 @@ from fastapi import Request
 
 from famous.serve.errors import APIError, invalid
 from famous.serve.fields import OPENAI_RANGES, check_ranges
+from famous.serve.schema_limits import check_request_schemas
 
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 # seconds a client may take to send a request's head, or pause while sending its body
@@ -203,6 +204,7 @@ def validate(kind: str, payload: dict[str, Any]) -> str:
     _check_counts(payload, minimum_tokens=0 if kind == "completions" else 1)
     check_ranges(payload, OPENAI_RANGES)
     _check_flags(payload)
+    check_request_schemas(payload)
     return model
 
 
