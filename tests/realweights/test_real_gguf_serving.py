@@ -475,3 +475,46 @@ def test_famous_run_answers_paris(
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert not survivors, f"processes outlived famous stop --gateway: {survivors}"
     assert _pids(env) == set()
+
+
+# ------------------------------------------------------------------------------ speculative
+
+
+def _greedy_on(adapter_config: dict, gguf: Path, log: Path) -> tuple[str, dict]:
+    """The greedy answer of llama-server launched by famous with ``adapter_config``, and
+    the engine's timings (which count drafted and accepted tokens)."""
+    import httpx
+
+    from famous.runtimes import get_runtime
+    from famous.runtimes.base import LaunchSpec
+
+    adapter = get_runtime(
+        "llamacpp", {"server": "llama-server", "ctx-size": 1024, **adapter_config}
+    )
+    proc = adapter.launch(LaunchSpec(name=MODEL, model_path=gguf, log_path=log))
+    try:
+        proc.wait_healthy(timeout=120)
+        body = {"model": MODEL, "messages": CHAT, "max_tokens": 32, "temperature": 0}
+        resp = httpx.post(proc.base_url + "/v1/chat/completions", json=body, timeout=120)
+        assert resp.status_code == 200, resp.text
+        answer = resp.json()
+        return answer["choices"][0]["message"]["content"], answer.get("timings") or {}
+    finally:
+        proc.stop()
+
+
+def test_speculative_decoding_with_a_draft_model(
+    smollm2_gguf: Path, native_llama_server: Path, tmp_path: Path
+) -> None:
+    """``draft-model`` (here the model itself, which shares its vocabulary): llama-server
+    drafts tokens and accepts them, and the greedy answer is the one without a draft."""
+    path = {"llama-server-path": str(native_llama_server)}
+    plain, _ = _greedy_on(path, smollm2_gguf, tmp_path / "plain.log")
+    drafted, timings = _greedy_on(
+        {**path, "draft-model": str(smollm2_gguf), "draft-max": 4},
+        smollm2_gguf,
+        tmp_path / "draft.log",
+    )
+    assert drafted == plain
+    assert "--model-draft" in (tmp_path / "draft.log").read_text()
+    assert timings.get("draft_n", 0) > 0 and timings.get("draft_n_accepted", 0) > 0, timings
