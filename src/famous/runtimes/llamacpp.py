@@ -12,9 +12,12 @@ A GGUF with rank pooling (a bge-reranker or jina-reranker conversion) is a reran
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
+import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -303,6 +306,18 @@ class LlamaServer(_LlamaCppBase):
                 "llamacpp", "no llama-server binary found", self.install_command
             )
 
+    def _draft_arguments(self, draft: str, draft_max: Any) -> list[str]:
+        """Speculative decoding with ``draft``. 2026's llama.cpp renamed the flags and wants
+        the kind named (``--spec-type draft-simple``); a llama-server on PATH may be older."""
+        known = program_flags(self.binary) if self.binary else frozenset()
+        argv = ["--model-draft", str(draft_path(draft))]
+        if "--spec-type" in known:
+            argv += ["--spec-type", "draft-simple"]
+        if draft_max is not None:
+            flag = "--spec-draft-n-max" if "--spec-draft-n-max" in known else "--draft-max"
+            argv += [flag, str(int(draft_max))]
+        return argv
+
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         s = self.settings(spec)
         argv = [
@@ -339,9 +354,7 @@ class LlamaServer(_LlamaCppBase):
         if s["cache_reuse"] is not None:
             argv += ["--cache-reuse", str(int(s["cache_reuse"]))]
         if s["draft_model"]:
-            argv += ["--model-draft", str(draft_path(str(s["draft_model"])))]
-            if s["draft_max"] is not None:
-                argv += ["--draft-max", str(int(s["draft_max"]))]
+            argv += self._draft_arguments(str(s["draft_model"]), s["draft_max"])
         if s["reranking"]:
             argv += ["--reranking"]  # embeddings with rank pooling, and the rerank routes
         elif s["embedding"]:
@@ -377,6 +390,27 @@ def auto_slots(kv_per_token: int | None, context: int, memory: int | None = None
         return None
     fits = int(memory * SLOT_MEMORY_SHARE) // (kv_per_token * context)
     return max(1, min(MAX_AUTO_SLOTS, fits))
+
+
+@functools.lru_cache(maxsize=16)
+def _flags_of(binary: str, mtime_ns: int) -> frozenset[str]:
+    del mtime_ns  # the cache key: a rebuilt binary is asked again
+    try:
+        result = subprocess.run(
+            [binary, "--help"], capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    return frozenset(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)", result.stdout + result.stderr))
+
+
+def program_flags(binary: Path) -> frozenset[str]:
+    """The long options a llama-server binary lists in its ``--help`` (llama.cpp renames
+    some from one version to the next)."""
+    try:
+        return _flags_of(str(binary), binary.stat().st_mtime_ns)
+    except OSError:
+        return frozenset()
 
 
 def draft_path(draft: str) -> Path:
