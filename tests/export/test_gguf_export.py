@@ -394,6 +394,28 @@ def test_k_quants_are_made_by_llama_cpp(wide_model: Path, outtype: str, tmp_path
             assert rms < K_RMS[t.tensor_type], (name, t.tensor_type.name, rms)
 
 
+def test_the_llama_cpp_build_quantizes_as_the_library_does(wide_model: Path, tmp_path) -> None:
+    """famous's one llama.cpp build (llama-server's, ``provision.llama_server_home``) has
+    ``llama-quantize``; given to the export it writes the file llama-cpp-python's library
+    writes, tensor for tensor (the same llama.cpp)."""
+    from famous.runtimes.components import installed_program
+    from provision import env_var, llama_server_home
+
+    with env_var("FAMOUS_HOME", str(llama_server_home())):
+        program = installed_program("llama-quantize")
+    assert program is not None
+    by_program = export_gguf(wide_model, tmp_path / "p.gguf", "q4_k_m", quantizer=program)
+    by_library = export_gguf(wide_model, tmp_path / "l.gguf", "q4_k_m")
+    assert _leftovers(tmp_path) == ["l.gguf", "p.gguf"]
+    ours, theirs = tensors(by_program.path), tensors(by_library.path)
+    assert ours.keys() == theirs.keys()
+    for name, tensor in ours.items():
+        assert tensor.tensor_type == theirs[name].tensor_type, name
+        assert np.array_equal(tensor.data, theirs[name].data), name
+    with pytest.raises(GGUFExportError, match="quantizer failed"):
+        export_gguf(wide_model, tmp_path / "x.gguf", "q6_k", quantizer=Path("/bin/false"))
+
+
 def test_quality_and_size_follow_the_bits(wide_model: Path, tmp_path: Path) -> None:
     ids = prompt_ids(32)
     ref = hf_logits(wide_model, ids)

@@ -35,7 +35,10 @@ from famous.runtimes.base import (
     physical_cores,
 )
 
-LLAMACPP_INSTALL = "pip install 'famous[llamacpp]'   # llama-cpp-python[server]"
+LLAMACPP_INSTALL = (
+    "famous install-component llama-server (needs a C++ toolchain and CMake), or "
+    "pip install 'famous[llamacpp]' (llama-cpp-python's server)"
+)
 LLAMA_SERVER_INSTALL = "famous install-component llama-server"
 DEFAULT_CONTEXT = 4096
 LLAMA_SERVER_REPEAT_PENALTY = 1.0  # llama.cpp's documented default (common_params_sampling)

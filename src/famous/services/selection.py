@@ -43,10 +43,24 @@ def _missing_install(runtime: str) -> str | None:
     try:
         get_runtime(runtime).check_installed()
     except RuntimeNotInstalled as exc:
+        if runtime == "llamacpp" and llama_server_buildable():
+            return None  # famous run and pull build llama-server before they serve
         return exc.install_command
     except UnknownRuntime:
         return f"(famous has no adapter for runtime {runtime!r})"
     return None
+
+
+def llama_server_buildable() -> bool:
+    """famous may build llama-server here (``llama-server.build`` auto, a C++ toolchain and
+    CMake at hand): llama.cpp models need nothing installed beforehand."""
+    from famous.runtimes.components import missing_toolchain
+    from famous.services.llama_server import build_policy
+
+    try:
+        return build_policy() == "auto" and missing_toolchain("cpu") is None
+    except Exception:  # an unreadable configuration: the install hint is the safer answer
+        return False
 
 
 def check_runtime(resolved: Resolved) -> RuntimeCheck | None:

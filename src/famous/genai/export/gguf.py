@@ -396,8 +396,12 @@ def export_gguf(
     chunk_bytes: int = 64 << 20,
     progress: Callable[[str, int, int], None] | None = None,
     threads: int | None = None,
+    quantizer: Path | None = None,
 ) -> GGUFExport:
     """Convert the Hub model in ``model_dir`` to ``out_path``.
+
+    K-quants (``LLAMA_CPP_TYPES``) are llama.cpp's: ``quantizer`` is a ``llama-quantize``
+    program (famous's llama.cpp build has one), else llama-cpp-python's library does it.
 
     ``outtype``: one of ``GGUF_TYPES``. ``tensor_type(role)`` may return a per-tensor type
     (from ``WRITTEN_TYPES``) or None for ``outtype`` — how a recipe's overrides become a
@@ -427,6 +431,7 @@ def export_gguf(
             chunk_bytes=chunk_bytes,
             progress=progress,
             threads=threads,
+            quantizer=quantizer,
         )
     import gguf
 
@@ -490,6 +495,7 @@ def _export_kquant(
     chunk_bytes: int,
     progress: Callable[[str, int, int], None] | None,
     threads: int | None,
+    quantizer: Path | None = None,
 ) -> GGUFExport:
     """F16 by famous, then llama.cpp's quantizer (which falls back per tensor where a row
     width is not a multiple of 256)."""
@@ -506,7 +512,10 @@ def _export_kquant(
             chunk_bytes=chunk_bytes,
             progress=progress,
         )
-        quantize_with_llama_cpp(f16, partial, outtype, threads=threads)
+        if quantizer is not None:
+            quantize_with_program(quantizer, f16, partial, outtype, threads=threads)
+        else:
+            quantize_with_llama_cpp(f16, partial, outtype, threads=threads)
         os.replace(partial, out_path)
     finally:
         f16.unlink(missing_ok=True)
@@ -521,6 +530,30 @@ def _export_kquant(
         fallbacks={},
         warnings=base.warnings,
     )
+
+
+def quantize_with_program(
+    program: Path, src: Path, dst: Path, outtype: str, threads: int | None = None
+) -> None:
+    """Run a ``llama-quantize`` binary (``llama-quantize SRC DST TYPE THREADS``)."""
+    import subprocess
+
+    argv = [
+        str(program),
+        str(src),
+        str(dst),
+        outtype.upper(),
+        str(threads or min(4, os.cpu_count() or 1)),
+    ]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise GGUFExportError(f"cannot run llama.cpp's quantizer {program}: {e}") from e
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout)[-2000:]
+        raise GGUFExportError(
+            f"llama.cpp's quantizer failed on {src} (exit {result.returncode}):\n{tail}"
+        )
 
 
 def quantize_with_llama_cpp(src: Path, dst: Path, outtype: str, threads: int | None = None) -> None:
