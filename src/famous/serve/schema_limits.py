@@ -5,8 +5,9 @@ turn into one) becomes a llama.cpp grammar that every sampled token is checked a
 Measured on llama-server here: a 5,000-value ``enum`` held one request for more than a
 minute, a 1,000-value one for 5 s, and a ``$ref`` to itself fails to compile, and an
 empty ``enum`` crashes llama-cpp-python's server (SIGSEGV; found by this module's fuzz
-test); a client could tie an engine up or bring it down that way. These bounds leave every realistic schema through and
-refuse the rest with a 400 naming the field and the bound.
+test); a client could tie an engine up or bring it down that way. These bounds leave
+every realistic schema through and refuse the rest with a 400 naming the field and the
+bound.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""``stream_options.include_usage`` on engines that ignore it (llama-cpp-python's server).
+"""``stream_options.include_usage`` as OpenAI sends it, whatever the engine.
 
 OpenAI ends such a stream with one more chunk, ``choices: []`` and the request's ``usage``;
-clients that track context or cost read it. When the engine sends none, the gateway counts
-the completion's tokens from the stream (llama-cpp-python sends one content chunk per
-generated token) and asks the engine for the prompt's count with the same request at
-``max_tokens: 1`` (the engine reuses the prompt it has just processed), then sends the
-chunk before ``data: [DONE]``. Only such streams are parsed; every other stream is relayed
-byte for byte.
+clients that track context or cost read it. Engines differ: llama-cpp-python's server sends
+no usage at all, and llama-server's ``/v1/completions`` puts it into the chunk that
+finishes the choice. When the engine sends none, the gateway counts the completion's tokens
+from the stream (llama-cpp-python sends one content chunk per generated token) and asks the
+engine for the prompt's count with the same request at ``max_tokens: 1`` (the engine reuses
+the prompt it has just processed); a usage that came with a choice is sent again on a chunk
+of its own. Only streams that ask for usage are parsed; every other is relayed byte for
+byte.
 """
 
 from __future__ import annotations
@@ -55,22 +57,33 @@ class UsageCounter:
             if event.strip() == DONE:
                 self.finished = True
                 continue
-            self._read(event)
-            passed.append(event + b"\n\n")
+            passed.append(self._read(event))
         return b"".join(passed)
 
-    def _read(self, event: bytes) -> None:
+    def _read(self, event: bytes) -> bytes:
+        """The event as it goes on: one whose usage came with a choice becomes two."""
+        whole = event + b"\n\n"
         if not event.startswith(b"data: "):
-            return
+            return whole
         try:
             data = json.loads(event[6:])
         except ValueError:
-            return
+            return whole
         if not isinstance(data, dict):
-            return
-        if data.get("usage"):
-            self.engine_usage = True
+            return whole
         self.head = self.head or {k: data.get(k) for k in ("id", "object", "created", "model")}
+        self._count(data)
+        usage = data.get("usage")
+        if not usage:
+            return whole
+        self.engine_usage = True
+        if not data.get("choices"):
+            return whole
+        answer = {k: v for k, v in data.items() if k != "usage"}
+        alone = {**self.head, "choices": [], "usage": usage}
+        return _event(answer) + _event(alone)
+
+    def _count(self, data: dict[str, Any]) -> None:
         for choice in data.get("choices") or []:
             if not isinstance(choice, dict):
                 continue
@@ -90,8 +103,11 @@ class UsageCounter:
             "completion_tokens": self.completion_tokens,
             "total_tokens": prompt_tokens + self.completion_tokens,
         }
-        chunk = {**self.head, "choices": [], "usage": usage}
-        return tail + b"data: " + json.dumps(chunk).encode() + b"\n\n" + DONE + b"\n\n"
+        return tail + _event({**self.head, "choices": [], "usage": usage}) + DONE + b"\n\n"
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
 
 
 def prompt_tokens(answer: bytes) -> int | None:

@@ -110,7 +110,7 @@ async def proxy(request: Request, kind: str) -> Response:
                 return await reranked(gateway, dep, checked, payload)
             engine_body = dep.process.adapt_request(kind, wanted)
             counted = None
-            if not dep.process.stream_usage and stream_usage.wants_usage(engine_body):
+            if stream_usage.wants_usage(engine_body):
                 counted = stream_usage.prompt_request(engine_body)
             body = json.dumps(engine_body).encode()
             return await forward(gateway, dep, _ENGINE_PATHS[kind], body, request, counted)
