@@ -160,6 +160,17 @@ def stop_gateway(gw: Gateway) -> None:
     assert not survivors, f"engine processes outlived the gateway: {survivors}"
 
 
+@contextlib.contextmanager
+def serving(home: Path, models: dict[str, Path], server: str = "llama-server") -> Iterator[Gateway]:
+    """A gateway serving ``models`` (name → GGUF), kept loaded, stopped on leaving."""
+    args = [arg for name, path in models.items() for arg in ("--model", f"{name}={path}")]
+    gw = start_gateway(home, *args, "--keep-alive", "-1", server=server)
+    try:
+        yield gw
+    finally:
+        stop_gateway(gw)
+
+
 SERVERS = {"llama-cpp-python": "llama_cpp.server", "llama-server": "llama-server"}
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from serving_harness import NATIVE, Gateway, start_gateway, stop_gateway
+from serving_harness import NATIVE, Gateway, serving
 from tiny_gguf import write_llama, write_mmproj
 
 from famous.api_errors import APIError
@@ -267,21 +267,9 @@ def vision_gateway(
     tmp_path_factory: pytest.TempPathFactory, vision_models: dict[str, Path]
 ) -> Iterator[Gateway]:
     assert NATIVE.is_file()
-    home = tmp_path_factory.mktemp("famous-home")
-    gw = start_gateway(
-        home,
-        "--model",
-        f"seeing={vision_models['vision']}",
-        "--model",
-        f"blind={vision_models['plain']}",
-        "--keep-alive",
-        "-1",
-        server="llama-server",
-    )
-    try:
+    models = {"seeing": vision_models["vision"], "blind": vision_models["plain"]}
+    with serving(tmp_path_factory.mktemp("famous-home"), models) as gw:
         yield gw
-    finally:
-        stop_gateway(gw)
 
 
 def _client(gw: Gateway) -> openai.OpenAI:
@@ -297,6 +285,7 @@ def _prompt_tokens(client: openai.OpenAI, messages: list[dict[str, Any]]) -> int
     return answer.usage.prompt_tokens
 
 
+@pytest.mark.slow
 def test_llama_server_reads_an_image_through_the_gateway(
     vision_gateway: Gateway, image_server: str, vision_models: dict[str, Path]
 ) -> None:
@@ -313,6 +302,7 @@ def test_llama_server_reads_an_image_through_the_gateway(
     assert "loaded multimodal model" in log  # llama-server's own word that it loaded it
 
 
+@pytest.mark.slow
 def test_images_to_a_model_without_projector_get_a_400(vision_gateway: Gateway) -> None:
     client = _client(vision_gateway)
     with pytest.raises(openai.BadRequestError) as info:
@@ -326,18 +316,16 @@ def test_images_to_a_model_without_projector_get_a_400(vision_gateway: Gateway) 
     assert text.choices[0].message.content is not None
 
 
+@pytest.mark.slow
 def test_images_to_llama_cpp_python_get_a_400_naming_it(
     tmp_path: Path, vision_models: dict[str, Path]
 ) -> None:
-    gw = start_gateway(
-        tmp_path / "home", "--model", f"seeing={vision_models['vision']}", server="llama-cpp-python"
-    )
-    try:
-        client = _client(gw)
-        with pytest.raises(openai.BadRequestError) as info:
-            client.chat.completions.create(
-                model="seeing", messages=_image_message(DATA_URI), max_tokens=4
-            )
-    finally:
-        stop_gateway(gw)
+    models = {"seeing": vision_models["vision"]}
+    with (
+        serving(tmp_path / "home", models, server="llama-cpp-python") as gw,
+        pytest.raises(openai.BadRequestError) as info,
+    ):
+        _client(gw).chat.completions.create(
+            model="seeing", messages=_image_message(DATA_URI), max_tokens=4
+        )
     assert "llama_cpp.server" in str(info.value) and "llama-server" in str(info.value)
