@@ -181,3 +181,16 @@ def test_projector_choice_without_f16_is_the_smallest() -> None:
     assert choose_projector({**sizes, "mmproj-model-BF16.gguf": 200}) == "mmproj-model-BF16.gguf"
     assert choose_projector({**sizes, "x/mmproj-f16.gguf": 200}) == "x/mmproj-f16.gguf"
     assert choose_projector({"m.gguf": 1}) is None
+
+
+def test_llama_server_launches_a_pulled_vision_model_with_its_projector(
+    hub: HubServer, cpu_report
+) -> None:
+    from famous.runtimes.base import LaunchSpec
+    from famous.runtimes.llamacpp import LlamaServer
+
+    hub.add_repo("org/Tiny-Vision-GGUF", vision_gguf_repo())
+    artifact = pull("org/Tiny-Vision-GGUF", report=cpu_report).artifact
+    spec = LaunchSpec(name="v", model_path=Path(artifact.path))
+    argv = LlamaServer({}, Path("/bin/true")).command(spec, 9)
+    assert argv[argv.index("--mmproj") + 1] == str(Path(artifact.root) / "mmproj-tiny-f16.gguf")

@@ -102,6 +102,16 @@ def test_llama_server_gets_the_projector_beside_the_gguf(
         LlamaServer({"mmproj": str(tmp_path / "gone.gguf")}, Path("/bin/true")).command(plain, 9)
 
 
+def test_the_memory_estimate_counts_the_projector(vision_models: dict[str, Path]) -> None:
+    from famous.serve.models import estimate_memory
+
+    projector = vision_models["vision"].parent / "mmproj-tiny-f32.gguf"
+    seeing = estimate_memory(vision_models["vision"])
+    blind = estimate_memory(vision_models["plain"])
+    assert seeing is not None and blind is not None
+    assert seeing - blind == projector.stat().st_size
+
+
 def test_mmproj_is_a_path_no_request_sets_it() -> None:
     with pytest.raises(ValueError, match=r"configuration\.mmproj can only be set"):
         LlamaServer.request_configuration({"mmproj": "/etc/passwd"})
