@@ -15,6 +15,7 @@ import asyncio
 import base64
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -188,11 +189,14 @@ def test_an_oversized_data_uri_is_refused(
 
 
 class _Images(BaseHTTPRequestHandler):
-    """``/cat.png`` the PNG; ``/text`` not an image; ``/to-file`` and ``/to-cat`` redirects;
-    ``/loop`` redirects to itself."""
+    """``/cat.png`` the PNG (``/slow.png`` after 2 s); ``/text`` and ``/fake.png`` no image;
+    ``/to-file`` and ``/to-cat`` redirects; ``/loop`` redirects to itself."""
 
     def do_GET(self) -> None:
+        if self.path == "/slow.png":
+            time.sleep(2)
         routes = {
+            "/slow.png": (200, {"Content-Type": "image/png"}, PNG),
             "/cat.png": (200, {"Content-Type": "image/png"}, PNG),
             "/text": (200, {"Content-Type": "text/html"}, b"<html></html>"),
             "/fake.png": (200, {"Content-Type": "image/png"}, b"<html></html>"),
@@ -225,11 +229,7 @@ def image_server() -> Iterator[str]:
 
 
 def _fetch(url: str, allow_private: bool = True) -> str:
-    async def go() -> str:
-        async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
-            return await images.fetch_image(client, url, (0, 1), allow_private)
-
-    return asyncio.run(go())
+    return asyncio.run(images.fetch_image(url, (0, 1), allow_private))
 
 
 def test_fetched_images_become_data_uris(image_server: str) -> None:
@@ -259,6 +259,14 @@ def test_a_gateway_reachable_from_others_fetches_no_private_address(image_server
         _fetch(image_server + "/cat.png", allow_private=False)
     with pytest.raises(APIError, match="credentials"):
         _fetch(image_server.replace("//", "//user:pw@") + "/cat.png")
+
+
+def test_a_slow_fetch_times_out(image_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(images, "FETCH_TIMEOUT", 0.5)
+    started = time.monotonic()
+    with pytest.raises(APIError, match=r"no image within 0\.5 s"):
+        _fetch(image_server + "/slow.png")
+    assert time.monotonic() - started < 1.5
 
 
 def test_an_image_over_the_cap_is_not_read(

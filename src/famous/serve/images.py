@@ -155,23 +155,24 @@ async def inline_remote(body: dict[str, Any], allow_private: bool) -> dict[str, 
         {**m, "content": list(m["content"])} if isinstance(m.get("content"), list) else m
         for m in body["messages"]
     ]
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
-        for where, part in remote:
-            uri = await fetch_image(client, part["image_url"]["url"], where, allow_private)
-            image = {**part["image_url"], "url": uri}
-            messages[where[0]]["content"][where[1]] = {**part, "image_url": image}
+    for where, part in remote:
+        uri = await fetch_image(part["image_url"]["url"], where, allow_private)
+        image = {**part["image_url"], "url": uri}
+        messages[where[0]]["content"][where[1]] = {**part, "image_url": image}
     return {**body, "messages": messages}
 
 
-async def fetch_image(
-    client: httpx.AsyncClient, url: str, where: Where, allow_private: bool
-) -> str:
-    """The image at ``url`` as a data URI, under the limits this module describes."""
+async def fetch_image(url: str, where: Where, allow_private: bool) -> str:
+    """The image at ``url`` as a data URI, under the limits this module describes. Each
+    hop gets a client of its own: no connection made for one checked name carries another."""
     try:
         async with asyncio.timeout(FETCH_TIMEOUT):
             for _ in range(MAX_REDIRECTS + 1):
                 target = await _pinned(url, where, allow_private)
-                async with client.stream("GET", **target) as resp:
+                async with (
+                    httpx.AsyncClient(follow_redirects=False, trust_env=False) as client,
+                    client.stream("GET", **target) as resp,
+                ):
                     if resp.status_code in _REDIRECTS and resp.headers.get("location"):
                         url = urllib.parse.urljoin(url, resp.headers["location"])
                         continue
