@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from serving_harness import NATIVE, Gateway, serving
+from serving_harness import NATIVE, Gateway, famous_cli, famous_env, hub_server_module, serving
 from tiny_gguf import write_llama, write_mmproj
 
 from famous.api_errors import APIError
@@ -347,3 +347,33 @@ def test_images_to_llama_cpp_python_get_a_400_naming_it(
             model="seeing", messages=_image_message(DATA_URI), max_tokens=4
         )
     assert "llama_cpp.server" in str(info.value) and "llama-server" in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_vision_repo_pulled_from_the_hub_reads_images(
+    tmp_path: Path, vision_models: dict[str, Path]
+) -> None:
+    """``famous pull`` of a repo with a projector, then the gateway serves the pulled model
+    on llama-server with it: the image costs its patches, as with the files side by side."""
+    hub = hub_server_module()
+    server = hub.HubServer().start()
+    try:
+        projector = vision_models["vision"].parent / "mmproj-tiny-f32.gguf"
+        files = {"tiny-q8_0.gguf": vision_models["vision"], "mmproj-tiny-f32.gguf": projector}
+        server.add_repo("org/Tiny-Vision-GGUF", files)
+        home = tmp_path / "home"
+        env = {**famous_env(home, "llama-server"), **hub.environment(server)}
+        env.pop("HF_TOKEN", None)
+        pulled = famous_cli(home, "pull", "org/Tiny-Vision-GGUF", timeout=120, env=env)
+        assert pulled.returncode == 0, pulled.stderr
+    finally:
+        server.stop()
+    with serving(home, {}) as gw:
+        client = _client(gw)
+        asked = {"model": "org/Tiny-Vision-GGUF", "max_tokens": 4, "temperature": 0}
+        text = client.chat.completions.create(
+            messages=[{"role": "user", "content": "what is in this picture"}], **asked
+        )
+        seen = client.chat.completions.create(messages=_image_message(DATA_URI), **asked)
+    assert text.usage is not None and seen.usage is not None
+    assert seen.usage.prompt_tokens == text.usage.prompt_tokens + IMAGE_TOKENS

@@ -67,6 +67,15 @@ def _plain_ascii(token: str, decoder: dict[str, int]) -> bool:
     return bool(data) and all(32 <= b < 127 for b in data)
 
 
+def _finish(writer: gguf.GGUFWriter, path: Path) -> Path:
+    """Write out what ``writer`` holds: header, metadata, tensors."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 def train_bpe(vocab_size: int = 400) -> tuple[list[str], list[str], dict[str, int]]:
     """A GPT-2-style byte-level BPE: (tokens by id, merges 'a b', special token ids)."""
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -168,11 +177,7 @@ def write_llama(
         output[idx, 0] = -100.0
     writer.add_tensor("output.weight", output)
 
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return _finish(writer, path)
 
 
 def train_wordpiece(vocab_size: int = 300) -> tuple[list[str], dict[str, int]]:
@@ -281,11 +286,7 @@ def write_bert(
         writer.add_tensor("cls.output.weight", rand(1, n_embd, scale=1.0))
         writer.add_tensor("cls.output.bias", np.zeros(1, dtype=np.float32))
 
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return _finish(writer, path)
 
 
 def write_bert_reranker(path: Path, *, seed: int = 2) -> Path:
@@ -354,8 +355,4 @@ def write_mmproj(
     writer.add_tensor("mm.2.weight", rand(text_embd, text_embd))
     writer.add_tensor("mm.2.bias", rand(text_embd))
 
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return _finish(writer, path)
