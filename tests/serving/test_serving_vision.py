@@ -314,6 +314,10 @@ def test_llama_server_reads_an_image_through_the_gateway(
     assert with_data_uri == without + IMAGE_TOKENS
     with_url = _prompt_tokens(client, _image_message(image_server + "/cat.png"))
     assert with_url == with_data_uri
+    stream = client.chat.completions.create(
+        model="seeing", messages=_image_message(DATA_URI), max_tokens=4, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     log = next(vision_gateway.home.rglob("seeing.log")).read_text(errors="replace")
     projector = vision_models["vision"].parent / "mmproj-tiny-f32.gguf"
     assert f"--mmproj {projector}" in log  # famous's launch line
