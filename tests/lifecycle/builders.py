@@ -79,3 +79,12 @@ def pickle_only_repo() -> dict[str, bytes]:
     files = safetensors_repo(with_pickle=True)
     del files["model.safetensors"]
     return files
+
+
+def vision_gguf_repo(payload: int = 64 * 1024) -> dict[str, bytes]:
+    """A GGUF repo that can see: two quantizations and its projector in three precisions."""
+    repo = {k: v for k, v in gguf_repo(payload=payload).items() if "f16" not in k}
+    repo["mmproj-tiny-f32.gguf"] = tiny_gguf("F32", payload // 2, arch="clip")
+    repo["mmproj-tiny-f16.gguf"] = tiny_gguf("F16", payload, arch="clip")
+    repo["mmproj-tiny-q8_0.gguf"] = tiny_gguf("Q8_0", payload // 4, arch="clip")
+    return repo

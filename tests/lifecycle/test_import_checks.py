@@ -200,3 +200,21 @@ def test_type_sizes_match_ggml() -> None:
 
     known = {t.value: sizes for t, sizes in GGML_QUANT_SIZES.items()}
     assert {k: known[k] for k in gguf_meta.GGML_TYPE_SIZES} == gguf_meta.GGML_TYPE_SIZES
+
+
+def test_a_gguf_folder_with_its_projector_imports_both(
+    cli, famous_home: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "seeing"
+    folder.mkdir()
+    (folder / "seeing-Q4_K_M.gguf").write_bytes(tiny_gguf("Q4_K_M"))
+    (folder / "mmproj-seeing-f16.gguf").write_bytes(tiny_gguf("F16", arch="clip"))
+    res = cli("import", str(folder), "--copy")
+    assert res.exit_code == 0, res.output
+    (artifact,) = list_artifacts(with_files=True)
+    assert sorted(f.relpath for f in artifact.files) == [
+        "mmproj-seeing-f16.gguf",
+        "seeing-Q4_K_M.gguf",
+    ]
+    assert Path(artifact.path).name == "seeing-Q4_K_M.gguf"
+    assert (Path(artifact.path).parent / "mmproj-seeing-f16.gguf").is_file()

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from builders import gguf_repo, pickle_only_repo, safetensors_repo
+from builders import gguf_repo, pickle_only_repo, safetensors_repo, vision_gguf_repo
 from hub_server import HubServer
 
 from famous.hub import errors
@@ -151,3 +151,46 @@ def test_modified_installed_file_is_detected_and_refetched(hub: HubServer, cpu_r
     again = pull("org/Tiny-GGUF", report=cpu_report)
     assert not again.reused and again.warnings
     assert not check_artifact(installed_artifacts("org/Tiny-GGUF")[0], deep=True)
+
+
+def test_vision_repo_pulls_one_projector_with_the_variant(hub: HubServer, cpu_report) -> None:
+    """Every variant takes the f16 projector (not the smaller f32 or q8_0 ones), downloaded
+    and verified like the weights, and the artifact still loads the model file."""
+    repo = hub.add_repo("org/Tiny-Vision-GGUF", vision_gguf_repo())
+    result = pull("org/Tiny-Vision-GGUF", report=cpu_report)
+    files = {f.relpath: f.sha256 for f in result.artifact.files}
+    assert sorted(files) == ["mmproj-tiny-f16.gguf", "tiny-q4_k_m.gguf"]
+    assert files["mmproj-tiny-f16.gguf"] == repo.files["mmproj-tiny-f16.gguf"].sha256
+    assert Path(result.artifact.path).name == "tiny-q4_k_m.gguf"
+    assert result.artifact.metadata["gguf"]["architecture"] == "llama"
+    projector = Path(result.artifact.path).parent / "mmproj-tiny-f16.gguf"
+    assert hashlib.sha256(projector.read_bytes()).hexdigest() == files["mmproj-tiny-f16.gguf"]
+    assert not check_artifact(result.artifact)
+    other = pull("org/Tiny-Vision-GGUF", variant="q8_0", report=cpu_report)
+    assert sorted(f.relpath for f in other.artifact.files) == [
+        "mmproj-tiny-f16.gguf",
+        "tiny-q8_0.gguf",
+    ]
+
+
+def test_projector_choice_without_f16_is_the_smallest() -> None:
+    from famous.formats.projector import choose_projector
+
+    sizes = {"mmproj-f32.gguf": 400, "mmproj-q8_0.gguf": 100, "mmproj-Q4_K.gguf": 60, "m.gguf": 1}
+    assert choose_projector(sizes) == "mmproj-Q4_K.gguf"
+    assert choose_projector({**sizes, "mmproj-model-BF16.gguf": 200}) == "mmproj-model-BF16.gguf"
+    assert choose_projector({**sizes, "x/mmproj-f16.gguf": 200}) == "x/mmproj-f16.gguf"
+    assert choose_projector({"m.gguf": 1}) is None
+
+
+def test_llama_server_launches_a_pulled_vision_model_with_its_projector(
+    hub: HubServer, cpu_report
+) -> None:
+    from famous.runtimes.base import LaunchSpec
+    from famous.runtimes.llamacpp import LlamaServer
+
+    hub.add_repo("org/Tiny-Vision-GGUF", vision_gguf_repo())
+    artifact = pull("org/Tiny-Vision-GGUF", report=cpu_report).artifact
+    spec = LaunchSpec(name="v", model_path=Path(artifact.path))
+    argv = LlamaServer({}, Path("/bin/true")).command(spec, 9)
+    assert argv[argv.index("--mmproj") + 1] == str(Path(artifact.root) / "mmproj-tiny-f16.gguf")

@@ -36,3 +36,18 @@ def test_an_architecture_famous_lacks_goes_to_transformers_only() -> None:
     package = synthesize_package(listing("org/tiny-neox"), config=config("gpt_neox"))
     assert "transformers-cpu" in package.engines
     assert "native-cpu" not in package.engines
+
+
+def test_a_gguf_repo_with_a_projector_sees_and_every_variant_carries_one() -> None:
+    files = [
+        RemoteFile(path="m-Q4_K_M.gguf", size=4_000, sha256="a" * 64),
+        RemoteFile(path="m-Q8_0.gguf", size=8_000, sha256="b" * 64),
+        RemoteFile(path="mmproj-m-f32.gguf", size=900, sha256="c" * 64),
+        RemoteFile(path="mmproj-m-bf16.gguf", size=500, sha256="d" * 64),
+    ]
+    package = synthesize_package(RepoListing(repo_id="org/m", revision="e" * 40, files=files))
+    assert "vision" in package.model.capabilities
+    options = package.model.options
+    assert set(options) == {"q4_k_m", "q8_0"}  # a projector is no variant
+    assert options["q4_k_m"].files == ["m-Q4_K_M.gguf", "mmproj-m-bf16.gguf"]
+    assert options["q4_k_m"].size == 4_500

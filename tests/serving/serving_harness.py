@@ -9,6 +9,7 @@ engines on SIGTERM; teardown then checks that every recorded engine pid is gone)
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from tiny_gguf import write_bert, write_bert_reranker, write_llama
@@ -33,6 +35,7 @@ NATIVE = llama_server()
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
+LIFECYCLE = REPO / "tests" / "lifecycle"
 
 
 @pytest.fixture(scope="session")
@@ -158,6 +161,30 @@ def stop_gateway(gw: Gateway) -> None:
         if stop_process(pid, grace=5) is not None:
             survivors.append(pid)
     assert not survivors, f"engine processes outlived the gateway: {survivors}"
+
+
+def hub_server_module() -> ModuleType:
+    """The lifecycle tests' Hub-protocol server (``tests/lifecycle/hub_server.py``), loaded
+    under a name of its own so that it is one module whichever folder pytest collects."""
+    if "hub_server_for_run" in sys.modules:
+        return sys.modules["hub_server_for_run"]
+    spec = importlib.util.spec_from_file_location("hub_server_for_run", LIFECYCLE / "hub_server.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["hub_server_for_run"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def serving(home: Path, models: dict[str, Path], server: str = "llama-server") -> Iterator[Gateway]:
+    """A gateway serving ``models`` (name → GGUF), kept loaded, stopped on leaving."""
+    args = [arg for name, path in models.items() for arg in ("--model", f"{name}={path}")]
+    gw = start_gateway(home, *args, "--keep-alive", "-1", server=server)
+    try:
+        yield gw
+    finally:
+        stop_gateway(gw)
 
 
 SERVERS = {"llama-cpp-python": "llama_cpp.server", "llama-server": "llama-server"}

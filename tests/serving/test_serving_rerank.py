@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_harness import Gateway, start_gateway, stop_gateway
+from serving_harness import Gateway, serving, start_gateway, stop_gateway
 
 from famous.serve import rerank
 from famous.serve.app import create_app
@@ -159,22 +159,10 @@ def native(
     tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path]
 ) -> Iterator[Gateway]:
     """A gateway on llama-server with a chat model, an embedding model and a reranker."""
-    gw = start_gateway(
-        tmp_path_factory.mktemp("famous-home"),
-        "--model",
-        f"tiny={tiny_models['llama']}",
-        "--model",
-        f"emb={tiny_models['bert']}",
-        "--model",
-        f"rr={tiny_models['reranker']}",
-        "--keep-alive",
-        "-1",
-        server="llama-server",
-    )
-    try:
+    models = {"tiny": tiny_models["llama"], "emb": tiny_models["bert"]}
+    models["rr"] = tiny_models["reranker"]
+    with serving(tmp_path_factory.mktemp("famous-home"), models) as gw:
         yield gw
-    finally:
-        stop_gateway(gw)
 
 
 def _post(gw: Gateway, path: str, body: dict[str, Any]) -> httpx.Response:

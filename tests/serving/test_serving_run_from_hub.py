@@ -4,7 +4,6 @@ and ``famous stop --gateway`` takes everything down again."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -14,18 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serving_harness import famous_env
-
-LIFECYCLE = Path(__file__).resolve().parents[1] / "lifecycle"
-
-
-def _hub_server_module():
-    spec = importlib.util.spec_from_file_location("hub_server_for_run", LIFECYCLE / "hub_server.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["hub_server_for_run"] = module
-    spec.loader.exec_module(module)
-    return module
+from serving_harness import famous_env, hub_server_module
 
 
 def _wait_gone(pid: int, seconds: float = 20) -> None:
@@ -42,7 +30,7 @@ def _wait_gone(pid: int, seconds: float = 20) -> None:
 def test_run_pulls_from_the_hub_serves_and_answers(
     tmp_path: Path, tiny_models: dict[str, Path]
 ) -> None:
-    hub = _hub_server_module()
+    hub = hub_server_module()
     home = tmp_path / "home"
     server = hub.HubServer().start()
     server.add_repo(

@@ -280,7 +280,7 @@ def test_fields_an_engine_cannot_survive_never_reach_it(gw: Gateway, http) -> No
         ({"logit_bias": ["5"]}, "logit_bias"),
         ({"messages": [{"role": "tool", "content": "42"}]}, "messages"),
         ({"messages": [{"role": "user", "content": 7}]}, "messages"),
-        ({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}, "messages"),
+        ({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}, "messages[0].content[0]"),
     ],
 )
 def test_engine_bound_fields_are_checked_first(gw: Gateway, http, fields: dict, param: str) -> None:

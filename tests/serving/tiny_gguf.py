@@ -67,6 +67,15 @@ def _plain_ascii(token: str, decoder: dict[str, int]) -> bool:
     return bool(data) and all(32 <= b < 127 for b in data)
 
 
+def _finish(writer: gguf.GGUFWriter, path: Path) -> Path:
+    """Write out what ``writer`` holds: header, metadata, tensors."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 def train_bpe(vocab_size: int = 400) -> tuple[list[str], list[str], dict[str, int]]:
     """A GPT-2-style byte-level BPE: (tokens by id, merges 'a b', special token ids)."""
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -168,11 +177,7 @@ def write_llama(
         output[idx, 0] = -100.0
     writer.add_tensor("output.weight", output)
 
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return _finish(writer, path)
 
 
 def train_wordpiece(vocab_size: int = 300) -> tuple[list[str], dict[str, int]]:
@@ -281,13 +286,73 @@ def write_bert(
         writer.add_tensor("cls.output.weight", rand(1, n_embd, scale=1.0))
         writer.add_tensor("cls.output.bias", np.zeros(1, dtype=np.float32))
 
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return _finish(writer, path)
 
 
 def write_bert_reranker(path: Path, *, seed: int = 2) -> Path:
     """Write a random BERT cross-encoder GGUF (rank pooling), as bge-reranker converts to."""
     return write_bert(path, seed=seed, reranker=True)
+
+
+def write_mmproj(
+    path: Path,
+    *,
+    text_embd: int = 64,
+    n_embd: int = 32,
+    n_layer: int = 2,
+    n_head: int = 4,
+    n_ff: int = 48,
+    image_size: int = 32,
+    patch_size: int = 8,
+    seed: int = 3,
+) -> Path:
+    """Write a random-weight LLaVA-style vision projector (``clip.projector_type: mlp``):
+    a ViT of ``n_layer`` blocks over ``patch_size`` patches of an ``image_size`` square,
+    then ``mm.0`` → GELU → ``mm.2`` into the text model's ``text_embd`` (llama.cpp's mtmd
+    refuses a projector whose output size differs from the model's embedding size).
+
+    The names and keys are the ones llama.cpp's ``clip.cpp`` loads; the ViT's last block is
+    loaded but unused (LLaVA reads the second to last layer)."""
+    rng = np.random.default_rng(seed)
+
+    def rand(*shape: int, scale: float = 0.05) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    n_patches = (image_size // patch_size) ** 2
+    writer = gguf.GGUFWriter(str(path), "clip")
+    writer.add_name("famous-tiny-mmproj")
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_string("clip.projector_type", "mlp")
+    writer.add_bool("clip.has_vision_encoder", True)
+    writer.add_bool("clip.use_gelu", True)
+    writer.add_uint32("clip.vision.image_size", image_size)
+    writer.add_uint32("clip.vision.patch_size", patch_size)
+    writer.add_uint32("clip.vision.embedding_length", n_embd)
+    writer.add_uint32("clip.vision.feed_forward_length", n_ff)
+    writer.add_uint32("clip.vision.block_count", n_layer)
+    writer.add_uint32("clip.vision.projection_dim", text_embd)
+    writer.add_uint32("clip.vision.attention.head_count", n_head)
+    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
+    writer.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
+    writer.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
+
+    writer.add_tensor("v.patch_embd.weight", rand(n_embd, 3, patch_size, patch_size))
+    writer.add_tensor("v.patch_embd.bias", rand(n_embd))
+    writer.add_tensor("v.position_embd.weight", rand(n_patches, n_embd))
+    for i in range(n_layer):
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            writer.add_tensor(f"v.blk.{i}.{name}.weight", rand(n_embd, n_embd))
+            writer.add_tensor(f"v.blk.{i}.{name}.bias", rand(n_embd))
+        for norm in ("ln1", "ln2"):
+            writer.add_tensor(f"v.blk.{i}.{norm}.weight", np.ones(n_embd, dtype=np.float32))
+            writer.add_tensor(f"v.blk.{i}.{norm}.bias", np.zeros(n_embd, dtype=np.float32))
+        writer.add_tensor(f"v.blk.{i}.ffn_up.weight", rand(n_ff, n_embd))
+        writer.add_tensor(f"v.blk.{i}.ffn_up.bias", rand(n_ff))
+        writer.add_tensor(f"v.blk.{i}.ffn_down.weight", rand(n_embd, n_ff))
+        writer.add_tensor(f"v.blk.{i}.ffn_down.bias", rand(n_embd))
+    writer.add_tensor("mm.0.weight", rand(text_embd, n_embd))
+    writer.add_tensor("mm.0.bias", rand(text_embd))
+    writer.add_tensor("mm.2.weight", rand(text_embd, text_embd))
+    writer.add_tensor("mm.2.bias", rand(text_embd))
+
+    return _finish(writer, path)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import fnmatch
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from famous.formats import gguf_meta
+from famous.formats.projector import choose_projector
 
 GGUF_QUANT = re.compile(
     r"(?i)(?<![A-Za-z0-9])("
@@ -87,9 +88,12 @@ def gguf_groups(paths: Iterable[str]) -> dict[str, list[str]]:
     return groups
 
 
-def is_projector(path: str) -> bool:
-    """Vision projectors (mmproj) ride along with a GGUF model; they are not a variant."""
-    return "mmproj" in path.rsplit("/", 1)[-1].lower()
+def projector_for(model: str, sizes: Mapping[str, int]) -> str | None:
+    """The projector (``mmproj-*.gguf``) that rides along with the GGUF ``model`` of a repo:
+    one in its folder (where llama-server's launch looks), ``choose_projector``'s pick."""
+    folder = model.rsplit("/", 1)[0] + "/" if "/" in model else ""
+    here = {p: n for p, n in sizes.items() if p.startswith(folder)}
+    return choose_projector({p: n for p, n in here.items() if "/" not in p[len(folder) :]})
 
 
 def is_pickle(path: str) -> bool:

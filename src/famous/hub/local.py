@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from famous.formats import gguf_meta
+from famous.formats.projector import is_projector
 from famous.hub.errors import BadModelFile
-from famous.hub.formats import classify, is_projector
+from famous.hub.formats import classify
 from famous.store.artifacts import ArtifactFile
 from famous.store.locks import held
 

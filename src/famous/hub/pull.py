@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from famous.formats.projector import is_projector
 from famous.hub import client
 from famous.hub.client import RemoteFile, RepoListing
 from famous.hub.errors import (
@@ -34,6 +35,7 @@ from famous.hub.formats import (
     gguf_quant,
     is_pickle,
     parse_gguf_header,
+    projector_for,
     read_gguf_header,
 )
 from famous.hub.names import (
@@ -167,11 +169,7 @@ def _get_bytes(
 
 def _remote_header(listing: RepoListing, tok: str | None) -> GgufHeader | None:
     ggufs = sorted(
-        (
-            f
-            for f in listing.files
-            if f.path.lower().endswith(".gguf") and "mmproj" not in f.path.lower()
-        ),
+        (f for f in listing.files if f.path.lower().endswith(".gguf") and not is_projector(f.path)),
         key=lambda f: f.size,
     )
     if not ggufs:
@@ -246,6 +244,28 @@ def _option_name(package: ModelPackage, variant: str | None) -> str | None:
 # -- files ------------------------------------------------------------------------------------
 
 
+def _gguf_files(listing: RepoListing, option: ModelOption, chosen: list[str]) -> list[str]:
+    """One GGUF model of the matches (every shard of it), its companions, and the repo's
+    vision projector for it when there is one (``famous.formats.projector``'s pick)."""
+    groups = gguf_groups(chosen)
+    if len(groups) > 1:
+        exact = [
+            k
+            for k, fs in groups.items()
+            if (gguf_quant(fs[0]) or "").lower() == option.quantization.lower()
+        ]
+        keep = exact[0] if exact else sorted(groups)[0]
+        groups = {keep: groups[keep]}
+    whole = gguf_groups(listing.paths())  # every shard of the chosen model, not just the matches
+    wanted = {p for p in chosen if not p.lower().endswith(".gguf")}
+    for key in groups:
+        wanted.update(whole.get(key, groups[key]))
+    models = sorted(p for p in wanted if p.lower().endswith(".gguf"))
+    sizes = {f.path: f.size for f in listing.files}
+    projector = projector_for(models[0], sizes) if models else None
+    return sorted(wanted | ({projector} if projector else set()))
+
+
 def resolve_files(
     listing: RepoListing, option: ModelOption, *, allow_pickle: bool = False
 ) -> list[RemoteFile]:
@@ -255,22 +275,7 @@ def resolve_files(
         paths = [p for p in paths if not is_pickle(p) or option.format == "openvino"]
     chosen = matching(paths, option.files)
     if option.format == "gguf":
-        groups = gguf_groups(chosen)
-        if len(groups) > 1:
-            exact = [
-                k
-                for k, fs in groups.items()
-                if (gguf_quant(fs[0]) or "").lower() == option.quantization.lower()
-            ]
-            keep = exact[0] if exact else sorted(groups)[0]
-            groups = {keep: groups[keep]}
-        whole = gguf_groups(
-            listing.paths()
-        )  # every shard of the chosen model, not just the matches
-        wanted = set()
-        for key in groups:
-            wanted.update(whole.get(key, groups[key]))
-        chosen = sorted(wanted | {p for p in chosen if not p.lower().endswith(".gguf")})
+        chosen = _gguf_files(listing, option, [p for p in chosen if not is_projector(p)])
     weights = [
         p
         for p in chosen
@@ -294,9 +299,7 @@ def _engine_path(dest: Path, option: ModelOption, files: list[RemoteFile]) -> Pa
     """What the engine loads: the (first shard of the) GGUF file, else the folder."""
     if option.format == "gguf":
         ggufs = sorted(
-            f.path
-            for f in files
-            if f.path.lower().endswith(".gguf") and "mmproj" not in f.path.lower()
+            f.path for f in files if f.path.lower().endswith(".gguf") and not is_projector(f.path)
         )
         if ggufs:
             return dest / safe_relpath(ggufs[0])

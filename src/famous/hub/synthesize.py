@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from famous.formats.projector import is_projector
 from famous.hub.client import RepoListing
 from famous.hub.errors import NoUsableFormat, PickleRefused
 from famous.hub.formats import (
@@ -23,7 +24,7 @@ from famous.hub.formats import (
     companions,
     gguf_groups,
     gguf_quant,
-    is_projector,
+    projector_for,
 )
 from famous.hub.names import package_name_for_repo
 from famous.manifests.schema import EngineManifest, ModelManifest, ModelPackage, ModelShape
@@ -119,11 +120,12 @@ def find_variants(listing: RepoListing, config: dict[str, Any] | None = None) ->
     groups = gguf_groups(p for p in kinds.get("gguf", []) if not is_projector(p))
     for key, files in sorted(groups.items(), key=lambda kv: sum(sizes[f] for f in kv[1])):
         quant = gguf_quant(files[0]) or "gguf"
+        projector = projector_for(files[0], sizes)  # every variant sees with the same one
         add(
             quant.lower() if quant != "gguf" else Path(key).stem.lower()[:40] or "gguf",
             "gguf",
             quant,
-            files,
+            files + ([projector] if projector else []),
         )
     weights = kinds.get("safetensors", [])
     if weights:
@@ -208,7 +210,7 @@ def _capabilities(listing: RepoListing) -> list[str]:
     ):
         return ["embedding"]
     caps = ["text"]
-    if "image-text-to-text" in tags:
+    if "image-text-to-text" in tags or any(is_projector(p) for p in listing.paths()):
         caps.append("vision")
     return caps
 

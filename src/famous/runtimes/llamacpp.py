@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from famous.formats import gguf_meta
+from famous.formats.projector import projector_beside
 from famous.runtimes import components
 from famous.runtimes.base import (
     EngineStartError,
@@ -75,8 +76,14 @@ CONFIGURATION_KEYS: dict[str, str] = {
     "embedding": "serve /v1/embeddings (auto-detected from the GGUF)",
     "pooling": "embedding pooling: mean | cls | last (llama-server)",
     "reranking": "serve /v1/rerank (auto-detected from a GGUF with rank pooling; llama-server)",
+    "mmproj": "llama-server: the vision projector (mmproj GGUF) to read images with; default: "
+    "the one beside the model's GGUF, if any; none turns vision off",
     "seed": "default sampling seed",
 }
+NO_PROJECTOR = (
+    "read images: this model has no vision projector (pull a repo that ships an "
+    "mmproj-*.gguf, or set mmproj to one)"
+)
 
 
 def _pick(cfg: Mapping[str, Any], *names: str, default: Any = None) -> Any:
@@ -94,10 +101,23 @@ def _flash_attn(value: Any) -> str | None:
     return "on" if as_bool(value) else "off"
 
 
+def _projector(cfg: Mapping[str, Any], model: Path) -> Path | None:
+    """The vision projector: the configured ``mmproj`` (``none`` for no vision), else the
+    one a pull put beside the GGUF (``famous.formats.projector``)."""
+    configured = _pick(cfg, "mmproj")
+    if configured is None:
+        return projector_beside(Path(model))
+    if str(configured).strip().lower() in ("", "none", "off", "false", "0"):
+        return None
+    return Path(str(configured)).expanduser()
+
+
 class _LlamaCppBase(RuntimeAdapter):
     runtime: ClassVar[str] = "llamacpp"
     configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
-    local_only_keys: ClassVar[frozenset[str]] = frozenset({"llama_server_path", "draft_model"})
+    local_only_keys: ClassVar[frozenset[str]] = frozenset(
+        {"llama_server_path", "draft_model", "mmproj"}
+    )
     features: ClassVar[frozenset[str]] = frozenset({"json_schema"})
 
     def _metadata(self, spec: LaunchSpec) -> dict[str, Any]:
@@ -168,6 +188,7 @@ class _LlamaCppBase(RuntimeAdapter):
             "reranking": reranking,
             "pooling": pooling,
             "seed": _pick(cfg, "seed"),
+            "projector": _projector(cfg, spec.model_path),
         }
 
 
@@ -205,8 +226,13 @@ class LlamaCppPythonServer(_LlamaCppBase):
     health_path: ClassVar[str] = "/v1/models"
 
     def limits(self, spec: LaunchSpec) -> dict[str, str]:
-        """llama-cpp-python's server has no rerank route: a reranker needs llama-server."""
+        """llama-cpp-python's server has no rerank route and reads no images here (its
+        LLaVA chat handlers need a per-family ``chat_format``): both need llama-server."""
         limits = super().limits(spec)
+        limits["images"] = (
+            "read images: famous serves vision models (GGUF + mmproj projector) with llama.cpp's "
+            f"llama-server only ({LLAMA_SERVER_INSTALL})"
+        )
         if self.settings(spec)["reranking"]:
             limits["rerank"] = (
                 "rerank documents: llama-cpp-python's server has no rerank route; serve "
@@ -303,6 +329,14 @@ class LlamaServer(_LlamaCppBase):
             return self.features | {"template_tools"}
         return self.features
 
+    def limits(self, spec: LaunchSpec) -> dict[str, str]:
+        """A text model reads images only with a vision projector (``--mmproj``)."""
+        limits = super().limits(spec)
+        settings = self.settings(spec)
+        if settings["projector"] is None and not settings["embedding"]:
+            limits["images"] = NO_PROJECTOR
+        return limits
+
     def check_installed(self) -> None:
         if self.binary is None or not os.access(self.binary, os.X_OK):
             raise RuntimeNotInstalled(
@@ -364,6 +398,7 @@ class LlamaServer(_LlamaCppBase):
             argv += ["--embeddings", "--pooling", str(s["pooling"] or "mean")]
         else:
             argv += ["--jinja"]
+            argv += _projector_flag(s["projector"])
             if s["chat_template"]:
                 argv += ["--chat-template", str(s["chat_template"])]
             elif not s["has_template"]:
@@ -371,6 +406,14 @@ class LlamaServer(_LlamaCppBase):
         if s["seed"] is not None:
             argv += ["--seed", str(s["seed"])]
         return argv
+
+
+def _projector_flag(projector: Path | None) -> list[str]:
+    if projector is None:
+        return []
+    if not projector.is_file():
+        raise EngineStartError(f"mmproj {projector} is not a file: set mmproj to a projector GGUF")
+    return ["--mmproj", str(projector)]
 
 
 MAX_AUTO_SLOTS = 8

@@ -31,6 +31,7 @@ from famous.serve.request_checks import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_
 from famous.serve.routes import admin, status
 from famous.serve.routes import openai as openai_routes
 from famous.serve.scheduler import Scheduler
+from famous.store.gateway_state import LOCAL_HOSTS
 
 log = logging.getLogger("famous.serve")
 
@@ -56,6 +57,7 @@ def create_app(
         admin_token=admin_token,
         max_request_bytes=max_request_bytes,
         read_timeout=read_timeout,
+        fetch_private_images=host in LOCAL_HOSTS,
     )
 
     @contextlib.asynccontextmanager

@@ -34,6 +34,9 @@ class GatewayContext:
     read_timeout: float = DEFAULT_READ_TIMEOUT
     started: float = field(default_factory=time.time)
     draining: bool = False
+    #: image URLs may point at private addresses: true when the gateway listens on loopback
+    #: only (``famous.serve.images``)
+    fetch_private_images: bool = False
     open_streams: set[relay.UpstreamResponse] = field(default_factory=set)
 
     def has_key(self, request: Request) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from famous.serve import images
 from famous.serve.errors import invalid
 
 _COMMON = frozenset({"model", "user", "stream", "stream_options", "seed", "stop", "n"})
@@ -110,19 +111,19 @@ def _check_extensions(payload: dict[str, Any]) -> None:
 
 
 def _check_messages(messages: list[Any]) -> list[Any]:
-    """Messages as every engine reads them: text-only content parts become one string."""
+    """Messages as every engine reads them: text-only content parts become one string;
+    image parts are checked (``famous.serve.images``)."""
     out = []
     for i, message in enumerate(messages):
         role, content = message.get("role"), message.get("content")
         if role == "tool" and not isinstance(message.get("tool_call_id"), str):
             raise invalid(f"messages[{i}] has role tool but no tool_call_id", "messages")
         if isinstance(content, list):
-            if not all(isinstance(p, dict) and isinstance(p.get("type"), str) for p in content):
-                raise invalid(f"messages[{i}].content parts must be typed objects", "messages")
-            if all(p["type"] == "text" for p in content):
-                if not all(isinstance(p.get("text"), str) for p in content):
-                    raise invalid(f"messages[{i}].content text parts need text", "messages")
-                message = {**message, "content": "".join(p["text"] for p in content)}
+            parts = images.check_parts(i, content)
+            if all(p["type"] == "text" for p in parts):
+                message = {**message, "content": "".join(p["text"] for p in parts)}
+            else:
+                message = {**message, "content": parts}
         elif content is not None and not isinstance(content, str):
             raise invalid(
                 f"messages[{i}].content must be a string, a list of parts or null", "messages"

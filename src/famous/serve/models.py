@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from famous.formats import gguf_meta
+from famous.formats.projector import is_projector, projector_beside
 from famous.runtimes.llamacpp import auto_slots
 
 log = logging.getLogger("famous.serve")
@@ -54,7 +55,7 @@ def _gguf_file(path: Path) -> Path | None:
     if path.is_dir():
         shards = sorted(path.rglob("*.gguf"))
         first = [p for p in shards if "-00001-of-" in p.name]
-        plain = [p for p in shards if "mmproj" not in p.name]
+        plain = [p for p in shards if not is_projector(p.name)]
         return (first or plain or [None])[0]
     return None
 
@@ -79,7 +80,10 @@ def estimate_memory(path: Path, configuration: Mapping[str, Any] | None = None) 
     if shape is None:  # unreadable header: at least the weights must fit
         return stat.st_size + DEFAULT_OVERHEAD
     layers, trained_ctx, kv_heads, head_dim = shape
-    weights = sum(p.stat().st_size for p in ([gguf] if path.is_file() else path.rglob("*.gguf")))
+    files = (
+        [gguf, *filter(None, [projector_beside(gguf)])] if path.is_file() else path.rglob("*.gguf")
+    )
+    weights = sum(p.stat().st_size for p in files)  # a vision projector is loaded too
     cfg = {str(k).replace("-", "_"): v for k, v in (configuration or {}).items()}
     ctx = int(cfg.get("ctx_size") or cfg.get("n_ctx") or min(trained_ctx, 4096))
     per_token = 2 * layers * kv_heads * head_dim * 2

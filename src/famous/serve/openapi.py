@@ -33,7 +33,12 @@ class _Open(BaseModel):
 
 class ChatMessage(_Open):
     role: str = Field(description="system, user, assistant or tool")
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[dict[str, Any]] | None = Field(
+        None,
+        description="a string, or parts: {type: text, text} and {type: image_url, image_url: "
+        "{url}} with a data URI (PNG, JPEG, WebP, GIF) or an http(s) URL the gateway fetches; "
+        "images need a model with a vision projector on llama-server",
+    )
     tool_call_id: str | None = Field(None, description="required when role is tool")
     name: str | None = None
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from famous.runtimes.base import EngineProcess
-from famous.serve import openapi, relay, rerank, stream_usage, tool_calls
+from famous.serve import images, openapi, relay, rerank, stream_usage, tool_calls
 from famous.serve.context import GatewayContext, context
 from famous.serve.errors import APIError, engine_error, invalid
 from famous.serve.fields import forwarded
@@ -101,6 +101,8 @@ async def proxy(request: Request, kind: str) -> Response:
         try:
             refuse_unsupported(dep, kind, checked)
             assert dep.process is not None
+            if kind == "chat" and images.has_remote(checked):  # once: a retry reuses them
+                checked = await images.inline_remote(checked, gateway.fetch_private_images)
             wanted = checked
             if plan is not None and plan.applies(dep.process.features):
                 if plan.choice != "none":
@@ -137,6 +139,9 @@ def refuse_unsupported(dep: Deployment, kind: str, body: dict[str, Any]) -> None
         return
     if kind in limits:
         raise invalid(f"{proc.server} (the engine of {dep.name!r}) cannot {limits[kind]}", "model")
+    if "images" in limits and kind == "chat" and images.has_images(body):
+        what = f"{proc.server} (the engine of {dep.name!r}) cannot {limits['images']}"
+        raise invalid(what, "messages")
     if "n" in limits and (body.get("n") or 1) > 1:
         raise invalid(f"{proc.server} (the engine of {dep.name!r}) cannot {limits['n']}", "n")
 
