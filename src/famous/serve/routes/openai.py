@@ -87,11 +87,22 @@ async def rerank_documents(request: Request) -> Response:
 
 
 async def proxy(request: Request, kind: str) -> Response:
+    """An OpenAI route: the body read, checked and answered (``answer``)."""
     gateway = context(request)
     gateway.authorize(request)
     if gateway.draining:
         raise shutting_down(answer_began=False)
     payload = parse_json(await read_body(request, gateway.max_request_bytes, gateway.read_timeout))
+    return await answer(request, kind, payload)
+
+
+async def answer(request: Request, kind: str, payload: dict[str, Any]) -> Response:
+    """The gateway's one way to answer an OpenAI request body of ``kind`` (chat,
+    completions, embeddings, rerank): checked, scheduled, normalised and relayed. A JSON
+    ``Response``, or for a stream a ``StreamingResponse`` of OpenAI's server-sent events.
+    Other protocols (``famous.serve.protocols``) translate onto it; the caller has
+    authorized the request. Raises ``APIError`` for what OpenAI answers with an error."""
+    gateway = context(request)
     name = validate(kind, payload)
     checked = forwarded(kind, payload)
     plan = tool_calls.tool_plan(checked) if kind == "chat" else None
