@@ -254,12 +254,25 @@ def obtain_llama_server(model: str, local_path: str | None = None) -> None:
     """Before serving ``model``: build llama-server when the model would otherwise run on
     llama_cpp.server (``llama-server.build``: auto). A machine that cannot build, or a build
     that fails, keeps llama_cpp.server and says why; serving goes on."""
-    from famous.runtimes.components import ComponentError, missing_toolchain
+    from famous.runtimes.components import build_lock
     from famous.services.llama_server import backend_to_build, build_policy
 
     gpu = backend_to_build(model, local_path)
     if gpu is None or build_policy() == "never":
         return
+    with build_lock(on_wait=_waiting_for_build):
+        if backend_to_build(model, local_path) is None:  # built by the famous we waited for
+            return
+        _build_or_fall_back(model, gpu)
+
+
+def _waiting_for_build() -> None:
+    typer.echo("waiting for another famous that is building llama-server…", err=True)
+
+
+def _build_or_fall_back(model: str, gpu: str) -> None:
+    from famous.runtimes.components import ComponentError, missing_toolchain
+
     missing = missing_toolchain(gpu)
     if missing:
         typer.echo(
@@ -284,7 +297,10 @@ def install_component(
     """Build llama.cpp's llama-server (with llama-quantize and llama-bench) for this machine."""
     if component != "llama-server":
         raise NotFound(f"unknown component {component!r}; available: llama-server")
-    result = build_llama_server_shown(gpu, jobs, sdist)
+    from famous.runtimes.components import build_lock
+
+    with build_lock(on_wait=_waiting_for_build):
+        result = build_llama_server_shown(gpu, jobs, sdist)
     typer.echo(f"installed {result.folder}; famous uses it for llama.cpp engines from now on")
 
 

@@ -11,6 +11,7 @@ UI, so the build needs no network once the sdist is here.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -92,6 +93,26 @@ def components_dir() -> Path:
 
 def llama_server_dir() -> Path:
     return components_dir() / "llama-server"
+
+
+@contextlib.contextmanager
+def build_lock(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """One build at a time per FAMOUS_HOME (two ``famous run`` started together build
+    once: the second finds the first's build when it gets the lock)."""
+    from filelock import FileLock, Timeout
+
+    llama_server_dir().mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(llama_server_dir() / ".build.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait()
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 # -- what this machine's build is called ---------------------------------------------------
