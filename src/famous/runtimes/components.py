@@ -236,6 +236,23 @@ def llama_cpp_python_version() -> str | None:
 
 # -- before building -------------------------------------------------------------------------
 
+BUILD_POLICIES = ("auto", "never")
+
+
+def build_policy() -> str:
+    """``llama-server.build``: auto (famous run / pull build it when a GGUF model needs it)
+    or never."""
+    from famous.errors import InvalidInput
+    from famous.store.config import resolve
+
+    value = str(resolve()["llama-server.build"].value).strip().lower()
+    if value not in BUILD_POLICIES:
+        raise InvalidInput(
+            f"llama-server.build={value!r} is not one of {', '.join(BUILD_POLICIES)}",
+            hint="famous set llama-server.build=auto",
+        )
+    return value
+
 
 def missing_toolchain(gpu: str = "cpu") -> str | None:
     """What this machine lacks to build the ``gpu`` backend, or None."""

@@ -12,21 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-BUILD_POLICIES = ("auto", "never")
+from famous.runtimes.components import build_policy
 
-
-def build_policy() -> str:
-    """``llama-server.build``: auto (build when a GGUF model needs it) or never."""
-    from famous.errors import InvalidInput
-    from famous.store.config import resolve
-
-    value = str(resolve()["llama-server.build"].value).strip().lower()
-    if value not in BUILD_POLICIES:
-        raise InvalidInput(
-            f"llama-server.build={value!r} is not one of {', '.join(BUILD_POLICIES)}",
-            hint="famous set llama-server.build=auto",
-        )
-    return value
+__all__ = ["backend_to_build", "build_policy"]
 
 
 def _model_runtime(model: str, local_path: str | None) -> tuple[str, dict[str, object]] | None:

@@ -54,8 +54,7 @@ def _missing_install(runtime: str) -> str | None:
 def llama_server_buildable() -> bool:
     """famous may build llama-server here (``llama-server.build`` auto, a C++ toolchain and
     CMake at hand): llama.cpp models need nothing installed beforehand."""
-    from famous.runtimes.components import missing_toolchain
-    from famous.services.llama_server import build_policy
+    from famous.runtimes.components import build_policy, missing_toolchain
 
     try:
         return build_policy() == "auto" and missing_toolchain("cpu") is None
