@@ -22,11 +22,11 @@ ROUTES = [
     ("POST", "/v1/completions"),
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/rerank"),
-    ("POST", "/api/models"),
-    ("POST", "/api/load"),
-    ("POST", "/api/stop"),
+    ("POST", "/famous/api/models"),
+    ("POST", "/famous/api/load"),
+    ("POST", "/famous/api/stop"),
     ("GET", "/v1/models"),
-    ("GET", "/api/ps"),
+    ("GET", "/famous/api/ps"),
     ("GET", "/metrics"),
     ("GET", "/health"),
     ("GET", "/openapi.json"),
@@ -62,9 +62,9 @@ VALID = {
     "/v1/completions": {"model": "tiny", "prompt": "hi"},
     "/v1/embeddings": {"model": "tiny", "input": "hi"},
     "/v1/rerank": {"model": "tiny", "query": "hi", "documents": ["a", {"text": "b"}]},
-    "/api/models": {"name": "tiny", "path": "/etc/hostname"},
-    "/api/load": {"model": "tiny"},
-    "/api/stop": {"model": "tiny"},
+    "/famous/api/models": {"name": "tiny", "path": "/etc/hostname"},
+    "/famous/api/load": {"model": "tiny"},
+    "/famous/api/stop": {"model": "tiny"},
 }
 HOSTILE_VALUES = [10**400, -(10**400), 2**63, -1, 0.5, 1e308, "\ud800", "\x00", "a\nb", "", [], {}]
 HOSTILE_VALUES += ["required", {"type": "function", "function": {"name": 5}}, [{"function": 1}]]

@@ -51,13 +51,13 @@ def test_every_route_is_published_with_its_body() -> None:
     document = _published()
     paths = document["paths"]
     routes = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank")
-    for path in (*routes, "/api/models"):
+    for path in (*routes, "/famous/api/models"):
         body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         name = body["$ref"].rsplit("/", 1)[1]
         assert name in document["components"]["schemas"]
         assert paths[path]["post"]["responses"]["400"]["content"]
-    assert {"/v1/models", "/health", "/metrics", "/api/ps"} <= set(paths)
-    assert paths["/api/ps"]["get"]["security"] == [{"bearer": []}]
+    assert {"/v1/models", "/health", "/metrics", "/famous/api/ps"} <= set(paths)
+    assert paths["/famous/api/ps"]["get"]["security"] == [{"bearer": []}]
 
 
 def test_published_bounds_are_the_ones_the_gateway_checks() -> None:

@@ -1,7 +1,7 @@
 """The gateway application: OpenAI routes in front of the engines, routed by the request's
 ``model`` (``routes/``), wired here to one scheduler, its credentials and its limits.
 
-Admin routes under ``/api/`` (ps, load, stop, register a file) serve the CLI and need a
+Admin routes under ``/famous/api/`` (ps, load, stop, register a file) serve the CLI and need a
 credential even on loopback: the install's admin token (``FAMOUS_HOME/admin-token``, 0600,
 which the CLI reads) or the API key. Every route refuses what a hostile web page could send
 from the user's browser (``famous.serve.guard``): a ``Host`` that is not this gateway (DNS
