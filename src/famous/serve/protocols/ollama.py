@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -66,17 +68,17 @@ def keep_alive_seconds(value: Any) -> float | None:
     seconds; negative keeps the model loaded; None when the request sets none."""
     if value is None:
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return float(text)
-        except ValueError:
-            pass
-        parts = _DURATION.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text.replace("+", ""):
-            return sum(float(n) * _UNITS[u] for n, u in parts)
+    seconds = None
+    with contextlib.suppress(ValueError, OverflowError):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        elif isinstance(value, str) and (parts := _DURATION.findall(value.strip())):
+            if "".join(n + u for n, u in parts) == value.strip():
+                seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+        elif isinstance(value, str):
+            seconds = float(value.strip())
+    if seconds is not None and math.isfinite(seconds):
+        return seconds
     raise invalid(
         f"keep_alive must be seconds or a duration like '5m', got {value!r}", "keep_alive"
     )
