@@ -4,6 +4,7 @@ from a Hub-protocol server, copy and delete; and what a hostile client sends."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 CHAT = [{"role": "user", "content": "hello there"}]
 GREEDY = {"temperature": 0, "seed": 0, "num_predict": 12}
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 32).decode()
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +167,7 @@ HOSTILE = [
     ("/api/chat", {"model": "tiny", "messages": [{"role": "user", "images": ["!!"]}]}, "images"),
     ("/api/chat", {"model": "tiny", "messages": [{"role": "user", "content": {}}]}, "content"),
     ("/api/chat", {"model": "tiny", "messages": CHAT, "tools": {"a": 1}}, "tools"),
+    ("/api/chat", {"model": "tiny", "messages": [{"role": "user", "images": [PNG]}]}, "projector"),
     ("/api/generate", {"model": "tiny", "prompt": 5}, "prompt"),
     ("/api/generate", {"model": "tiny", "prompt": "x", "system": []}, "system"),
     ("/api/embed", {"model": "emb", "input": [1, 2]}, "input"),

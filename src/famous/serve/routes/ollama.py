@@ -231,8 +231,6 @@ def _refused(response: Response, body: bytes) -> APIError:
 async def translated(response: Response, stream: ollama.ChatStream) -> AsyncIterator[dict]:
     """Ollama's objects, each as soon as the OpenAI chunk it comes from arrives."""
     buffer = bytearray()
-    if response.status_code >= 400:
-        raise _refused(response, b"".join([c async for c in _chunks(response)]))
     async with contextlib.aclosing(_chunks(response)) as chunks:
         async for chunk in chunks:
             for event in ollama.sse_payloads(buffer, chunk):
@@ -285,6 +283,8 @@ async def _generation(request: Request, kind: str) -> Response:
         return JSONResponse(await _load_or_unload(gateway, request, name, keep, field))
     openai_kind = "completions" if "prompt" in body else "chat"
     response = await answer(request, openai_kind, body)
+    if response.status_code >= 400:  # the engine refused it: nothing streams
+        raise _refused(response, b"".join([c async for c in _chunks(response)]))
     objects = translated(response, ollama.ChatStream(str(payload["model"]), field))
     if payload.get("stream", True) is not False:
         return StreamingResponse(_ndjson(objects), media_type=_NDJSON)
