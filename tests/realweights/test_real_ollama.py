@@ -5,18 +5,19 @@ whole answer, the counts are the OpenAI route's, a JSON schema holds."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import jsonschema
 import ollama
 import pytest
-import serving_harness
+import test_real_gguf_serving as gguf_serving
 from realweights_helpers import CHAT, MODEL
-from serving_harness import SERVERS, Gateway, start_gateway, stop_gateway
+from serving_harness import Gateway
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+# the same gateways as the OpenAI tests: the real GGUF, once per llama.cpp server
+gateway = gguf_serving.gateway
+native_llama_server = gguf_serving.native_llama_server
 GREEDY = {"temperature": 0, "seed": 0, "num_predict": 32}
 SCHEMA = {
     "type": "object",
@@ -24,25 +25,6 @@ SCHEMA = {
     "required": ["city", "population"],
     "additionalProperties": False,
 }
-
-
-@pytest.fixture(scope="module", params=sorted(SERVERS))
-def gateway(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    smollm2_gguf: Path,
-    llama_server_binary: Path,
-) -> Iterator[Gateway]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(serving_harness, "NATIVE", llama_server_binary)
-        home = tmp_path_factory.mktemp("famous-home")
-        gw = start_gateway(
-            home, "--model", f"{MODEL}={smollm2_gguf}", "--keep-alive", "-1", server=request.param
-        )
-    try:
-        yield gw
-    finally:
-        stop_gateway(gw)
 
 
 @pytest.fixture(scope="module")
