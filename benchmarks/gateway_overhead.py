@@ -4,7 +4,7 @@ One command: ``python benchmarks/gateway_overhead.py``. It writes a random-weigh
 (about 26 M parameters, so decoding runs at a realistic pace rather than at the HTTP
 stack's), starts ``famous serve`` with it, loads it, then streams the same chat requests
 alternately to the gateway and straight to the engine process the gateway started (its port
-comes from ``/api/ps``), at 1 and 8 concurrent streams. It prints the throughput ratio
+comes from ``/famous/api/ps``), at 1 and 8 concurrent streams. It prints the throughput ratio
 (goal >= 0.97) and the time-to-first-token the gateway adds (median, ms).
 """
 

@@ -33,7 +33,7 @@ class RunningGateway:
     url: str
     pid: int
     admin: dict[str, str]  # the admin token header (admin routes need it)
-    deployment: dict  # the model's entry in /api/ps (engine pid, url, server)
+    deployment: dict  # the model's entry in /famous/api/ps (engine pid, url, server)
 
 
 @contextlib.contextmanager
@@ -75,11 +75,13 @@ def serving(
         register = {"name": name, "path": str(model), "configuration": configuration}
         if runtime:
             register["runtime"] = runtime
-        httpx.post(url + "/api/models", json=register, headers=admin, timeout=30).raise_for_status()
         httpx.post(
-            url + "/api/load", json={"model": name}, headers=admin, timeout=load_timeout
+            url + "/famous/api/models", json=register, headers=admin, timeout=30
         ).raise_for_status()
-        deployments = get_json(url + "/api/ps", admin)["deployments"]
+        httpx.post(
+            url + "/famous/api/load", json={"model": name}, headers=admin, timeout=load_timeout
+        ).raise_for_status()
+        deployments = get_json(url + "/famous/api/ps", admin)["deployments"]
         deployment = next(d for d in deployments if d["name"] == name)
         yield RunningGateway(url=url, pid=proc.pid, admin=admin, deployment=deployment)
     finally:

@@ -6,7 +6,7 @@ For each GPU engine it writes a random-weight Llama itself (nothing is downloade
 safetensors checkpoint for vLLM, an f32 GGUF for llama.cpp with every layer offloaded),
 starts ``famous serve``, registers and loads the model with that runtime, then streams the
 same chat requests alternately to the gateway and to the engine's own port (from
-``/api/ps``) at each concurrency, using the gateway benchmark's measurement
+``/famous/api/ps``) at each concurrency, using the gateway benchmark's measurement
 (``benchmarks/gateway_overhead.py``). End-of-sequence is held down in both models, so every
 stream runs to ``--max-tokens``. On a machine without a GPU it prints why and exits 0.
 """

@@ -20,7 +20,7 @@ def register(gateway, name: str, path: Path, runtime: str, **configuration: obje
     """Tell the running gateway about a model directory served by ``runtime``."""
     body = {"name": name, "path": str(path), "runtime": runtime, "configuration": configuration}
     request = urllib.request.Request(
-        gateway.url + "/api/models",
+        gateway.url + "/famous/api/models",
         data=json.dumps(body).encode(),
         headers={"content-type": "application/json", **gateway.admin},
         method="POST",

@@ -117,11 +117,11 @@ class _Gateway(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         payload = json.loads(self.rfile.read(int(self.headers["content-length"])))
         self.seen.append(("POST", self.path, self.headers.get("authorization"), payload))
-        if self.path == "/api/load" and payload["model"] == "missing":
+        if self.path == "/famous/api/load" and payload["model"] == "missing":
             self._answer(404, {"error": {"message": "no model 'missing'"}})
-        elif self.path == "/api/stop":
+        elif self.path == "/famous/api/stop":
             self._answer(200, {"stopped": ["m"]})
-        elif self.path == "/api/models":
+        elif self.path == "/famous/api/models":
             self._answer(400, {"error": {"message": "no such file"}})
         else:
             self._answer(200, {"runtime": "llamacpp"})
@@ -160,15 +160,15 @@ def test_client_calls_the_admin_routes_with_the_admin_token(fake_gateway, monkey
     assert not isinstance(refused.value, GatewayNotFound)
     assert [(m, p, auth) for m, p, auth, _ in _Gateway.seen] == [
         ("GET", "/health", f"Bearer {token}"),
-        ("POST", "/api/load", f"Bearer {token}"),
-        ("POST", "/api/stop", f"Bearer {token}"),
-        ("POST", "/api/load", f"Bearer {token}"),
-        ("POST", "/api/models", f"Bearer {token}"),
+        ("POST", "/famous/api/load", f"Bearer {token}"),
+        ("POST", "/famous/api/stop", f"Bearer {token}"),
+        ("POST", "/famous/api/load", f"Bearer {token}"),
+        ("POST", "/famous/api/models", f"Bearer {token}"),
     ]
     assert _Gateway.seen[2][3] == {"all": True}
     keyed = GatewayClient(fake_gateway, api_key="k")
     assert keyed.ps() == {"status": "ok"}
-    assert _Gateway.seen[-1][1:3] == ("/api/ps", "Bearer k")
+    assert _Gateway.seen[-1][1:3] == ("/famous/api/ps", "Bearer k")
 
 
 def test_nothing_listening_is_not_healthy() -> None:

@@ -106,7 +106,7 @@ class Gateway:
         return admin_headers(self.home)
 
     def ps(self) -> list[dict]:
-        deployments = get_json(self.url + "/api/ps", headers=self.admin)["deployments"]
+        deployments = get_json(self.url + "/famous/api/ps", headers=self.admin)["deployments"]
         self.engine_pids.update(d["pid"] for d in deployments if d.get("pid"))
         return deployments
 

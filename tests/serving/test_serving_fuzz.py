@@ -22,13 +22,21 @@ ROUTES = [
     ("POST", "/v1/completions"),
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/rerank"),
-    ("POST", "/api/models"),
-    ("POST", "/api/load"),
-    ("POST", "/api/stop"),
+    ("POST", "/famous/api/models"),
+    ("POST", "/famous/api/load"),
+    ("POST", "/famous/api/stop"),
     ("GET", "/v1/models"),
-    ("GET", "/api/ps"),
+    ("GET", "/famous/api/ps"),
     ("GET", "/metrics"),
     ("GET", "/health"),
+    ("POST", "/api/chat"),
+    ("POST", "/api/generate"),
+    ("POST", "/api/embed"),
+    ("POST", "/api/embeddings"),
+    ("POST", "/api/show"),
+    ("POST", "/api/copy"),
+    ("GET", "/api/tags"),
+    ("GET", "/api/ps"),
     ("GET", "/openapi.json"),
 ]
 TOKEN = "fuzz-admin-token"
@@ -55,16 +63,23 @@ FIELDS = [
     "model", "messages", "prompt", "input", "max_tokens", "temperature", "top_p", "top_k",
     "min_p", "n", "stream", "stop", "seed", "logit_bias", "repeat_penalty", "tools",
     "response_format", "tool_choice", "name", "path", "runtime", "configuration", "all",
-    "embedding", "query", "documents", "top_n", "return_documents",
+    "embedding", "query", "documents", "top_n", "return_documents", "options", "format",
+    "images", "keep_alive", "system", "raw", "source", "destination",
 ]  # fmt: skip
 VALID = {
     "/v1/chat/completions": {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]},
     "/v1/completions": {"model": "tiny", "prompt": "hi"},
     "/v1/embeddings": {"model": "tiny", "input": "hi"},
     "/v1/rerank": {"model": "tiny", "query": "hi", "documents": ["a", {"text": "b"}]},
-    "/api/models": {"name": "tiny", "path": "/etc/hostname"},
-    "/api/load": {"model": "tiny"},
-    "/api/stop": {"model": "tiny"},
+    "/famous/api/models": {"name": "tiny", "path": "/etc/hostname"},
+    "/famous/api/load": {"model": "tiny"},
+    "/famous/api/stop": {"model": "tiny"},
+    "/api/chat": {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]},
+    "/api/generate": {"model": "tiny", "prompt": "hi", "options": {"num_predict": 4}},
+    "/api/embed": {"model": "tiny", "input": ["hi"]},
+    "/api/embeddings": {"model": "tiny", "prompt": "hi"},
+    "/api/show": {"model": "tiny:latest"},
+    "/api/copy": {"source": "tiny", "destination": "tiny2"},
 }
 HOSTILE_VALUES = [10**400, -(10**400), 2**63, -1, 0.5, 1e308, "\ud800", "\x00", "a\nb", "", [], {}]
 HOSTILE_VALUES += ["required", {"type": "function", "function": {"name": 5}}, [{"function": 1}]]
@@ -131,8 +146,9 @@ def _send(requests: list[tuple[str, str, bytes, dict]]) -> list[httpx.Response]:
 def _check(resp: httpx.Response, what: object) -> None:
     assert resp.status_code < 500, (what, resp.text[:500])
     if resp.status_code >= 400:
-        error = resp.json()["error"]
-        assert isinstance(error["message"], str) and "Traceback" not in resp.text, what
+        error = resp.json()["error"]  # OpenAI's {message, …}, or Ollama's string
+        message = error if isinstance(error, str) else error["message"]
+        assert isinstance(message, str) and "Traceback" not in resp.text, what
 
 
 def test_every_field_of_every_route_with_every_hostile_value() -> None:

@@ -239,7 +239,7 @@ def test_request_while_loading_gets_503(gateway: Gateway, tiny_models, tmp_path)
     shutil.copy(tiny_models["llama"], cold)
     with httpx.Client(timeout=120, trust_env=False) as http:
         register = {"name": "cold", "path": str(cold)}
-        resp = http.post(gateway.url + "/api/models", json=register, headers=gateway.admin)
+        resp = http.post(gateway.url + "/famous/api/models", json=register, headers=gateway.admin)
         assert resp.status_code == 200, resp.text
         body = {"model": "cold", "messages": CHAT, "max_tokens": 2}
         url = gateway.v1 + "/chat/completions"
@@ -251,7 +251,7 @@ def test_request_while_loading_gets_503(gateway: Gateway, tiny_models, tmp_path)
         assert resp.status_code in (200, 503)
         resp = http.post(url, json=body)  # waits for the load
         assert resp.status_code == 200, resp.text
-        http.post(gateway.url + "/api/stop", json={"model": "cold"}, headers=gateway.admin)
+        http.post(gateway.url + "/famous/api/stop", json={"model": "cold"}, headers=gateway.admin)
 
 
 def test_engine_killed_mid_stream(gateway: Gateway, client: openai.OpenAI) -> None:

@@ -34,8 +34,10 @@ def test_sustained_streams_all_answer_and_health_keeps_answering(
             "configuration": {"parallel": STREAMS, "ctx-size": 4096},
         }
         with httpx.Client(trust_env=False, timeout=300) as http:
-            assert http.post(gw.url + "/api/models", json=register, headers=gw.admin).is_success
-            assert http.post(gw.url + "/api/load", json={"model": "bench"}, headers=gw.admin)
+            assert http.post(
+                gw.url + "/famous/api/models", json=register, headers=gw.admin
+            ).is_success
+            assert http.post(gw.url + "/famous/api/load", json={"model": "bench"}, headers=gw.admin)
         result = asyncio.run(measure_load(gw.url, STREAMS, 8))
         assert result.errors == []
         assert result.answers >= STREAMS

@@ -171,7 +171,7 @@ def test_famous_run_one_shot(tmp_path: Path, tiny_models: dict[str, Path], monke
         # the same gateway served both
         assert json.loads((home / "run" / "gateway.json").read_text())["pid"] == gateway_pid
         url = json.loads((home / "run" / "gateway.json").read_text())
-        ps_url = f"http://127.0.0.1:{url['port']}/api/ps"
+        ps_url = f"http://127.0.0.1:{url['port']}/famous/api/ps"
         ps = get_json(ps_url, headers=admin_headers(home))["deployments"]
         assert {d["name"] for d in ps if d["state"] == "ready"} == {"tiny-llama", "tiny-imported"}
         stopped = famous_cli(home, "stop", "--all")

@@ -55,20 +55,20 @@ def test_admin_routes_need_the_install_token_even_on_loopback(gw: Gateway, http)
     token_file = gw.home / "admin-token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     for method, path, body in (
-        ("GET", "/api/ps", None),
-        ("POST", "/api/models", {"name": "x", "path": "/etc/hostname"}),
-        ("POST", "/api/load", {"model": "tiny"}),
-        ("POST", "/api/stop", {"all": True}),
+        ("GET", "/famous/api/ps", None),
+        ("POST", "/famous/api/models", {"name": "x", "path": "/etc/hostname"}),
+        ("POST", "/famous/api/load", {"model": "tiny"}),
+        ("POST", "/famous/api/stop", {"all": True}),
     ):
         for headers in ({}, {"authorization": "Bearer wrong"}):
             resp = http.request(method, gw.url + path, json=body, headers=headers)
             assert resp.status_code == 401, (path, resp.text)
             assert _error(resp)["code"] == "admin_credential_required"
-    assert http.get(gw.url + "/api/ps", headers=gw.admin).status_code == 200
+    assert http.get(gw.url + "/famous/api/ps", headers=gw.admin).status_code == 200
     # inference on loopback stays keyless for local clients
     assert http.get(gw.url + "/v1/models").status_code == 200
     # an unauthenticated caller learns nothing about which files exist
-    resp = http.post(gw.url + "/api/models", json={"name": "s", "path": "/etc/shadow"})
+    resp = http.post(gw.url + "/famous/api/models", json={"name": "s", "path": "/etc/shadow"})
     assert resp.status_code == 401
 
 
@@ -90,17 +90,17 @@ def test_no_request_can_name_a_program_or_enable_pickle(
     ]
     for i, attempt in enumerate(attempts):
         body = {"name": f"evil-{i}", "path": model, **attempt}
-        resp = http.post(gw.url + "/api/models", json=body, headers=gw.admin)
+        resp = http.post(gw.url + "/famous/api/models", json=body, headers=gw.admin)
         assert resp.status_code == 400, (attempt, resp.text)
         error = _error(resp)
         assert error["param"] in ("configuration", "runtime"), error
-        load = http.post(gw.url + "/api/load", json={"model": f"evil-{i}"}, headers=gw.admin)
+        load = http.post(gw.url + "/famous/api/load", json={"model": f"evil-{i}"}, headers=gw.admin)
         assert load.status_code == 404, load.text  # nothing was registered
     assert (
         "famous set"
         in _error(
             http.post(
-                gw.url + "/api/models",
+                gw.url + "/famous/api/models",
                 json={"name": "e", "path": model, "configuration": {"llama_server_path": "/x"}},
                 headers=gw.admin,
             )
@@ -109,7 +109,7 @@ def test_no_request_can_name_a_program_or_enable_pickle(
     assert not marker.exists()
     # what a request may set still works
     ok = {"name": "tiny-ctx", "path": model, "configuration": {"ctx-size": 256, "threads": 1}}
-    assert http.post(gw.url + "/api/models", json=ok, headers=gw.admin).status_code == 200
+    assert http.post(gw.url + "/famous/api/models", json=ok, headers=gw.admin).status_code == 200
 
 
 # ------------------------------------------------------------------------------ browsers
@@ -123,17 +123,19 @@ def test_cross_site_simple_posts_are_refused(gw: Gateway, http, content_type: st
     chat = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]})
     register = json.dumps({"name": "csrf", "path": "/etc/hostname"})
     headers = {"content-type": content_type, **gw.admin} if content_type else gw.admin
-    for path, body in (("/v1/chat/completions", chat), ("/api/models", register)):
+    for path, body in (("/v1/chat/completions", chat), ("/famous/api/models", register)):
         resp = http.post(gw.url + path, content=body, headers=headers)
         assert resp.status_code == 415, (path, content_type, resp.text)
         assert _error(resp)["code"] == "unsupported_media_type"
     assert (
-        http.post(gw.url + "/api/load", json={"model": "csrf"}, headers=gw.admin).status_code == 404
+        http.post(gw.url + "/famous/api/load", json={"model": "csrf"}, headers=gw.admin).status_code
+        == 404
     )
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/models", "/api/ps", "/metrics", "/health", "/v1/models/tiny", "/openapi.json"]
+    "path",
+    ["/v1/models", "/famous/api/ps", "/metrics", "/health", "/v1/models/tiny", "/openapi.json"],
 )
 def test_dns_rebinding_gets_nothing(gw: Gateway, http, path: str) -> None:
     for host in ("evil.example", f"evil.example:{gw.port}", "127.0.0.1.evil.example"):
@@ -206,7 +208,7 @@ def test_malformed_requests_get_a_400_naming_the_problem(gw: Gateway, http, name
 )
 def test_admin_routes_reject_bad_names(gw: Gateway, http, body: dict) -> None:
     raw = json.dumps(body).encode()  # keeps the lone surrogate as an escape
-    for path in ("/api/load", "/api/stop"):
+    for path in ("/famous/api/load", "/famous/api/stop"):
         resp = http.post(
             gw.url + path, content=raw, headers={"content-type": "application/json", **gw.admin}
         )
@@ -222,7 +224,7 @@ def test_registered_names_are_names(gw: Gateway, http, tiny_models, name: str) -
     that takes one, and nothing is registered."""
     register = {"name": name, "path": str(tiny_models["llama"])}
     resp = http.post(
-        gw.url + "/api/models",
+        gw.url + "/famous/api/models",
         content=json.dumps(register).encode(),
         headers={"content-type": "application/json", **gw.admin},
     )
@@ -348,7 +350,7 @@ def test_only_models_can_be_registered(gw: Gateway, http, tmp_path: Path) -> Non
     empty.mkdir()
     for path in ("/etc/hostname", str(fake), str(empty)):
         body = {"name": "not-a-model", "path": path}
-        resp = http.post(gw.url + "/api/models", json=body, headers=gw.admin)
+        resp = http.post(gw.url + "/famous/api/models", json=body, headers=gw.admin)
         assert resp.status_code == 400, resp.text
         error = _error(resp)
         assert error["param"] == "path" and path in error["message"]

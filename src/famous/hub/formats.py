@@ -192,6 +192,11 @@ class GgufHeader(BaseModel):
     complete: bool = Field(description="False when only a prefix of the header was available")
 
 
+def quantization_name(file_type: object) -> str | None:
+    """``general.file_type``'s name (``Q4_K_M``, ``F16``…), None when unknown."""
+    return _FILE_TYPES.get(file_type) if isinstance(file_type, int) else None
+
+
 def parse_gguf_header(data: bytes) -> GgufHeader:
     """Parse the metadata at the start of a GGUF file; a truncated prefix gives what it has."""
     try:
@@ -214,7 +219,7 @@ def parse_gguf_header(data: bytes) -> GgufHeader:
         tensor_count=kv["GGUF.tensor_count"],
         architecture=arch,
         name=name if isinstance(name, str) else None,
-        quantization=_FILE_TYPES.get(file_type) if isinstance(file_type, int) else None,
+        quantization=quantization_name(file_type),
         context_length=num("context_length"),
         block_count=num("block_count"),
         head_count=num("attention.head_count"),

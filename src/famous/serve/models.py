@@ -146,7 +146,7 @@ def _gguf_shape(gguf: Path, size: int, mtime_ns: int) -> tuple[int, int, int, in
 
 class ModelRegistry:
     """The models this gateway serves: files registered with it (tests, ``famous run
-    ./file.gguf``, ``POST /api/models``) over the installed artifacts in the catalog."""
+    ./file.gguf``, ``POST /famous/api/models``) over the installed artifacts in the catalog."""
 
     def __init__(self, specs: list[ModelSpec] | None = None, use_store: bool = True) -> None:
         self._registered: dict[str, ModelSpec] = {}

@@ -117,6 +117,64 @@ class StopRequest(BaseModel):
     all: bool | None = None
 
 
+_OllamaName = Field(min_length=1, max_length=256, description="a name from GET /api/tags")
+_KeepAlive = Field(None, description="seconds or a duration ('5m'); negative: stay loaded")
+
+
+class OllamaModelRequest(_Open):
+    """Ollama's show, pull and delete: one model's name."""
+
+    model: str = _OllamaName
+    stream: bool | None = Field(None, description="pull: progress as NDJSON (default true)")
+
+
+class _OllamaGeneration(_Open):
+    model: str = _OllamaName
+    stream: bool | None = Field(None, description="NDJSON, one object per piece (default true)")
+    format: str | dict[str, Any] | None = Field(None, description="'json' or a JSON schema")
+    options: dict[str, Any] | None = Field(
+        None, description="num_predict, temperature, top_p, top_k, seed, stop, repeat_penalty…"
+    )
+    keep_alive: float | str | None = _KeepAlive
+
+
+class OllamaChatMessage(_Open):
+    role: str
+    content: str | None = None
+    images: list[str] | None = Field(None, description="base64 PNG, JPEG, WebP or GIF")
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class OllamaChatRequest(_OllamaGeneration):
+    messages: list[OllamaChatMessage] | None = None
+    tools: list[dict[str, Any]] | None = None
+
+
+class OllamaGenerateRequest(_OllamaGeneration):
+    prompt: str | None = None
+    system: str | None = None
+    raw: bool | None = Field(None, description="the prompt as is, without the chat template")
+    images: list[str] | None = None
+
+
+class OllamaEmbedRequest(_Open):
+    model: str = _OllamaName
+    input: str | list[str]
+    dimensions: int | None = Field(None, ge=1)
+    keep_alive: float | str | None = _KeepAlive
+
+
+class OllamaEmbeddingsRequest(_Open):
+    model: str = _OllamaName
+    prompt: str
+    keep_alive: float | str | None = _KeepAlive
+
+
+class OllamaCopyRequest(BaseModel):
+    source: str = _OllamaName
+    destination: str = Field(min_length=1, max_length=256, description="the alias")
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str
@@ -136,6 +194,12 @@ _MODELS: list[type[BaseModel]] = [
     RegisterModelRequest,
     LoadRequest,
     StopRequest,
+    OllamaModelRequest,
+    OllamaChatRequest,
+    OllamaGenerateRequest,
+    OllamaEmbedRequest,
+    OllamaEmbeddingsRequest,
+    OllamaCopyRequest,
     ErrorResponse,
 ]
 _ERRORS = {

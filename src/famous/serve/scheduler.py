@@ -167,6 +167,8 @@ class Scheduler:
         self.monitor_interval = monitor_interval
         self.record = record
         self.deployments: dict[str, Deployment] = {}
+        #: a model's own keep-alive, set by a request (Ollama's ``keep_alive``)
+        self.keep_alive_for: dict[str, float] = {}
         self._monitor: asyncio.Task[None] | None = None
         self._room = asyncio.Lock()  # one eviction decision at a time
         self._conn: Any = None
@@ -430,16 +432,21 @@ class Scheduler:
             except Exception:  # the monitor must never die
                 log.exception("scheduler check failed")
 
+    def keep_alive_of(self, name: str) -> float:
+        """Seconds ``name`` stays loaded once idle (negative: until stopped)."""
+        return self.keep_alive_for.get(name, self.keep_alive)
+
     async def check_engines(self) -> None:
         """Mark dead engines failed; unload those idle longer than keep-alive."""
         now = time.monotonic()
         for dep in list(self.deployments.values()):
             if dep.state != "ready" or dep.process is None:
                 continue
+            keep = self.keep_alive_of(dep.name)
             if not dep.process.alive():
                 self._mark_failed(dep)
-            elif self.keep_alive >= 0 and dep.active == 0 and now - dep.last_used > self.keep_alive:
-                await self._stop(dep, reason=f"unloaded after {self.keep_alive:g} s idle")
+            elif keep >= 0 and dep.active == 0 and now - dep.last_used > keep:
+                await self._stop(dep, reason=f"unloaded after {keep:g} s idle")
 
     # -- the catalog's deployments table ---------------------------------------------------
 

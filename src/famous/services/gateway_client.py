@@ -96,18 +96,18 @@ class GatewayClient:
         return status == 200
 
     def ps(self) -> Any:
-        """The gateway's own view of its deployments (``/api/ps``)."""
-        return self.call("GET", "/api/ps")
+        """The gateway's own view of its deployments (``/famous/api/ps``)."""
+        return self.call("GET", "/famous/api/ps")
 
     def register_model(self, name: str, path: str) -> Any:
         """Serve a local model file or folder under ``name``."""
-        return self.call("POST", "/api/models", {"name": name, "path": path})
+        return self.call("POST", "/famous/api/models", {"name": name, "path": path})
 
     def load(self, model: str, timeout: float = 600.0) -> dict[str, Any]:
         """Load ``model`` and wait until its engine is healthy; what the gateway says of it.
 
         A model the gateway does not know raises GatewayNotFound."""
-        status, body = self.request("POST", "/api/load", {"model": model}, timeout=timeout)
+        status, body = self.request("POST", "/famous/api/load", {"model": model}, timeout=timeout)
         if status == 404:
             raise GatewayNotFound(error_message(body), status)
         if status != 200:
@@ -117,7 +117,9 @@ class GatewayClient:
     def stop(self, model: str | None = None, timeout: float = 60.0) -> list[str]:
         """Stop ``model``'s engine (every engine when ``model`` is None); the names stopped."""
         payload = {"all": True} if model is None else {"model": model}
-        return list(self.call("POST", "/api/stop", payload, timeout=timeout).get("stopped", []))
+        return list(
+            self.call("POST", "/famous/api/stop", payload, timeout=timeout).get("stopped", [])
+        )
 
     def stream_chat(
         self, model: str, messages: list[dict[str, str]], max_tokens: int | None = None

@@ -1,4 +1,4 @@
-"""What the CLI calls (``/api/*``): running deployments, registering a file, load, stop.
+"""What the CLI calls (``/famous/api/*``): running deployments, registering a file, load, stop.
 Every route needs the admin credential (``GatewayContext.authorize_admin``)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ async def admin_payload(request: Request) -> dict[str, Any]:
     return parse_json(await read_body(request, _ADMIN_BODY_BYTES, gateway.read_timeout))
 
 
-@router.get("/api/ps", **openapi.route(admin=True))
+@router.get("/famous/api/ps", **openapi.route(admin=True))
 async def ps(request: Request) -> dict[str, Any]:
     gateway = context(request)
     gateway.authorize_admin(request)
@@ -62,7 +62,7 @@ def _spec_from(payload: dict[str, Any]) -> ModelSpec:
     )
 
 
-@router.post("/api/models", **openapi.route(openapi.RegisterModelRequest, admin=True))
+@router.post("/famous/api/models", **openapi.route(openapi.RegisterModelRequest, admin=True))
 async def register(request: Request) -> dict[str, Any]:
     spec = _spec_from(await admin_payload(request))
     gateway = context(request)
@@ -73,7 +73,7 @@ async def register(request: Request) -> dict[str, Any]:
     return model_entry(gateway, spec)
 
 
-@router.post("/api/load", **openapi.route(openapi.LoadRequest, admin=True))
+@router.post("/famous/api/load", **openapi.route(openapi.LoadRequest, admin=True))
 async def load(request: Request) -> dict[str, Any]:
     payload = await admin_payload(request)
     name = check_name(payload.get("model"), "model", "the name of a model to load")
@@ -83,7 +83,7 @@ async def load(request: Request) -> dict[str, Any]:
     return dep.snapshot()
 
 
-@router.post("/api/stop", **openapi.route(openapi.StopRequest, admin=True))
+@router.post("/famous/api/stop", **openapi.route(openapi.StopRequest, admin=True))
 async def stop(request: Request) -> dict[str, Any]:
     payload = await admin_payload(request)
     scheduler = context(request).scheduler
