@@ -97,6 +97,45 @@ class RerankRequest(_Open):
     return_documents: bool | None = Field(None, description="each result carries its text")
 
 
+class AnthropicMessage(_Open):
+    role: str = Field(description="user or assistant")
+    content: str | list[dict[str, Any]] = Field(
+        description="a string, or blocks: {type: text, text}, {type: image, source: {type: "
+        "base64, media_type, data}}, {type: tool_use, id, name, input} (assistant), "
+        "{type: tool_result, tool_use_id, content, is_error} (user)"
+    )
+
+
+class AnthropicTool(_Open):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    input_schema: dict[str, Any]
+
+
+class CountTokensRequest(_Open):
+    """Anthropic's count_tokens request: a Messages request without max_tokens."""
+
+    model: str = _Name
+    messages: list[AnthropicMessage] = Field(min_length=1)
+    system: str | list[dict[str, Any]] | None = Field(None, description="a string or text blocks")
+    tools: list[AnthropicTool] | None = None
+    tool_choice: dict[str, Any] | None = Field(
+        None, description="{type: auto | any | none} or {type: tool, name}"
+    )
+
+
+class MessagesRequest(CountTokensRequest):
+    """Anthropic's Messages request (``POST /v1/messages``)."""
+
+    max_tokens: int = Field(ge=1)
+    stop_sequences: list[str] | None = Field(None, max_length=64)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    stream: bool | None = None
+    metadata: dict[str, Any] | None = Field(None, description="{user_id}")
+
+
 class RegisterModelRequest(BaseModel):
     name: str = Field(min_length=1, max_length=256, description="its name in the API")
     path: str = Field(min_length=1, max_length=256, description="a GGUF file or model folder")
@@ -133,6 +172,8 @@ _MODELS: list[type[BaseModel]] = [
     CompletionRequest,
     EmbeddingRequest,
     RerankRequest,
+    MessagesRequest,
+    CountTokensRequest,
     RegisterModelRequest,
     LoadRequest,
     StopRequest,
