@@ -127,13 +127,13 @@ def test_stream_concatenates_to_the_whole_answer(client: anthropic.Anthropic) ->
 
 
 def test_stream_events_in_order(client: anthropic.Anthropic) -> None:
-    events = list(_create(client, stream=True, max_tokens=8))
+    events = list(_create(client, stream=True, max_tokens=3))
     kinds = [event.type for event in events]
     assert kinds[0] == "message_start" and events[0].message.usage.input_tokens > 0
     assert kinds[-2:] == ["message_delta", "message_stop"]
     assert kinds.index("content_block_start") < kinds.index("content_block_delta")
     assert kinds.index("content_block_stop") == len(kinds) - 3
-    assert events[-2].delta.stop_reason == "max_tokens" and events[-2].usage.output_tokens == 8
+    assert events[-2].delta.stop_reason == "max_tokens" and events[-2].usage.output_tokens == 3
 
 
 def test_forced_tool_use_validates_and_its_result_is_answered(client: anthropic.Anthropic) -> None:
@@ -200,7 +200,7 @@ def test_langchain_chat_anthropic(gateway: Gateway) -> None:
     assert isinstance(whole.content, str) and whole.content
     streamed = "".join(str(part.content) for part in chat.stream(QUESTION))
     assert streamed == whole.content
-    tools = chat.bind_tools([WEATHER], tool_choice="get_weather")
+    tools = chat.bind_tools([WEATHER], tool_choice="get_weather").bind(max_tokens=64)
     called = tools.invoke("What is the weather in Paris?")
     assert called.tool_calls and called.tool_calls[0]["name"] == "get_weather"
     jsonschema.validate(called.tool_calls[0]["args"], WEATHER["input_schema"])
