@@ -13,7 +13,7 @@ import jsonschema
 import openai
 import pytest
 from realweights_helpers import CHAT, MODEL, QUESTION, SYSTEM
-from serving_harness import SERVERS, Gateway, start_gateway, stop_gateway
+from serving_harness import SERVERS, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -31,30 +31,20 @@ USER = [{"role": "user", "content": QUESTION}]
 
 
 @pytest.fixture(scope="module", params=sorted(SERVERS))
-def gateway(
+def client(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path
-) -> Iterator[Gateway]:
-    """A gateway with an API key serving the real GGUF, once per llama.cpp server."""
+) -> Iterator[anthropic.Anthropic]:
+    """The official client of a gateway with an API key serving the real GGUF, once per
+    llama.cpp server (its ``base_url`` the gateway's root: the SDK adds ``/v1``)."""
     home = tmp_path_factory.mktemp("famous-home")
-    gw = start_gateway(
-        home,
-        "--model",
-        f"{MODEL}={smollm2_gguf}",
-        "--keep-alive",
-        "-1",
-        "--api-key",
-        KEY,
-        server=request.param,
-    )
-    try:
-        yield gw
-    finally:
-        stop_gateway(gw)
+    with serving(home, {MODEL: smollm2_gguf}, request.param, "--api-key", KEY) as gw:
+        yield anthropic.Anthropic(base_url=gw.url, api_key=KEY, max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="module")
-def client(gateway: Gateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0, timeout=120)
+def gateway(client: anthropic.Anthropic) -> str:
+    """The gateway's root URL."""
+    return str(client.base_url).rstrip("/")
 
 
 def _create(client: anthropic.Anthropic, **extra: object) -> anthropic.types.Message:
@@ -64,7 +54,7 @@ def _create(client: anthropic.Anthropic, **extra: object) -> anthropic.types.Mes
 
 
 def test_text_answer_with_system_and_usage_equal_to_openai_route(
-    client: anthropic.Anthropic, gateway: Gateway
+    client: anthropic.Anthropic, gateway: str
 ) -> None:
     reply = _create(client)
     assert reply.type == "message" and reply.role == "assistant" and reply.id.startswith("msg_")
@@ -72,7 +62,7 @@ def test_text_answer_with_system_and_usage_equal_to_openai_route(
     assert [block.type for block in reply.content] == ["text"]
     assert reply.content[0].text.strip()
     assert reply.stop_reason == "end_turn" and reply.stop_sequence is None
-    chat = openai.OpenAI(base_url=gateway.v1, api_key=KEY, max_retries=0, timeout=120)
+    chat = openai.OpenAI(base_url=gateway + "/v1", api_key=KEY, max_retries=0, timeout=120)
     same = chat.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=48, temperature=0)
     assert same.choices[0].message.content == reply.content[0].text
     assert reply.usage.input_tokens == same.usage.prompt_tokens
@@ -170,10 +160,10 @@ def test_count_tokens_equals_the_answer_usage(client: anthropic.Anthropic) -> No
     assert counted.input_tokens == _create(client).usage.input_tokens
 
 
-def test_keys_x_api_key_bearer_and_a_wrong_one(gateway: Gateway) -> None:
-    bearer = anthropic.Anthropic(base_url=gateway.url, auth_token=KEY, max_retries=0)
+def test_keys_x_api_key_bearer_and_a_wrong_one(gateway: str) -> None:
+    bearer = anthropic.Anthropic(base_url=gateway, auth_token=KEY, max_retries=0)
     assert bearer.messages.create(model=MODEL, messages=USER, max_tokens=2).content
-    wrong = anthropic.Anthropic(base_url=gateway.url, api_key="nope", max_retries=0)
+    wrong = anthropic.Anthropic(base_url=gateway, api_key="nope", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError) as caught:
         wrong.messages.create(model=MODEL, messages=USER, max_tokens=2)
     assert caught.value.status_code == 401
@@ -191,10 +181,10 @@ def test_errors_are_anthropic_shaped(client: anthropic.Anthropic) -> None:
     assert "messages.0.role" in bad.value.body["error"]["message"]
 
 
-def test_langchain_chat_anthropic(gateway: Gateway) -> None:
+def test_langchain_chat_anthropic(gateway: str) -> None:
     langchain = pytest.importorskip("langchain_anthropic")
     chat = langchain.ChatAnthropic(
-        model=MODEL, base_url=gateway.url, api_key=KEY, max_tokens=24, temperature=0, max_retries=0
+        model=MODEL, base_url=gateway, api_key=KEY, max_tokens=24, temperature=0, max_retries=0
     )
     whole = chat.invoke(QUESTION)
     assert isinstance(whole.content, str) and whole.content

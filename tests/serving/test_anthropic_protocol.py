@@ -331,6 +331,12 @@ def test_hostile_bodies_get_anthropic_4xx(path: str, body: bytes) -> None:
     assert error["type"] == "error" and isinstance(error["error"]["message"], str)
 
 
+def test_a_body_that_is_not_json_gets_anthropic_415() -> None:
+    resp = _post("/v1/messages", b"{}", {"content-type": "text/plain"})
+    assert resp.status_code == 415
+    assert resp.json()["error"]["type"] == "invalid_request_error"
+
+
 def test_an_unknown_model_is_not_found() -> None:
     resp = _post("/v1/messages", json.dumps({**BASE, "model": "nope"}).encode(), JSON)
     assert resp.status_code == 404 and resp.json()["error"]["type"] == "not_found_error"
