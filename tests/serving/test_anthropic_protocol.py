@@ -7,11 +7,13 @@ tests/realweights/test_real_anthropic.py."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 from typing import Any
 
 import httpx
 import pytest
+from test_tool_calls import post_to_engine
 
 from famous.serve.app import create_app
 from famous.serve.errors import APIError
@@ -23,6 +25,8 @@ from famous.serve.protocols.anthropic import (
     counting_request,
     error_response,
     fold,
+    sse,
+    stream_error,
     to_openai,
 )
 from famous.serve.scheduler import Scheduler
@@ -295,6 +299,16 @@ def test_sse_reader_joins_split_events() -> None:
     assert list(reader.feed(b": 1}\r\n\r\ndata: [DONE]\n\n")) == ['{"a": 1}', "[DONE]"]
 
 
+def test_an_engine_that_broke_off_becomes_an_error_event() -> None:
+    broke = {"error": {"message": "the engine died", "code": "engine_failed"}}
+    event = stream_error(broke)
+    assert event == {"type": "error", "error": {"type": "api_error", "message": "the engine died"}}
+    assert sse(event).startswith(b"event: error\ndata: {")
+    drained = stream_error({"error": {"message": "bye", "code": "shutting_down"}})
+    assert drained is not None and drained["error"]["type"] == "overloaded_error"
+    assert stream_error({"choices": []}) is None
+
+
 def _post(path: str, content: bytes, headers: dict[str, str], api_key: str | None = None):
     app = create_app(Scheduler(ModelRegistry([], use_store=False), record=False), api_key=api_key)
 
@@ -353,3 +367,89 @@ def test_x_api_key_and_bearer_both_carry_the_key() -> None:
     # the OpenAI routes keep their rule: a bearer token only
     chat = json.dumps({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}).encode()
     assert _post("/v1/chat/completions", chat, JSON | {"x-api-key": "k"}, "k").status_code == 401
+
+
+# -- through the gateway, to an engine that streams what a test gives it ---------------------
+
+
+class _StreamingEngine(http.server.BaseHTTPRequestHandler):
+    """Streams its server's ``chunks`` as OpenAI events (to a request for a stream); with
+    ``broken``, closes the connection before the answer is complete."""
+
+    def do_GET(self) -> None:
+        self._write(b'{"status": "ok"}', "application/json")
+
+    def do_POST(self) -> None:
+        engine = self.server
+        assert isinstance(engine, _EngineServer)
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        engine.received.append(body)
+        if not body.get("stream"):  # the count of the prompt
+            self._write(json.dumps({"choices": [], "usage": {"prompt_tokens": 5}}).encode())
+            return
+        events = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in engine.chunks)
+        events += b"" if engine.broken else b"data: [DONE]\n\n"
+        self._write(events, "text/event-stream", declared=len(events) + 100 * engine.broken)
+
+    def _write(self, data: bytes, kind: str = "application/json", declared: int = 0) -> None:
+        self.send_response(200)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(declared or len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _EngineServer(http.server.ThreadingHTTPServer):
+    def __init__(self, chunks: list[dict], broken: bool) -> None:
+        super().__init__(("127.0.0.1", 0), _StreamingEngine)
+        self.chunks, self.broken = chunks, broken
+        self.received: list[dict] = []
+
+
+def _through_gateway(
+    body: dict, chunks: list[dict], broken: bool = False
+) -> tuple[list[dict], httpx.Response]:
+    """(what the engine was sent, what the client got) for one Messages request."""
+    server = _EngineServer(chunks, broken)
+    return server.received, post_to_engine(server, "/v1/messages", body)
+
+
+def _events(resp: httpx.Response) -> list[dict]:
+    return [json.loads(line[6:]) for line in resp.text.splitlines() if line.startswith("data: ")]
+
+
+TEXT = [_chunk({"role": "assistant", "content": "Hello"}), _chunk({"content": " world"})]
+END = [_chunk({}, "stop"), _chunk(usage={"prompt_tokens": 5, "completion_tokens": 2})]
+
+
+def test_a_stream_through_the_gateway() -> None:
+    sent, resp = _through_gateway({**BASE, "stream": True}, TEXT + END)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+    kinds = [event["type"] for event in _events(resp)]
+    block = ["content_block_start", "content_block_delta", "content_block_delta"]
+    ending = ["content_block_stop", "message_delta", "message_stop"]
+    assert kinds == ["message_start", "ping", *block, *ending]
+    assert "event: message_start\n" in resp.text
+    assert [body.get("stream") for body in sent] == [None, True]  # the count, then the answer
+    assert _events(resp)[0]["message"]["usage"]["input_tokens"] == 5
+
+
+def test_a_stop_sequence_through_the_gateway_is_never_sent_to_the_engine() -> None:
+    sent, resp = _through_gateway({**BASE, "stop_sequences": [" wor"]}, TEXT + END)
+    assert "stop" not in sent[0]
+    message = resp.json()
+    assert message["content"] == [{"type": "text", "text": "Hello"}]
+    assert (message["stop_reason"], message["stop_sequence"]) == ("stop_sequence", " wor")
+    assert message["usage"] == {"input_tokens": 5, "output_tokens": 2}
+
+
+def test_an_engine_that_breaks_off_ends_the_stream_with_an_error_event() -> None:
+    _, resp = _through_gateway({**BASE, "stream": True}, TEXT, broken=True)
+    events = _events(resp)
+    assert events[-1]["type"] == "error" and events[-1]["error"]["type"] == "api_error"
+    assert "event: error\n" in resp.text
+    _, whole = _through_gateway(BASE, TEXT, broken=True)
+    assert whole.status_code == 502 and whole.json()["error"]["type"] == "api_error"

@@ -95,11 +95,12 @@ async def _messages(request: Request) -> Response:
         return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
     start = translator.start()[0]
     folded: list[dict[str, Any]] = []
-    async for event in _translated(translator, resp):
-        if event["type"] == "error":
-            status = 503 if event["error"]["type"] == "overloaded_error" else 502
-            raise APIError(status, event["error"]["message"])
-        folded.append(event)
+    async with contextlib.aclosing(_translated(translator, resp)) as events:
+        async for event in events:
+            if event["type"] == "error":
+                status = 503 if event["error"]["type"] == "overloaded_error" else 502
+                raise APIError(status, event["error"]["message"])
+            folded.append(event)
     if translator.input_tokens is None:  # a stop sequence ended it before the usage came
         translator.input_tokens = await _prompt_tokens(request, ask.body)
         folded[-2]["usage"]["input_tokens"] = translator.input_tokens
@@ -127,7 +128,12 @@ async def _translated(
             for data in reader.feed(chunk):
                 if data == "[DONE]":
                     break
-                parsed = json.loads(data)
+                try:
+                    parsed = json.loads(data)
+                except ValueError:  # not a chunk (an engine's comment line): nothing to say
+                    continue
+                if not isinstance(parsed, dict):
+                    continue
                 failed = anthropic.stream_error(parsed)
                 if failed is not None:
                     yield failed
