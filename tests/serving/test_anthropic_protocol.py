@@ -453,3 +453,9 @@ def test_an_engine_that_breaks_off_ends_the_stream_with_an_error_event() -> None
     assert "event: error\n" in resp.text
     _, whole = _through_gateway(BASE, TEXT, broken=True)
     assert whole.status_code == 502 and whole.json()["error"]["type"] == "api_error"
+
+
+def test_an_unknown_route_under_messages_is_anthropic_shaped() -> None:
+    resp = _post("/v1/messages/batches", b"{}", JSON)
+    assert resp.status_code in (404, 405) and resp.json()["type"] == "error"
+    assert resp.json()["error"]["type"] in ("not_found_error", "invalid_request_error")

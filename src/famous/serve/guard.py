@@ -18,7 +18,6 @@ Anthropic's routes (``/v1/messages``) get the refusal in Anthropic's error shape
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -105,12 +104,7 @@ class RequestGuard:
         if problem is None:
             await self.app(scope, receive, send)
             return
-        shaped = (
-            anthropic.error_body(problem.status, problem.message)
-            if str(scope.get("path", "")).startswith("/v1/messages")
-            else problem.body()
-        )
-        body = json.dumps(shaped).encode()
+        body = anthropic.shaped(str(scope.get("path", "")), problem).body
         await send(
             {
                 "type": "http.response.start",

@@ -167,6 +167,18 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class AnthropicErrorDetail(BaseModel):
+    type: str = Field(description="invalid_request_error, authentication_error, ...")
+    message: str
+
+
+class AnthropicErrorResponse(BaseModel):
+    """The errors of Anthropic's routes (``/v1/messages``), in Anthropic's shape."""
+
+    type: str = Field(description="error")
+    error: AnthropicErrorDetail
+
+
 _MODELS: list[type[BaseModel]] = [
     ChatCompletionRequest,
     CompletionRequest,
@@ -178,6 +190,7 @@ _MODELS: list[type[BaseModel]] = [
     LoadRequest,
     StopRequest,
     ErrorResponse,
+    AnthropicErrorResponse,
 ]
 _ERRORS = {
     400: "a field is missing or out of range (error.param names it)",
@@ -197,8 +210,8 @@ def components() -> dict[str, Any]:
     return schema["$defs"]
 
 
-def _error_responses() -> dict[int | str, dict[str, Any]]:
-    error = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorResponse")}}}
+def _error_responses(model: str = "ErrorResponse") -> dict[int | str, dict[str, Any]]:
+    error = {"application/json": {"schema": {"$ref": _REF.format(model=model)}}}
     return {status: {"description": why, "content": error} for status, why in _ERRORS.items()}
 
 
@@ -208,18 +221,23 @@ def route(
     streams: bool = False,
     admin: bool = False,
     media_type: str = "application/json",
+    anthropic: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for a route decorator: its documented body, credential and answers
-    (inference routes need the API key only when the gateway has one)."""
+    (inference routes need the API key only when the gateway has one; ``anthropic``: a
+    route of Anthropic's API, its errors in that shape and its key in ``x-api-key`` too)."""
     ok: dict[str, Any] = {media_type: {}}
     if streams:
         ok["text/event-stream"] = {}
     extra: dict[str, Any] = {"responses": {"200": {"description": "OK", "content": ok}}}
     extra["security"] = [{"bearer": []}] if admin else [{"bearer": []}, {}]
+    if anthropic:
+        extra["security"].insert(1, {"x-api-key": []})
     if body is not None:
         schema = {"$ref": _REF.format(model=body.__name__)}
         extra["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": schema}},
         }
-    return {"openapi_extra": extra, "responses": _error_responses()}
+    errors = _error_responses("AnthropicErrorResponse" if anthropic else "ErrorResponse")
+    return {"openapi_extra": extra, "responses": errors}

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from famous.serve import tool_calls
 from famous.serve.errors import APIError, invalid
 
+PATH = "/v1/messages"  # Anthropic's routes: this path and those under it
 MAX_STOP_SEQUENCES = 64
 MAX_STOP_LENGTH = 1024
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -73,6 +74,14 @@ def error_response(exc: APIError) -> JSONResponse:
         if name not in message:
             message = f"{name}: {message}"
     return JSONResponse(error_body(exc.status, message), exc.status, headers=exc.headers)
+
+
+def shaped(path: str, exc: APIError) -> JSONResponse:
+    """The error as the route at ``path`` answers errors: Anthropic's shape on its routes,
+    OpenAI's elsewhere."""
+    if path == PATH or path.startswith(PATH + "/"):
+        return error_response(exc)
+    return exc.response()
 
 
 def openai_error(status: int, content: bytes) -> APIError:

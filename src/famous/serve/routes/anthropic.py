@@ -4,52 +4,29 @@ Each request is translated onto an OpenAI chat body (``famous.serve.protocols.an
 and answered by the gateway's one path (``famous.serve.routes.openai.answer``); the engine's
 stream is translated as it arrives. ``x-api-key`` carries the API key as well as
 ``Authorization: Bearer``; ``anthropic-version`` is accepted and not required; every error
-is answered in Anthropic's shape.
+is answered in Anthropic's shape (the app's handlers see the path:
+``famous.serve.protocols.anthropic.shaped``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from famous.errors import FamousError
 from famous.serve import openapi
 from famous.serve.context import context
-from famous.serve.errors import APIError, from_domain
+from famous.serve.errors import APIError
 from famous.serve.protocols import anthropic
 from famous.serve.request_checks import parse_json, read_body, shutting_down
 from famous.serve.routes.openai import answer
 
 router = APIRouter()
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-
-
-async def _anthropic_errors(
-    request: Request, handle: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    try:
-        return await handle(request)
-    except APIError as exc:
-        return anthropic.error_response(exc)
-    except FamousError as exc:
-        return anthropic.error_response(from_domain(exc))
-
-
-@router.post("/v1/messages", **openapi.route(openapi.MessagesRequest, streams=True))
-async def messages(request: Request) -> Response:
-    """Anthropic's Messages API (stream or not)."""
-    return await _anthropic_errors(request, _messages)
-
-
-@router.post("/v1/messages/count_tokens", **openapi.route(openapi.CountTokensRequest))
-async def count_tokens(request: Request) -> Response:
-    """``{input_tokens}``: the engine's own count of the request's prompt."""
-    return await _anthropic_errors(request, _count_tokens)
 
 
 async def _payload(request: Request) -> dict[str, Any]:
@@ -60,7 +37,11 @@ async def _payload(request: Request) -> dict[str, Any]:
     return parse_json(await read_body(request, gateway.max_request_bytes, gateway.read_timeout))
 
 
-async def _count_tokens(request: Request) -> Response:
+@router.post(
+    "/v1/messages/count_tokens", **openapi.route(openapi.CountTokensRequest, anthropic=True)
+)
+async def count_tokens(request: Request) -> Response:
+    """``{input_tokens}``: the engine's own count of the request's prompt."""
     ask = anthropic.to_openai(await _payload(request), count=True)
     return JSONResponse({"input_tokens": await _prompt_tokens(request, ask.body)})
 
@@ -83,7 +64,9 @@ async def _prompt_tokens(request: Request, body: dict[str, Any]) -> int:
     return count
 
 
-async def _messages(request: Request) -> Response:
+@router.post("/v1/messages", **openapi.route(openapi.MessagesRequest, streams=True, anthropic=True))
+async def messages(request: Request) -> Response:
+    """Anthropic's Messages API (stream or not)."""
     ask = anthropic.to_openai(await _payload(request))
     known = await _prompt_tokens(request, ask.body) if ask.stream else None
     resp = await answer(request, "chat", ask.body)
