@@ -52,7 +52,7 @@ async def _prompt_tokens(request: Request, body: dict[str, Any]) -> int:
     counting = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
     counting = anthropic.counting_request({**counting, "max_tokens": 1})
     resp = await answer(request, "chat", counting)
-    content = bytes(resp.body)
+    content = await _body(resp)
     if resp.status_code >= 400:
         raise anthropic.openai_error(resp.status_code, content)
     try:
@@ -70,8 +70,8 @@ async def messages(request: Request) -> Response:
     ask = anthropic.to_openai(await _payload(request))
     known = await _prompt_tokens(request, ask.body) if ask.stream else None
     resp = await answer(request, "chat", ask.body)
-    if resp.status_code >= 400:  # an error answer is never a stream
-        raise anthropic.openai_error(resp.status_code, bytes(resp.body))
+    if resp.status_code >= 400:
+        raise anthropic.openai_error(resp.status_code, await _body(resp))
     translator = anthropic.Translator(ask.model, ask.stop_sequences, input_tokens=known)
     if ask.stream:
         events = _events(translator, resp)
@@ -97,6 +97,12 @@ async def _chunks(resp: Response) -> AsyncIterator[bytes]:
                 yield chunk if isinstance(chunk, bytes) else str(chunk).encode()
     else:  # the gateway's own answer (a tool call), whole
         yield bytes(resp.body)
+
+
+async def _body(resp: Response) -> bytes:
+    """The whole answer (read to its end, so that a stream releases its engine)."""
+    async with contextlib.aclosing(_chunks(resp)) as chunks:
+        return b"".join([chunk async for chunk in chunks])
 
 
 async def _translated(
