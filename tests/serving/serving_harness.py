@@ -177,10 +177,13 @@ def hub_server_module() -> ModuleType:
 
 
 @contextlib.contextmanager
-def serving(home: Path, models: dict[str, Path], server: str = "llama-server") -> Iterator[Gateway]:
-    """A gateway serving ``models`` (name → GGUF), kept loaded, stopped on leaving."""
+def serving(
+    home: Path, models: dict[str, Path], server: str = "llama-server", *extra: str
+) -> Iterator[Gateway]:
+    """A gateway serving ``models`` (name → GGUF), kept loaded, stopped on leaving;
+    ``extra``: more ``famous serve`` arguments."""
     args = [arg for name, path in models.items() for arg in ("--model", f"{name}={path}")]
-    gw = start_gateway(home, *args, "--keep-alive", "-1", server=server)
+    gw = start_gateway(home, *args, "--keep-alive", "-1", *extra, server=server)
     try:
         yield gw
     finally:

@@ -25,6 +25,8 @@ ROUTES = [
     ("POST", "/famous/api/models"),
     ("POST", "/famous/api/load"),
     ("POST", "/famous/api/stop"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
     ("GET", "/v1/models"),
     ("GET", "/famous/api/ps"),
     ("GET", "/metrics"),
@@ -64,7 +66,8 @@ FIELDS = [
     "min_p", "n", "stream", "stop", "seed", "logit_bias", "repeat_penalty", "tools",
     "response_format", "tool_choice", "name", "path", "runtime", "configuration", "all",
     "embedding", "query", "documents", "top_n", "return_documents", "options", "format",
-    "images", "keep_alive", "system", "raw", "source", "destination",
+    "images", "keep_alive", "system", "raw", "source", "destination", "stop_sequences",
+    "metadata",
 ]  # fmt: skip
 VALID = {
     "/v1/chat/completions": {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]},
@@ -80,6 +83,12 @@ VALID = {
     "/api/embeddings": {"model": "tiny", "prompt": "hi"},
     "/api/show": {"model": "tiny:latest"},
     "/api/copy": {"source": "tiny", "destination": "tiny2"},
+    "/v1/messages": {
+        "model": "tiny",
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": "hi"}],
+    },
+    "/v1/messages/count_tokens": {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]},
 }
 HOSTILE_VALUES = [10**400, -(10**400), 2**63, -1, 0.5, 1e308, "\ud800", "\x00", "a\nb", "", [], {}]
 HOSTILE_VALUES += ["required", {"type": "function", "function": {"name": 5}}, [{"function": 1}]]

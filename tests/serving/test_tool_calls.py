@@ -285,11 +285,11 @@ class _Models:
         return [self.spec]
 
 
-def _through_gateway(
-    features: frozenset[str], body: dict, answer: dict
-) -> tuple[dict, httpx.Response]:
-    """(what the engine was sent, what the client got) for one chat request."""
-    server = _EngineServer(answer)
+def post_to_engine(
+    server: http.server.HTTPServer, path: str, body: dict, features: frozenset[str] = frozenset()
+) -> httpx.Response:
+    """What a gateway in front of the engine ``server`` (a model ``m`` of ``features``)
+    answers to ``body`` on ``path``; the server is shut down afterwards."""
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def launch(spec: ModelSpec) -> EngineProcess:
@@ -302,12 +302,20 @@ def _through_gateway(
     async def ask() -> httpx.Response:
         transport = httpx.ASGITransport(app=create_app(scheduler))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
-            return await http.post("/v1/chat/completions", json=body)
+            return await http.post(path, json=body)
 
     try:
-        resp = asyncio.run(ask())
+        return asyncio.run(ask())
     finally:
         server.shutdown()
+
+
+def _through_gateway(
+    features: frozenset[str], body: dict, answer: dict
+) -> tuple[dict, httpx.Response]:
+    """(what the engine was sent, what the client got) for one chat request."""
+    server = _EngineServer(answer)
+    resp = post_to_engine(server, "/v1/chat/completions", body, features)
     assert resp.status_code == 200, resp.text
     (sent,) = server.received
     return sent, resp

@@ -6,7 +6,8 @@ credential even on loopback: the install's admin token (``FAMOUS_HOME/admin-toke
 which the CLI reads) or the API key. Every route refuses what a hostile web page could send
 from the user's browser (``famous.serve.guard``): a ``Host`` that is not this gateway (DNS
 rebinding), a foreign ``Origin``, and bodies that are not ``application/json``.
-Every error, whoever raised it, is answered in OpenAI's shape.
+Every error, whoever raised it, is answered in OpenAI's shape, or on Anthropic's routes in
+Anthropic's (``famous.serve.protocols.anthropic.shaped``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from famous.serve import openapi
 from famous.serve.context import GatewayContext
 from famous.serve.errors import APIError, from_domain, invalid
 from famous.serve.guard import RequestGuard
+from famous.serve.protocols.anthropic import shaped
 from famous.serve.request_checks import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT
 from famous.serve.routes import admin, ollama, status
+from famous.serve.routes import anthropic as anthropic_routes
 from famous.serve.routes import openai as openai_routes
 from famous.serve.scheduler import Scheduler
 from famous.store.gateway_state import LOCAL_HOSTS
@@ -79,7 +82,7 @@ def create_app(
     app.state.gateway = gateway
     app.add_middleware(RequestGuard, bound_host=host)
     _answer_errors(app)
-    for module in (status, openai_routes, admin, ollama):
+    for module in (status, openai_routes, anthropic_routes, admin, ollama):
         app.include_router(module.router)
     app.openapi = lambda: _published_schema(app)  # type: ignore[method-assign]
     return app
@@ -90,12 +93,12 @@ def _answer_errors(app: FastAPI) -> None:
     5xx, and they name no more than their type (the log has the traceback)."""
 
     @app.exception_handler(APIError)
-    async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
-        return exc.response()
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return shaped(request.url.path, exc)
 
     @app.exception_handler(FamousError)
-    async def _domain_error(_request: Request, exc: FamousError) -> JSONResponse:
-        return from_domain(exc).response()
+    async def _domain_error(request: Request, exc: FamousError) -> JSONResponse:
+        return shaped(request.url.path, from_domain(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -104,22 +107,25 @@ def _answer_errors(app: FastAPI) -> None:
             if exc.status_code in (404, 405)
             else str(exc.detail)
         )
-        return APIError(exc.status_code, message, code="not_found").response()
+        return shaped(request.url.path, APIError(exc.status_code, message, code="not_found"))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return invalid(f"invalid request: {exc.errors()}").response()
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return shaped(request.url.path, invalid(f"invalid request: {exc.errors()}"))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error in the gateway")
         message = f"internal gateway error ({type(exc).__name__}); see the gateway log"
-        return APIError(500, message).response()
+        return shaped(request.url.path, APIError(500, message))
 
 
 def _published_schema(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
         schema.setdefault("components", {}).setdefault("schemas", {}).update(openapi.components())
-        schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        schema["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+        }
     return app.openapi_schema  # type: ignore[return-value]

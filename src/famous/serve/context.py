@@ -39,15 +39,23 @@ class GatewayContext:
     fetch_private_images: bool = False
     open_streams: set[relay.UpstreamResponse] = field(default_factory=set)
 
-    def has_key(self, request: Request) -> bool:
-        """The request carries the API key (always true when the gateway has none)."""
-        return not self.api_key or hmac.compare_digest(bearer(request), self.api_key.encode())
+    def has_key(self, request: Request, x_api_key: bool = False) -> bool:
+        """The request carries the API key (always true when the gateway has none): as a
+        bearer token, or where ``x_api_key`` (Anthropic's clients) in ``x-api-key``."""
+        if not self.api_key:
+            return True
+        key = self.api_key.encode()
+        sent = request.headers.get("x-api-key", "").strip().encode() if x_api_key else b""
+        return hmac.compare_digest(bearer(request), key) or (
+            bool(sent) and hmac.compare_digest(sent, key)
+        )
 
-    def authorize(self, request: Request) -> None:
-        if not self.has_key(request):
+    def authorize(self, request: Request, x_api_key: bool = False) -> None:
+        if not self.has_key(request, x_api_key):
+            how = "'x-api-key: <key>' or " if x_api_key else ""
             raise APIError(
                 401,
-                "a valid API key is required: send 'Authorization: Bearer <key>'",
+                f"a valid API key is required: send {how}'Authorization: Bearer <key>'",
                 code="invalid_api_key",
             )
 

@@ -12,17 +12,19 @@ under its own host name. The guard answers them with an OpenAI-shaped error:
 - A request with a body must say ``application/json`` (or ``…+json``): every famous route
   takes JSON, and no cross-site page can send that type without a preflight the gateway
   never grants (it sends no CORS headers).
+
+Anthropic's routes (``/v1/messages``) get the refusal in Anthropic's error shape.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from famous.serve.errors import APIError
+from famous.serve.protocols import anthropic
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Any]
@@ -102,7 +104,7 @@ class RequestGuard:
         if problem is None:
             await self.app(scope, receive, send)
             return
-        body = json.dumps(problem.body()).encode()
+        body = anthropic.shaped(str(scope.get("path", "")), problem).body
         await send(
             {
                 "type": "http.response.start",

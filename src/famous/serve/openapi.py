@@ -97,6 +97,45 @@ class RerankRequest(_Open):
     return_documents: bool | None = Field(None, description="each result carries its text")
 
 
+class AnthropicMessage(_Open):
+    role: str = Field(description="user or assistant")
+    content: str | list[dict[str, Any]] = Field(
+        description="a string, or blocks: {type: text, text}, {type: image, source: {type: "
+        "base64, media_type, data}}, {type: tool_use, id, name, input} (assistant), "
+        "{type: tool_result, tool_use_id, content, is_error} (user)"
+    )
+
+
+class AnthropicTool(_Open):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    input_schema: dict[str, Any]
+
+
+class CountTokensRequest(_Open):
+    """Anthropic's count_tokens request: a Messages request without max_tokens."""
+
+    model: str = _Name
+    messages: list[AnthropicMessage] = Field(min_length=1)
+    system: str | list[dict[str, Any]] | None = Field(None, description="a string or text blocks")
+    tools: list[AnthropicTool] | None = None
+    tool_choice: dict[str, Any] | None = Field(
+        None, description="{type: auto | any | none} or {type: tool, name}"
+    )
+
+
+class MessagesRequest(CountTokensRequest):
+    """Anthropic's Messages request (``POST /v1/messages``)."""
+
+    max_tokens: int = Field(ge=1)
+    stop_sequences: list[str] | None = Field(None, max_length=64)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    stream: bool | None = None
+    metadata: dict[str, Any] | None = Field(None, description="{user_id}")
+
+
 class RegisterModelRequest(BaseModel):
     name: str = Field(min_length=1, max_length=256, description="its name in the API")
     path: str = Field(min_length=1, max_length=256, description="a GGUF file or model folder")
@@ -186,11 +225,25 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class AnthropicErrorDetail(BaseModel):
+    type: str = Field(description="invalid_request_error, authentication_error, ...")
+    message: str
+
+
+class AnthropicErrorResponse(BaseModel):
+    """The errors of Anthropic's routes (``/v1/messages``), in Anthropic's shape."""
+
+    type: str = Field(description="error")
+    error: AnthropicErrorDetail
+
+
 _MODELS: list[type[BaseModel]] = [
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
     RerankRequest,
+    MessagesRequest,
+    CountTokensRequest,
     RegisterModelRequest,
     LoadRequest,
     StopRequest,
@@ -201,6 +254,7 @@ _MODELS: list[type[BaseModel]] = [
     OllamaEmbeddingsRequest,
     OllamaCopyRequest,
     ErrorResponse,
+    AnthropicErrorResponse,
 ]
 _ERRORS = {
     400: "a field is missing or out of range (error.param names it)",
@@ -220,8 +274,8 @@ def components() -> dict[str, Any]:
     return schema["$defs"]
 
 
-def _error_responses() -> dict[int | str, dict[str, Any]]:
-    error = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorResponse")}}}
+def _error_responses(model: str = "ErrorResponse") -> dict[int | str, dict[str, Any]]:
+    error = {"application/json": {"schema": {"$ref": _REF.format(model=model)}}}
     return {status: {"description": why, "content": error} for status, why in _ERRORS.items()}
 
 
@@ -231,18 +285,23 @@ def route(
     streams: bool = False,
     admin: bool = False,
     media_type: str = "application/json",
+    anthropic: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for a route decorator: its documented body, credential and answers
-    (inference routes need the API key only when the gateway has one)."""
+    (inference routes need the API key only when the gateway has one; ``anthropic``: a
+    route of Anthropic's API, its errors in that shape and its key in ``x-api-key`` too)."""
     ok: dict[str, Any] = {media_type: {}}
     if streams:
         ok["text/event-stream"] = {}
     extra: dict[str, Any] = {"responses": {"200": {"description": "OK", "content": ok}}}
     extra["security"] = [{"bearer": []}] if admin else [{"bearer": []}, {}]
+    if anthropic:
+        extra["security"].insert(1, {"x-api-key": []})
     if body is not None:
         schema = {"$ref": _REF.format(model=body.__name__)}
         extra["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": schema}},
         }
-    return {"openapi_extra": extra, "responses": _error_responses()}
+    errors = _error_responses("AnthropicErrorResponse" if anthropic else "ErrorResponse")
+    return {"openapi_extra": extra, "responses": errors}
