@@ -28,7 +28,7 @@ from famous.serve.context import GatewayContext
 from famous.serve.errors import APIError, from_domain, invalid
 from famous.serve.guard import RequestGuard
 from famous.serve.request_checks import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT
-from famous.serve.routes import admin, status
+from famous.serve.routes import admin, responses, status
 from famous.serve.routes import openai as openai_routes
 from famous.serve.scheduler import Scheduler
 from famous.store.gateway_state import LOCAL_HOSTS
@@ -79,7 +79,7 @@ def create_app(
     app.state.gateway = gateway
     app.add_middleware(RequestGuard, bound_host=host)
     _answer_errors(app)
-    for module in (status, openai_routes, admin):
+    for module in (status, openai_routes, responses, admin):
         app.include_router(module.router)
     app.openapi = lambda: _published_schema(app)  # type: ignore[method-assign]
     return app
