@@ -9,16 +9,20 @@ to the chat route's, stop reasons, JSON valid under a schema, a forced call.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import jsonschema
 import openai
 import pytest
+import test_real_gguf_serving as chat_tests
 from realweights_helpers import MODEL, QUESTION, SYSTEM
-from serving_harness import SERVERS, Gateway, start_gateway, stop_gateway
+from serving_harness import Gateway
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+# the chat tests' fixtures: the real GGUF behind a gateway, once per llama.cpp server
+native_llama_server = chat_tests.native_llama_server
+gateway = chat_tests.gateway
+client = chat_tests.client
 
 WEATHER = {
     "type": "function",
@@ -49,38 +53,6 @@ STREAM_ORDER = [
     "response.output_item.done",
     "response.completed",
 ]
-
-
-@pytest.fixture(scope="module")
-def native_llama_server(llama_server_binary: Path) -> Iterator[Path]:
-    import serving_harness
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(serving_harness, "NATIVE", llama_server_binary)
-        yield llama_server_binary
-
-
-@pytest.fixture(scope="module", params=sorted(SERVERS))
-def gateway(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    smollm2_gguf: Path,
-    native_llama_server: Path,
-) -> Iterator[Gateway]:
-    home = tmp_path_factory.mktemp("famous-home")
-    gw = start_gateway(
-        home, "--model", f"{MODEL}={smollm2_gguf}", "--keep-alive", "-1", server=request.param
-    )
-    gw.server = SERVERS[request.param]
-    try:
-        yield gw
-    finally:
-        stop_gateway(gw)
-
-
-@pytest.fixture(scope="module")
-def client(gateway: Gateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.v1, api_key="unused", max_retries=0, timeout=120)
 
 
 def _ask(client: openai.OpenAI, **extra: object):
