@@ -22,6 +22,9 @@ ROUTES = [
     ("POST", "/v1/completions"),
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/rerank"),
+    ("POST", "/v1/responses"),
+    ("GET", "/v1/responses/resp_x"),
+    ("DELETE", "/v1/responses/resp_x"),
     ("POST", "/api/models"),
     ("POST", "/api/load"),
     ("POST", "/api/stop"),
@@ -55,19 +58,22 @@ FIELDS = [
     "model", "messages", "prompt", "input", "max_tokens", "temperature", "top_p", "top_k",
     "min_p", "n", "stream", "stop", "seed", "logit_bias", "repeat_penalty", "tools",
     "response_format", "tool_choice", "name", "path", "runtime", "configuration", "all",
-    "embedding", "query", "documents", "top_n", "return_documents",
+    "embedding", "query", "documents", "top_n", "return_documents", "instructions",
+    "max_output_tokens", "text", "store", "previous_response_id", "metadata",
 ]  # fmt: skip
 VALID = {
     "/v1/chat/completions": {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]},
     "/v1/completions": {"model": "tiny", "prompt": "hi"},
     "/v1/embeddings": {"model": "tiny", "input": "hi"},
     "/v1/rerank": {"model": "tiny", "query": "hi", "documents": ["a", {"text": "b"}]},
+    "/v1/responses": {"model": "tiny", "input": [{"role": "user", "content": "hi"}]},
     "/api/models": {"name": "tiny", "path": "/etc/hostname"},
     "/api/load": {"model": "tiny"},
     "/api/stop": {"model": "tiny"},
 }
 HOSTILE_VALUES = [10**400, -(10**400), 2**63, -1, 0.5, 1e308, "\ud800", "\x00", "a\nb", "", [], {}]
 HOSTILE_VALUES += ["required", {"type": "function", "function": {"name": 5}}, [{"function": 1}]]
+HOSTILE_VALUES += [[{"type": "function_call"}], {"format": {"type": "json_schema"}}, "resp_x"]
 field_values = st.sampled_from(HOSTILE_VALUES) | json_values | st.lists(message, max_size=2)
 
 

@@ -49,9 +49,12 @@ class ResponseStore:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
 
-    def _db(self) -> sqlite3.Connection:
-        """The connection, opened (and the file made) on first use, not at gateway start."""
+    def _db(self, create: bool = True) -> sqlite3.Connection | None:
+        """The connection, opened on first use; a reader (``create=False``) never makes the
+        file, so looking an id up writes nothing under FAMOUS_HOME."""
         if self._conn is None:
+            if not create and not self.path.exists():
+                return None
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
@@ -67,6 +70,7 @@ class ResponseStore:
         now = time.time()
         with self._lock:
             db = self._db()
+            assert db is not None
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.execute(
@@ -87,20 +91,22 @@ class ResponseStore:
     def get(self, response_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """The response and its conversation, or None (unknown, deleted or expired)."""
         with self._lock:
-            row = (
-                self._db()
-                .execute(
+            db = self._db(create=False)
+            row = None
+            if db is not None:
+                row = db.execute(
                     "SELECT response, conversation FROM responses WHERE id = ? AND created_at >= ?",
                     (response_id, time.time() - self.max_age),
-                )
-                .fetchone()
-            )
+                ).fetchone()
         return None if row is None else (json.loads(row[0]), json.loads(row[1]))
 
     def delete(self, response_id: str) -> bool:
         """Forget one response; False when there was none."""
         with self._lock:
-            cursor = self._db().execute("DELETE FROM responses WHERE id = ?", (response_id,))
+            db = self._db(create=False)
+            if db is None:
+                return False
+            cursor = db.execute("DELETE FROM responses WHERE id = ?", (response_id,))
         return cursor.rowcount > 0
 
     def close(self) -> None:

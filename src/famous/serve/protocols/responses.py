@@ -13,6 +13,7 @@ comes. Everything here is pure: the routes (``famous.serve.routes.responses``) d
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,13 +25,15 @@ MAX_METADATA_KEYS = 16
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 _TEXT_PARTS = ("input_text", "output_text")
 _TOOL_CHOICES = ("auto", "none", "required")
-# a chat field a gateway error names -> the Responses field the client sent
-_FIELD_NAMES = {
-    "messages": "input",
-    "max_tokens": "max_output_tokens",
-    "max_completion_tokens": "max_output_tokens",
-    "response_format": "text.format",
-}
+# a chat field a gateway error names -> the Responses field the client sent (a message's
+# index is not the item's: instructions and history come before the input)
+_FIELD_NAMES = [
+    (re.compile(r"^messages\b.*"), "input"),
+    (re.compile(r"^max_(completion_)?tokens$"), "max_output_tokens"),
+    (re.compile(r"^response_format(\.json_schema)?"), "text.format"),
+    (re.compile(r"^(tools\[\d+\])\.function"), r"\1"),
+    (re.compile(r"^tool_choice\.function"), "tool_choice"),
+]
 
 
 def new_id(prefix: str) -> str:
@@ -327,8 +330,12 @@ def chat_body(turn: Turn, history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def renamed(error: APIError) -> APIError:
     """A gateway error about the chat body, naming the Responses field the client sent."""
-    if error.param in _FIELD_NAMES:
-        error.param = _FIELD_NAMES[error.param]
+    for chat_name, name in _FIELD_NAMES:
+        if error.param and chat_name.match(error.param):
+            old = error.param
+            error.param = chat_name.sub(name, old, count=1)
+            if not old.startswith("messages"):
+                error.message = error.message.replace(old, error.param)
     return error
 
 
