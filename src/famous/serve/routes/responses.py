@@ -66,7 +66,7 @@ async def create_response(request: Request) -> Response:
     if chat.status_code >= 400:
         return _renamed_answer(chat)
     if not turn.stream:
-        result = protocol.answered(turn, json.loads(bytes(chat.body)))
+        result = protocol.answered(turn, _json(chat))
         if turn.store:
             store.put(result, protocol.conversation(history, turn, result))
         return JSONResponse(result)
@@ -76,6 +76,16 @@ async def create_response(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
+
+
+def _json(chat: Response) -> dict[str, Any]:
+    try:
+        completion = json.loads(bytes(chat.body))
+    except (AttributeError, ValueError):
+        completion = None
+    if not isinstance(completion, dict):
+        raise APIError(502, "the engine's chat answer is not a JSON object", code="engine_error")
+    return completion
 
 
 def _renamed_answer(chat: Response) -> Response:
@@ -128,9 +138,11 @@ async def _translated(
                     yield events
             if stream.broken:
                 return
-    yield stream.closing()
-    if stream.turn.store and stream.final is not None:
+    closing = stream.closing()
+    if stream.turn.store and stream.final is not None:  # before the last event: a client
+        # that has it may continue from it at once
         store.put(stream.final, protocol.conversation(history, stream.turn, stream.final))
+    yield closing
 
 
 @router.get("/v1/responses/{response_id}", **openapi.route())
