@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +27,7 @@ from famous.serve.routes.openai import answer
 from famous.store.responses import ResponseStore
 
 router = APIRouter()
+log = logging.getLogger("famous.serve")
 
 
 def _store(request: Request) -> ResponseStore:
@@ -33,6 +36,15 @@ def _store(request: Request) -> ResponseStore:
     if getattr(state, "responses", None) is None:
         state.responses = ResponseStore()
     return state.responses
+
+
+def _keep(store: ResponseStore, result: dict[str, Any], conversation: list[Any]) -> None:
+    """Store an answer; a store that cannot be written (disk full) costs the client its
+    follow-ups, not the answer it is waiting for."""
+    try:
+        store.put(result, conversation)
+    except sqlite3.Error as exc:
+        log.warning("response %s not stored in %s: %s", result["id"], store.path, exc)
 
 
 def _not_found(response_id: str, param: str | None = None) -> APIError:
@@ -68,7 +80,7 @@ async def create_response(request: Request) -> Response:
     if not turn.stream:
         result = protocol.answered(turn, _json(chat))
         if turn.store:
-            store.put(result, protocol.conversation(history, turn, result))
+            _keep(store, result, protocol.conversation(history, turn, result))
         return JSONResponse(result)
     events = _translated(protocol.ResponseStream(turn), _chunks(chat), store, history)
     return StreamingResponse(
@@ -141,7 +153,7 @@ async def _translated(
     closing = stream.closing()
     if stream.turn.store and stream.final is not None:  # before the last event: a client
         # that has it may continue from it at once
-        store.put(stream.final, protocol.conversation(history, stream.turn, stream.final))
+        _keep(store, stream.final, protocol.conversation(history, stream.turn, stream.final))
     yield closing
 
 
