@@ -311,3 +311,16 @@ def test_the_sdk_on_the_tiny_model(gateway: Gateway) -> None:
     client.responses.delete(final.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.create(**ask, previous_response_id=final.id)
+
+
+def test_a_client_that_leaves_mid_stream_frees_the_engine(gateway: Gateway) -> None:
+    """The chat stream under a Responses stream is closed with it: the deployment is
+    released and the next request is answered."""
+    body = {"model": "tiny", "input": "hello", "max_output_tokens": 200, "stream": True}
+    with httpx.Client(base_url=gateway.v1, timeout=60) as http:
+        with http.stream("POST", "/responses", json=body) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            first = next(stream.iter_lines())
+            assert first == "event: response.created"
+        again = http.post("/responses", json={**body, "stream": False, "max_output_tokens": 4})
+    assert again.status_code == 200 and again.json()["object"] == "response"
