@@ -27,6 +27,9 @@ ROUTES = [
     ("POST", "/famous/api/stop"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/v1/responses"),
+    ("GET", "/v1/responses/resp_x"),
+    ("DELETE", "/v1/responses/resp_x"),
     ("GET", "/v1/models"),
     ("GET", "/famous/api/ps"),
     ("GET", "/metrics"),
@@ -67,7 +70,8 @@ FIELDS = [
     "response_format", "tool_choice", "name", "path", "runtime", "configuration", "all",
     "embedding", "query", "documents", "top_n", "return_documents", "options", "format",
     "images", "keep_alive", "system", "raw", "source", "destination", "stop_sequences",
-    "metadata",
+    "metadata", "instructions",
+    "max_output_tokens", "text", "store", "previous_response_id",
 ]  # fmt: skip
 VALID = {
     "/v1/chat/completions": {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]},
@@ -89,9 +93,11 @@ VALID = {
         "messages": [{"role": "user", "content": "hi"}],
     },
     "/v1/messages/count_tokens": {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/responses": {"model": "tiny", "input": [{"role": "user", "content": "hi"}]},
 }
 HOSTILE_VALUES = [10**400, -(10**400), 2**63, -1, 0.5, 1e308, "\ud800", "\x00", "a\nb", "", [], {}]
 HOSTILE_VALUES += ["required", {"type": "function", "function": {"name": 5}}, [{"function": 1}]]
+HOSTILE_VALUES += [[{"type": "function_call"}], {"format": {"type": "json_schema"}}, "resp_x"]
 field_values = st.sampled_from(HOSTILE_VALUES) | json_values | st.lists(message, max_size=2)
 
 

@@ -30,7 +30,7 @@ from famous.serve.errors import APIError, from_domain, invalid
 from famous.serve.guard import RequestGuard
 from famous.serve.protocols.anthropic import shaped
 from famous.serve.request_checks import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT
-from famous.serve.routes import admin, ollama, status
+from famous.serve.routes import admin, ollama, responses, status
 from famous.serve.routes import anthropic as anthropic_routes
 from famous.serve.routes import openai as openai_routes
 from famous.serve.scheduler import Scheduler
@@ -82,7 +82,7 @@ def create_app(
     app.state.gateway = gateway
     app.add_middleware(RequestGuard, bound_host=host)
     _answer_errors(app)
-    for module in (status, openai_routes, anthropic_routes, admin, ollama):
+    for module in (status, openai_routes, responses, anthropic_routes, admin, ollama):
         app.include_router(module.router)
     app.openapi = lambda: _published_schema(app)  # type: ignore[method-assign]
     return app

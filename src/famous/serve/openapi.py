@@ -136,6 +136,36 @@ class MessagesRequest(CountTokensRequest):
     metadata: dict[str, Any] | None = Field(None, description="{user_id}")
 
 
+class ResponsesRequest(_Open):
+    """OpenAI's Responses API, answered through the chat route."""
+
+    model: str = _Name
+    input: str | list[dict[str, Any]] = Field(
+        description="a text, or items: {type: message, role, content: a string or parts "
+        "input_text {text} / input_image {image_url}}, {type: function_call, call_id, name, "
+        "arguments}, {type: function_call_output, call_id, output}"
+    )
+    instructions: str | None = Field(None, description="the system message of this turn")
+    tools: list[dict[str, Any]] | None = Field(
+        None, description="function tools: {type: function, name, description, parameters}"
+    )
+    tool_choice: str | dict[str, Any] | None = Field(
+        None, description="auto, none, required or {type: function, name}"
+    )
+    text: dict[str, Any] | None = Field(
+        None, description="{format: {type: text | json_object | json_schema, name, schema, strict}}"
+    )
+    max_output_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    stream: bool | None = None
+    store: bool | None = Field(None, description="keep it for previous_response_id (default)")
+    previous_response_id: str | None = Field(
+        None, max_length=256, description="continue that stored response's conversation"
+    )
+    metadata: dict[str, str] | None = Field(None, max_length=16)
+
+
 class RegisterModelRequest(BaseModel):
     name: str = Field(min_length=1, max_length=256, description="its name in the API")
     path: str = Field(min_length=1, max_length=256, description="a GGUF file or model folder")
@@ -244,6 +274,7 @@ _MODELS: list[type[BaseModel]] = [
     RerankRequest,
     MessagesRequest,
     CountTokensRequest,
+    ResponsesRequest,
     RegisterModelRequest,
     LoadRequest,
     StopRequest,

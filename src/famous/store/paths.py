@@ -29,6 +29,12 @@ def catalog_path() -> Path:
     return famous_home() / "catalog.db"
 
 
+def responses_path() -> Path:
+    """Stored answers of the Responses API (``famous.store.responses``), kept apart from
+    the catalog: conversations are users' data, pruned on their own schedule."""
+    return famous_home() / "responses.db"
+
+
 def user_config_path() -> Path:
     """User-level configuration written by ``famous set``."""
     return famous_home() / "config.yaml"

@@ -1,0 +1,247 @@
+"""OpenAI's Responses API on the real SmolLM2 GGUF behind famous's gateway, on each llama.cpp
+server, through the official ``openai`` client (``client.responses``) and LangChain's
+``ChatOpenAI(use_responses_api=True)``.
+
+What a 135M model guarantees is asserted, not wisdom: shapes, the event order, usage equal
+to the chat route's, stop reasons, JSON valid under a schema, a forced call.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import openai
+import pytest
+import test_real_gguf_serving as chat_tests
+from realweights_helpers import MODEL, QUESTION, SYSTEM
+from serving_harness import Gateway
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+# the chat tests' fixtures: the real GGUF behind a gateway, once per llama.cpp server
+native_llama_server = chat_tests.native_llama_server
+gateway = chat_tests.gateway
+client = chat_tests.client
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+}
+CITY = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+    "required": ["city", "population"],
+    "additionalProperties": False,
+}
+WEATHER_QUESTION = "What is the weather in Paris?"
+STREAM_ORDER = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+def _ask(client: openai.OpenAI, **extra: object):
+    request = {
+        "model": MODEL,
+        "instructions": SYSTEM,
+        "input": QUESTION,
+        "max_output_tokens": 48,
+        "temperature": 0,
+    }
+    return client.responses.create(**{**request, **extra})
+
+
+def test_a_text_answer_is_the_chat_routes(client: openai.OpenAI) -> None:
+    """The same greedy answer and the same token counts as chat completions."""
+    reply = _ask(client)
+    assert reply.object == "response" and reply.id.startswith("resp_")
+    assert reply.status == "completed" and reply.incomplete_details is None
+    (item,) = reply.output
+    assert item.type == "message" and item.role == "assistant"
+    assert item.content[0].type == "output_text" and reply.output_text
+    chat = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
+        max_tokens=48,
+        temperature=0,
+    )
+    assert reply.output_text == chat.choices[0].message.content
+    assert reply.usage.input_tokens == chat.usage.prompt_tokens
+    assert reply.usage.output_tokens == chat.usage.completion_tokens
+    total = reply.usage.input_tokens + reply.usage.output_tokens
+    assert reply.usage.total_tokens == total
+
+
+def test_instructions_become_the_system_message(client: openai.OpenAI) -> None:
+    bare = _ask(client, instructions=None, max_output_tokens=4)
+    told = _ask(client, instructions="Answer in French. " * 8, max_output_tokens=4)
+    assert told.usage.input_tokens > bare.usage.input_tokens
+    assert told.instructions == "Answer in French. " * 8
+
+
+def test_a_json_schema_format_validates(client: openai.OpenAI) -> None:
+    reply = client.responses.create(
+        model=MODEL,
+        input="The capital of France and its population?",
+        text={"format": {"type": "json_schema", "name": "city", "schema": CITY, "strict": True}},
+        max_output_tokens=64,
+        temperature=0,
+    )
+    assert reply.status == "completed", reply
+    jsonschema.validate(json.loads(reply.output_text), CITY)
+    assert reply.text.format.type == "json_schema"
+
+
+def test_max_output_tokens_makes_it_incomplete(client: openai.OpenAI) -> None:
+    reply = _ask(client, max_output_tokens=3)
+    assert reply.status == "incomplete"
+    assert reply.incomplete_details.reason == "max_output_tokens"
+    assert 0 < reply.usage.output_tokens <= 3
+    assert reply.output[0].status == "incomplete"
+
+
+def test_a_required_tool_answers_a_function_call(client: openai.OpenAI) -> None:
+    reply = client.responses.create(
+        model=MODEL,
+        input=WEATHER_QUESTION,
+        tools=[WEATHER],
+        tool_choice="required",
+        max_output_tokens=64,
+        temperature=0,
+    )
+    assert reply.status == "completed"
+    (call,) = reply.output
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert call.call_id and call.id.startswith("fc_")
+    jsonschema.validate(json.loads(call.arguments), WEATHER["parameters"])
+    # the tool's result, sent back as the next turn, is answered with a text
+    follow = client.responses.create(
+        model=MODEL,
+        previous_response_id=reply.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"}],
+        max_output_tokens=16,
+        temperature=0,
+    )
+    assert follow.output[0].type == "message"
+    asked = client.responses.create(model=MODEL, input=WEATHER_QUESTION, max_output_tokens=1)
+    # the question, the call and its output: more than the question alone
+    assert follow.usage.input_tokens > asked.usage.input_tokens + 8
+
+
+def test_a_stream_follows_the_documented_events(client: openai.OpenAI) -> None:
+    """Events in order, numbered; the deltas make the final text, which is the non-streamed
+    one; usage as the non-streamed answer counts it."""
+    whole = _ask(client)
+    kinds, deltas, numbers, final = [], [], [], None
+    for event in _ask(client, stream=True):
+        numbers.append(event.sequence_number)
+        if not kinds or kinds[-1] != event.type:
+            kinds.append(event.type)
+        if event.type == "response.output_text.delta":
+            deltas.append(event.delta)
+        if event.type == "response.completed":
+            final = event.response
+    assert kinds == STREAM_ORDER
+    assert numbers == list(range(len(numbers)))
+    assert len(deltas) >= 2
+    assert final is not None and "".join(deltas) == final.output_text == whole.output_text
+    assert final.usage.input_tokens == whole.usage.input_tokens
+    assert final.usage.output_tokens == whole.usage.output_tokens
+
+
+def test_the_sdks_stream_helper_gathers_the_answer(client: openai.OpenAI) -> None:
+    request = {"model": MODEL, "instructions": SYSTEM, "input": QUESTION}
+    with client.responses.stream(**request, max_output_tokens=48, temperature=0) as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    assert final.status == "completed" and final.output_text == text
+    assert client.responses.retrieve(final.id).output_text == text
+
+
+def test_a_streamed_call_sends_its_arguments(client: openai.OpenAI) -> None:
+    stream = client.responses.create(
+        model=MODEL,
+        input=WEATHER_QUESTION,
+        tools=[WEATHER],
+        tool_choice={"type": "function", "name": "get_weather"},
+        max_output_tokens=64,
+        temperature=0,
+        stream=True,
+    )
+    kinds, arguments, done = [], "", None
+    for event in stream:
+        kinds.append(event.type)
+        if event.type == "response.function_call_arguments.delta":
+            arguments += event.delta
+        if event.type == "response.function_call_arguments.done":
+            done = event.arguments
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert "response.output_item.added" in kinds and "response.output_item.done" in kinds
+    assert done == arguments
+    jsonschema.validate(json.loads(arguments), WEATHER["parameters"])
+
+
+def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) -> None:
+    first = _ask(client, max_output_tokens=16)
+    second = client.responses.create(
+        model=MODEL,
+        previous_response_id=first.id,
+        input="And the capital of Germany?",
+        max_output_tokens=16,
+        temperature=0,
+    )
+    assert second.previous_response_id == first.id
+    # the first question, its answer and the second question: more than the first prompt
+    assert second.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+
+
+def test_get_delete_and_unknown_ids(client: openai.OpenAI) -> None:
+    reply = _ask(client, max_output_tokens=4, metadata={"case": "get"})
+    fetched = client.responses.retrieve(reply.id)
+    assert fetched.id == reply.id and fetched.output_text == reply.output_text
+    assert fetched.metadata == {"case": "get"}
+    client.responses.delete(reply.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(reply.id)
+    with pytest.raises(openai.NotFoundError) as unknown:
+        _ask(client, previous_response_id=reply.id)
+    assert unknown.value.body["param"] == "previous_response_id"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete("resp_unknown")
+    unstored = _ask(client, max_output_tokens=4, store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(unstored.id)
+
+
+def test_langchain_invokes_and_streams(gateway: Gateway) -> None:
+    langchain = pytest.importorskip("langchain_openai")
+    chat = langchain.ChatOpenAI(
+        model=MODEL,
+        base_url=gateway.v1,
+        api_key="unused",
+        use_responses_api=True,
+        temperature=0,
+        max_tokens=24,
+        max_retries=0,
+    )
+    messages = [("system", SYSTEM), ("human", QUESTION)]
+    whole = chat.invoke(messages)
+    assert whole.text and whole.usage_metadata["input_tokens"] > 0
+    pieces = [chunk.text for chunk in chat.stream(messages)]
+    assert len([p for p in pieces if p]) >= 2
+    assert "".join(pieces) == whole.text
