@@ -353,6 +353,30 @@ def test_none_answers_text_with_tools_in_the_history(client: openai.OpenAI) -> N
     assert answer.finish_reason in ("stop", "length")
 
 
+def test_a_tool_result_turn_is_answered_on_every_server(client: openai.OpenAI) -> None:
+    """The history OpenAI clients send after a call: the assistant's turn has
+    ``content: null`` beside its tool_calls (llama_cpp.server answered that with a 500)."""
+    history = [
+        *WEATHER_QUESTION,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 C and sunny"},
+    ]
+    reply = client.chat.completions.create(
+        model=MODEL, messages=history, max_tokens=16, temperature=0
+    )
+    assert reply.choices[0].message.content
+
+
 def test_tool_choice_naming_an_unknown_tool_is_a_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(

@@ -192,6 +192,16 @@ class _LlamaCppBase(RuntimeAdapter):
         }
 
 
+def _text_or_empty(message: Any) -> Any:
+    if (
+        isinstance(message, dict)
+        and message.get("role") == "assistant"
+        and ("content" not in message or message["content"] is None)
+    ):
+        return {**message, "content": ""}
+    return message
+
+
 class LlamaCppPythonServer(_LlamaCppBase):
     """``python -m llama_cpp.server`` (llama-cpp-python's FastAPI server)."""
 
@@ -207,11 +217,15 @@ class LlamaCppPythonServer(_LlamaCppBase):
 
         - its repeat_penalty defaults to 1.1 where llama-server's (and OpenAI's absence of
           one) is 1.0, so the same request would sample differently; famous sends 1.0;
+        - an assistant turn of tool calls has ``content: null`` in OpenAI's API; its server
+          answers that with a 500, so famous sends an empty text;
         - OpenAI's ``response_format: {type: json_schema, json_schema: {schema}}`` is its
           ``{type: json_object, schema}`` (it refuses the first with a 500)."""
         if kind not in ("chat", "completions"):
             return body
         body = {"repeat_penalty": LLAMA_SERVER_REPEAT_PENALTY, **body}
+        if kind == "chat" and isinstance(body.get("messages"), list):
+            body["messages"] = [_text_or_empty(m) for m in body["messages"]]
         wanted = body.get("response_format")
         if kind != "chat" or not isinstance(wanted, dict) or wanted.get("type") != "json_schema":
             return body
