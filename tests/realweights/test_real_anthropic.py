@@ -182,7 +182,8 @@ def test_errors_are_anthropic_shaped(client: anthropic.Anthropic) -> None:
 
 
 def test_langchain_chat_anthropic(gateway: str) -> None:
-    langchain = pytest.importorskip("langchain_anthropic")
+    import langchain_anthropic as langchain  # a dev dependency: never skipped
+
     chat = langchain.ChatAnthropic(
         model=MODEL, base_url=gateway, api_key=KEY, max_tokens=24, temperature=0, max_retries=0
     )

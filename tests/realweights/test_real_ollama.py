@@ -72,7 +72,8 @@ def test_show_and_tags_describe_the_gguf(client: ollama.Client) -> None:
 
 
 def test_langchain_chat_ollama_invoke_and_stream(gateway: Gateway) -> None:
-    chat_ollama = pytest.importorskip("langchain_ollama").ChatOllama
+    from langchain_ollama import ChatOllama as chat_ollama  # a dev dependency
+
     llm = chat_ollama(model=MODEL, base_url=gateway.url, temperature=0, seed=0, num_predict=24)
     whole = llm.invoke("What is the capital of France?")
     assert isinstance(whole.content, str) and whole.content
