@@ -11,6 +11,7 @@ allocated, so a hostile header (a string or array "of 2^62 bytes") fails fast an
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -322,3 +323,23 @@ def kv_bytes_per_token(meta: dict[str, Any]) -> int | None:
     if isinstance(kv_heads, list):  # per-layer counts (some hybrid models): the widest
         kv_heads = max((h for h in kv_heads if isinstance(h, int)), default=heads)
     return 2 * layers * int(kv_heads) * (embd // heads) * 2
+
+
+@functools.lru_cache(maxsize=64)
+def _cached(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
+    del size, mtime_ns  # the cache key: a rewritten file is read again
+    try:
+        return read_metadata(path)
+    except (OSError, GGUFError):
+        return {}
+
+
+def cached_metadata(path: str | Path) -> dict[str, Any]:
+    """A GGUF's header, read once per version of the file ({} when unreadable): it holds
+    the whole vocabulary, too slow to read for every launch setting or memory estimate.
+    Callers must not change the dict."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return {}
+    return _cached(str(path), stat.st_size, stat.st_mtime_ns)

@@ -121,10 +121,8 @@ class _LlamaCppBase(RuntimeAdapter):
     features: ClassVar[frozenset[str]] = frozenset({"json_schema"})
 
     def _metadata(self, spec: LaunchSpec) -> dict[str, Any]:
-        try:
-            return gguf_meta.read_metadata(spec.model_path)
-        except (OSError, gguf_meta.GGUFError):
-            return {}
+        """Read once per file: a launch asks for its settings several times."""
+        return gguf_meta.cached_metadata(spec.model_path)
 
     def limits(self, spec: LaunchSpec) -> dict[str, str]:
         """A chat model's engine serves no embeddings (llama.cpp answers 500 or 501), an

@@ -76,17 +76,17 @@ def estimate_memory(path: Path, configuration: Mapping[str, Any] | None = None) 
         stat = gguf.stat()
     except OSError:
         return None
-    shape = _gguf_shape(gguf, stat.st_size, stat.st_mtime_ns)
-    if shape is None:  # unreadable header: at least the weights must fit
+    meta = gguf_meta.cached_metadata(gguf)
+    if not meta:  # unreadable header: at least the weights must fit
         return stat.st_size + DEFAULT_OVERHEAD
-    layers, trained_ctx, kv_heads, head_dim = shape
+    trained_ctx = gguf_meta.context_length(meta) or 0
+    per_token = gguf_meta.kv_bytes_per_token(meta) or 0
     files = (
         [gguf, *filter(None, [projector_beside(gguf)])] if path.is_file() else path.rglob("*.gguf")
     )
     weights = sum(p.stat().st_size for p in files)  # a vision projector is loaded too
     cfg = {str(k).replace("-", "_"): v for k, v in (configuration or {}).items()}
     ctx = int(cfg.get("ctx_size") or cfg.get("n_ctx") or min(trained_ctx, 4096))
-    per_token = 2 * layers * kv_heads * head_dim * 2
     slots = cfg.get("parallel") or auto_slots(per_token, ctx) or 1  # llama-server's slots
     return int(weights + per_token * ctx * int(slots) + DEFAULT_OVERHEAD)
 
@@ -123,25 +123,6 @@ def _weights_estimate(path: Path, mtime_ns: int) -> int | None:
     except OSError:
         return None
     return weights + DEFAULT_OVERHEAD if weights else None
-
-
-@functools.lru_cache(maxsize=256)
-def _gguf_shape(gguf: Path, size: int, mtime_ns: int) -> tuple[int, int, int, int] | None:
-    """(layers, trained context, kv heads, head dim) of a GGUF file, parsed once per version
-    of the file: its header holds the whole vocabulary, far too slow to read per request."""
-    del size, mtime_ns  # the cache key: a rewritten file is parsed again
-    try:
-        meta = gguf_meta.read_metadata(gguf)
-    except (OSError, gguf_meta.GGUFError):
-        return None
-    arch = gguf_meta.architecture(meta) or ""
-    layers = meta.get(f"{arch}.block_count") or 0
-    heads = meta.get(f"{arch}.attention.head_count") or 1
-    kv_heads = meta.get(f"{arch}.attention.head_count_kv") or heads
-    embd = meta.get(f"{arch}.embedding_length") or 0
-    head_dim = embd // heads if heads else 0
-    ctx = gguf_meta.context_length(meta) or 0
-    return int(layers), int(ctx), int(kv_heads), int(head_dim)
 
 
 class ModelRegistry:
