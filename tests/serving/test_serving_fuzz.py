@@ -186,3 +186,43 @@ def test_every_field_of_every_route_with_every_hostile_value() -> None:
 def test_no_request_gets_a_gateway_5xx(request: tuple[tuple[str, str], bytes], extra: dict) -> None:
     (method, path), body = request
     _check(_send([(method, path, body, extra)])[0], (path, body[:200], extra))
+
+
+NAME_FIELDS = ("model", "name", "source", "destination")
+BAD_NAMES = ["a\nb", "../etc/passwd", "x/../../y"]
+
+
+def _attacks(path: str) -> list[tuple[str, bytes, dict]]:
+    """(what, body, headers) of the attacks every POST route must refuse with a 4xx."""
+    good = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}"}
+    valid = VALID[path]
+    attacks = [
+        ("text/plain", _encode(valid), {**good, "content-type": "text/plain"}),
+        ("foreign Host", _encode(valid), {**good, "host": "evil.example"}),
+        ("nesting 1000 deep", b'{"model": "tiny", "x": ' + b"[" * 1000 + b"]" * 1000 + b"}", good),
+        ("a number no float holds", _encode(valid)[:-1] + b', "temperature": 1e999}', good),
+    ]
+    for field in (f for f in NAME_FIELDS if f in valid):
+        attacks += [(f"{field}={n!r}", _encode({**valid, field: n}), good) for n in BAD_NAMES]
+    return attacks
+
+
+def test_every_post_route_refuses_the_classic_attacks_and_registers_nothing() -> None:
+    """Each POST route, the new protocols' included: a text/plain body (a cross-site form),
+    a foreign Host (DNS rebinding), JSON nested 1,000 deep, a number too big for a float
+    and names with a newline or ``..`` get a clean 4xx, and afterwards no listing shows a
+    model of such a name (nothing was registered half-done)."""
+    cases = [(path, *attack) for path in VALID for attack in _attacks(path)]
+    sent = [("POST", path, body, headers) for path, _what, body, headers in cases]
+    good = {"authorization": f"Bearer {TOKEN}"}
+    listings = [("GET", p, b"", good) for p in ("/v1/models", "/api/tags", "/famous/api/ps")]
+    answers = _send(sent + listings)
+    for (path, what, _body, _headers), resp in zip(cases, answers, strict=False):
+        assert 400 <= resp.status_code < 500, (path, what, resp.status_code, resp.text[:300])
+        if what == "text/plain":
+            assert resp.status_code == 415, (path, resp.text[:200])
+        if what == "foreign Host":
+            assert resp.status_code == 403, (path, resp.text[:200])
+    for resp in answers[len(cases) :]:
+        assert resp.status_code == 200, resp.text[:200]
+        assert not any(bad in resp.text for bad in ("..", "\\n", "passwd")), resp.text[:500]

@@ -20,7 +20,7 @@ from famous.runtimes.base import EngineProcess, LaunchSpec
 from famous.runtimes.llamacpp import LlamaCppPythonServer, LlamaServer
 from famous.serve.app import create_app
 from famous.serve.errors import APIError
-from famous.serve.fields import forwarded
+from famous.serve.fields import FORWARDED, forwarded
 from famous.serve.models import ModelSpec
 from famous.serve.scheduler import Scheduler
 from famous.serve.tool_calls import (
@@ -349,3 +349,30 @@ def test_none_reaches_the_engine_without_tools() -> None:
     assert not {"tools", "tool_choice", "response_format"} & set(sent)
     assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
     assert got.json()["choices"][0]["message"]["content"] == "It is sunny."
+
+
+FOREIGN = {"llama_server_path": "/bin/sh", "model_path": "/etc/passwd", "slot_id": 3, "x": 1}
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+        ("/v1/responses", {"model": "m", "input": "hi", "store": False}),
+        (
+            "/v1/messages",
+            {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
+        ),
+        ("/api/chat", {"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+        ("/api/generate", {"model": "m", "prompt": "hi"}),
+    ],
+)
+def test_no_protocol_hands_the_engine_a_field_of_its_own(path: str, body: dict) -> None:
+    """Fields a client adds (a program path, a file, an engine slot) reach no engine,
+    whichever protocol carried them: engines get the checked OpenAI fields only."""
+    server = _EngineServer(_answer("hello"))
+    post_to_engine(server, path, {**body, **FOREIGN})
+    assert server.received, path
+    for sent in server.received:
+        assert not set(FOREIGN) & set(sent), (path, sorted(sent))
+        assert set(sent) <= FORWARDED["chat"] | FORWARDED["completions"], (path, sorted(sent))

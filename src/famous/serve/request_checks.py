@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -88,11 +89,24 @@ async def read_body(
     return b"".join(chunks)
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is too large for a float")
+    return value
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object: strict JSON (no NaN / Infinity, no float overflowing to
+    infinity, whatever field it is in), with a 400 saying what is wrong."""
     if not body.strip():
         raise invalid("the request body is empty; send a JSON object", code="invalid_json")
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_float=_finite, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:
