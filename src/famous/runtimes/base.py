@@ -165,7 +165,6 @@ class EngineProcess:
         default=lambda _kind, body: body
     )  # RuntimeAdapter.adapt_request
     reason: str = ""  # why this server runs (RuntimeAdapter.reason)
-    stream_usage: bool = True  # RuntimeAdapter.stream_usage
 
     @property
     def pid(self) -> int:
@@ -316,9 +315,6 @@ class RuntimeAdapter(ABC):
     #: the answer, which the gateway's tool calls use); ``template_tools`` (the launch's chat
     #: template renders tools and the server parses the calls: see ``launch_features``)
     features: ClassVar[frozenset[str]] = frozenset()
-    #: the server ends a stream with the usage chunk ``stream_options.include_usage`` asks
-    #: for; when it does not, the gateway adds it (``famous.serve.stream_usage``)
-    stream_usage: ClassVar[bool] = True
 
     #: Python modules the server needs; the default install check looks for them
     required_modules: ClassVar[tuple[str, ...]] = ()
@@ -456,5 +452,4 @@ class RuntimeAdapter(ABC):
             features=self.launch_features(spec),
             adapt_request=self.adapt_request,
             reason=self.reason,
-            stream_usage=self.stream_usage,
         )

@@ -204,7 +204,6 @@ class LlamaCppPythonServer(_LlamaCppBase):
     """``python -m llama_cpp.server`` (llama-cpp-python's FastAPI server)."""
 
     server: ClassVar[str] = "llama_cpp.server"
-    stream_usage: ClassVar[bool] = False  # it ignores stream_options
     unsupported: ClassVar[dict[str, str]] = {
         "n": "return several choices (n > 1): it answers one; llama.cpp's own server can "
         "(famous install-component llama-server)",
