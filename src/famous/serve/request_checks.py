@@ -116,7 +116,27 @@ def parse_json(body: bytes) -> dict[str, Any]:
             f"the request body must be a JSON object, not {type(payload).__name__}",
             code="invalid_json",
         )
+    if _deeper_than(payload, MAX_JSON_DEPTH):
+        raise invalid(
+            f"the request body nests JSON deeper than {MAX_JSON_DEPTH} levels", code="invalid_json"
+        )
     return payload
+
+
+MAX_JSON_DEPTH = 256  # far beyond any API body; the parser's recursion limit is no bound
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        )
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _is_int(value: Any) -> bool:
