@@ -6,6 +6,10 @@ One command: ``python benchmarks/protocols.py``. It starts ``famous serve`` on
 streams the same request through each route in alternating rounds (so drift on a shared
 machine cancels out) at 1 and 4 concurrent streams, counting the text pieces each
 protocol's stream carries. Goal: every ratio >= 0.97.
+
+It also prints the gateway process's CPU time per streamed piece on each route (what a
+translation costs, which the engine then lacks on a machine whose cores it shares), a
+figure that the load of other processes disturbs far less than tokens per second.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -100,16 +105,31 @@ async def _stream(
     return first, last, pieces
 
 
-async def _round(client: httpx.AsyncClient, url: str, protocol: str, streams: int, n: int) -> float:
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+async def _round(
+    client: httpx.AsyncClient, url: str, protocol: str, streams: int, n: int
+) -> tuple[float, int]:
+    """Pieces per second over the round, and the pieces."""
     path, body = PROTOCOLS[protocol](n)
     results = await asyncio.gather(*(_stream(client, url, path, body) for _ in range(streams)))
     first = min(r[0] for r in results)
     last = max(r[1] for r in results)
-    return sum(r[2] - 1 for r in results) / (last - first)
+    pieces = sum(r[2] for r in results)
+    return sum(r[2] - 1 for r in results) / (last - first), pieces
 
 
-async def measure(url: str, streams: int, rounds: int, n: int) -> dict[str, float]:
+async def measure(
+    url: str, gateway: psutil.Process, streams: int, rounds: int, n: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The median ratio of each protocol's rate to the chat route's in the same round (and
+    the chat route's rate); the gateway's CPU µs per piece on each route."""
     rates: dict[str, list[float]] = {p: [] for p in PROTOCOLS}
+    cpu = dict.fromkeys(PROTOCOLS, 0.0)
+    pieces = dict.fromkeys(PROTOCOLS, 0)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=None, limits=limits, trust_env=False) as client:
         for protocol in PROTOCOLS:  # warm every route
@@ -117,13 +137,18 @@ async def measure(url: str, streams: int, rounds: int, n: int) -> dict[str, floa
         order = list(PROTOCOLS)
         for r in range(rounds):
             for protocol in order if r % 2 == 0 else order[::-1]:
-                rates[protocol].append(await _round(client, url, protocol, streams, n))
+                before = _cpu_seconds(gateway)
+                rate, count = await _round(client, url, protocol, streams, n)
+                cpu[protocol] += _cpu_seconds(gateway) - before
+                pieces[protocol] += count
+                rates[protocol].append(rate)
     base = rates["openai chat"]
-    return {
+    ratios = {
         p: statistics.median(a / b for a, b in zip(v, base, strict=True))
         for p, v in rates.items()
         if p != "openai chat"
     } | {"openai chat tok/s": statistics.median(base)}
+    return ratios, {p: 1e6 * cpu[p] / max(pieces[p], 1) for p in PROTOCOLS}
 
 
 def main() -> int:
@@ -140,8 +165,11 @@ def main() -> int:
         )  # fmt: skip
         with serving(folder, model, {"ctx-size": 1024}) as running:
             print(f"engine: {running.deployment['server']}")
+            gateway = psutil.Process(running.pid)
             for streams in args.streams:
-                res = asyncio.run(measure(running.url, streams, args.rounds, args.max_tokens))
+                res, cpu = asyncio.run(
+                    measure(running.url, gateway, streams, args.rounds, args.max_tokens)
+                )
                 ratios = ", ".join(
                     f"{p} {v:.3f}" for p, v in res.items() if p != "openai chat tok/s"
                 )
@@ -149,6 +177,8 @@ def main() -> int:
                     f"{streams} stream(s): openai chat {res['openai chat tok/s']:.1f} tok/s; "
                     f"through each protocol ÷ openai chat: {ratios} (goal >= 0.97)"
                 )
+                costs = ", ".join(f"{p} {us:.0f}" for p, us in cpu.items())
+                print(f"  gateway CPU µs per piece (request costs included): {costs}")
     return 0
 
 

@@ -19,7 +19,6 @@ from famous.serve.app import create_app
 from famous.serve.errors import APIError
 from famous.serve.models import ModelRegistry
 from famous.serve.protocols.anthropic import (
-    SSEReader,
     StopScanner,
     Translator,
     counting_request,
@@ -291,12 +290,6 @@ def test_broken_tool_arguments_are_a_502() -> None:
     with pytest.raises(APIError) as caught:
         _run(Translator("m", []), [_chunk({"tool_calls": [call]})])
     assert caught.value.status == 502
-
-
-def test_sse_reader_joins_split_events() -> None:
-    reader = SSEReader()
-    assert list(reader.feed(b'data: {"a"')) == []
-    assert list(reader.feed(b": 1}\r\n\r\ndata: [DONE]\n\n")) == ['{"a": 1}', "[DONE]"]
 
 
 def test_an_engine_that_broke_off_becomes_an_error_event() -> None:

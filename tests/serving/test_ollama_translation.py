@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from famous.serve import sse
 from famous.serve.errors import APIError
 from famous.serve.protocols import ollama
 
@@ -93,9 +94,9 @@ def test_a_stream_split_anywhere_gives_the_same_objects() -> None:
         "[DONE]",
     )
     for cut in range(1, len(raw)):
-        stream, buffer, out = ollama.ChatStream("m", "message"), bytearray(), []
+        stream, reader, out = ollama.ChatStream("m", "message"), sse.EventReader(), []
         for piece in (raw[:cut], raw[cut:]):
-            for event in ollama.sse_payloads(buffer, piece):
+            for event in sse.chunks(reader, piece):
                 out += [stream.final()] if event is None else stream.feed(event)
         assert [o["message"]["content"] for o in out] == ["Par", "is", ""]
         final = out[-1]

@@ -17,6 +17,7 @@ import openai
 import pytest
 from serving_harness import Gateway
 
+from famous.serve import sse
 from famous.serve.app import create_app
 from famous.serve.errors import APIError
 from famous.serve.models import ModelRegistry
@@ -163,11 +164,11 @@ def _sse(chunks: list[dict[str, Any]]) -> bytes:
 
 def _events(stream: protocol.ResponseStream, raw: bytes, cut: int) -> list[dict[str, Any]]:
     """The stream's events for ``raw`` arriving in pieces of ``cut`` bytes."""
-    reader = protocol.SSEReader()
+    reader = sse.EventReader()
     out = stream.opening()
     for start in range(0, len(raw), cut):
-        for data in reader.feed(raw[start : start + cut]):
-            out += stream.feed(data)
+        for chunk in sse.chunks(reader, raw[start : start + cut]):
+            out += stream.feed(chunk)
     if not stream.broken:
         out += stream.closing()
     events = []

@@ -13,12 +13,16 @@ byte.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-_EVENT_END = re.compile(rb"\r?\n\r?\n")
+from famous.serve import sse
+
 DONE = b"data: [DONE]"
+#: a choice's non-empty text, in a chunk's JSON: a key in quotes can only be a key (quotes
+#: inside strings are escaped), so this counts what ``delta.content`` / ``text`` carry
+#: without parsing the chunk; ``"reasoning_content"`` does not match.
+_TEXT = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')
 
 
 def wants_usage(body: dict[str, Any]) -> bool:
@@ -50,7 +54,9 @@ class UsageCounter:
     def feed(self, chunk: bytes) -> bytes:
         """The complete events in ``chunk`` (with what came before), to pass on now."""
         self.pending += chunk
-        events = _EVENT_END.split(self.pending)
+        if b"\r" in self.pending:  # CRLF events (no engine famous runs sends them) as LF
+            self.pending = self.pending.replace(b"\r\n", b"\n")
+        events = self.pending.split(b"\n\n")
         self.pending = events.pop()
         passed = []
         for event in events:
@@ -61,18 +67,22 @@ class UsageCounter:
         return b"".join(passed)
 
     def _read(self, event: bytes) -> bytes:
-        """The event as it goes on: one whose usage came with a choice becomes two."""
+        """The event as it goes on: one whose usage came with a choice becomes two. Only
+        the first chunk and one with usage are parsed; the others are counted as bytes."""
         whole = event + b"\n\n"
         if not event.startswith(b"data: "):
             return whole
+        if self.head and b'"usage"' not in event:
+            self.completion_tokens += len(_TEXT.findall(event))
+            return whole
         try:
-            data = json.loads(event[6:])
+            data = sse.loads(event[6:])
         except ValueError:
             return whole
         if not isinstance(data, dict):
             return whole
         self.head = self.head or {k: data.get(k) for k in ("id", "object", "created", "model")}
-        self._count(data)
+        self.completion_tokens += len(_TEXT.findall(event))
         usage = data.get("usage")
         if not usage:
             return whole
@@ -81,16 +91,7 @@ class UsageCounter:
             return whole
         answer = {k: v for k, v in data.items() if k != "usage"}
         alone = {**self.head, "choices": [], "usage": usage}
-        return _event(answer) + _event(alone)
-
-    def _count(self, data: dict[str, Any]) -> None:
-        for choice in data.get("choices") or []:
-            if not isinstance(choice, dict):
-                continue
-            delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-            if text:
-                self.completion_tokens += 1
+        return sse.event(answer) + sse.event(alone)
 
     def closing(self, prompt_tokens: int | None) -> bytes:
         """What ends the stream: the usage chunk (unless the engine sent one, or the prompt
@@ -103,17 +104,13 @@ class UsageCounter:
             "completion_tokens": self.completion_tokens,
             "total_tokens": prompt_tokens + self.completion_tokens,
         }
-        return tail + _event({**self.head, "choices": [], "usage": usage}) + DONE + b"\n\n"
-
-
-def _event(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data).encode() + b"\n\n"
+        return tail + sse.event({**self.head, "choices": [], "usage": usage}) + DONE + b"\n\n"
 
 
 def prompt_tokens(answer: bytes) -> int | None:
     """``usage.prompt_tokens`` of the engine's one-token answer, or None."""
     try:
-        count = json.loads(answer)["usage"]["prompt_tokens"]
+        count = sse.loads(answer)["usage"]["prompt_tokens"]
     except (ValueError, KeyError, TypeError):
         return None
     return count if isinstance(count, int) and count >= 0 else None

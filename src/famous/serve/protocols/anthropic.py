@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,7 @@ from fastapi.responses import JSONResponse
 
 from famous.serve import tool_calls
 from famous.serve.errors import APIError, invalid
+from famous.serve.sse import event as sse_event
 
 PATH = "/v1/messages"  # Anthropic's routes: this path and those under it
 MAX_STOP_SEQUENCES = 64
@@ -95,7 +95,7 @@ def openai_error(status: int, content: bytes) -> APIError:
 
 
 def sse(event: dict[str, Any]) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+    return sse_event(event, event["type"])
 
 
 # --- the request --------------------------------------------------------------------------
@@ -524,21 +524,6 @@ def fold(start: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
         blocks[index]["input"] = value
     message["content"] = blocks
     return message
-
-
-class SSEReader:
-    """An OpenAI stream's ``data:`` payloads from bytes that arrive in any pieces."""
-
-    def __init__(self) -> None:
-        self.pending = b""
-
-    def feed(self, chunk: bytes) -> Iterator[str]:
-        self.pending += chunk.replace(b"\r\n", b"\n")
-        *events, self.pending = self.pending.split(b"\n\n")
-        for event in events:
-            data = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
-            if data:
-                yield b"\n".join(data).decode("utf-8", "replace")
 
 
 def stream_error(data: dict[str, Any]) -> dict[str, Any] | None:

@@ -16,10 +16,10 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from famous.serve import sse
 from famous.serve.errors import APIError, invalid
 from famous.serve.images import sniff
 
@@ -266,28 +266,6 @@ def expires_at(last_used: float, keep_alive: float) -> str:
     return datetime.fromtimestamp(last_used + keep_alive, UTC).isoformat()
 
 
-def sse_payloads(buffer: bytearray, chunk: bytes) -> Iterator[dict[str, Any] | None]:
-    """Each complete event of OpenAI's stream in ``buffer + chunk``: its JSON, or None for
-    ``[DONE]``; what is incomplete stays in ``buffer``."""
-    buffer.extend(chunk)
-    while (end := buffer.find(b"\n\n")) >= 0:
-        event = bytes(buffer[:end])
-        del buffer[: end + 2]
-        for line in event.splitlines():
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                yield None
-                continue
-            try:
-                parsed = json.loads(data)
-            except ValueError:
-                continue
-            if isinstance(parsed, dict):
-                yield parsed
-
-
 class ChatStream:
     """OpenAI chunks in, Ollama objects out, one by one. ``field``: ``message`` for
     ``/api/chat``, ``response`` for ``/api/generate``. Tool calls are whole only at the
@@ -385,4 +363,4 @@ def merged(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def ndjson(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj).encode() + b"\n"
+    return sse.dumps(obj) + b"\n"

@@ -12,13 +12,13 @@ comes. Everything here is pure: the routes (``famous.serve.routes.responses``) d
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from famous.serve import sse
 from famous.serve.errors import APIError, invalid
 
 MAX_METADATA_KEYS = 16
@@ -437,23 +437,6 @@ def conversation(
     return history + turn.items + answer["output"]
 
 
-class SSEReader:
-    """The ``data:`` payloads of a server-sent event stream that arrives in any cuts."""
-
-    def __init__(self) -> None:
-        self._buffer = ""
-
-    def feed(self, chunk: bytes) -> list[str]:
-        self._buffer += chunk.decode("utf-8", errors="replace").replace("\r\n", "\n")
-        *complete, self._buffer = self._buffer.split("\n\n")
-        payloads = []
-        for event in complete:
-            data = [line[5:].lstrip() for line in event.split("\n") if line.startswith("data:")]
-            if data:
-                payloads.append("\n".join(data))
-        return payloads
-
-
 @dataclass
 class _Open:
     """An output item being streamed."""
@@ -480,7 +463,7 @@ class ResponseStream:
     def _event(self, kind: str, **data: Any) -> bytes:
         body = {"type": kind, "sequence_number": self.sequence, **data}
         self.sequence += 1
-        return f"event: {kind}\ndata: {json.dumps(body)}\n\n".encode()
+        return sse.event(body, kind)
 
     def opening(self) -> bytes:
         state = response(self.turn, [], "in_progress")
@@ -488,15 +471,9 @@ class ResponseStream:
             "response.in_progress", response=state
         )
 
-    def feed(self, data: str) -> bytes:
-        """The events of one chat chunk (``data`` of its event)."""
-        if data.strip() == "[DONE]" or self.broken:
-            return b""
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            return b""
-        if not isinstance(chunk, dict):
+    def feed(self, chunk: dict[str, Any] | None) -> bytes:
+        """The events of one chat chunk (``famous.serve.sse.chunks``; None for ``[DONE]``)."""
+        if chunk is None or self.broken:
             return b""
         if isinstance(chunk.get("error"), dict):
             return self.failed(chunk["error"])

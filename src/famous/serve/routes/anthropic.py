@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from famous.serve import openapi
+from famous.serve import openapi, sse
 from famous.serve.context import context
 from famous.serve.errors import APIError
 from famous.serve.protocols import anthropic
@@ -111,18 +111,12 @@ async def _translated(
     """The OpenAI answer's chunks as Anthropic events, translated as each arrives; the
     engine's answer is closed once a stop sequence ended the message. Events from
     ``start`` on are the caller's; an engine that broke off ends with an ``error``."""
-    reader = anthropic.SSEReader()
-    async with contextlib.aclosing(_chunks(resp)) as chunks:
-        async for chunk in chunks:
-            for data in reader.feed(chunk):
-                if data == "[DONE]":
+    reader = sse.EventReader()
+    async with contextlib.aclosing(_chunks(resp)) as pieces:
+        async for piece in pieces:
+            for parsed in sse.chunks(reader, piece):
+                if parsed is None:  # [DONE]
                     break
-                try:
-                    parsed = json.loads(data)
-                except ValueError:  # not a chunk (an engine's comment line): nothing to say
-                    continue
-                if not isinstance(parsed, dict):
-                    continue
                 failed = anthropic.stream_error(parsed)
                 if failed is not None:
                     yield failed

@@ -30,7 +30,7 @@ from famous.errors import FamousError
 from famous.formats import gguf_meta
 from famous.formats.projector import projector_beside
 from famous.hub.formats import quantization_name
-from famous.serve import openapi
+from famous.serve import openapi, sse
 from famous.serve.context import GatewayContext, context
 from famous.serve.errors import APIError, from_domain, invalid
 from famous.serve.models import ModelSpec
@@ -230,10 +230,10 @@ def _refused(response: Response, body: bytes) -> APIError:
 
 async def translated(response: Response, stream: ollama.ChatStream) -> AsyncIterator[dict]:
     """Ollama's objects, each as soon as the OpenAI chunk it comes from arrives."""
-    buffer = bytearray()
+    reader = sse.EventReader()
     async with contextlib.aclosing(_chunks(response)) as chunks:
         async for chunk in chunks:
-            for event in ollama.sse_payloads(buffer, chunk):
+            for event in sse.chunks(reader, chunk):
                 if event is None:
                     if not stream.finished:
                         yield stream.final()

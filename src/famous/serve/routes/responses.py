@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from famous.serve import openapi
+from famous.serve import openapi, sse
 from famous.serve.context import context
 from famous.serve.errors import APIError
 from famous.serve.protocols import responses as protocol
@@ -141,11 +141,11 @@ async def _translated(
     history: list[dict[str, Any]],
 ) -> AsyncIterator[bytes]:
     yield stream.opening()
-    reader = protocol.SSEReader()
+    reader = sse.EventReader()
     async with contextlib.aclosing(chunks):
-        async for chunk in chunks:
-            for data in reader.feed(chunk):
-                events = stream.feed(data)
+        async for piece in chunks:
+            for chunk in sse.chunks(reader, piece):
+                events = stream.feed(chunk)
                 if events:
                     yield events
             if stream.broken:
