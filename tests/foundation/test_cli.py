@@ -234,3 +234,11 @@ def test_runtime_keys_are_documented_and_settable(monkeypatch: pytest.MonkeyPatc
     runtime, configuration = artifact_configuration(model, "cpu", "gguf")
     assert runtime == "llamacpp" and configuration["threads"] == 3
     assert configuration["context-size"] == 4096 and "parallel" not in configuration
+
+
+def test_engines_with_a_missing_root_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-capture"
+    code, out, err = famous("engines", "qwen2.5-0.5b-instruct", "--root", str(missing))
+    assert code == exits.USAGE
+    assert f"hardware root {missing} does not exist" in err
+    assert "no engine can run here" not in out + err
