@@ -22,6 +22,7 @@ from famous.errors import Incompatible, NotFound
 from famous.hardware.report import HardwareReport
 from famous.manifests.schema import EngineManifest, ModelOption, ModelPackage
 from famous.matchmaker.devices import DeviceMatch, match_device
+from famous.matchmaker.environment import engine_environment
 from famous.matchmaker.memory import MemoryEstimate, estimate, memory_budget
 
 Verdict = Literal["yes", "exptl", "no"]
@@ -63,6 +64,7 @@ class Selection(BaseModel):
     evaluation: EngineEvaluation
     evaluations: list[EngineEvaluation]
     pinned: bool = False  # chosen by the user (`--engine`, `use-engine`), not by score
+    environment: dict[str, str] = {}  # what the engine's process needs on the matched device
 
     @property
     def memory(self) -> MemoryEstimate:
@@ -89,6 +91,10 @@ class UnknownEngine(NotFound, LookupError):
         super().__init__(
             f"{package!r} has no engine {engine!r}; its engines are: {', '.join(known)}"
         )
+
+
+def _matched(evaluation: EngineEvaluation) -> set[str]:
+    return {c.device for c in evaluation.devices if c.matched and c.device}
 
 
 def _context(engine: EngineManifest, override: int | None) -> int | None:
@@ -229,6 +235,7 @@ def select(
             evaluation=chosen,
             evaluations=evaluations,
             pinned=True,
+            environment=engine_environment(package.engines[engine], report, _matched(chosen)),
         )
     candidates = [ev for ev in evaluations if ev.compatible and not ev.experimental]
     if option is not None:
@@ -249,4 +256,5 @@ def select(
         option=package.option(best.option),
         evaluation=best,
         evaluations=evaluations,
+        environment=engine_environment(package.engines[best.engine], report, _matched(best)),
     )

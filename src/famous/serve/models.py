@@ -37,6 +37,7 @@ class ModelSpec:
     embedding: bool | None = None
     artifact_id: int | None = None
     source: str = "registered"
+    environment: dict[str, str] = field(default_factory=dict)  # e.g. a ROCm gfx override
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -202,6 +203,7 @@ class ModelRegistry:
         if not rows:
             return None
         row = self._preferred(rows[0]["model"], rows)
+        from famous.services.environment import artifact_environment
         from famous.services.selection import artifact_configuration
 
         runtime, configuration = artifact_configuration(row["model"], row["engine"], row["format"])
@@ -215,6 +217,7 @@ class ModelRegistry:
             memory_bytes=estimate_memory(path, configuration),
             artifact_id=row["id"],
             source="catalog",
+            environment=artifact_environment(row["model"], row["engine"]),
         )
 
     @staticmethod

@@ -90,6 +90,7 @@ def launch_engine(spec: ModelSpec) -> EngineProcess:
             configuration=spec.configuration,
             embedding=bool(spec.embedding),
             log_path=log_path_for(spec.name),
+            env=spec.environment or None,
         )
     )
 
