@@ -242,3 +242,23 @@ def test_engines_with_a_missing_root_names_it(tmp_path: Path) -> None:
     assert code == exits.USAGE
     assert f"hardware root {missing} does not exist" in err
     assert "no engine can run here" not in out + err
+
+
+def test_engines_names_an_accelerator_no_engine_uses() -> None:
+    root = str(machine_root("lenovo-thinkpad-p16s"))
+    code, out, _ = famous("engines", "qwen2.5-0.5b-instruct", "--root", root)
+    assert code == 0
+    assert (
+        "NPU 0000:c5:00.1 (AMD XDNA 2 (Strix / Krackan), 1022:17f0): detected, no engine uses it"
+        in out
+    )
+
+
+def test_show_machine_names_a_hailo_npu(tmp_path: Path) -> None:
+    from .constructed_roots import hailo_box
+
+    root = hailo_box(tmp_path / "hailo")
+    code, out, _ = famous("show-machine", "--root", str(root), "-f", "json")
+    assert code == 0
+    warnings = json.loads(out)["warnings"]
+    assert warnings == ["NPU 0000:02:00.0 (Hailo-8, 1e60:2864): detected, no engine uses it"]

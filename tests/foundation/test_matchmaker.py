@@ -7,7 +7,9 @@ import pytest
 from famous.hardware.report import CpuGroup, Device, GpuInfo, HardwareReport, MemoryInfo
 from famous.manifests.schema import EngineManifest, ModelManifest, ModelPackage
 from famous.matchmaker import NoCompatibleEngine, UnknownEngine, evaluate_all, select
-from famous.matchmaker.memory import kv_cache_bytes
+from famous.matchmaker.advice import no_engine_message, unused_accelerators
+from famous.matchmaker.memory import MemoryEstimate, kv_cache_bytes
+from famous.units import format_sizes
 
 GiB = 1024**3
 
@@ -166,9 +168,60 @@ def test_experimental_engines_only_by_name() -> None:
         "exp", {"anyof": [{"type": "cpu", "architecture": "amd64"}]}, ["q4"], experimental=True
     )
     pkg = package(exp)
-    with pytest.raises(NoCompatibleEngine):
+    with pytest.raises(NoCompatibleEngine) as info:
         select(pkg, machine())
+    # Not "no engine can run here": it can, with an explicit opt-in, and the error says how.
+    assert info.value.hint == (
+        "experimental engine exp can run here with an explicit opt-in: "
+        "`famous pull m --engine exp` (or `famous use-engine m exp` to keep it)"
+    )
+    assert no_engine_message("m", info.value.evaluations).startswith(
+        "no engine runs here automatically; experimental engine exp can run here"
+    )
     assert select(pkg, machine(), engine="exp").engine.name == "exp"
+
+
+def test_no_opt_in_hint_when_nothing_experimental_fits() -> None:
+    pkg = package(CUDA)
+    with pytest.raises(NoCompatibleEngine) as info:
+        select(pkg, machine())
+    assert info.value.hint is None
+    assert no_engine_message("m", info.value.evaluations) == (
+        "no engine can run here; see `famous show-engine MODEL ENGINE` for reasons"
+    )
+
+
+def test_sizes_that_round_alike_are_printed_apart() -> None:
+    assert format_sizes(8 * GiB, int(7.98 * GiB)) == ("8.00 GiB", "7.98 GiB")
+    assert format_sizes(8 * GiB, 8 * GiB) == ("8.0 GiB", "8.0 GiB")
+    assert format_sizes(4 * GiB, 8 * GiB) == ("4.0 GiB", "8.0 GiB")
+    assert format_sizes(8 * GiB, 8 * GiB - 1) == ("8589934592 B", "8589934591 B")
+    fit = MemoryEstimate(
+        option="q8",
+        weights_bytes=7 * GiB,
+        kv_cache_bytes=GiB // 2,
+        overhead_bytes=GiB // 2,
+        total_bytes=8 * GiB,
+        budget_bytes=int(7.98 * GiB),
+        budget="VRAM of 0000:01:00.0",
+        fits=False,
+    )
+    assert "needs 8.00 GiB" in fit.explain()
+    assert "VRAM of 0000:01:00.0 is 7.98 GiB: does not fit" in fit.explain()
+
+
+def test_unused_accelerators_are_named() -> None:
+    hailo = Device(
+        slot="0000:02:00.0", kind="npu", device_class=0x120000, vendor_id=0x1E60, device_id=0x2864
+    )
+    report = machine(gpus=(nvidia(8, "8.6"), hailo))
+    assert unused_accelerators(report, [CPU, CUDA]) == [
+        "NPU 0000:02:00.0 (Hailo-8, 1e60:2864): detected, no engine uses it"
+    ]
+    assert unused_accelerators(report, [CPU]) == [
+        "GPU 0000:01:00.0 (10de:2204): detected, no engine uses it",
+        "NPU 0000:02:00.0 (Hailo-8, 1e60:2864): detected, no engine uses it",
+    ]
 
 
 def test_ties_break_deterministically_by_name() -> None:

@@ -47,8 +47,10 @@ def show_machine(
     """Show what famous detects on this machine: CPUs, memory, disk, GPUs and NPUs."""
     from famous.hardware.detector import detect
     from famous.hardware.host import Host
+    from famous.matchmaker.advice import unused_accelerator_notes
 
     report = detect(Host.fake(root) if root is not None else Host.real())
+    report.warnings.extend(unused_accelerator_notes(report))
     emit(report, fmt, lambda: _table(report, all_devices))
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from famous.hardware.report import HardwareReport
 from famous.manifests.schema import EngineManifest, ModelOption, ModelShape
-from famous.units import format_size
+from famous.units import format_size, format_sizes
 
 # What a runtime needs besides weights and KV cache (compute buffers, the process itself),
 # when its manifest does not say (`memory:`). Measured with llama.cpp at 4k context: ~250 MiB.
@@ -31,7 +31,9 @@ class MemoryEstimate(BaseModel):
 
     def explain(self) -> str:
         need = format_size(self.total_bytes)
-        have = "unknown" if self.budget_bytes is None else format_size(self.budget_bytes)
+        have = "unknown"
+        if self.budget_bytes is not None:
+            need, have = format_sizes(self.total_bytes, self.budget_bytes)
         verdict = "fits" if self.fits else "does not fit"
         return (
             f"{self.option}: needs {need} (weights {format_size(self.weights_bytes)} + KV cache "

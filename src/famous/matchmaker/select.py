@@ -14,6 +14,7 @@ Rules, in order:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel
@@ -71,6 +72,21 @@ class Selection(BaseModel):
         return next(m for m in self.evaluation.memory if m.option == self.option_name)
 
 
+def opt_in_hint(package: str, evaluations: Sequence[EngineEvaluation]) -> str | None:
+    """How to use a compatible experimental engine when no other one runs, else None."""
+    if any(ev.compatible and not ev.experimental for ev in evaluations):
+        return None
+    names = [ev.engine for ev in evaluations if ev.compatible and ev.experimental]
+    if not names:
+        return None
+    which = ", ".join(names)
+    return (
+        f"experimental engine {which} can run here with an explicit opt-in: "
+        f"`famous pull {package} --engine {names[0]}` "
+        f"(or `famous use-engine {package} {names[0]}` to keep it)"
+    )
+
+
 class NoCompatibleEngine(Incompatible, RuntimeError):
     """No engine of the package can run here; the message carries every engine's reasons."""
 
@@ -83,7 +99,7 @@ class NoCompatibleEngine(Incompatible, RuntimeError):
                 "experimental: pick it by name" if ev.compatible else ""
             )
             lines.append(f"  {ev.engine}: {why}")
-        super().__init__("\n".join(lines))
+        super().__init__("\n".join(lines), opt_in_hint(package, evaluations))
 
 
 class UnknownEngine(NotFound, LookupError):
