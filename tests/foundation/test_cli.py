@@ -81,7 +81,7 @@ def test_show_engine_explains_each_device() -> None:
 
 
 def test_engines_on_a_machine_that_cannot_run_the_model_exits_3() -> None:
-    code, out, _ = famous("engines", "qwen3-8b", "--root", str(machine_root("raspberry-pi-5")))
+    code, out, _ = famous("engines", "qwen3-8b", "--root", str(machine_root("asus-ux301l")))
     assert code == exits.INCOMPATIBLE and "no engine can run here" in out
 
 

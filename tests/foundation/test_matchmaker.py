@@ -8,8 +8,8 @@ from famous.hardware.report import CpuGroup, Device, GpuInfo, HardwareReport, Me
 from famous.manifests.schema import EngineManifest, ModelManifest, ModelPackage
 from famous.matchmaker import NoCompatibleEngine, UnknownEngine, evaluate_all, select
 from famous.matchmaker.advice import no_engine_message, unused_accelerators
-from famous.matchmaker.memory import MemoryEstimate, kv_cache_bytes
-from famous.units import format_sizes
+from famous.matchmaker.memory import MemoryEstimate, kv_cache_bytes, load_check
+from famous.units import format_size, format_sizes
 
 GiB = 1024**3
 
@@ -155,12 +155,40 @@ def test_compute_capability_is_really_checked() -> None:
 
 def test_default_option_then_largest_that_fits_then_incompatible() -> None:
     pkg = package(CPU)
+    # Budget: total RAM less max(2 GiB, 10 %).
     assert select(pkg, machine(ram_gib=16)).option_name == "q8"
-    assert select(pkg, machine(ram_gib=7)).option_name == "q4"
-    assert select(pkg, machine(ram_gib=5)).option_name == "q2"
+    assert select(pkg, machine(ram_gib=8)).option_name == "q4"
+    assert select(pkg, machine(ram_gib=6.5)).option_name == "q2"
     with pytest.raises(NoCompatibleEngine) as info:
-        select(pkg, machine(ram_gib=3))
-    assert "q2: needs 4.4 GiB" in str(info.value) and "available RAM is 3.0 GiB" in str(info.value)
+        select(pkg, machine(ram_gib=5))
+    assert "q2: needs 4.4 GiB" in str(info.value) and "usable RAM is 3.0 GiB" in str(info.value)
+
+
+def test_a_pull_chooses_for_total_ram_not_what_is_free_this_moment() -> None:
+    pkg = package(CPU)
+    busy = machine(ram_gib=32)
+    busy.memory.available_bytes = 3 * GiB  # a browser is open
+    unknown = machine(ram_gib=32)
+    unknown.memory.available_bytes = 0  # a capture without MemAvailable
+    assert select(pkg, busy).option_name == select(pkg, unknown).option_name == "q8"
+    assert select(pkg, busy).memory.budget_bytes == 32 * GiB - int(32 * GiB * 0.1)
+    small = machine(ram_gib=4)  # the 2 GiB floor of the reserve applies
+    assert select(package(CPU), machine(ram_gib=16)).memory.budget_bytes == 16 * GiB - 2 * GiB
+    with pytest.raises(NoCompatibleEngine) as info:
+        select(pkg, small)
+    assert "usable RAM is 2.0 GiB" in str(info.value)
+
+
+def test_a_load_checks_what_is_free_now_and_names_the_variant_that_fits() -> None:
+    smaller = [("q4", 5 * GiB), ("q2", 3 * GiB)]
+    assert load_check(8 * GiB, 9 * GiB, smaller, "m") is None
+    assert load_check(8 * GiB, 6 * GiB, smaller, "m") == (
+        "'m' needs 8.0 GiB; 6.0 GiB of RAM is available now; variant q4 (5.0 GiB) would fit"
+    )
+    assert load_check(8 * GiB, 2 * GiB, smaller, "m") == (
+        "'m' needs 8.0 GiB; 2.0 GiB of RAM is available now; "
+        "close other programs or stop a loaded model"
+    )
 
 
 def test_experimental_engines_only_by_name() -> None:
@@ -255,6 +283,19 @@ def test_unified_memory_gpu_counts_ram_once() -> None:
     mlx = engine(
         "mlx", {"allof": [{"type": "gpu", "bus": "soc", "vendor-id": "0x106b"}]}, ["q8", "q4"]
     )
-    chosen = select(package(mlx), machine(ram_gib=7, gpus=(apple,)))
+    chosen = select(package(mlx), machine(ram_gib=8, gpus=(apple,)))
     assert chosen.option_name == "q4"
-    assert chosen.memory.budget == "available RAM (shared with apple-gpu)"
+    assert chosen.memory.budget == "usable RAM (shared with apple-gpu)"
+
+
+def test_the_gateway_load_check_names_a_smaller_variant_of_a_builtin_package() -> None:
+    from famous.services.variants import load_refusal, variant_needs
+
+    needs = dict(variant_needs("qwen3-8b", "cpu"))
+    assert needs["q4_k_m"] < needs["q8_0"]
+    assert load_refusal("qwen3-8b", "cpu", needs["q8_0"], needs["q8_0"]) is None
+    why = load_refusal("qwen3-8b", "cpu", needs["q8_0"], needs["q4_k_m"] + 1)
+    assert why is not None and why.endswith(
+        f"variant q4_k_m ({format_size(needs['q4_k_m'])}) would fit"
+    )
+    assert variant_needs("no-such-model", "cpu") == []

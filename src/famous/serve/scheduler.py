@@ -352,11 +352,10 @@ class Scheduler:
             available = psutil.virtual_memory().available
         except Exception:
             return True, ""
-        if need > available:
-            return False, (
-                f"{dep.name!r} needs {format_size(need)}; {format_size(available)} of RAM is free"
-            )
-        return True, ""
+        from famous.services.variants import load_refusal
+
+        why = load_refusal(dep.name, dep.spec.engine, need, available)
+        return why is None, why or ""
 
     async def _make_room(self, dep: Deployment) -> None:
         """Stop least-recently-used idle deployments until ``dep`` fits (``NoRoom`` when it
