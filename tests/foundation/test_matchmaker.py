@@ -238,6 +238,12 @@ def test_sizes_that_round_alike_are_printed_apart() -> None:
     assert "VRAM of 0000:01:00.0 is 7.98 GiB: does not fit" in fit.explain()
 
 
+def test_vram_requirement_prints_a_difference_that_rounding_would_hide() -> None:
+    eight = engine("big", {"allof": [{"type": "gpu", "vendor-id": "10de", "vram": "8GiB"}]}, ["q4"])
+    ev = evaluate_all(package(eight), machine(gpus=(nvidia(7.98, "8.6"),)))[0]
+    assert ev.reasons == ["needs 8.00 GiB VRAM, device 0000:01:00.0 has 7.98 GiB"]
+
+
 def test_unused_accelerators_are_named() -> None:
     hailo = Device(
         slot="0000:02:00.0", kind="npu", device_class=0x120000, vendor_id=0x1E60, device_id=0x2864

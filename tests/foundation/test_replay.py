@@ -124,3 +124,15 @@ def test_short_memory_falls_back_to_a_smaller_variant() -> None:
     assert selection.option_name == "q3_k_m"
     default = next(m for m in selection.evaluation.memory if m.option == "q4_k_m")
     assert not default.fits and selection.memory.fits
+
+
+@pytest.mark.parametrize("machine", sorted(EXPECTED))
+def test_show_machine_shortcut_agrees_with_every_engine(machine: str) -> None:
+    from famous.matchmaker.advice import (
+        builtin_engines,
+        unused_accelerator_notes,
+        unused_accelerators,
+    )
+
+    report = _report(machine)
+    assert unused_accelerator_notes(report) == unused_accelerators(report, builtin_engines())

@@ -65,11 +65,21 @@ def builtin_engines() -> list[EngineManifest]:
     return [e for name in builtin_package_names() for e in find_package(name).engines.values()]
 
 
+#: (kind, vendor) pairs the built-in engines cover: show-machine skips them without loading
+#: every package (a test checks this agrees with the full check on every capture).
+_COVERED = {("gpu", 0x10DE), ("gpu", 0x1002), ("gpu", 0x8086), ("npu", 0x8086)}
+
+
+def _candidate(dev: Device) -> bool:
+    if dev.kind == "npu" or (dev.kind == "gpu" and dev.integrated is False):
+        return (dev.kind, dev.vendor_id) not in _COVERED
+    return False
+
+
 def unused_accelerator_notes(report: HardwareReport) -> list[str]:
-    """``unused_accelerators`` against every built-in engine; the packages are loaded only
-    when the machine has an NPU or a discrete GPU to check."""
-    if not any(
-        d.kind == "npu" or (d.kind == "gpu" and d.integrated is False) for d in report.devices
-    ):
+    """``unused_accelerators`` against every built-in engine, for `show-machine`; packages
+    are loaded only when the machine has an NPU or discrete GPU of a vendor they may not
+    cover (a Hailo-8, an AMD XDNA NPU), so the common machine pays nothing."""
+    if not any(_candidate(d) for d in report.devices):
         return []
     return unused_accelerators(report, builtin_engines())
