@@ -120,6 +120,20 @@ def test_complete_cpuinfo_does_not_warn(tmp_path: Path) -> None:
     assert detect(Host.fake(root)).warnings == []
 
 
+def test_offline_cpus_are_not_a_truncated_cpuinfo(tmp_path: Path) -> None:
+    root = linux_root(tmp_path / "root")
+    write(root, "sys/devices/system/cpu/present", "0-7\n")
+    write(root, "sys/devices/system/cpu/online", "0-1\n")  # cpuinfo lists online ones only
+    assert detect(Host.fake(root)).warnings == []
+
+
+def test_truncated_cpuinfo_warns_against_present_without_online(tmp_path: Path) -> None:
+    root = linux_root(tmp_path / "root")
+    write(root, "sys/devices/system/cpu/present", "0-3\n")
+    warnings = detect(Host.fake(root)).warnings
+    assert any("/sys/devices/system/cpu/present says 4" in w for w in warnings)
+
+
 @pytest.mark.parametrize("make", ["missing", "file"])
 def test_missing_root_is_bad_input_naming_it(tmp_path: Path, make: str) -> None:
     root = tmp_path / "capture"
