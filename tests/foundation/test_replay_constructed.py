@@ -106,3 +106,36 @@ def test_a_pulled_rocm_model_launches_with_the_override(
     assert artifact_environment("no-such-package", "rocm") == {}
     monkeypatch.setenv("FAMOUS_HARDWARE_ROOT", str(BUILDERS["hailo-box"](tmp_path / "h")))
     assert artifact_environment("qwen3-8b", "rocm") == {}  # no RDNA2 part here
+
+
+def test_launch_hands_the_override_to_the_engine_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real process started by the scheduler's launch sees the manifest's variable."""
+    import sys
+
+    from famous.runtimes.base import LaunchSpec, RuntimeAdapter
+    from famous.serve import scheduler
+    from famous.serve.models import ModelSpec
+
+    seen = tmp_path / "seen.txt"
+
+    class EnvEcho(RuntimeAdapter):
+        runtime = "llamacpp"
+        server = "env-echo"
+        install_command = "-"
+
+        def command(self, spec: LaunchSpec, port: int) -> list[str]:
+            code = "import os,sys; open(sys.argv[1],'w').write(os.environ.get(sys.argv[2],'-'))"
+            return [sys.executable, "-c", code, str(seen), "HSA_OVERRIDE_GFX_VERSION"]
+
+    monkeypatch.setattr(scheduler, "get_runtime", lambda _name, _cfg: EnvEcho())
+    monkeypatch.delenv("HSA_OVERRIDE_GFX_VERSION", raising=False)
+    monkeypatch.setenv("FAMOUS_HARDWARE_ROOT", str(BUILDERS["rdna2-laptop"](tmp_path / "r")))
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    for engine, expected in (("rocm", "10.3.0"), ("cpu", "-")):
+        spec = ModelSpec(name="qwen3-8b", path=model, engine=engine, package="qwen3-8b")
+        process = scheduler.launch_engine(spec)
+        assert process.popen is not None and process.popen.wait(timeout=30) == 0
+        assert seen.read_text() == expected

@@ -37,7 +37,7 @@ class ModelSpec:
     embedding: bool | None = None
     artifact_id: int | None = None
     source: str = "registered"
-    environment: dict[str, str] = field(default_factory=dict)  # e.g. a ROCm gfx override
+    package: str | None = None  # the catalog model it was pulled as: its engine's env rules
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -203,7 +203,6 @@ class ModelRegistry:
         if not rows:
             return None
         row = self._preferred(rows[0]["model"], rows)
-        from famous.services.environment import artifact_environment
         from famous.services.selection import artifact_configuration
 
         runtime, configuration = artifact_configuration(row["model"], row["engine"], row["format"])
@@ -217,7 +216,7 @@ class ModelRegistry:
             memory_bytes=estimate_memory(path, configuration),
             artifact_id=row["id"],
             source="catalog",
-            environment=artifact_environment(row["model"], row["engine"]),
+            package=row["model"],
         )
 
     @staticmethod

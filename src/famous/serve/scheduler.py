@@ -81,7 +81,13 @@ class EngineFailed(Unavailable):
 
 
 def launch_engine(spec: ModelSpec) -> EngineProcess:
-    """Start ``spec``'s engine with its runtime's adapter (blocking: run it in a thread)."""
+    """Start ``spec``'s engine with its runtime's adapter (blocking: run it in a thread).
+
+    A pulled model's engine may need variables on this machine's GPU (ROCm's gfx override
+    for RDNA2); they are worked out here, once per launch, not on every lookup."""
+    from famous.services.environment import artifact_environment
+
+    env = artifact_environment(spec.package, spec.engine) if spec.package else {}
     adapter = get_runtime(spec.runtime, spec.configuration)
     return adapter.launch(
         LaunchSpec(
@@ -90,7 +96,7 @@ def launch_engine(spec: ModelSpec) -> EngineProcess:
             configuration=spec.configuration,
             embedding=bool(spec.embedding),
             log_path=log_path_for(spec.name),
-            env=spec.environment or None,
+            env=env or None,
         )
     )
 
