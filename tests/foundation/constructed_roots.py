@@ -38,9 +38,10 @@ def _device(root: Path, slot: str, cls: int, vendor: int, device: int) -> None:
     _write(root, f"{PCI}/{slot}/device", f"0x{device:04x}\n")
 
 
-def laptop(root: Path, ram_gib: int = 32, free_gib: int = 20) -> Path:
+def laptop(root: Path, ram_gib: float = 32, free_gib: float = 20) -> Path:
     _write(root, "proc/cpuinfo", _cpuinfo(8))
-    meminfo = f"MemTotal: {ram_gib * 1024**2} kB\nMemAvailable: {free_gib * 1024**2} kB\n"
+    total, free = int(ram_gib * 1024**2), int(free_gib * 1024**2)
+    meminfo = f"MemTotal: {total} kB\nMemAvailable: {free} kB\n"
     _write(root, "proc/meminfo", meminfo + "SwapTotal: 0 kB\nSwapFree: 0 kB\n")
     _write(root, "proc/sys/kernel/arch", "x86_64\n")
     _write(root, "sys/devices/system/cpu/online", "0-7\n")
@@ -93,10 +94,19 @@ def hailo_box(root: Path) -> Path:
     return root
 
 
+def npu_laptop(root: Path) -> Path:
+    """A Lunar Lake-class laptop with 7.4 GiB: an 8B model fits its NPU's int4 build only."""
+    laptop(root, ram_gib=7.4, free_gib=5)
+    _device(root, "0000:00:02.0", 0x030000, 0x8086, 0x64A0)
+    _device(root, "0000:00:0b.0", 0x120000, 0x8086, 0x643E)
+    return root
+
+
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "rdna2-laptop": rdna2_laptop,
     "arc-b580-without-clinfo": arc_b580_without_clinfo,
     "nvidia-without-driver": nvidia_without_driver,
     "host-symlinks": host_symlinks,
     "hailo-box": hailo_box,
+    "npu-laptop": npu_laptop,
 }

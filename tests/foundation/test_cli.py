@@ -262,3 +262,16 @@ def test_show_machine_names_a_hailo_npu(tmp_path: Path) -> None:
     assert code == 0
     warnings = json.loads(out)["warnings"]
     assert warnings == ["NPU 0000:02:00.0 (Hailo-8, 1e60:2864): detected, no engine uses it"]
+
+
+def test_engines_says_an_experimental_engine_needs_an_opt_in(tmp_path: Path) -> None:
+    from .constructed_roots import npu_laptop
+
+    root = npu_laptop(tmp_path / "npu")
+    code, out, _ = famous("engines", "qwen3-8b", "--root", str(root))
+    assert code == exits.INCOMPATIBLE
+    assert "no engine can run here" not in out
+    assert (
+        "no engine runs here automatically; experimental engine intel-npu can run here with an "
+        "explicit opt-in: `famous pull qwen3-8b --engine intel-npu`"
+    ) in " ".join(out.split())

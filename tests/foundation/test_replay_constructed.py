@@ -139,3 +139,15 @@ def test_launch_hands_the_override_to_the_engine_process(
         process = scheduler.launch_engine(spec)
         assert process.popen is not None and process.popen.wait(timeout=30) == 0
         assert seen.read_text() == expected
+
+
+def test_only_the_experimental_npu_engine_fits_and_the_error_says_how_to_opt_in(
+    tmp_path: Path,
+) -> None:
+    report = _report("npu-laptop", tmp_path)
+    package = find_package("qwen3-8b")
+    with pytest.raises(NoCompatibleEngine) as info:
+        select(package, report)
+    assert "`famous pull qwen3-8b --engine intel-npu`" in str(info.value)
+    chosen = select(package, report, engine="intel-npu")
+    assert chosen.memory.fits and chosen.engine.experimental
