@@ -32,10 +32,11 @@ def _cpuinfo(cpus: int) -> str:
     )
 
 
-def _device(root: Path, slot: str, cls: int, vendor: int, device: int) -> None:
+def _device(root: Path, slot: str, cls: int, vendor: int, device: int) -> Path:
     for name, value in (("class", f"0x{cls:06x}"), ("vendor", f"0x{vendor:04x}")):
         _write(root, f"{PCI}/{slot}/{name}", value + "\n")
     _write(root, f"{PCI}/{slot}/device", f"0x{device:04x}\n")
+    return root
 
 
 def laptop(root: Path, ram_gib: float = 32, free_gib: float = 20) -> Path:
@@ -72,9 +73,7 @@ def arc_b580_without_clinfo(root: Path) -> Path:
 
 def nvidia_without_driver(root: Path) -> Path:
     """An RTX 4060 laptop GPU on PCI, no NVIDIA driver (no NVML, no nvidia-smi)."""
-    laptop(root)
-    _device(root, "0000:01:00.0", 0x030000, 0x10DE, 0x28E0)
-    return root
+    return _device(laptop(root), "0000:01:00.0", 0x030000, 0x10DE, 0x28E0)
 
 
 def host_symlinks(root: Path) -> Path:
@@ -89,9 +88,7 @@ def host_symlinks(root: Path) -> Path:
 
 def hailo_box(root: Path) -> Path:
     """A board with a Hailo-8 M.2 NPU (class 0x1200), which no engine runs on."""
-    laptop(root)
-    _device(root, "0000:02:00.0", 0x120000, 0x1E60, 0x2864)
-    return root
+    return _device(laptop(root), "0000:02:00.0", 0x120000, 0x1E60, 0x2864)
 
 
 def npu_laptop(root: Path) -> Path:
