@@ -11,6 +11,9 @@ reads the live machine. In a fake root, commands are answered from ``run/``:
 
 A tool whose ``run/`` entry is absent counts as not installed, exactly like a missing
 binary on a real host. Disk usage comes from ``run/disk-stats.json`` in a fake root.
+
+A fake root is a jail (``FakeHost``): its symlinks resolve inside it, only regular files
+are read, each at most ``MAX_READ`` bytes, and a missing root is the user's error.
 """
 
 from __future__ import annotations
@@ -293,7 +296,7 @@ class FakeHost(Host):
                 continue
             hops += 1
             if hops > _MAX_HOPS:
-                self._refuse(path, "is a symlink loop")
+                self._refuse(path, "is a symlink loop (absolute links resolve inside the root)")
                 return None
             target = PurePosixPath(os.readlink(here))
             if target.is_absolute():
