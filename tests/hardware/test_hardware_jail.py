@@ -143,3 +143,15 @@ def test_missing_root_is_bad_input_naming_it(tmp_path: Path, make: str) -> None:
         Host.fake(root)
     assert isinstance(info.value, InvalidInput)
     assert str(root) in str(info.value)
+
+
+def test_socket_as_meminfo_is_refused(tmp_path: Path) -> None:
+    import socket
+
+    root = linux_root(tmp_path / "r")
+    (root / "proc/meminfo").unlink()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(root / "proc/meminfo"))
+        report = _detect_within(root)
+    assert report.memory.total_bytes == 0
+    assert any("/proc/meminfo is not a regular file" in w for w in report.warnings)

@@ -143,9 +143,12 @@ class _TooLarge(OSError):
 def read_bounded(path: str | os.PathLike[str]) -> str:
     """A regular file's text, at most ``MAX_READ`` bytes, opened without blocking.
 
-    ``O_NONBLOCK`` makes opening a FIFO return at once; its type is then checked on the open
-    descriptor, so nothing can swap the file between the check and the read.
+    The type is checked before opening (opening some devices does something, a watchdog
+    starts), then again on the descriptor, opened ``O_NONBLOCK`` so that a FIFO swapped in
+    between cannot block, before anything is read.
     """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise _NotRegular(str(path))
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
