@@ -42,16 +42,26 @@ def parse_size(value: int | float | str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-def format_size(n: int | None) -> str:
+def format_size(n: int | None, decimals: int = 1) -> str:
     """Binary units with one decimal: 4.0 GiB, 512.0 MiB."""
     if n is None:
         return "-"
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.{decimals}f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def format_sizes(a: int, b: int) -> tuple[str, str]:
+    """Two sizes people compare, with enough decimals that unequal ones never print alike:
+    8.0 GiB against 7.98 GiB is '8.00 GiB' and '7.98 GiB', not twice '8.0 GiB'."""
+    for decimals in (1, 2, 3):
+        left, right = format_size(a, decimals), format_size(b, decimals)
+        if left != right or a == b:
+            return left, right
+    return f"{a} B", f"{b} B"
 
 
 def parse_hex_id(value: int | str) -> int:

@@ -81,7 +81,7 @@ def test_show_engine_explains_each_device() -> None:
 
 
 def test_engines_on_a_machine_that_cannot_run_the_model_exits_3() -> None:
-    code, out, _ = famous("engines", "qwen3-8b", "--root", str(machine_root("raspberry-pi-5")))
+    code, out, _ = famous("engines", "qwen3-8b", "--root", str(machine_root("asus-ux301l")))
     assert code == exits.INCOMPATIBLE and "no engine can run here" in out
 
 
@@ -234,3 +234,44 @@ def test_runtime_keys_are_documented_and_settable(monkeypatch: pytest.MonkeyPatc
     runtime, configuration = artifact_configuration(model, "cpu", "gguf")
     assert runtime == "llamacpp" and configuration["threads"] == 3
     assert configuration["context-size"] == 4096 and "parallel" not in configuration
+
+
+def test_engines_with_a_missing_root_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-capture"
+    code, out, err = famous("engines", "qwen2.5-0.5b-instruct", "--root", str(missing))
+    assert code == exits.USAGE
+    assert f"hardware root {missing} does not exist" in err
+    assert "no engine can run here" not in out + err
+
+
+def test_engines_names_an_accelerator_no_engine_uses() -> None:
+    root = str(machine_root("lenovo-thinkpad-p16s"))
+    code, out, _ = famous("engines", "qwen2.5-0.5b-instruct", "--root", root)
+    assert code == 0
+    assert (
+        "NPU 0000:c5:00.1 (AMD XDNA 2 (Strix / Krackan), 1022:17f0): detected, no engine uses it"
+        in out
+    )
+
+
+def test_show_machine_names_a_hailo_npu(tmp_path: Path) -> None:
+    from .constructed_roots import hailo_box
+
+    root = hailo_box(tmp_path / "hailo")
+    code, out, _ = famous("show-machine", "--root", str(root), "-f", "json")
+    assert code == 0
+    warnings = json.loads(out)["warnings"]
+    assert warnings == ["NPU 0000:02:00.0 (Hailo-8, 1e60:2864): detected, no engine uses it"]
+
+
+def test_engines_says_an_experimental_engine_needs_an_opt_in(tmp_path: Path) -> None:
+    from .constructed_roots import npu_laptop
+
+    root = npu_laptop(tmp_path / "npu")
+    code, out, _ = famous("engines", "qwen3-8b", "--root", str(root))
+    assert code == exits.INCOMPATIBLE
+    assert "no engine can run here" not in out
+    assert (
+        "no engine runs here automatically; experimental engine intel-npu can run here with an "
+        "explicit opt-in: `famous pull qwen3-8b --engine intel-npu`"
+    ) in " ".join(out.split())

@@ -7,7 +7,9 @@ import pytest
 from famous.hardware.report import CpuGroup, Device, GpuInfo, HardwareReport, MemoryInfo
 from famous.manifests.schema import EngineManifest, ModelManifest, ModelPackage
 from famous.matchmaker import NoCompatibleEngine, UnknownEngine, evaluate_all, select
-from famous.matchmaker.memory import kv_cache_bytes
+from famous.matchmaker.advice import no_engine_message, unused_accelerators
+from famous.matchmaker.memory import MemoryEstimate, kv_cache_bytes, load_check
+from famous.units import format_size, format_sizes
 
 GiB = 1024**3
 
@@ -153,12 +155,40 @@ def test_compute_capability_is_really_checked() -> None:
 
 def test_default_option_then_largest_that_fits_then_incompatible() -> None:
     pkg = package(CPU)
+    # Budget: total RAM less max(2 GiB, 10 %).
     assert select(pkg, machine(ram_gib=16)).option_name == "q8"
-    assert select(pkg, machine(ram_gib=7)).option_name == "q4"
-    assert select(pkg, machine(ram_gib=5)).option_name == "q2"
+    assert select(pkg, machine(ram_gib=8)).option_name == "q4"
+    assert select(pkg, machine(ram_gib=6.5)).option_name == "q2"
     with pytest.raises(NoCompatibleEngine) as info:
-        select(pkg, machine(ram_gib=3))
-    assert "q2: needs 4.4 GiB" in str(info.value) and "available RAM is 3.0 GiB" in str(info.value)
+        select(pkg, machine(ram_gib=5))
+    assert "q2: needs 4.4 GiB" in str(info.value) and "usable RAM is 3.0 GiB" in str(info.value)
+
+
+def test_a_pull_chooses_for_total_ram_not_what_is_free_this_moment() -> None:
+    pkg = package(CPU)
+    busy = machine(ram_gib=32)
+    busy.memory.available_bytes = 3 * GiB  # a browser is open
+    unknown = machine(ram_gib=32)
+    unknown.memory.available_bytes = 0  # a capture without MemAvailable
+    assert select(pkg, busy).option_name == select(pkg, unknown).option_name == "q8"
+    assert select(pkg, busy).memory.budget_bytes == 32 * GiB - int(32 * GiB * 0.1)
+    small = machine(ram_gib=4)  # the 2 GiB floor of the reserve applies
+    assert select(package(CPU), machine(ram_gib=16)).memory.budget_bytes == 16 * GiB - 2 * GiB
+    with pytest.raises(NoCompatibleEngine) as info:
+        select(pkg, small)
+    assert "usable RAM is 2.0 GiB" in str(info.value)
+
+
+def test_a_load_checks_what_is_free_now_and_names_the_variant_that_fits() -> None:
+    smaller = [("q4", 5 * GiB), ("q2", 3 * GiB)]
+    assert load_check(8 * GiB, 9 * GiB, smaller, "m") is None
+    assert load_check(8 * GiB, 6 * GiB, smaller, "m") == (
+        "'m' needs 8.0 GiB; 6.0 GiB of RAM is available now; variant q4 (5.0 GiB) would fit"
+    )
+    assert load_check(8 * GiB, 2 * GiB, smaller, "m") == (
+        "'m' needs 8.0 GiB; 2.0 GiB of RAM is available now; "
+        "close other programs or stop a loaded model"
+    )
 
 
 def test_experimental_engines_only_by_name() -> None:
@@ -166,9 +196,66 @@ def test_experimental_engines_only_by_name() -> None:
         "exp", {"anyof": [{"type": "cpu", "architecture": "amd64"}]}, ["q4"], experimental=True
     )
     pkg = package(exp)
-    with pytest.raises(NoCompatibleEngine):
+    with pytest.raises(NoCompatibleEngine) as info:
         select(pkg, machine())
+    # Not "no engine can run here": it can, with an explicit opt-in, and the error says how.
+    assert info.value.hint == (
+        "experimental engine exp can run here with an explicit opt-in: "
+        "`famous pull m --engine exp` (or `famous use-engine m exp` to keep it)"
+    )
+    assert no_engine_message("m", info.value.evaluations).startswith(
+        "no engine runs here automatically; experimental engine exp can run here"
+    )
     assert select(pkg, machine(), engine="exp").engine.name == "exp"
+
+
+def test_no_opt_in_hint_when_nothing_experimental_fits() -> None:
+    pkg = package(CUDA)
+    with pytest.raises(NoCompatibleEngine) as info:
+        select(pkg, machine())
+    assert info.value.hint is None
+    assert no_engine_message("m", info.value.evaluations) == (
+        "no engine can run here; see `famous show-engine MODEL ENGINE` for reasons"
+    )
+
+
+def test_sizes_that_round_alike_are_printed_apart() -> None:
+    assert format_sizes(8 * GiB, int(7.98 * GiB)) == ("8.00 GiB", "7.98 GiB")
+    assert format_sizes(8 * GiB, 8 * GiB) == ("8.0 GiB", "8.0 GiB")
+    assert format_sizes(4 * GiB, 8 * GiB) == ("4.0 GiB", "8.0 GiB")
+    assert format_sizes(8 * GiB, 8 * GiB - 1) == ("8589934592 B", "8589934591 B")
+    fit = MemoryEstimate(
+        option="q8",
+        weights_bytes=7 * GiB,
+        kv_cache_bytes=GiB // 2,
+        overhead_bytes=GiB // 2,
+        total_bytes=8 * GiB,
+        budget_bytes=int(7.98 * GiB),
+        budget="VRAM of 0000:01:00.0",
+        fits=False,
+    )
+    assert "needs 8.00 GiB" in fit.explain()
+    assert "VRAM of 0000:01:00.0 is 7.98 GiB: does not fit" in fit.explain()
+
+
+def test_vram_requirement_prints_a_difference_that_rounding_would_hide() -> None:
+    eight = engine("big", {"allof": [{"type": "gpu", "vendor-id": "10de", "vram": "8GiB"}]}, ["q4"])
+    ev = evaluate_all(package(eight), machine(gpus=(nvidia(7.98, "8.6"),)))[0]
+    assert ev.reasons == ["needs 8.00 GiB VRAM, device 0000:01:00.0 has 7.98 GiB"]
+
+
+def test_unused_accelerators_are_named() -> None:
+    hailo = Device(
+        slot="0000:02:00.0", kind="npu", device_class=0x120000, vendor_id=0x1E60, device_id=0x2864
+    )
+    report = machine(gpus=(nvidia(8, "8.6"), hailo))
+    assert unused_accelerators(report, [CPU, CUDA]) == [
+        "NPU 0000:02:00.0 (Hailo-8, 1e60:2864): detected, no engine uses it"
+    ]
+    assert unused_accelerators(report, [CPU]) == [
+        "GPU 0000:01:00.0 (10de:2204): detected, no engine uses it",
+        "NPU 0000:02:00.0 (Hailo-8, 1e60:2864): detected, no engine uses it",
+    ]
 
 
 def test_ties_break_deterministically_by_name() -> None:
@@ -202,6 +289,19 @@ def test_unified_memory_gpu_counts_ram_once() -> None:
     mlx = engine(
         "mlx", {"allof": [{"type": "gpu", "bus": "soc", "vendor-id": "0x106b"}]}, ["q8", "q4"]
     )
-    chosen = select(package(mlx), machine(ram_gib=7, gpus=(apple,)))
+    chosen = select(package(mlx), machine(ram_gib=8, gpus=(apple,)))
     assert chosen.option_name == "q4"
-    assert chosen.memory.budget == "available RAM (shared with apple-gpu)"
+    assert chosen.memory.budget == "usable RAM (shared with apple-gpu)"
+
+
+def test_the_gateway_load_check_names_a_smaller_variant_of_a_builtin_package() -> None:
+    from famous.services.variants import load_refusal, variant_needs
+
+    needs = dict(variant_needs("qwen3-8b", "cpu"))
+    assert needs["q4_k_m"] < needs["q8_0"]
+    assert load_refusal("qwen3-8b", "cpu", needs["q8_0"], needs["q8_0"]) is None
+    why = load_refusal("qwen3-8b", "cpu", needs["q8_0"], needs["q4_k_m"] + 1)
+    assert why is not None and why.endswith(
+        f"variant q4_k_m ({format_size(needs['q4_k_m'])}) would fit"
+    )
+    assert variant_needs("no-such-model", "cpu") == []

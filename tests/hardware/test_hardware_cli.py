@@ -81,14 +81,14 @@ def test_root_from_environment() -> None:
 
 def test_missing_root_is_a_clear_error(tmp_path: Path) -> None:
     result = invoke("--root", str(tmp_path / "nope"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input, like any other wrong argument
     assert f"error: hardware root {tmp_path / 'nope'} does not exist" in result.stderr
 
 
 def test_root_that_is_a_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     result = invoke("--root", str(tmp_path / "f"))
-    assert result.exit_code == 1 and "is not a directory" in result.stderr
+    assert result.exit_code == 2 and "is not a directory" in result.stderr
 
 
 def test_show_machine_stays_light() -> None:

@@ -46,7 +46,8 @@ def test_nvidia_smi_missing_is_one_warning(tmp_path: Path) -> None:
     report = detect(Host.fake(nvidia_root(tmp_path)))
     assert report.warnings == [
         f"NVIDIA GPU {NVIDIA_SLOT}: neither NVML nor nvidia-smi is available "
-        "(driver not installed?), VRAM and compute capability unknown"
+        "(driver not installed?), VRAM and compute capability unknown; "
+        "install the NVIDIA driver (it provides nvidia-smi) so CUDA engines can use it"
     ]
 
 
@@ -209,3 +210,81 @@ def test_fake_root_reads_stay_inside_the_root(tmp_path: Path) -> None:
     host = Host.fake(root)
     assert host.read_text("/../outside.txt") is None
     assert host.read_text("../../outside.txt") is None
+
+
+RDNA2_SLOT = "0000:03:00.0"
+
+
+def rdna2_laptop_root(root: Path, vram_total: bool = True) -> Path:
+    """A discrete RX 6600M-like card whose kfd node says local_mem_size 0 (its VRAM in a bank)."""
+    linux_root(root)
+    extra = {"mem_info_vram_total": "8573157376\n"} if vram_total else {}
+    pci(root, RDNA2_SLOT, 0x030000, 0x1002, 0x73FF, **extra)
+    nodes = "sys/class/kfd/kfd/topology/nodes"
+    write(root, f"{nodes}/0/properties", "cpu_cores_count 16\nsimd_count 0\n")
+    write(root, f"{nodes}/0/mem_banks/0/properties", "heap_type 0\nsize_in_bytes 33554432000\n")
+    props = "cpu_cores_count 0\nsimd_count 56\ngfx_target_version 100302\n"
+    props += "location_id 768\ndomain 0\nlocal_mem_size 0\n"
+    write(root, f"{nodes}/1/properties", props)
+    write(root, f"{nodes}/1/mem_banks/0/properties", "heap_type 1\nsize_in_bytes 8573157376\n")
+    return root
+
+
+@pytest.mark.parametrize("vram_total", [True, False])
+def test_amd_discrete_gpu_with_vram_only_in_mem_banks(tmp_path: Path, vram_total: bool) -> None:
+    report = detect(Host.fake(rdna2_laptop_root(tmp_path, vram_total)))
+    (gpu,) = report.gpus
+    assert gpu.gpu is not None and gpu.gpu.microarchitecture == "gfx1032"
+    assert gpu.integrated is False and gpu.gpu.unified_memory is False
+    assert gpu.gpu.vram_bytes == 8573157376
+    assert report.warnings == []
+
+
+def test_amd_apu_whose_bank_is_the_gtt_window_stays_integrated(tmp_path: Path) -> None:
+    root = linux_root(tmp_path)
+    pci(root, "0000:c4:00.0", 0x038000, 0x1002, 0x1114, mem_info_vram_total="8589934592\n")
+    nodes = "sys/class/kfd/kfd/topology/nodes"
+    props = "cpu_cores_count 0\nsimd_count 16\ngfx_target_version 110502\n"
+    props += "location_id 50176\ndomain 0\nlocal_mem_size 0\n"
+    write(root, f"{nodes}/1/properties", props)
+    write(root, f"{nodes}/1/mem_banks/0/properties", "heap_type 1\nsize_in_bytes 46206824448\n")
+    (gpu,) = detect(Host.fake(root)).gpus
+    assert gpu.integrated is True and gpu.gpu is not None and gpu.gpu.unified_memory
+    assert gpu.gpu.vram_bytes == 8589934592  # the carve-out, not the GTT window
+
+
+ARC_SLOT = "0000:03:00.0"
+
+
+@pytest.mark.parametrize(
+    ("rel", "value"),
+    [
+        (f"sys/bus/pci/devices/{ARC_SLOT}/tile0/physical_vram_size_bytes", "12884901888\n"),
+        (f"sys/bus/pci/devices/{ARC_SLOT}/drm/card1/lmem_total_bytes", "0x300000000\n"),
+        (f"sys/bus/pci/devices/{ARC_SLOT}/drm/card1/prelim_lmem_total_bytes", "12884901888\n"),
+    ],
+)
+def test_intel_dgpu_vram_from_sysfs_without_clinfo(tmp_path: Path, rel: str, value: str) -> None:
+    root = linux_root(tmp_path)
+    pci(root, "0000:00:02.0", 0x030000, 0x8086, 0x4680)  # the iGPU: no local memory
+    pci(root, ARC_SLOT, 0x030000, 0x8086, 0xE20B)  # Arc B580
+    write(root, rel, value)
+    report = detect(Host.fake(root))
+    igpu, arc = report.gpus
+    assert arc.integrated is False and arc.gpu is not None
+    assert arc.gpu.vram_bytes == 12 * 1024**3
+    assert igpu.gpu is not None and igpu.gpu.vram_bytes is None
+    assert report.warnings == [
+        "Intel GPU 0000:00:02.0: clinfo is not installed, GPU memory unknown",
+        f"Intel GPU {ARC_SLOT}: clinfo is not installed, VRAM read from sysfs; "
+        "OpenVINO on it needs Intel's OpenCL runtime (intel-opencl-icd)",
+    ]
+
+
+def test_xe_tiles_are_summed(tmp_path: Path) -> None:
+    root = linux_root(tmp_path)
+    pci(root, ARC_SLOT, 0x038000, 0x8086, 0x0BD5)
+    for tile in ("tile0", "tile1"):
+        write(root, f"sys/bus/pci/devices/{ARC_SLOT}/{tile}/physical_vram_size_bytes", "1024\n")
+    (gpu,) = detect(Host.fake(root)).gpus
+    assert gpu.gpu is not None and gpu.gpu.vram_bytes == 2048

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from famous.hardware import Host, detect
-from famous.hardware.host import ENV_ROOT, FakeHost, RealHost
+from famous.hardware.host import ENV_ROOT, FakeHost, MissingRoot, RealHost
 
 
 def test_real_host_report_is_sane(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -33,7 +33,10 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(ENV_ROOT, str(tmp_path))
     host = Host.from_env()
     assert isinstance(host, FakeHost) and host.label == str(tmp_path)
+    (tmp_path / "x").mkdir()
     assert isinstance(Host.from_env(tmp_path / "x"), FakeHost)
+    with pytest.raises(MissingRoot):
+        Host.from_env(tmp_path / "absent")
 
 
 def test_missing_tool_is_missing_not_an_error() -> None:

@@ -153,6 +153,7 @@ def engines(
     """List a model's engines with their score and compatibility on this machine."""
     from famous.manifests.loader import find_package
     from famous.matchmaker import NoCompatibleEngine, evaluate_all
+    from famous.matchmaker.advice import no_engine_message, unused_accelerators
     from famous.services.selection import machine_report, resolve_selection
 
     package = find_package(model)
@@ -180,8 +181,10 @@ def engines(
             for ev in evaluations
         ]
         print_table(["engine", "vendor", "summary", "compatible", "score", "option"], rows)
+        for line in unused_accelerators(report, package.engines.values()):
+            print(f"\n{line}")
         if selected is None:
-            print("\nno engine can run here; see `famous show-engine MODEL ENGINE` for reasons")
+            print("\n" + no_engine_message(package.name, evaluations))
 
     emit(data, fmt, table)
     if selected is None:

@@ -171,6 +171,24 @@ def _cpulist(text: str | None) -> set[int]:
     return out
 
 
+def _check_count(host: Host, listed: int, warnings: list[str]) -> None:
+    """Warn when cpuinfo lists fewer processors than the kernel says are online/present.
+
+    A truncated capture (or a cpuinfo cut short) would otherwise size engines for 1 of 8 CPUs.
+    """
+    # cpuinfo lists online CPUs only: compare with 'online', 'present' only without it.
+    for name in ("online", "present"):
+        cpus = _cpulist(host.read_text(f"/sys/devices/system/cpu/{name}"))
+        if not cpus:
+            continue
+        if len(cpus) > listed:
+            warnings.append(
+                f"{_CPUINFO} lists {listed} processor(s) but /sys/devices/system/cpu/{name} "
+                f"says {len(cpus)}: cpuinfo looks truncated, core counts may be low"
+            )
+        return
+
+
 def _core_types(host: Host) -> dict[int, str]:
     """Hybrid Intel: which logical CPUs are P ('performance') or E ('efficient') cores."""
     perf = _cpulist(host.read_text("/sys/devices/cpu_core/cpus"))
@@ -219,6 +237,7 @@ def detect_cpus(host: Host, warnings: list[str]) -> tuple[str, list[CpuGroup]]:
         arch = "unknown"
     if not processors:
         return arch, []
+    _check_count(host, len(processors), warnings)
     types = _core_types(host)
     groups: dict[tuple[str | None, ...], list[dict[str, str]]] = {}
     kinds: dict[tuple[str | None, ...], str | None] = {}

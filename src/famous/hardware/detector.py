@@ -55,6 +55,7 @@ def detect(host: Host | None = None) -> HardwareReport:
         apply_integrated_rule(devices)
         _guarded("Intel", lambda: probe_intel(host, devices, warnings), None, warnings)
     disk = _guarded("disk", lambda: detect_disk(host, warnings), None, warnings)
+    warnings.extend(host.refused())
     return HardwareReport(
         architecture=arch,
         cpus=cpus,

@@ -11,6 +11,9 @@ reads the live machine. In a fake root, commands are answered from ``run/``:
 
 A tool whose ``run/`` entry is absent counts as not installed, exactly like a missing
 binary on a real host. Disk usage comes from ``run/disk-stats.json`` in a fake root.
+
+A fake root is a jail (``FakeHost``): its symlinks resolve inside it, only regular files
+are read, each at most ``MAX_READ`` bytes, and a missing root is the user's error.
 """
 
 from __future__ import annotations
@@ -19,15 +22,19 @@ import json
 import os
 import platform
 import shutil
+import stat
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from famous.errors import FamousError
+from famous.errors import FamousError, InvalidInput
 
 ENV_ROOT = "FAMOUS_HARDWARE_ROOT"
 DEFAULT_TIMEOUT = 5.0
+#: No probe file is anywhere near this; a bigger one (or ``/dev/zero``) is refused.
+MAX_READ = 4 * 1024**2
+_MAX_HOPS = 40  # symlinks followed in one path before it counts as a loop (Linux's limit)
 
 CommandStatus = Literal["ok", "missing", "timeout", "failed"]
 
@@ -89,6 +96,10 @@ class Host(ABC):
         chosen = root if root is not None else os.environ.get(ENV_ROOT) or None
         return FakeHost(chosen) if chosen is not None else RealHost()
 
+    def refused(self) -> list[str]:
+        """Files this host would not read (outside the root, FIFOs, loops), for warnings."""
+        return []
+
     @property
     @abstractmethod
     def label(self) -> str:
@@ -121,6 +132,39 @@ class Host(ABC):
         """Total and available bytes of the disk holding ``path`` (raises ProbeError)."""
 
 
+class _NotRegular(OSError):
+    """A FIFO, device or socket: reading it could block or never end."""
+
+
+class _TooLarge(OSError):
+    """More than ``MAX_READ`` bytes."""
+
+
+def read_bounded(path: str | os.PathLike[str]) -> str:
+    """A regular file's text, at most ``MAX_READ`` bytes, opened without blocking.
+
+    The type is checked before opening (opening some devices does something, a watchdog
+    starts), then again on the descriptor, opened ``O_NONBLOCK`` so that a FIFO swapped in
+    between cannot block, before anything is read.
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise _NotRegular(str(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _NotRegular(str(path))
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 65536):
+            size += len(chunk)
+            if size > MAX_READ:
+                raise _TooLarge(str(path))
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
 class RealHost(Host):
     """The live machine."""
 
@@ -135,7 +179,7 @@ class RealHost(Host):
 
     def read_text(self, path: str) -> str | None:
         try:
-            return Path(path).read_text(encoding="utf-8", errors="replace")
+            return read_bounded(path)
         except OSError:
             return None
 
@@ -195,17 +239,33 @@ class RealHost(Host):
         return DiskUsage(str(path), usage.total, usage.free)
 
 
+class MissingRoot(InvalidInput):
+    """``--root`` names no directory: the user's input is wrong, not the machine."""
+
+
 class FakeHost(Host):
-    """A captured machine laid out under ``root`` like ``machine-root/``."""
+    """A captured machine laid out under ``root`` like ``machine-root/``, read as a jail.
+
+    Every path is resolved inside the root, symlink by symlink, as ``chroot`` would: an
+    absolute target is taken relative to the root and ``..`` stops at it, so nothing on the
+    host is ever read. Only regular files are read (a FIFO or device is refused before it is
+    opened, so nothing blocks) and at most ``MAX_READ`` bytes of each. What is refused is
+    noted in ``refusals`` so the detector can warn about it.
+    """
 
     is_real = False
 
     def __init__(self, root: str | os.PathLike[str], system: str | None = None) -> None:
         self.root = Path(root)
-        if system is None:
-            darwin = (
-                not self._file("/proc/cpuinfo").exists() and self._file("/run/sysctl").is_file()
+        if not self.root.is_dir():
+            what = "is not a directory" if self.root.exists() else "does not exist"
+            raise MissingRoot(
+                f"hardware root {self.root} {what}",
+                "pass --root (or FAMOUS_HARDWARE_ROOT) a captured machine's directory",
             )
+        self.refusals: list[str] = []
+        if system is None:
+            darwin = not self.exists("/proc/cpuinfo") and self._kind("/run/sysctl") == "file"
             system = "Darwin" if darwin else "Linux"
         self.system = system
 
@@ -213,35 +273,92 @@ class FakeHost(Host):
     def label(self) -> str:
         return str(self.root)
 
-    def _file(self, path: str) -> Path:
-        # Keep every read inside the root, whatever '..' a caller passes.
-        parts = [p for p in PurePosixPath(path).parts if p not in ("/", "..", ".")]
-        return self.root.joinpath(*parts)
+    def refused(self) -> list[str]:
+        return list(self.refusals)
 
-    def read_text(self, path: str) -> str | None:
+    def _refuse(self, path: str, why: str) -> None:
+        note = f"{self.root}: {path} {why}, not read"
+        if note not in self.refusals:
+            self.refusals.append(note)
+
+    def _resolve(self, path: str, follow_last: bool = True) -> Path | None:
+        """``path`` inside the root, its symlinks followed inside it; None for a loop."""
+        pending = [p for p in PurePosixPath(path).parts if p not in ("/", ".")]
+        pending.reverse()
+        done: list[str] = []
+        hops = 0
+        while pending:
+            part = pending.pop()
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            here = self.root.joinpath(*done, part)
+            if not (pending or follow_last) or not here.is_symlink():
+                done.append(part)
+                continue
+            hops += 1
+            if hops > _MAX_HOPS:
+                self._refuse(path, "is a symlink loop (absolute links resolve inside the root)")
+                return None
+            target = PurePosixPath(os.readlink(here))
+            if target.is_absolute():
+                done = []
+            pending.extend(reversed([p for p in target.parts if p not in ("/", ".")]))
+        return self.root.joinpath(*done)
+
+    def _kind(self, path: str) -> str | None:
+        """'file', 'dir', 'other' (FIFO, device, socket) or None when absent."""
+        real = self._resolve(path)
         try:
-            return self._file(path).read_text(encoding="utf-8", errors="replace")
+            mode = os.stat(real).st_mode if real is not None else None
         except OSError:
             return None
+        if mode is None:
+            return None
+        if stat.S_ISREG(mode):
+            return "file"
+        return "dir" if stat.S_ISDIR(mode) else "other"
+
+    def read_text(self, path: str) -> str | None:
+        real = self._resolve(path)
+        if real is None:
+            return None
+        try:
+            text = read_bounded(real)
+        except _NotRegular:
+            self._refuse(path, "is not a regular file (FIFO, device or socket)")
+            return None
+        except _TooLarge:
+            self._refuse(path, f"is larger than {MAX_READ // 1024**2} MiB")
+            return None
+        except OSError:
+            return None
+        return text
 
     def list_dir(self, path: str) -> list[str]:
+        real = self._resolve(path)
+        if real is None:
+            return []
         try:
-            return sorted(os.listdir(self._file(path)))
+            return sorted(os.listdir(real))
         except OSError:
             return []
 
     def read_link(self, path: str) -> str | None:
-        target = self._file(path)
-        if target.is_symlink():
-            return os.readlink(target)
-        if target.is_file():
+        real = self._resolve(path, follow_last=False)
+        if real is None:
+            return None
+        if real.is_symlink():
+            return os.readlink(real)
+        if self._kind(path) == "file":
             # Captures store symlinks as small files holding the link's target.
             text = self.read_text(path)
             return text.strip() if text and text.strip() else None
         return None
 
     def exists(self, path: str) -> bool:
-        return self._file(path).exists()
+        return self._kind(path) is not None
 
     def kernel_arch(self) -> str | None:
         text = self.read_text("/proc/sys/kernel/arch")
@@ -293,7 +410,7 @@ class FakeHost(Host):
         return CommandResult("ok", stdout, returncode=0)
 
     def _answer_nvidia_smi(self, args: list[str]) -> CommandResult:
-        if not self._file("/run/nvidia-smi").is_dir():
+        if self._kind("/run/nvidia-smi") != "dir":
             return CommandResult("missing")
         slot = field = None
         for i, arg in enumerate(args):

@@ -15,6 +15,7 @@ from famous.hardware.host import Host
 from famous.hardware.pci import VENDOR_NVIDIA
 from famous.hardware.report import Device
 
+INSTALL_DRIVER = "install the NVIDIA driver (it provides nvidia-smi) so CUDA engines can use it"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(MiB|GiB|KiB|B)?\s*$", re.IGNORECASE)
 _CC = re.compile(r"^\s*(\d+)\.(\d+)\s*$")
 _MULT = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
@@ -105,7 +106,8 @@ def _probe_smi(host: Host, gpus: list[Device], warnings: list[str]) -> None:
             slots = ", ".join(d.slot for d in gpus)
             warnings.append(
                 f"NVIDIA GPU {slots}: neither NVML nor nvidia-smi is available "
-                "(driver not installed?), VRAM and compute capability unknown"
+                "(driver not installed?), VRAM and compute capability unknown; "
+                f"{INSTALL_DRIVER}"
             )
             return
         if memory is None and why and "timed out" in why:

@@ -21,11 +21,13 @@ VENDOR_NVIDIA = 0x10DE
 VENDOR_AMD = 0x1002  # ATI/AMD graphics
 VENDOR_AMD_CPU = 0x1022  # AMD's platform devices (its NPUs live here)
 VENDOR_INTEL = 0x8086
+VENDOR_HAILO = 0x1E60
 
 #: NPUs whose PCI class does not say so.
 KNOWN_NPUS: dict[tuple[int, int], str] = {
     (VENDOR_AMD_CPU, 0x1502): "AMD XDNA (Phoenix / Hawk Point)",
     (VENDOR_AMD_CPU, 0x17F0): "AMD XDNA 2 (Strix / Krackan)",
+    (VENDOR_HAILO, 0x2864): "Hailo-8",
 }
 
 

@@ -167,6 +167,14 @@ class ModelManifest(Strict):
         return value
 
 
+class EnvironmentRule(Strict):
+    """Variables an engine's process needs on some devices only, e.g. RDNA2 parts that
+    ROCm ships no kernels for run gfx1030's with ``HSA_OVERRIDE_GFX_VERSION=10.3.0``."""
+
+    microarchitecture: list[str] = Field(min_length=1, description="the device's gfx target")
+    variables: dict[str, str] = Field(min_length=1)
+
+
 class EngineManifest(Strict):
     """``engines/<name>/engine.yaml``: one way to run the model on some class of hardware."""
 
@@ -182,6 +190,9 @@ class EngineManifest(Strict):
     model_options: list[str] = Field(min_length=1)
     default_model_option: str
     configuration: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    environment: list[EnvironmentRule] = Field(
+        default_factory=list, description="variables set when the matched device is listed"
+    )
 
     @model_validator(mode="after")
     def _default_listed(self) -> EngineManifest:

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from famous.hardware.report import CpuGroup, Device, HardwareReport
 from famous.manifests.schema import CpuDevice, DeviceRequirement, PciDevice
-from famous.units import format_size
+from famous.units import format_size, format_sizes
 
 BASE = {"gpu-discrete": 100, "npu": 60, "gpu-integrated": 40, "cpu": 10, "pci": 5}
 BONUS = {
@@ -165,9 +165,8 @@ def _check_pci(req: PciDevice, dev: Device) -> Check:
         if have is None:
             reasons.append(f"needs {format_size(req.vram)} VRAM, device {dev.slot} reports none")
         elif have < req.vram:
-            reasons.append(
-                f"needs {format_size(req.vram)} VRAM, device {dev.slot} has {format_size(have)}"
-            )
+            need_text, have_text = format_sizes(req.vram, have)
+            reasons.append(f"needs {need_text} VRAM, device {dev.slot} has {have_text}")
         else:
             score += BONUS["vram"]
     if req.compute_capability:

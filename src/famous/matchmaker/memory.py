@@ -1,9 +1,17 @@
 """Will a model option fit? weights + KV cache + runtime overhead against the right budget.
 
 KV cache = 2 (K and V) × layers × context × kv_heads × head_dim × bytes per element.
-GPU engines are checked against the VRAM of the GPU they matched; a GPU that shares system
-memory (integrated, Apple unified) is checked against available RAM, counted once.
-CPU engines are checked against available RAM.
+
+The memory policy, one for every path:
+
+- **What a pull chooses a variant for** is the machine, not this moment: GPU engines get the
+  VRAM of the GPU they matched; CPU engines and GPUs that share system memory (integrated,
+  Apple unified — counted once) get **total RAM minus a reserve** of max(2 GiB, 10 %) for the
+  system and other programs (``planning_ram``). ``MemAvailable`` is not used: an open browser
+  must not cost a laptop its 8B model, and a capture without ``MemAvailable`` gets the same
+  answer as one with it.
+- **What a load checks** is the memory available now (``load_check``): when the variant does
+  not fit, the message names the largest smaller variant of the engine that would.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from pydantic import BaseModel
 
 from famous.hardware.report import HardwareReport
 from famous.manifests.schema import EngineManifest, ModelOption, ModelShape
-from famous.units import format_size
+from famous.units import format_size, format_sizes
 
 # What a runtime needs besides weights and KV cache (compute buffers, the process itself),
 # when its manifest does not say (`memory:`). Measured with llama.cpp at 4k context: ~250 MiB.
@@ -26,12 +34,14 @@ class MemoryEstimate(BaseModel):
     overhead_bytes: int
     total_bytes: int
     budget_bytes: int | None
-    budget: str  # what was checked: "available RAM" or "VRAM of 0000:01:00.0"
+    budget: str  # what was checked: "usable RAM" (total less reserve) or "VRAM of 0000:01:00.0"
     fits: bool
 
     def explain(self) -> str:
         need = format_size(self.total_bytes)
-        have = "unknown" if self.budget_bytes is None else format_size(self.budget_bytes)
+        have = "unknown"
+        if self.budget_bytes is not None:
+            need, have = format_sizes(self.total_bytes, self.budget_bytes)
         verdict = "fits" if self.fits else "does not fit"
         return (
             f"{self.option}: needs {need} (weights {format_size(self.weights_bytes)} + KV cache "
@@ -45,18 +55,29 @@ def kv_cache_bytes(shape: ModelShape, kv_bytes: float, context: int | None = Non
     return int(2 * shape.layers * ctx * shape.kv_heads * shape.head_dim * kv_bytes)
 
 
+RESERVE_MIN = 2 * 1024**3
+RESERVE_FRACTION = 0.10
+
+
+def planning_ram(total_bytes: int) -> int | None:
+    """RAM a variant is chosen for: total minus max(2 GiB, 10 %); None when total is unknown."""
+    if total_bytes <= 0:
+        return None
+    return max(total_bytes - max(RESERVE_MIN, int(total_bytes * RESERVE_FRACTION)), 0)
+
+
 def memory_budget(
     engine: EngineManifest, report: HardwareReport, gpu_slot: str | None
 ) -> tuple[int | None, str]:
     """The bytes this engine may use on this machine, and a name for them."""
-    ram = report.memory.available_bytes or None
+    ram = planning_ram(report.memory.total_bytes)
     if engine.uses_gpu and gpu_slot:
         device = next((d for d in report.devices if d.slot == gpu_slot), None)
         gpu = device.gpu if device else None
         if gpu and gpu.vram_bytes and not gpu.unified_memory and not device.integrated:
             return gpu.vram_bytes, f"VRAM of {gpu_slot}"
-        return ram, f"available RAM (shared with {gpu_slot})"
-    return ram, "available RAM"
+        return ram, f"usable RAM (shared with {gpu_slot})"
+    return ram, "usable RAM"
 
 
 def estimate(
@@ -82,3 +103,19 @@ def estimate(
         budget=budget_name,
         fits=fits,
     )
+
+
+def load_check(need: int, available: int, smaller: list[tuple[str, int]], name: str) -> str | None:
+    """None when ``need`` fits ``available`` now, else why not and the variant that would.
+
+    ``smaller`` is (variant, bytes it needs) for the engine's other variants.
+    """
+    if need <= available:
+        return None
+    need_text, have_text = format_sizes(need, available)
+    why = f"{name!r} needs {need_text}; {have_text} of RAM is available now"
+    fitting = [(v, n) for v, n in smaller if n <= available and n < need]
+    if fitting:
+        variant, size = max(fitting, key=lambda item: item[1])
+        return f"{why}; variant {variant} ({format_size(size)}) would fit"
+    return f"{why}; close other programs or stop a loaded model"

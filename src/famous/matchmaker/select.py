@@ -14,6 +14,7 @@ Rules, in order:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel
@@ -22,6 +23,7 @@ from famous.errors import Incompatible, NotFound
 from famous.hardware.report import HardwareReport
 from famous.manifests.schema import EngineManifest, ModelOption, ModelPackage
 from famous.matchmaker.devices import DeviceMatch, match_device
+from famous.matchmaker.environment import engine_environment
 from famous.matchmaker.memory import MemoryEstimate, estimate, memory_budget
 
 Verdict = Literal["yes", "exptl", "no"]
@@ -63,10 +65,26 @@ class Selection(BaseModel):
     evaluation: EngineEvaluation
     evaluations: list[EngineEvaluation]
     pinned: bool = False  # chosen by the user (`--engine`, `use-engine`), not by score
+    environment: dict[str, str] = {}  # what the engine's process needs on the matched device
 
     @property
     def memory(self) -> MemoryEstimate:
         return next(m for m in self.evaluation.memory if m.option == self.option_name)
+
+
+def opt_in_hint(package: str, evaluations: Sequence[EngineEvaluation]) -> str | None:
+    """How to use a compatible experimental engine when no other one runs, else None."""
+    if any(ev.compatible and not ev.experimental for ev in evaluations):
+        return None
+    names = [ev.engine for ev in evaluations if ev.compatible and ev.experimental]
+    if not names:
+        return None
+    which = ", ".join(names)
+    return (
+        f"experimental engine {which} can run here with an explicit opt-in: "
+        f"`famous pull {package} --engine {names[0]}` "
+        f"(or `famous use-engine {package} {names[0]}` to keep it)"
+    )
 
 
 class NoCompatibleEngine(Incompatible, RuntimeError):
@@ -81,7 +99,7 @@ class NoCompatibleEngine(Incompatible, RuntimeError):
                 "experimental: pick it by name" if ev.compatible else ""
             )
             lines.append(f"  {ev.engine}: {why}")
-        super().__init__("\n".join(lines))
+        super().__init__("\n".join(lines), opt_in_hint(package, evaluations))
 
 
 class UnknownEngine(NotFound, LookupError):
@@ -89,6 +107,10 @@ class UnknownEngine(NotFound, LookupError):
         super().__init__(
             f"{package!r} has no engine {engine!r}; its engines are: {', '.join(known)}"
         )
+
+
+def _matched(evaluation: EngineEvaluation) -> set[str]:
+    return {c.device for c in evaluation.devices if c.matched and c.device}
 
 
 def _context(engine: EngineManifest, override: int | None) -> int | None:
@@ -229,6 +251,7 @@ def select(
             evaluation=chosen,
             evaluations=evaluations,
             pinned=True,
+            environment=engine_environment(package.engines[engine], report, _matched(chosen)),
         )
     candidates = [ev for ev in evaluations if ev.compatible and not ev.experimental]
     if option is not None:
@@ -249,4 +272,5 @@ def select(
         option=package.option(best.option),
         evaluation=best,
         evaluations=evaluations,
+        environment=engine_environment(package.engines[best.engine], report, _matched(best)),
     )

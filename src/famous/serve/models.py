@@ -37,6 +37,7 @@ class ModelSpec:
     embedding: bool | None = None
     artifact_id: int | None = None
     source: str = "registered"
+    package: str | None = None  # the catalog model it was pulled as: its engine's env rules
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -215,6 +216,7 @@ class ModelRegistry:
             memory_bytes=estimate_memory(path, configuration),
             artifact_id=row["id"],
             source="catalog",
+            package=row["model"],
         )
 
     @staticmethod

@@ -81,7 +81,13 @@ class EngineFailed(Unavailable):
 
 
 def launch_engine(spec: ModelSpec) -> EngineProcess:
-    """Start ``spec``'s engine with its runtime's adapter (blocking: run it in a thread)."""
+    """Start ``spec``'s engine with its runtime's adapter (blocking: run it in a thread).
+
+    A pulled model's engine may need variables on this machine's GPU (ROCm's gfx override
+    for RDNA2); they are worked out here, once per launch, not on every lookup."""
+    from famous.services.environment import artifact_environment
+
+    env = artifact_environment(spec.package, spec.engine) if spec.package else {}
     adapter = get_runtime(spec.runtime, spec.configuration)
     return adapter.launch(
         LaunchSpec(
@@ -90,6 +96,7 @@ def launch_engine(spec: ModelSpec) -> EngineProcess:
             configuration=spec.configuration,
             embedding=bool(spec.embedding),
             log_path=log_path_for(spec.name),
+            env=env or None,
         )
     )
 
@@ -351,11 +358,10 @@ class Scheduler:
             available = psutil.virtual_memory().available
         except Exception:
             return True, ""
-        if need > available:
-            return False, (
-                f"{dep.name!r} needs {format_size(need)}; {format_size(available)} of RAM is free"
-            )
-        return True, ""
+        from famous.services.variants import load_refusal
+
+        why = load_refusal(dep.name, dep.spec.engine, need, available)
+        return why is None, why or ""
 
     async def _make_room(self, dep: Deployment) -> None:
         """Stop least-recently-used idle deployments until ``dep`` fits (``NoRoom`` when it
