@@ -45,12 +45,9 @@ def show_machine(
     fmt: OutputFormat = FormatOption,
 ) -> None:
     """Show what famous detects on this machine: CPUs, memory, disk, GPUs and NPUs."""
-    from famous.hardware.detector import detect
-    from famous.hardware.host import Host
-    from famous.matchmaker.advice import unused_accelerator_notes
+    from famous.services.catalog import detect_machine
 
-    report = detect(Host.fake(root) if root is not None else Host.real())
-    report.warnings.extend(unused_accelerator_notes(report))
+    report = detect_machine(root)
     emit(report, fmt, lambda: _table(report, all_devices))
 
 

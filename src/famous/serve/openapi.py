@@ -186,6 +186,23 @@ class StopRequest(BaseModel):
     all: bool | None = None
 
 
+class PinRequest(BaseModel):
+    """``PUT /famous/api/catalog/{model}/pin``: the engine famous uses for the model."""
+
+    engine: str = Field(min_length=1, max_length=64, description="an engine of the package")
+    force: bool = Field(False, description="pin it even where it cannot run")
+
+
+class PullRequest(BaseModel):
+    """``POST /famous/api/pulls``: a background pull, polled at ``/famous/api/pulls/{id}``."""
+
+    model: str = Field(
+        min_length=1, max_length=256, description="a package name or ORG/NAME[:QUANT]"
+    )
+    engine: str | None = Field(None, max_length=64, description="this engine, not the best")
+    variant: str | None = Field(None, max_length=64, description="Q4_K_M, bf16…")
+
+
 _OllamaName = Field(min_length=1, max_length=256, description="a name from GET /api/tags")
 _KeepAlive = Field(None, description="seconds or a duration ('5m'); negative: stay loaded")
 
@@ -278,6 +295,8 @@ _MODELS: list[type[BaseModel]] = [
     RegisterModelRequest,
     LoadRequest,
     StopRequest,
+    PinRequest,
+    PullRequest,
     OllamaModelRequest,
     OllamaChatRequest,
     OllamaGenerateRequest,
@@ -293,6 +312,7 @@ _ERRORS = {
     403: "a foreign Host or Origin",
     404: "no such model or route",
     408: "the client was too slow to send its request",
+    409: "in conflict with what runs (a running model, a pull, an incompatible engine)",
     413: "the body is over the limit",
     415: "the body is not application/json",
     503: "the model is loading (Retry-After) or the gateway is shutting down",
@@ -310,6 +330,18 @@ def _error_responses(model: str = "ErrorResponse") -> dict[int | str, dict[str, 
     return {status: {"description": why, "content": error} for status, why in _ERRORS.items()}
 
 
+def query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional query parameter, for ``route(query=[...])`` (the routes read their query
+    themselves, so that a bad value is a 400 naming it)."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
 def route(
     body: type[BaseModel] | None = None,
     *,
@@ -317,10 +349,12 @@ def route(
     admin: bool = False,
     media_type: str = "application/json",
     anthropic: bool = False,
+    query: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for a route decorator: its documented body, credential and answers
-    (inference routes need the API key only when the gateway has one; ``anthropic``: a
-    route of Anthropic's API, its errors in that shape and its key in ``x-api-key`` too)."""
+    """Keyword arguments for a route decorator: its documented body, query, credential and
+    answers (inference routes need the API key only when the gateway has one;
+    ``anthropic``: a route of Anthropic's API, its errors in that shape and its key in
+    ``x-api-key`` too)."""
     ok: dict[str, Any] = {media_type: {}}
     if streams:
         ok["text/event-stream"] = {}
@@ -334,5 +368,7 @@ def route(
             "required": True,
             "content": {"application/json": {"schema": schema}},
         }
+    if query:
+        extra["parameters"] = query
     errors = _error_responses("AnthropicErrorResponse" if anthropic else "ErrorResponse")
     return {"openapi_extra": extra, "responses": errors}
