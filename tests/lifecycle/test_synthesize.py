@@ -51,3 +51,23 @@ def test_a_gguf_repo_with_a_projector_sees_and_every_variant_carries_one() -> No
     assert set(options) == {"q4_k_m", "q8_0"}  # a projector is no variant
     assert options["q4_k_m"].files == ["m-Q4_K_M.gguf", "mmproj-m-bf16.gguf"]
     assert options["q4_k_m"].size == 4_500
+
+
+def test_a_mixture_of_experts_config_gets_its_active_parameters() -> None:
+    """Qwen3-30B-A3B's config: 128 experts of width 768, 8 routed per token, 48 layers."""
+    moe = {
+        **config("qwen3_moe"),
+        "num_hidden_layers": 48,
+        "hidden_size": 2048,
+        "moe_intermediate_size": 768,
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+    }
+    big = [RemoteFile(path="model.safetensors", size=61_064_245_248, sha256="a" * 64)]
+    repo = RepoListing(repo_id="org/moe", revision="d" * 40, files=big + listing("x/y").files[1:])
+    shape = synthesize_package(repo, config=moe).model.shape
+    assert 30.5e9 < shape.parameters < 30.6e9  # bf16 bytes / 2
+    assert shape.active_parameters is not None
+    assert 3.2e9 < shape.active_parameters < 3.5e9  # Qwen's model card: 3.3B activated
+    dense = synthesize_package(listing("org/tiny-llama"), config=config("llama")).model.shape
+    assert dense.active_parameters is None and dense.active == dense.parameters

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from famous.cli import exits
@@ -15,6 +17,9 @@ from famous.cli.render import (
 )
 from famous.errors import InvalidInput
 from famous.units import format_size
+
+if TYPE_CHECKING:
+    from famous.manifests.schema import ModelShape
 
 RootOption = typer.Option(
     None,
@@ -80,7 +85,7 @@ def show_model(
                 ("model-card", m.model_card),
                 ("license", m.license),
                 ("capabilities", ", ".join(m.capabilities)),
-                ("parameters", f"{m.shape.parameters / 1e9:.2f} B"),
+                ("parameters", _parameters(m.shape)),
                 ("context", f"{m.shape.context} (max {m.shape.max_context or m.shape.context})"),
                 ("engines", ", ".join(sorted(package.engines))),
                 ("source", package.source),
@@ -98,6 +103,14 @@ def show_model(
         _print_installed(installed)
 
     emit(data, fmt, table)
+
+
+def _parameters(shape: ModelShape) -> str:
+    """Total parameters, and for a mixture-of-experts model the ones a token reads."""
+    text = f"{shape.parameters / 1e9:.2f} B"
+    if shape.active_parameters is not None:
+        text += f" ({shape.active_parameters / 1e9:.2f} B active per token)"
+    return text
 
 
 def _print_installed(installed: list[dict]) -> None:

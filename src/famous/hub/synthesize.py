@@ -156,6 +156,23 @@ def find_variants(listing: RepoListing, config: dict[str, Any] | None = None) ->
     return variants
 
 
+def _active_parameters(text: dict[str, Any], params: int, layers: int) -> int | None:
+    """What a token of a mixture-of-experts model reads: the total less the experts it skips
+    (each expert a gated MLP: 3 × hidden × expert width); None for a dense model."""
+    experts = next(
+        (text[k] for k in ("num_experts", "num_local_experts", "n_routed_experts") if text.get(k)),
+        None,
+    )
+    routed = text.get("num_experts_per_tok") or text.get("experts_per_token")
+    hidden = text.get("hidden_size")
+    width = text.get("moe_intermediate_size") or text.get("intermediate_size")
+    if not (experts and routed and hidden and width) or int(routed) >= int(experts):
+        return None
+    moe_layers = layers - int(text.get("first_k_dense_replace") or 0)
+    skipped = moe_layers * 3 * int(hidden) * int(width) * (int(experts) - int(routed))
+    return max(params - skipped, 1) if skipped < params else None
+
+
 def estimate_shape(
     listing: RepoListing,
     variants: list[Variant],
@@ -193,6 +210,7 @@ def estimate_shape(
         layers = 24 if params < 1e9 else 32 if params < 10e9 else 48 if params < 40e9 else 80
     return ModelShape(
         parameters=params,
+        active_parameters=_active_parameters(text, params, int(layers)),
         layers=int(layers),
         kv_heads=int(kv or 8),
         head_dim=int(head_dim or 128),

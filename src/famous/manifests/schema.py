@@ -22,7 +22,7 @@ from pydantic import (
 from famous.units import parse_hex_id, parse_size
 
 Format = Literal["gguf", "safetensors", "pytorch", "mlx", "openvino", "onnx", "tflite", "pte"]
-Capability = Literal["text", "vision", "audio", "tools", "thinking", "embedding", "code"]
+Capability = Literal["text", "vision", "audio", "tools", "thinking", "embedding", "rerank", "code"]
 Architecture = Literal["amd64", "arm64", "armhf", "i386", "riscv64", "ppc64el", "s390x"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -118,15 +118,35 @@ class Devices(Strict):
 
 
 class ModelShape(Strict):
-    """What the memory estimate needs: KV cache = 2 × layers × context × kv-heads × head-dim."""
+    """What the memory estimate needs: KV cache = 2 × layers × context × kv-heads × head-dim.
+
+    A mixture-of-experts model keeps every expert in memory (``parameters`` sizes it) but reads
+    only ``active-parameters`` per token, which is what bounds its decode speed.
+    """
 
     parameters: int = Field(gt=0, description="parameter count")
+    active_parameters: int | None = Field(
+        default=None, gt=0, description="parameters one token reads (mixture-of-experts)"
+    )
     layers: int = Field(gt=0)
     kv_heads: int = Field(gt=0)
     head_dim: int = Field(gt=0)
     context: int = Field(gt=0, description="default context length famous serves")
     max_context: int | None = Field(default=None, gt=0, description="longest the model supports")
     architecture: str | None = Field(default=None, description="config.json model_type")
+
+    @model_validator(mode="after")
+    def _active_within_total(self) -> ModelShape:
+        if self.active_parameters is not None and self.active_parameters > self.parameters:
+            raise ValueError(
+                f"active-parameters {self.active_parameters} exceeds parameters {self.parameters}"
+            )
+        return self
+
+    @property
+    def active(self) -> int:
+        """Parameters a token reads: all of a dense model's, the routed experts' of an MoE."""
+        return self.active_parameters or self.parameters
 
 
 class ModelOption(Strict):
