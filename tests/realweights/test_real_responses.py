@@ -246,3 +246,45 @@ def test_langchain_invokes_and_streams(gateway: Gateway) -> None:
     pieces = [chunk.text for chunk in chat.stream(messages)]
     assert len([p for p in pieces if p]) >= 2
     assert "".join(pieces) == whole.text
+
+
+def test_input_items_list_the_conversation(client: openai.OpenAI) -> None:
+    """``client.responses.input_items.list``: what the second answer was given (the first
+    question, its answer, the second question, the call and its output), newest first by
+    default, a page at a time (the SDK's cursor follows ``after``); hostile queries 400."""
+    first = _ask(client, max_output_tokens=8)
+    call = {"type": "function_call", "call_id": "call_1", "name": "get_weather"}
+    turn = [
+        {"role": "user", "content": WEATHER_QUESTION},
+        {**call, "arguments": '{"city": "Paris"}'},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+    ]
+    second = client.responses.create(
+        model=MODEL, previous_response_id=first.id, input=turn, max_output_tokens=8
+    )
+    listed = client.responses.input_items.list(second.id, order="asc")
+    kinds = [item.type for item in listed.data]
+    assert kinds == ["message", "message", "message", "function_call", "function_call_output"]
+    assert listed.data[0].content[0].text == QUESTION
+    assert listed.data[1].id == first.output[0].id and listed.data[1].role == "assistant"
+    assert listed.data[3].name == "get_weather" and listed.data[4].output == "sunny"
+    assert listed.has_more is False and listed.last_id == listed.data[-1].id
+    newest = client.responses.input_items.list(second.id)
+    assert [item.id for item in newest.data] == [item.id for item in reversed(listed.data)]
+    paged = client.responses.input_items.list(second.id, limit=2, order="asc")
+    assert len(paged.data) == 2 and paged.has_more
+    assert [item.id for item in paged] == [item.id for item in listed.data]  # every page
+    assert len(client.responses.input_items.list(first.id).data) == 1
+    for query, param in [
+        ({"limit": 0}, "limit"),
+        ({"limit": 10**9}, "limit"),
+        ({"extra_query": {"limit": "abc"}}, "limit"),
+        ({"after": "msg_unknown"}, "after"),
+        ({"extra_query": {"order": "random"}}, "order"),
+    ]:
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.responses.input_items.list(second.id, **query)
+        assert bad.value.body["param"] == param
+    client.responses.delete(second.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list(second.id)

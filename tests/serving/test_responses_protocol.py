@@ -237,8 +237,92 @@ def test_the_store_keeps_within_its_limits(tmp_path: Path) -> None:
     assert aged.get("resp_d") is None and aged.get("resp_b") is None
 
 
-def _in_process(sent: list[tuple[str, str, bytes, dict[str, str]]]) -> list[httpx.Response]:
-    app = create_app(Scheduler(ModelRegistry([], use_store=False), record=False))
+def test_a_stored_conversation_is_listed_a_page_at_a_time() -> None:
+    """What the model was given (earlier turns, this input; not this output), each item
+    with an id, newest first by default; ``after`` goes on where a page ended."""
+    turn = _turn(input=[{"role": "user", "content": "one"}, {"role": "assistant", "content": "x"}])
+    first = protocol.answered(turn, {"choices": [{"message": {"content": "two"}}]})
+    kept = protocol.conversation([], turn, first)
+    second_turn = _turn(input="three")
+    second = protocol.answered(second_turn, {"choices": [{"message": {"content": "four"}}]})
+    kept = protocol.conversation(kept, second_turn, second)
+    assert [item["type"] for item in kept] == ["message"] * 5
+    assert kept[1]["content"] == [{"type": "output_text", "text": "x"}]
+    assert protocol.messages(kept, None)[0] == {"role": "user", "content": "one"}
+    page = protocol.input_items(second, kept, {})
+    texts = [item["content"][0]["text"] for item in page["data"]]
+    assert texts == ["three", "two", "x", "one"] and not page["has_more"]
+    assert all(item["id"] and item["status"] == "completed" for item in page["data"])
+    assert page["first_id"] == kept[3]["id"] and page["last_id"] == kept[0]["id"]
+    asc = protocol.input_items(second, kept, {"order": "asc", "limit": "2"})
+    assert [i["id"] for i in asc["data"]] == [kept[0]["id"], kept[1]["id"]] and asc["has_more"]
+    rest = protocol.input_items(second, kept, {"order": "asc", "after": asc["last_id"]})
+    assert [i["id"] for i in rest["data"]] == [kept[2]["id"], kept[3]["id"]]
+    assert not rest["has_more"]
+    end = protocol.input_items(second, kept, {"after": kept[0]["id"]})
+    assert end["data"] == [] and end["first_id"] is None and not end["has_more"]
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": str(10**9)}, "limit"),
+        ({"limit": "9" * 5000}, "limit"),
+        ({"limit": "abc"}, "limit"),
+        ({"limit": "-1"}, "limit"),
+        ({"limit": "1.5"}, "limit"),
+        ({"limit": ""}, "limit"),
+        ({"order": "sideways"}, "order"),
+        ({"after": "msg_unknown"}, "after"),
+    ],
+)
+def test_a_hostile_page_query_names_its_parameter(query: dict[str, str], param: str) -> None:
+    turn = _turn()
+    answer = protocol.answered(turn, {"choices": [{"message": {"content": "ok"}}]})
+    with pytest.raises(APIError) as error:
+        protocol.input_items(answer, protocol.conversation([], turn, answer), query)
+    assert error.value.status == 400 and error.value.param == param
+
+
+def test_input_items_over_http_checks_the_key_and_the_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAMOUS_HOME", str(tmp_path))
+    turn = _turn()
+    answer = protocol.answered(turn, {"choices": [{"message": {"content": "ok"}}]})
+    ResponseStore(tmp_path / "responses.db").put(answer, protocol.conversation([], turn, answer))
+    key = {"authorization": "Bearer sk-items"}
+    path = f"/v1/responses/{answer['id']}/input_items"
+    sent = [
+        ("GET", path, b"", {}),
+        ("GET", path, b"", {"authorization": "Bearer wrong"}),
+        ("GET", path, b"", key),
+        ("GET", path + "?limit=0", b"", key),
+        ("GET", path + "?limit=abc&order=asc", b"", key),
+        ("GET", path + "?after=msg_nope", b"", key),
+        ("GET", "/v1/responses/resp_nope/input_items", b"", key),
+        ("GET", path + "?limit=1&order=asc&include[]=message.input_image.image_url", b"", key),
+    ]
+    answers = _in_process(sent, api_key="sk-items")
+    statuses = [r.status_code for r in answers]
+    assert statuses == [401, 401, 200, 400, 400, 400, 404, 200], [r.text for r in answers]
+    listed = answers[2].json()
+    assert listed["object"] == "list" and listed["has_more"] is False
+    (item,) = listed["data"]
+    assert item["role"] == "user" and item["content"] == [{"type": "input_text", "text": "hi"}]
+    assert listed["first_id"] == listed["last_id"] == item["id"]
+    params = [r.json()["error"]["param"] for r in answers[3:6]]
+    assert params == ["limit", "limit", "after"]
+    assert answers[6].json()["error"]["code"] == "not_found"
+    assert answers[7].json()["data"] == [item]
+
+
+def _in_process(
+    sent: list[tuple[str, str, bytes, dict[str, str]]], api_key: str | None = None
+) -> list[httpx.Response]:
+    app = create_app(Scheduler(ModelRegistry([], use_store=False), record=False), api_key=api_key)
 
     async def go() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

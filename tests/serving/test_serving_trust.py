@@ -13,7 +13,7 @@ import httpx
 import pytest
 from serving_harness import Gateway, start_gateway, stop_gateway
 
-from famous.serve.guard import allowed_hosts, host_name
+from famous.serve.guard import allowed_hosts, check, host_name
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,32 @@ def test_cross_site_simple_posts_are_refused(gw: Gateway, http, content_type: st
         http.post(gw.url + "/famous/api/load", json={"model": "csrf"}, headers=gw.admin).status_code
         == 404
     )
+
+
+def test_ollama_routes_take_an_untyped_body_from_what_is_not_a_browser(gw: Gateway, http) -> None:
+    """Ollama's clients (LiteLLM's ollama providers) send JSON with no Content-Type, as
+    Ollama takes it; a browser's cross-site POST carries an Origin, and a typed non-JSON
+    body is what a form sends: both stay refused, and no other route takes either."""
+    hosts = allowed_hosts("127.0.0.1")
+    untyped = {"host": "127.0.0.1", "content-length": "2"}
+    assert check("POST", untyped, hosts, "/api/chat") is None
+    assert check("POST", untyped, hosts, "/v1/chat/completions").status == 415
+    assert check("POST", untyped, hosts, "/famous/api/models").status == 415
+    assert (
+        check("POST", {**untyped, "content-type": "text/plain"}, hosts, "/api/chat").status == 415
+    )
+    from_a_page = {**untyped, "origin": "http://127.0.0.1"}  # even an allowed one
+    assert check("POST", from_a_page, hosts, "/api/chat").status == 415
+    body = json.dumps(
+        {"model": "tiny", "prompt": "hi", "stream": False, "options": {"num_predict": 2}}
+    )
+    resp = http.post(gw.url + "/api/generate", content=body)  # httpx sets no type for bytes
+    assert "content-type" not in resp.request.headers
+    assert resp.status_code == 200 and resp.json()["done"], resp.text
+    plain = http.post(
+        gw.url + "/api/generate", content=body, headers={"content-type": "text/plain"}
+    )
+    assert plain.status_code == 415
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,10 @@ under its own host name. The guard answers them with an OpenAI-shaped error:
   as ``Host``) or an allowed host.
 - A request with a body must say ``application/json`` (or ``…+json``): every famous route
   takes JSON, and no cross-site page can send that type without a preflight the gateway
-  never grants (it sends no CORS headers).
+  never grants (it sends no CORS headers). One exception: Ollama's routes (``/api/…``) take
+  a body with no ``Content-Type`` at all and no ``Origin``, as Ollama does: its clients
+  (LiteLLM's ``ollama`` and ``ollama_chat`` providers) send none, and a browser sends an
+  ``Origin`` with every cross-site POST.
 
 Anthropic's routes (``/v1/messages``) get the refusal in Anthropic's error shape.
 """
@@ -57,8 +60,18 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def check(method: str, headers: dict[str, str], hosts: frozenset[str] | None) -> APIError | None:
-    """The reason to refuse this request, or None."""
+def _typed_enough(path: str, headers: dict[str, str]) -> bool:
+    """JSON, or an untyped body sent to Ollama's API by something that is not a browser."""
+    if _is_json(headers.get("content-type", "")):
+        return True
+    untyped = "content-type" not in headers and "origin" not in headers
+    return untyped and path.startswith("/api/")
+
+
+def check(
+    method: str, headers: dict[str, str], hosts: frozenset[str] | None, path: str = ""
+) -> APIError | None:
+    """The reason to refuse this request to ``path``, or None."""
     host = headers.get("host")
     if hosts is not None and host is not None and host_name(host) not in hosts:
         return APIError(
@@ -79,7 +92,7 @@ def check(method: str, headers: dict[str, str], hosts: frozenset[str] | None) ->
                 code="origin_not_allowed",
             )
     has_body = headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers
-    if method in _BODY_METHODS and has_body and not _is_json(headers.get("content-type", "")):
+    if method in _BODY_METHODS and has_body and not _typed_enough(path, headers):
         return APIError(
             415,
             f"send the body as application/json, not {headers.get('content-type') or 'untyped'}",
@@ -100,11 +113,12 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        problem = check(scope["method"], headers, self.hosts)
+        path = str(scope.get("path", ""))
+        problem = check(scope["method"], headers, self.hosts, path)
         if problem is None:
             await self.app(scope, receive, send)
             return
-        body = anthropic.shaped(str(scope.get("path", "")), problem).body
+        body = anthropic.shaped(path, problem).body
         await send(
             {
                 "type": "http.response.start",

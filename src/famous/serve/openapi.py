@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
 from famous.serve.fields import EXTENSION_RANGES, OPENAI_RANGES
+from famous.serve.protocols.responses import DEFAULT_PAGE, MAX_PAGE
 from famous.serve.request_checks import MAX_RERANK_DOCUMENTS
 
 _REF = "#/components/schemas/{model}"
@@ -306,6 +307,32 @@ _MODELS: list[type[BaseModel]] = [
     ErrorResponse,
     AnthropicErrorResponse,
 ]
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+# the query of GET /v1/responses/{id}/input_items (checked by protocols.responses.page_query)
+ITEM_PAGE = [
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+        "items per page",
+    ),
+    _query(
+        "order",
+        {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+        "desc: the newest item first",
+    ),
+    _query("after", {"type": "string"}, "list the items after this one (an item's id)"),
+]
 _ERRORS = {
     400: "a field is missing or out of range (error.param names it)",
     401: "a credential is required",
@@ -362,6 +389,8 @@ def route(
     extra["security"] = [{"bearer": []}] if admin else [{"bearer": []}, {}]
     if anthropic:
         extra["security"].insert(1, {"x-api-key": []})
+    if query:
+        extra["parameters"] = query
     if body is not None:
         schema = {"$ref": _REF.format(model=body.__name__)}
         extra["requestBody"] = {

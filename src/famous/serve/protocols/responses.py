@@ -7,7 +7,8 @@ items: messages with ``input_text``/``input_image`` parts, ``function_call`` and
 ``response_format``, ``max_output_tokens`` ``max_tokens``. The chat answer becomes a
 Response object (``message`` and ``function_call`` output items, ``usage`` renamed); a chat
 stream becomes the Responses stream (``ResponseStream``), one event per chat chunk as it
-comes. Everything here is pure: the routes (``famous.serve.routes.responses``) do the I/O.
+comes; a stored conversation is listed a page at a time (``input_items``). Everything here
+is pure: the routes (``famous.serve.routes.responses``) do the I/O.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,8 @@ from famous.serve import sse
 from famous.serve.errors import APIError, invalid
 
 MAX_METADATA_KEYS = 16
+DEFAULT_PAGE, MAX_PAGE = 20, 100  # input items listed per page: OpenAI's default and bound
+_ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 _TEXT_PARTS = ("input_text", "output_text")
 _TOOL_CHOICES = ("auto", "none", "required")
@@ -430,11 +434,64 @@ def answered(turn: Turn, completion: dict[str, Any]) -> dict[str, Any]:
     return response(turn, output, status, usage(completion.get("usage")))
 
 
+def _stored_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An input item as it is kept and listed (``GET …/input_items``): typed, with an id, a
+    message's content as parts (what the chat translation reads back unchanged)."""
+    kind = item.get("type", "message")
+    kept = {**item, "type": kind}
+    kept.setdefault("id", new_id(_ITEM_PREFIXES.get(kind, "item")))
+    if kind == "message":
+        kept.setdefault("status", "completed")
+        if isinstance(kept.get("content"), str):
+            part = "output_text" if kept.get("role") == "assistant" else "input_text"
+            kept["content"] = [{"type": part, "text": kept["content"]}]
+    return kept
+
+
 def conversation(
     history: list[dict[str, Any]], turn: Turn, answer: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """What a follow-up continues from: earlier turns, this input, this output."""
-    return history + turn.items + answer["output"]
+    return history + [_stored_item(item) for item in turn.items] + answer["output"]
+
+
+def page_query(query: Mapping[str, str]) -> tuple[int, bool, str | None]:
+    """``limit``, ``order`` (True: newest first) and ``after`` of an item listing, checked
+    (a 400 names the parameter; other parameters, like ``include``, change nothing)."""
+    text = query.get("limit", str(DEFAULT_PAGE))
+    if not re.fullmatch(r"[0-9]{1,3}", text) or not 1 <= int(text) <= MAX_PAGE:
+        raise invalid(f"limit must be an integer from 1 to {MAX_PAGE}, got {text[:32]!r}", "limit")
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise invalid(f"order must be asc or desc, got {order[:32]!r}", "order")
+    return int(text), order == "desc", query.get("after")
+
+
+def input_items(
+    answer: dict[str, Any],
+    kept: list[dict[str, Any]],
+    query: Mapping[str, str],
+) -> dict[str, Any]:
+    """A page of what the model was given for ``answer`` (the stored conversation ``kept``
+    without its output: earlier turns and this input), in OpenAI's list shape."""
+    limit, newest_first, after = page_query(query)
+    items = kept[: len(kept) - len(answer.get("output") or [])]
+    if newest_first:
+        items.reverse()
+    start = 0
+    if after is not None:
+        ids = [item.get("id") for item in items]
+        if after not in ids:
+            raise invalid(f"after must be the id of an input item of {answer['id']}", "after")
+        start = ids.index(after) + 1
+    data = items[start : start + limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0].get("id") if data else None,
+        "last_id": data[-1].get("id") if data else None,
+        "has_more": start + limit < len(items),
+    }
 
 
 @dataclass

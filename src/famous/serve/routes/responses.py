@@ -1,6 +1,7 @@
 """OpenAI's Responses API: ``POST /v1/responses`` answered through the chat route
 (``famous.serve.routes.openai.answer``), translated by ``famous.serve.protocols.responses``;
-``GET`` and ``DELETE /v1/responses/{id}`` on the stored ones (``famous.store.responses``).
+``GET`` and ``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items`` on the
+stored ones (``famous.store.responses``).
 
 A stream is translated chunk by chunk as the engine sends it; the answer is stored (unless
 ``store: false``) once it is whole, so a broken stream stores nothing.
@@ -165,6 +166,17 @@ async def get_response(response_id: str, request: Request) -> dict[str, Any]:
     if found is None:
         raise _not_found(response_id)
     return found[0]
+
+
+@router.get("/v1/responses/{response_id}/input_items", **openapi.route(query=openapi.ITEM_PAGE))
+async def list_input_items(response_id: str, request: Request) -> dict[str, Any]:
+    """The items a stored response was given (earlier turns and its input), a page at a
+    time, as OpenAI's ``client.responses.input_items.list`` reads them."""
+    context(request).authorize(request)
+    found = _store(request).get(response_id)
+    if found is None:
+        raise _not_found(response_id)
+    return protocol.input_items(found[0], found[1], request.query_params)
 
 
 @router.delete("/v1/responses/{response_id}", **openapi.route())
