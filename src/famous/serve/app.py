@@ -6,6 +6,7 @@ credential even on loopback: the install's admin token (``FAMOUS_HOME/admin-toke
 which the CLI reads) or the API key. Every route refuses what a hostile web page could send
 from the user's browser (``famous.serve.guard``): a ``Host`` that is not this gateway (DNS
 rebinding), a foreign ``Origin``, and bodies that are not ``application/json``.
+The web UI (``GET /``, ``routes/web.py``) is static files; it calls the same admin routes.
 Every error, whoever raised it, is answered in OpenAI's shape, or on Anthropic's routes in
 Anthropic's (``famous.serve.protocols.anthropic.shaped``).
 """
@@ -30,7 +31,7 @@ from famous.serve.errors import APIError, from_domain, invalid
 from famous.serve.guard import RequestGuard
 from famous.serve.protocols.anthropic import shaped
 from famous.serve.request_checks import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT
-from famous.serve.routes import admin, ollama, responses, status
+from famous.serve.routes import admin, ollama, responses, status, web
 from famous.serve.routes import anthropic as anthropic_routes
 from famous.serve.routes import openai as openai_routes
 from famous.serve.scheduler import Scheduler
@@ -82,7 +83,7 @@ def create_app(
     app.state.gateway = gateway
     app.add_middleware(RequestGuard, bound_host=host)
     _answer_errors(app)
-    for module in (status, openai_routes, responses, anthropic_routes, admin, ollama):
+    for module in (status, openai_routes, responses, anthropic_routes, admin, ollama, web):
         app.include_router(module.router)
     app.openapi = lambda: _published_schema(app)  # type: ignore[method-assign]
     return app

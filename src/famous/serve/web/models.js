@@ -1,0 +1,234 @@
+// Models: the catalog, one model's engines (score, per-device reasons, memory per variant),
+// pin / unpin, pulls with live progress (cancel, resume) and removal.
+
+import { api, attempt, modelPath } from "./api.js";
+import { clear, definitionList, el, formatBytes, formatSeconds, table } from "./util.js";
+
+const $ = (id) => document.getElementById(id);
+let pollTimer = null;
+let openModel = null;
+let wasRunning = false;
+
+function badge(text, kind) {
+  return el("span", { class: `badge ${kind || ""}`, text });
+}
+
+async function renderCatalog() {
+  const { models } = await api("/famous/api/catalog");
+  const rows = models.map((m) => [
+    el("button", { type: "button", class: "link", text: m.name, onclick: () => attempt(() => showModel(m.name)) }),
+    m.summary || "",
+    m.source || "",
+    el(
+      "span",
+      { class: "badges" },
+      m.installed ? badge("installed", "ok") : null,
+      m.running ? badge("running", "ok") : null,
+      m.pinned ? badge(`pinned: ${m.pinned}`, "info") : null,
+    ),
+  ]);
+  clear($("catalog")).append(table(["Model", "Summary", "Source", "State"], rows, "Catalog"));
+}
+
+function deviceList(devices) {
+  return el(
+    "ul",
+    { class: "devices" },
+    (devices || []).map((d) =>
+      el(
+        "li",
+        { class: d.matched ? "matched" : "unmatched" },
+        el("strong", { text: `${d.group}: ` }),
+        `${d.requirement || ""} → ${d.device || "no device"} `,
+        badge(d.matched ? "matches" : "no match", d.matched ? "ok" : "bad"),
+        el("ul", { class: "reasons" }, (d.reasons || []).map((r) => el("li", { text: r }))),
+      ),
+    ),
+  );
+}
+
+function memoryList(memory) {
+  return el(
+    "ul",
+    { class: "memory" },
+    (memory || []).map((m) =>
+      el(
+        "li",
+        {},
+        el("strong", { text: `${m.variant || m.option || "default"}: ` }),
+        badge(m.fits ? "fits" : "does not fit", m.fits ? "ok" : "bad"),
+        ` ${m.explain || ""}`,
+      ),
+    ),
+  );
+}
+
+function engineCard(name, engine, pinned) {
+  const isPinned = pinned && pinned.engine === engine.engine;
+  const force = el("input", { type: "checkbox", id: `force-${engine.engine}` });
+  const actions = el(
+    "div",
+    { class: "actions" },
+    isPinned
+      ? el("button", {
+          type: "button",
+          text: "Unpin",
+          onclick: () => attempt(async () => {
+            await api(`/famous/api/catalog/${modelPath(name)}/pin`, { method: "DELETE" });
+            await showModel(name);
+          }),
+        })
+      : el("button", {
+          type: "button",
+          text: "Pin",
+          onclick: () => attempt(async () => {
+            await api(`/famous/api/catalog/${modelPath(name)}/pin`, {
+              method: "PUT",
+              body: { engine: engine.engine, force: force.checked },
+            });
+            await showModel(name);
+          }),
+        }),
+    el("label", { for: force.id }, force, " force"),
+    el("button", {
+      type: "button",
+      class: "primary",
+      text: "Pull",
+      onclick: () => attempt(() => startPull({ model: name, engine: engine.engine })),
+    }),
+  );
+  return el(
+    "article",
+    { class: `engine ${engine.compatible ? "compatible" : "incompatible"}`, "data-engine": engine.engine },
+    el(
+      "h3",
+      {},
+      engine.engine,
+      " ",
+      engine.selected ? badge("selected", "ok") : null,
+      isPinned ? badge(pinned.forced ? "pinned (forced)" : "pinned", "info") : null,
+    ),
+    definitionList([
+      ["Vendor", engine.vendor],
+      ["Runtime", engine.runtime],
+      ["Verdict", engine.verdict],
+      ["Score", engine.score === null || engine.score === undefined ? "–" : String(engine.score)],
+      ["Option", engine.option],
+    ]),
+    engine.summary ? el("p", { text: engine.summary }) : null,
+    engine.reasons && engine.reasons.length
+      ? el("ul", { class: "reasons why-not" }, engine.reasons.map((r) => el("li", { text: r })))
+      : null,
+    el("h4", { text: "Devices" }),
+    deviceList(engine.devices),
+    el("h4", { text: "Memory" }),
+    memoryList(engine.memory),
+    actions,
+  );
+}
+
+async function showModel(name) {
+  openModel = name;
+  const data = await api(`/famous/api/catalog/${modelPath(name)}`);
+  const detail = clear($("model-detail"));
+  const installed = (data.installed || []).map((row) => [
+    row.engine || "",
+    row.variant || "",
+    formatBytes(row.size_bytes ?? row.size),
+    row.path || "",
+  ]);
+  detail.append(
+    el("h2", { id: "model-detail-title", text: name }),
+    el("p", { text: (data.model && (data.model.description || data.model.summary)) || "" }),
+    el(
+      "div",
+      { class: "actions" },
+      el("button", { type: "button", class: "primary", text: "Pull", onclick: () => attempt(() => startPull({ model: name })) }),
+      installed.length
+        ? el("button", { type: "button", class: "danger", text: "Remove installed files", onclick: () => attempt(() => remove(name)) })
+        : null,
+      el("button", { type: "button", text: "Close", onclick: () => { clear(detail); openModel = null; } }),
+    ),
+    installed.length ? table(["Engine", "Variant", "Size", "Path"], installed, "Installed") : el("p", { text: "Not installed." }),
+    el("h3", { text: "Engines" }),
+    el("div", { class: "engines" }, (data.engines || []).map((e) => engineCard(name, e, data.pinned))),
+  );
+  detail.focus();
+}
+
+async function remove(name) {
+  if (!window.confirm(`Remove the installed files of ${name}?`)) return;
+  await api(`/famous/api/installed/${modelPath(name)}`, { method: "DELETE" });
+  await renderCatalog();
+  if (openModel === name) await showModel(name);
+}
+
+export async function startPull(body) {
+  await api("/famous/api/pulls", { method: "POST", body });
+  await renderPulls();
+}
+
+function pullNode(pull) {
+  const total = pull.total_bytes;
+  const percent = total ? Math.floor((100 * pull.done_bytes) / total) : null;
+  const progress = el("progress", {
+    max: total || 1,
+    value: total ? pull.done_bytes : pull.state === "done" ? 1 : null,
+    "aria-label": `Download of ${pull.model}`,
+  });
+  const facts = [
+    `${formatBytes(pull.done_bytes)} of ${total ? formatBytes(total) : "?"}`,
+    percent !== null ? `${percent} %` : null,
+    pull.state === "running" && pull.rate_bytes_per_s ? `${formatBytes(pull.rate_bytes_per_s)}/s` : null,
+    pull.state === "running" && pull.eta_s !== null && pull.eta_s !== undefined ? `ETA ${formatSeconds(pull.eta_s)}` : null,
+  ].filter(Boolean);
+  const actions = [];
+  if (pull.state === "running") {
+    actions.push(el("button", {
+      type: "button",
+      text: "Cancel",
+      onclick: () => attempt(async () => {
+        await api(`/famous/api/pulls/${encodeURIComponent(pull.id)}`, { method: "DELETE" });
+        await renderPulls();
+      }),
+    }));
+  } else if (pull.state !== "done" && pull.resumable !== false) {
+    actions.push(el("button", {
+      type: "button",
+      text: "Resume",
+      onclick: () => attempt(() => startPull({ model: pull.model, engine: pull.engine || undefined, variant: pull.variant || undefined })),
+    }));
+  }
+  return el(
+    "li",
+    { class: `pull ${pull.state}`, "data-state": pull.state, "data-pull": pull.id },
+    el("div", { class: "pull-head" }, el("strong", { text: pull.model }), " ", badge(pull.state, pull.state === "failed" ? "bad" : pull.state === "done" ? "ok" : "info")),
+    progress,
+    el("p", { class: "pull-facts", text: facts.join(" · ") }),
+    pull.error ? el("p", { class: "pull-error", text: pull.error }) : null,
+    el("div", { class: "actions" }, actions),
+  );
+}
+
+export async function renderPulls() {
+  const { pulls } = await api("/famous/api/pulls");
+  const box = clear($("pulls"));
+  if (pulls.length) {
+    box.append(el("h2", { text: "Downloads" }), el("ul", { class: "pull-list" }, pulls.map(pullNode)));
+  }
+  clearTimeout(pollTimer);
+  const running = pulls.some((p) => p.state === "running");
+  if (running) pollTimer = setTimeout(() => attempt(renderPulls), 500);
+  else if (wasRunning && !$("view-models").hidden) attempt(renderCatalog);
+  wasRunning = running;
+}
+
+export function init() {}
+
+export async function enter() {
+  await Promise.all([renderCatalog(), renderPulls()]);
+}
+
+export function leave() {
+  clearTimeout(pollTimer);
+}

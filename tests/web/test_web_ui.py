@@ -1,0 +1,216 @@
+"""The web UI in a real browser against a real gateway: log in, chat with streamed tokens,
+stop an answer, read an engine's reasons, pull from a (local) Hub with a live progress
+bar, stop a deployment, and see the API's own message when something fails."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import serving_harness as harness
+from web_harness import HUB_REPO, WebGateway, login
+
+pytestmark = pytest.mark.slow
+
+
+def _answer_text(page) -> str:
+    return page.locator(".message.assistant .message-body").last.inner_text()
+
+
+def _send(page, model: str, text: str, max_tokens: int) -> None:
+    page.locator("#chat-model option", has_text=model).first.wait_for(state="attached")
+    page.select_option("#chat-model", model)
+    page.fill("#chat-temperature", "0")
+    page.fill("#chat-max-tokens", str(max_tokens))
+    page.fill("#chat-input", text)
+    page.click("#chat-send")
+
+
+def _growth(page, seconds: float = 90) -> list[int]:
+    """Lengths of the answer as it streams, until it grew twice (or the time is up)."""
+    seen: list[int] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len([n for n in seen if n > 0]) < 3:
+        length = len(_answer_text(page)) if page.locator(".message.assistant").count() else 0
+        if not seen or length != seen[-1]:
+            seen.append(length)
+        page.wait_for_timeout(50)
+    return seen
+
+
+def test_a_wrong_token_shows_the_login_error(page, web: WebGateway, expect_http_errors) -> None:
+    expect_http_errors(401)
+    page.goto(web.url + "/")
+    page.fill("#login-token", "not-the-token")
+    page.click("#login-form button[type=submit]")
+    error = page.locator("#login-error")
+    error.wait_for(state="visible")
+    assert error.get_attribute("role") == "alert"
+    assert "admin" in error.inner_text().lower()
+    assert page.locator("#nav").is_hidden()
+    assert page.evaluate("sessionStorage.getItem('famous.token')") is None
+
+
+def test_the_login_form_and_the_fragment_log_in(page, web: WebGateway) -> None:
+    page.goto(web.url + "/")
+    page.fill("#login-token", web.token)
+    page.click("#login-form button[type=submit]")
+    page.locator("#nav").wait_for(state="visible")
+    page.click("#logout")
+    page.locator("#login-form").wait_for(state="visible")
+    login(page, web)
+    assert "token" not in page.url  # read once, then removed from the address
+    assert page.evaluate("sessionStorage.getItem('famous.token')") == web.token
+
+
+def test_a_chat_streams_and_shows_its_speed(page, web: WebGateway) -> None:
+    login(page, web)
+    _send(page, "smol", "Write three sentences about the sea.", 64)
+    seen = _growth(page)
+    assert len([n for n in seen if n > 0]) >= 2 and seen == sorted(seen), seen
+    page.locator("#chat-send:not([disabled])").wait_for(timeout=90_000)
+    stats = page.locator(".message.assistant .stats").last.inner_text()
+    assert "tokens/s" in stats and "first token" in stats, stats
+    assert page.locator("#messages").get_attribute("aria-live") == "polite"
+    stored = json.loads(page.evaluate("localStorage.getItem('famous.conversations')"))
+    kept = stored[0]["messages"]
+    assert [m["role"] for m in kept] == ["user", "assistant"] and kept[1]["content"], kept
+    # regenerate replaces the answer with a new one
+    page.click("#chat-regenerate")
+    page.locator("#chat-send:not([disabled])").wait_for(timeout=90_000)
+    assert page.locator(".message.assistant").count() == 1
+
+
+def test_stop_ends_a_long_answer(page, web: WebGateway) -> None:
+    login(page, web)
+    _send(page, "smol", "Count from 1 to 2000, one number per line.", 4000)
+    seen = _growth(page)
+    assert len([n for n in seen if n > 0]) >= 2, seen
+    page.click("#chat-stop")
+    page.locator("#chat-send:not([disabled])").wait_for()
+    stopped_at = len(_answer_text(page))
+    page.wait_for_timeout(1500)
+    assert len(_answer_text(page)) == stopped_at
+    assert "stopped" in page.locator(".message.assistant .stats").last.inner_text()
+
+
+def test_a_model_shows_its_engines_and_their_reasons(page, web: WebGateway) -> None:
+    login(page, web)
+    page.click(".tab[data-view=models]")
+    catalog = page.locator("#catalog button.link")
+    catalog.first.wait_for()
+    name = catalog.first.inner_text()
+    catalog.first.click()
+    page.locator("#model-detail-title", has_text=name).wait_for()
+    engines = page.locator("#model-detail .engine")
+    engines.first.wait_for()
+    api = _get(web, f"/famous/api/catalog/{urllib.request.quote(name, safe='')}")
+    assert engines.count() == len(api["engines"])
+    first = api["engines"][0]
+    card = page.locator(f'#model-detail .engine[data-engine="{first["engine"]}"]')
+    assert first["verdict"] in card.inner_text()
+    reasons = [r for d in first["devices"] for r in d["reasons"]] + first.get("reasons", [])
+    assert reasons, first
+    assert reasons[0] in card.inner_text()
+
+
+def test_a_pull_from_the_hub_shows_progress_to_100_percent(page, web: WebGateway) -> None:
+    login(page, web)
+    page.click(".tab[data-view=hub]")
+    page.fill("#hub-q", "Tiny-Chat")
+    page.click("#hub-form button[type=submit]")
+    pull = page.get_by_role("button", name=f"Pull {HUB_REPO}")
+    pull.wait_for()
+    pull.click()
+    item = page.locator(f'#pulls .pull:has-text("{HUB_REPO}")').first
+    item.wait_for()
+    percents = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        bar = item.locator("progress")
+        value, top = bar.get_attribute("value"), bar.get_attribute("max")
+        if value is not None and top:
+            percents.append(round(100 * float(value) / float(top)))
+        if item.get_attribute("data-state") in ("done", "failed"):
+            break
+        page.wait_for_timeout(100)
+    assert item.get_attribute("data-state") == "done", item.inner_text()
+    assert percents[-1] == 100 and "100 %" in item.inner_text(), percents
+    assert min(percents) < 100, percents  # it was watched on its way, not only at the end
+
+
+def test_stop_a_deployment(page, web: WebGateway) -> None:
+    login(page, web)
+    page.click(".tab[data-view=deployments]")
+    page.fill("#load-model", "tiny")
+    page.click("#load-form button[type=submit]")
+    stop = page.get_by_role("button", name="Stop tiny")
+    stop.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Log of tiny").click()
+    page.locator("#logs-panel").wait_for(state="visible")
+    page.wait_for_function("document.getElementById('logs').textContent.length > 0")
+    stop.click()
+    page.get_by_role("button", name="Load tiny").wait_for(timeout=60_000)
+    assert stop.count() == 0
+    states = {d["model"]: d["state"] for d in _get(web, "/famous/api/deployments")["deployments"]}
+    assert states["tiny"] == "stopped", states
+
+
+def test_a_failed_action_shows_the_api_message(page, web: WebGateway, expect_http_errors) -> None:
+    expect_http_errors(404)
+    login(page, web)
+    page.click(".tab[data-view=deployments]")
+    page.fill("#load-model", "no-such-model")
+    page.click("#load-form button[type=submit]")
+    alert = page.locator("#alert")
+    alert.wait_for(state="visible")
+    assert alert.get_attribute("role") == "alert"
+    expected = _post_error(web, "/famous/api/load", {"model": "no-such-model"})
+    assert alert.inner_text().startswith(expected), (alert.inner_text(), expected)
+
+
+def test_the_markdown_renderer_escapes_html(page, web: WebGateway) -> None:
+    login(page, web)
+    html = page.evaluate(
+        """async () => {
+        const { renderMarkdown } = await import('/ui/markdown.js');
+        return renderMarkdown([
+          '# Title', '<img src=x onerror=alert(1)>', '**bold** and *it* and `a<b>`',
+          '- one', '- two', '[ok](https://example.org/a?b=1) [bad](javascript:alert(1))',
+          '```js', 'if (a < b) { "x" }', '```',
+        ].join('\\n'));
+      }"""
+    )
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<strong>bold</strong>" in html and "<em>it</em>" in html
+    assert "<code>a&lt;b&gt;</code>" in html
+    assert "<ul><li>one</li><li>two</li></ul>" in html
+    assert '<a href="https://example.org/a?b=1" rel="noopener noreferrer"' in html
+    assert 'href="javascript' not in html and "[bad](javascript:alert(1))" in html
+    assert (
+        '<pre class="code" data-lang="js"><code>if (a &lt; b) { &quot;x&quot; }\n</code></pre>'
+        in html
+    )
+
+
+def _get(web: WebGateway, path: str) -> dict:
+    return harness.get_json(
+        web.url + path, timeout=30, headers={"authorization": f"Bearer {web.token}"}
+    )
+
+
+def _post_error(web: WebGateway, path: str, body: dict) -> str:
+    request = urllib.request.Request(
+        web.url + path,
+        data=json.dumps(body).encode(),
+        headers={"authorization": f"Bearer {web.token}", "content-type": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        opener.open(request, timeout=30)
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read())["error"]["message"]
+    raise AssertionError(f"{path} did not fail")
