@@ -5,6 +5,7 @@ data without an error, and no page may be wider than the phone's screen."""
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 from web_harness import DESKTOP, PHONE, WebGateway, login, screenshot
@@ -59,6 +60,7 @@ READY = {
     ],
 )
 def test_screenshots_of_every_section(open_page, web: WebGateway, size, viewport, scheme) -> None:
+    _load(web, "tiny")  # an engine running, for the deployments page
     page = open_page(viewport, scheme)
     page.goto(web.url + "/")
     page.locator("#login-form").wait_for(state="visible")
@@ -81,6 +83,17 @@ def test_screenshots_of_every_section(open_page, web: WebGateway, size, viewport
         screenshot(page, f"{view}-{size}-{scheme}")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= viewport["width"], f"{view} is {width} px wide at {viewport['width']}"
+
+
+def _load(web: WebGateway, model: str) -> None:
+    request = urllib.request.Request(
+        web.url + "/famous/api/load",
+        data=json.dumps({"model": model}).encode(),
+        headers={"authorization": f"Bearer {web.token}", "content-type": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=120) as answer:
+        assert json.loads(answer.read())["state"] == "ready"
 
 
 def test_the_theme_toggle_switches_and_is_remembered(open_page, web: WebGateway) -> None:

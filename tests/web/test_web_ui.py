@@ -5,13 +5,14 @@ bar, stop a deployment, and see the API's own message when something fails."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 import serving_harness as harness
-from web_harness import HUB_REPO, WebGateway, login
+from web_harness import HUB_REPO, SLOW_REPO, WebGateway, login
 
 pytestmark = pytest.mark.slow
 
@@ -140,6 +141,71 @@ def test_a_pull_from_the_hub_shows_progress_to_100_percent(page, web: WebGateway
     assert item.get_attribute("data-state") == "done", item.inner_text()
     assert percents[-1] == 100 and "100 %" in item.inner_text(), percents
     assert min(percents) < 100, percents  # it was watched on its way, not only at the end
+    # the pulled model is in the catalog, installed; removing it frees its files
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#catalog button.link", has_text=HUB_REPO).click()
+    remove = page.get_by_role("button", name="Remove installed files")
+    remove.click()
+    page.locator("#model-detail", has_text=re.compile("Removed|Not installed")).wait_for()
+    listed = harness.famous_cli(web.gateway.home, "list", "--format", "json")
+    assert HUB_REPO not in listed.stdout, listed.stdout
+
+
+def test_a_pull_can_be_cancelled_and_resumed(page, web: WebGateway) -> None:
+    login(page, web)
+    page.click(".tab[data-view=hub]")
+    page.fill("#hub-q", "Slow-Chat")
+    page.click("#hub-form button[type=submit]")
+    page.get_by_role("button", name=f"Pull {SLOW_REPO}").click()
+    item = page.locator(f'#pulls .pull:has-text("{SLOW_REPO}")').first
+    deadline = time.monotonic() + 30  # bytes, rate and time left, live
+    while not ("/s" in item.inner_text() and "ETA" in item.inner_text()):
+        assert time.monotonic() < deadline, item.inner_text()
+        page.wait_for_timeout(100)
+    assert float(item.locator("progress").get_attribute("value") or 0) > 0
+    item.get_by_role("button", name=f"Cancel the download of {SLOW_REPO}").click()
+    page.locator(f'#pulls .pull[data-state=cancelled]:has-text("{SLOW_REPO}")').wait_for()
+    page.get_by_role("button", name=f"Resume the download of {SLOW_REPO}").first.click()
+    done = page.locator(f'#pulls .pull[data-state=done]:has-text("{SLOW_REPO}")')
+    done.first.wait_for(timeout=60_000)
+    ranges = [r for _, p, r in web.hub.requests if "slow-chat" in p and r]
+    assert ranges, web.hub.requests  # the second pull asked for the rest, not the whole file
+
+
+def test_pin_and_unpin_an_engine(page, web: WebGateway) -> None:
+    login(page, web)
+    page.click(".tab[data-view=models]")
+    page.locator("#catalog button.link").first.click()
+    card = page.locator("#model-detail .engine.compatible").first
+    engine = card.get_attribute("data-engine")
+    card.get_by_role("button", name="Pin", exact=True).click()
+    card = page.locator(f'#model-detail .engine[data-engine="{engine}"]')
+    card.locator(".badge", has_text="pinned").wait_for()
+    card.get_by_role("button", name="Unpin", exact=True).click()
+    card.get_by_role("button", name="Pin", exact=True).wait_for()
+    assert card.locator(".badge", has_text="pinned").count() == 0
+
+
+def test_an_image_goes_as_a_data_uri_and_a_refusal_is_shown(
+    page, web: WebGateway, tmp_path, expect_http_errors
+) -> None:
+    expect_http_errors(400)
+    png = tmp_path / "dot.png"
+    png.write_bytes(_PNG)
+    login(page, web)
+    page.set_input_files("#chat-image", str(png))
+    page.locator("#attachments img").wait_for()
+    sent = []
+    page.on("request", lambda r: r.url.endswith("/v1/chat/completions") and sent.append(r))
+    _send(page, "tiny", "What is in this picture?", 8)
+    alert = page.locator("#alert")
+    alert.wait_for(state="visible", timeout=60_000)
+    body = json.loads(sent[0].post_data)
+    parts = body["messages"][-1]["content"]
+    assert parts[0] == {"type": "text", "text": "What is in this picture?"}
+    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert "image" in alert.inner_text().lower(), alert.inner_text()
 
 
 def test_stop_a_deployment(page, web: WebGateway) -> None:
@@ -194,6 +260,12 @@ def test_the_markdown_renderer_escapes_html(page, web: WebGateway) -> None:
         '<pre class="code" data-lang="js"><code>if (a &lt; b) { &quot;x&quot; }\n</code></pre>'
         in html
     )
+
+
+_PNG = bytes.fromhex(  # one red pixel
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d49444154789c63f8cfc0f01f00050001ff89993d1d0000000049454e44ae426082"
+)
 
 
 def _get(web: WebGateway, path: str) -> dict:

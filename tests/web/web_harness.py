@@ -31,6 +31,7 @@ from provision import chromium, smollm2_gguf  # noqa: E402
 
 SCREENSHOTS = HERE.parents[1] / "build" / "screenshots"
 HUB_REPO = "org/Tiny-Chat-GGUF"
+SLOW_REPO = "org/Slow-Chat-GGUF"  # throttled harder: a pull to cancel and resume
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -81,7 +82,9 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebGateway]:
     tiny = write_llama(folder / "tiny-llama.gguf")
     hub = harness.hub_server_module().HubServer().start()
     hub.add_repo(HUB_REPO, {"tiny-chat-q8_0.gguf": tiny, "README.md": b"# tiny chat\n"})
+    hub.add_repo(SLOW_REPO, {"slow-chat-q8_0.gguf": tiny, "README.md": b"# slow chat\n"})
     hub.faults.rate["tiny-chat-q8_0.gguf"] = max(tiny.stat().st_size // 3, 1)
+    hub.faults.rate["slow-chat-q8_0.gguf"] = max(tiny.stat().st_size // 20, 1)
     env = harness.hub_server_module().environment(hub)
     home = tmp_path_factory.mktemp("web-home")
     args = ["--model", f"tiny={tiny}", "--model", f"smol={smollm2_gguf()}", "--keep-alive", "-1"]

@@ -55,7 +55,7 @@ async function render() {
   if (rows.length) {
     box.append(table(["Model", "Engine", "Server", "State", "Health", "Memory", "Uptime", "Requests", ""], rows, "Deployments"));
   } else {
-    box.append(el("p", { class: "empty", text: "No model is registered with the gateway. Load one above." }));
+    box.append(el("p", { class: "empty", text: "No engine has been started yet. Load a model above." }));
   }
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(() => attempt(render), 5000);

@@ -158,9 +158,16 @@ async function showModel(name) {
 
 async function remove(name) {
   if (!window.confirm(`Remove the installed files of ${name}?`)) return;
-  await api(`/famous/api/installed/${modelPath(name)}`, { method: "DELETE" });
+  const { removed } = await api(`/famous/api/installed/${modelPath(name)}`, { method: "DELETE" });
   await renderCatalog();
-  if (openModel === name) await showModel(name);
+  const stillListed = [...$("catalog").querySelectorAll("button.link")].some((b) => b.textContent === name);
+  if (openModel === name && stillListed) await showModel(name);
+  else if (openModel === name) {
+    clear($("model-detail")).append(
+      el("h2", { text: name }),
+      el("p", { class: "status", text: `Removed ${removed.length} installed item(s); ${name} is no longer in the catalog.` }),
+    );
+  }
 }
 
 export async function startPull(body) {
@@ -168,54 +175,89 @@ export async function startPull(body) {
   await renderPulls();
 }
 
-function pullNode(pull) {
+function pullFacts(pull) {
   const total = pull.total_bytes;
   const percent = total ? Math.floor((100 * pull.done_bytes) / total) : null;
-  const progress = el("progress", {
-    max: total || 1,
-    value: total ? pull.done_bytes : pull.state === "done" ? 1 : null,
-    "aria-label": `Download of ${pull.model}`,
-  });
-  const facts = [
+  const running = pull.state === "running";
+  return [
     `${formatBytes(pull.done_bytes)} of ${total ? formatBytes(total) : "?"}`,
     percent !== null ? `${percent} %` : null,
-    pull.state === "running" && pull.rate_bytes_per_s ? `${formatBytes(pull.rate_bytes_per_s)}/s` : null,
-    pull.state === "running" && pull.eta_s !== null && pull.eta_s !== undefined ? `ETA ${formatSeconds(pull.eta_s)}` : null,
-  ].filter(Boolean);
-  const actions = [];
+    running && pull.rate_bytes_per_s ? `${formatBytes(pull.rate_bytes_per_s)}/s` : null,
+    running && pull.eta_s !== null && pull.eta_s !== undefined ? `ETA ${formatSeconds(pull.eta_s)}` : null,
+  ].filter(Boolean).join(" · ");
+}
+
+function pullActions(pull) {
   if (pull.state === "running") {
-    actions.push(el("button", {
+    return el("button", {
       type: "button",
       text: "Cancel",
+      "aria-label": `Cancel the download of ${pull.model}`,
       onclick: () => attempt(async () => {
         await api(`/famous/api/pulls/${encodeURIComponent(pull.id)}`, { method: "DELETE" });
         await renderPulls();
       }),
-    }));
-  } else if (pull.state !== "done" && pull.resumable !== false) {
-    actions.push(el("button", {
-      type: "button",
-      text: "Resume",
-      onclick: () => attempt(() => startPull({ model: pull.model, engine: pull.engine || undefined, variant: pull.variant || undefined })),
-    }));
+    });
   }
-  return el(
+  if (pull.state === "done" || pull.resumable === false) return null;
+  return el("button", {
+    type: "button",
+    text: "Resume",
+    "aria-label": `Resume the download of ${pull.model}`,
+    onclick: () => attempt(() => startPull({ model: pull.model, engine: pull.engine || undefined, variant: pull.variant || undefined })),
+  });
+}
+
+/** Update the row of ``pull`` in place (a row rebuilt every poll would lose the focus). */
+function updatePull(node, pull) {
+  const bar = node.querySelector("progress");
+  bar.max = pull.total_bytes || 1;
+  if (pull.total_bytes) bar.value = pull.done_bytes;
+  else if (pull.state === "done") bar.value = 1;
+  node.querySelector(".pull-facts").textContent = pullFacts(pull);
+  if (node.dataset.state !== pull.state) {
+    node.dataset.state = pull.state;
+    node.className = `pull ${pull.state}`;
+    const kind = pull.state === "failed" ? "bad" : pull.state === "done" ? "ok" : "info";
+    clear(node.querySelector(".pull-head .badge")).append(pull.state);
+    node.querySelector(".pull-head .badge").className = `badge ${kind}`;
+    clear(node.querySelector(".actions")).append(pullActions(pull) || "");
+  }
+  const error = node.querySelector(".pull-error");
+  error.textContent = pull.error || "";
+  error.hidden = !pull.error;
+}
+
+function pullNode(pull) {
+  const node = el(
     "li",
-    { class: `pull ${pull.state}`, "data-state": pull.state, "data-pull": pull.id },
-    el("div", { class: "pull-head" }, el("strong", { text: pull.model }), " ", badge(pull.state, pull.state === "failed" ? "bad" : pull.state === "done" ? "ok" : "info")),
-    progress,
-    el("p", { class: "pull-facts", text: facts.join(" · ") }),
-    pull.error ? el("p", { class: "pull-error", text: pull.error }) : null,
-    el("div", { class: "actions" }, actions),
+    { class: "pull", "data-pull": pull.id },
+    el("div", { class: "pull-head" }, el("strong", { text: pull.model }), " ", el("span", { class: "badge" })),
+    el("progress", { max: 1, "aria-label": `Download of ${pull.model}` }),
+    el("p", { class: "pull-facts" }),
+    el("p", { class: "pull-error" }),
+    el("div", { class: "actions" }),
   );
+  updatePull(node, pull);
+  return node;
 }
 
 export async function renderPulls() {
   const { pulls } = await api("/famous/api/pulls");
-  const box = clear($("pulls"));
-  if (pulls.length) {
-    box.append(el("h2", { text: "Downloads" }), el("ul", { class: "pull-list" }, pulls.map(pullNode)));
+  const box = $("pulls");
+  let list = box.querySelector(".pull-list");
+  if (pulls.length && !list) {
+    list = el("ul", { class: "pull-list" });
+    box.append(el("h2", { text: "Downloads" }), list);
   }
+  const known = new Map(list ? [...list.children].map((n) => [n.dataset.pull, n]) : []);
+  pulls.forEach((pull, index) => {
+    const node = known.get(pull.id) || pullNode(pull);
+    updatePull(node, pull);
+    if (list.children[index] !== node) list.insertBefore(node, list.children[index] || null);
+    known.delete(pull.id);
+  });
+  for (const gone of known.values()) gone.remove();
   clearTimeout(pollTimer);
   const running = pulls.some((p) => p.state === "running");
   if (running) pollTimer = setTimeout(() => attempt(renderPulls), 500);
