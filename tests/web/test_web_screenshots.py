@@ -75,6 +75,10 @@ def test_screenshots_of_every_section(open_page, web: WebGateway, size, viewport
         tab.click()
         assert tab.get_attribute("aria-current") == "page"
         page.locator(READY[view]).first.wait_for(state="attached")
+        if view == "hub":
+            page.fill("#hub-q", "Chat")
+            page.click("#hub-form button[type=submit]")
+            page.locator("#hub-results table").wait_for()
         if view == "models":
             page.locator("#catalog button.link").first.click()
             page.locator("#model-detail .engine").first.wait_for()
