@@ -59,7 +59,13 @@ export async function api(path, { method = "GET", body, signal } = {}) {
     init.body = JSON.stringify(body);
   }
   const response = await fetch(path, init);
-  if (!response.ok) throw await errorOf(response);
+  if (!response.ok) {
+    const error = await errorOf(response);
+    if (response.status === 401 && path !== "/famous/api/session") {
+      window.dispatchEvent(new CustomEvent("famous:credential-refused", { detail: error }));
+    }
+    throw error;
+  }
   return response.status === 204 ? null : response.json();
 }
 

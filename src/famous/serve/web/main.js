@@ -99,6 +99,10 @@ function start() {
   }
   for (const view of Object.values(VIEWS)) view.init();
   tokenFromFragment();
+  window.addEventListener("famous:credential-refused", () => {
+    setToken(null); // the gateway was restarted with another token, or the key changed
+    loggedIn(false);
+  });
   window.addEventListener("hashchange", () => {
     if (tokenFromFragment()) attempt(resume);
   });
