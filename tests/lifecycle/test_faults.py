@@ -17,6 +17,7 @@ from builders import gguf_repo
 from hub_server import HubServer, environment
 
 from famous.hub import errors
+from famous.hub.progress import NullProgress
 from famous.hub.pull import pull
 from famous.store.artifacts import check_artifact, list_artifacts
 
@@ -199,3 +200,75 @@ def test_two_pulls_at_once_share_one_download(hub: HubServer, famous_home: Path)
     assert len(downloads) == 1  # the second waited and reused
     artifacts = list_artifacts()
     assert len(artifacts) == 1 and not check_artifact(list_artifacts(with_files=True)[0], deep=True)
+
+
+class _Sink(NullProgress):
+    """Sets ``cancel`` (or raises ``error``) once ``after`` bytes of ``name`` arrived."""
+
+    def __init__(self, name: str, after: int, cancel=None, error: Exception | None = None):
+        self.name, self.after, self.cancel, self.error = name, after, cancel, error
+        self.seen = 0
+
+    def advance(self, name: str, n: int) -> None:
+        if name != self.name:
+            return
+        self.seen += n
+        if self.seen >= self.after:
+            if self.error is not None:
+                raise self.error
+            self.cancel.set()
+
+
+def _dest(famous_home: Path) -> Path:
+    from famous.store.paths import models_dir
+
+    [dest] = (models_dir() / "hub" / "org--Tiny-GGUF").iterdir()
+    return dest
+
+
+def test_cancel_stops_every_file_registers_nothing_and_resumes(
+    hub: HubServer, cpu_report, famous_home: Path
+) -> None:
+    """A cancel set from outside stops both shards at their next chunk: PullCancelled (not
+    a DownloadFailed of the other shard), no artifact, the lock free, the bytes kept, and
+    the next pull asks only for the rest."""
+    import threading
+
+    from famous.store.locks import try_held
+
+    repo = hub.add_repo("org/Tiny-GGUF", gguf_repo(payload=BIG))
+    first = "tiny-f16-00001-of-00002.gguf"
+    hub.faults.rate["*"] = 4 << 20  # both shards in flight when the cancel comes
+    cancel = threading.Event()
+    sink = _Sink(first, 1 << 20, cancel=cancel)
+    with pytest.raises(errors.PullCancelled):
+        pull("org/Tiny-GGUF", variant="F16", report=cpu_report, progress=sink, cancel=cancel)
+    hub.faults.clear()
+    assert list_artifacts() == []
+    dest = _dest(famous_home)
+    with try_held(str(dest)) as free:
+        assert free
+    parts = list((dest / ".famous" / "partial").iterdir())
+    assert parts and all(p.stat().st_size > 0 for p in parts)
+    result = pull("org/Tiny-GGUF", variant="F16", report=cpu_report)
+    assert result.variant == "f16" and not check_artifact(result.artifact, deep=True)
+    sha = repo.files[first].sha256
+    assert (_ranges(hub, sha)[-1] or "").startswith("bytes=") and _ranges(hub, sha)[-1] != (
+        "bytes=0-"
+    )
+
+
+def test_a_worker_exception_is_the_error_reported(
+    hub: HubServer, cpu_report, famous_home: Path
+) -> None:
+    """An exception in one download thread (here the progress sink's) stops the other file
+    and is what the pull raises, not the other file's DownloadStopped; nothing registered."""
+    hub.add_repo("org/Tiny-GGUF", gguf_repo(payload=BIG))
+    hub.faults.rate["tiny-f16-00001-of-00002.gguf"] = 2 << 20  # still running when 2 fails
+    boom = ValueError("the sink broke")
+    sink = _Sink("tiny-f16-00002-of-00002.gguf", 1, error=boom)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="the sink broke"):
+        pull("org/Tiny-GGUF", variant="F16", report=cpu_report, progress=sink)
+    assert time.monotonic() - started < 5  # the slow shard was stopped, not waited for
+    assert list_artifacts() == []

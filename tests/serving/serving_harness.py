@@ -190,6 +190,36 @@ def serving(
         stop_gateway(gw)
 
 
+@contextlib.contextmanager
+def local_hub(
+    repos: dict[str, dict[str, bytes | Path]], options: dict[str, dict] | None = None
+) -> Iterator[object]:
+    """A started local Hub-protocol server holding ``repos`` (id -> {path: bytes or
+    file}); ``options``: add_repo's keywords per repo id (downloads, tags…)."""
+    server = hub_server_module().HubServer().start()
+    for repo_id, files in repos.items():
+        server.add_repo(repo_id, files, **(options or {}).get(repo_id, {}))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def serving_from_hub(
+    home: Path, models: dict[str, Path], hub: object, server: str = "llama-server"
+) -> Iterator[Gateway]:
+    """``serving``, its Hub the local Hub-protocol server ``hub`` (no token); this process
+    reads the same FAMOUS_HOME meanwhile, so a test can check the gateway's catalog."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in hub_server_module().environment(hub).items():
+            mp.setenv(key, value)
+        mp.delenv("HF_TOKEN", raising=False)
+        mp.setenv("FAMOUS_HOME", str(home))
+        with serving(home, models, server) as gw:
+            yield gw
+
+
 SERVERS = {"llama-cpp-python": "llama_cpp.server", "llama-server": "llama-server"}
 
 

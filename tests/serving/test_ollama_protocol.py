@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
-from serving_harness import Gateway, hub_server_module, serving
+from serving_harness import Gateway, local_hub, serving_from_hub
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -23,28 +23,18 @@ PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 32).decode()
 
 @pytest.fixture(scope="module")
 def hub(tiny_models: dict[str, Path]) -> Iterator[object]:
-    module = hub_server_module()
-    server = module.HubServer().start()
-    server.add_repo("org/Tiny-Chat-GGUF", {"tiny-chat-q8_0.gguf": tiny_models["llama"]})
-    try:
-        yield server
-    finally:
-        server.stop()
+    with local_hub({"org/Tiny-Chat-GGUF": {"tiny-chat-q8_0.gguf": tiny_models["llama"]}}) as hub:
+        yield hub
 
 
 @pytest.fixture(scope="module")
 def gateway(
     tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path], hub: object
 ) -> Iterator[Gateway]:
-    env = hub_server_module().environment(hub)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        mp.delenv("HF_TOKEN", raising=False)
-        home = tmp_path_factory.mktemp("famous-home")
-        models = {"tiny": tiny_models["llama"], "emb": tiny_models["bert"]}
-        with serving(home, models) as gw:
-            yield gw
+    home = tmp_path_factory.mktemp("famous-home")
+    models = {"tiny": tiny_models["llama"], "emb": tiny_models["bert"]}
+    with serving_from_hub(home, models, hub) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")

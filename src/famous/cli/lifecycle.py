@@ -149,12 +149,9 @@ def rm(
     fmt: OutputFormat = FormatOption,
 ) -> None:
     """Remove installed artifacts of a model and free their files."""
-    from famous.errors import NotFound
-    from famous.store.artifacts import remove_artifacts
+    from famous.services.lifecycle import remove_installed
 
-    removed = remove_artifacts(model, engine, variant, force=force)
-    if not removed:
-        raise NotFound(f"{model} is not installed (see `famous list`)")
+    removed = remove_installed(model, engine, variant, force=force)
 
     def table() -> None:
         for a in removed:

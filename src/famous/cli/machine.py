@@ -10,7 +10,6 @@ import typer
 
 from famous.cli.errors import handle_errors
 from famous.cli.render import FormatOption, OutputFormat, emit, print_fields, print_table
-from famous.errors import FamousError
 from famous.units import format_size
 
 if TYPE_CHECKING:
@@ -46,13 +45,9 @@ def show_machine(
     fmt: OutputFormat = FormatOption,
 ) -> None:
     """Show what famous detects on this machine: CPUs, memory, disk, GPUs and NPUs."""
-    from famous.hardware.detector import detect
-    from famous.hardware.host import Host
+    from famous.services.catalog import detect_machine
 
-    if root is not None and not root.is_dir():
-        what = "is not a directory" if root.exists() else "does not exist"
-        raise FamousError(f"hardware root {root} {what}")
-    report = detect(Host.fake(root) if root is not None else Host.real())
+    report = detect_machine(root)
     emit(report, fmt, lambda: _table(report, all_devices))
 
 

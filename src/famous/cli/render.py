@@ -13,6 +13,8 @@ from typing import Any
 
 import typer
 
+from famous.plain import to_plain
+
 
 class OutputFormat(enum.StrEnum):
     table = "table"
@@ -30,17 +32,6 @@ ApiKeyOption = typer.Option(
     envvar="FAMOUS_API_KEY",
     help="Require this key (Authorization: Bearer); needed to bind beyond 127.0.0.1.",
 )
-
-
-def to_plain(data: Any) -> Any:
-    """pydantic models and containers of them -> JSON-ready Python values."""
-    if hasattr(data, "model_dump"):
-        return data.model_dump(mode="json", by_alias=True)
-    if isinstance(data, dict):
-        return {k: to_plain(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [to_plain(v) for v in data]
-    return data
 
 
 def emit(data: Any, fmt: OutputFormat, table: Callable[[], None]) -> None:

@@ -12,7 +12,6 @@ from famous.cli.render import (
     emit,
     print_fields,
     print_table,
-    to_plain,
 )
 from famous.errors import InvalidInput
 from famous.units import format_size
@@ -27,31 +26,9 @@ RootOption = typer.Option(
 @handle_errors
 def models(fmt: OutputFormat = FormatOption) -> None:
     """List the model packages: built-in ones, then those built or added under FAMOUS_HOME."""
-    from famous.manifests.loader import (
-        builtin_package_names,
-        builtin_packages_dir,
-        engine_names,
-        load_model_manifest,
-        user_package_names,
-        user_packages_dir,
-    )
+    from famous.services.catalog import package_rows
 
-    data = []
-    directories = [builtin_packages_dir() / n for n in builtin_package_names()] + [
-        user_packages_dir() / n for n in user_package_names() if n not in builtin_package_names()
-    ]
-    for directory in directories:
-        model = load_model_manifest(directory)
-        data.append(
-            {
-                "name": model.name,
-                "capabilities": model.capabilities,
-                "license": model.license,
-                "engines": engine_names(directory),
-                "description": model.description,
-                "source": "built-in" if directory.parent == builtin_packages_dir() else "user",
-            }
-        )
+    data = package_rows()
 
     def table() -> None:
         rows = [
@@ -81,22 +58,18 @@ def show_model(
     """Show a model package: what it is, its variants, its engines, what is installed."""
     from famous.manifests.errors import PackageNotFound
     from famous.manifests.loader import find_package
+    from famous.services.catalog import installed_rows, model_data
 
     try:
         package = find_package(model)
     except PackageNotFound:
-        installed = _installed(model)  # a Hub repo pulled without a built-in package
+        installed = installed_rows(model)  # a Hub repo pulled without a built-in package
         if not installed:
             raise
         emit({"model": model, "installed": installed}, fmt, lambda: _print_installed(installed))
         return
-    installed = _installed(package.name)
-    data = {
-        "model": package.model,
-        "engines": sorted(package.engines),
-        "source": package.source,
-        "installed": installed,
-    }
+    data = model_data(package)
+    installed = data["installed"]
 
     def table() -> None:
         m = package.model
@@ -135,15 +108,6 @@ def _print_installed(installed: list[dict]) -> None:
             print(f"  {f['relpath']}  {format_size(f['size_bytes'])}  {digest}")
 
 
-def _installed(model: str) -> list[dict]:
-    """Installed artifacts of ``model`` from the catalog (empty before any pull)."""
-    try:
-        from famous.store.artifacts import installed_artifacts
-    except ImportError:
-        return []
-    return to_plain(installed_artifacts(model))
-
-
 @handle_errors
 def engines(
     model: str = typer.Argument(..., help="A built-in package name or a package directory."),
@@ -152,20 +116,12 @@ def engines(
 ) -> None:
     """List a model's engines with their score and compatibility on this machine."""
     from famous.manifests.loader import find_package
-    from famous.matchmaker import NoCompatibleEngine, evaluate_all
-    from famous.services.selection import machine_report, resolve_selection
+    from famous.services.catalog import engine_choice
+    from famous.services.selection import machine_report
 
-    package = find_package(model)
-    report = machine_report(root)
-    try:
-        chosen = resolve_selection(model, package=package, report=report).selection
-        evaluations, selected = chosen.evaluations, chosen.engine.name
-    except NoCompatibleEngine:
-        evaluations, selected = evaluate_all(package, report), None
-    data = [
-        {**to_plain(ev), "verdict": ev.verdict, "selected": ev.engine == selected}
-        for ev in evaluations
-    ]
+    choice = engine_choice(model, find_package(model), machine_report(root))
+    evaluations, selected = choice.evaluations, choice.selected
+    data = choice.rows()
 
     def table() -> None:
         rows = [
@@ -197,26 +153,12 @@ def show_engine(
 ) -> None:
     """Explain one engine: manifest, score, why each device does or does not match, memory."""
     from famous.manifests.loader import find_package
-    from famous.matchmaker import UnknownEngine, evaluate
-    from famous.services.selection import machine_report, resolve_selection, runtime_settings
-    from famous.store.config import resolve
+    from famous.services.catalog import engine_detail
+    from famous.services.selection import machine_report
 
-    package = find_package(model)
-    report = machine_report(root)
-    if engine is None:
-        engine = resolve_selection(model, package=package, report=report).selection.engine.name
-    if engine not in package.engines:
-        raise UnknownEngine(package.name, engine, sorted(package.engines))
-    manifest = package.engines[engine]
-    ev = evaluate(package, manifest, report)
-    keys = runtime_settings(manifest.runtime)
-    settings = resolve(manifest.configuration, model=package.name, runtime_keys=keys)
-    data = {
-        "manifest": manifest,
-        "evaluation": {**to_plain(ev), "verdict": ev.verdict},
-        "configuration": {k: s.model_dump() for k, s in settings.items()},
-        "runtime-keys": keys,
-    }
+    detail = engine_detail(model, find_package(model), engine, machine_report(root))
+    manifest, ev, settings, keys = detail.manifest, detail.evaluation, detail.settings, detail.keys
+    data = detail.data()
 
     def table() -> None:
         print_fields(
@@ -266,22 +208,19 @@ def use_engine(
 ) -> None:
     """Pin the engine famous uses for a model (or --auto to choose by score again)."""
     from famous.manifests.loader import find_package
-    from famous.matchmaker import select
+    from famous.services.catalog import pin, unpin
     from famous.services.selection import machine_report
-    from famous.store.selections import pin_engine, unpin_engine
 
     if auto == (engine is not None):
         raise InvalidInput("give an ENGINE or --auto (not both)")
     package = find_package(model)
     if auto:
-        removed = unpin_engine(package.name)
-        note = "unpinned" if removed else "was not pinned"
+        note = "unpinned" if unpin(package.name) else "was not pinned"
         typer.echo(f"{package.name}: {note}; famous chooses the engine automatically")
         return
     assert engine is not None
-    selection = select(package, machine_report(root), engine=engine, force=force)
-    pin_engine(package.name, engine, forced=force and not selection.evaluation.compatible)
-    verdict = "" if selection.evaluation.compatible else " (forced: not compatible here)"
+    pinned = pin(package, engine, machine_report(root), force=force)
+    verdict = " (forced: not compatible here)" if pinned["forced"] else ""
     typer.echo(f"{package.name}: engine {engine} pinned{verdict}")
 
 

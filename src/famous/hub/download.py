@@ -23,8 +23,7 @@ import os
 import queue
 import shutil
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -34,9 +33,11 @@ from famous.hub.client import RemoteFile
 from famous.hub.errors import (
     ChecksumMismatch,
     DownloadFailed,
+    DownloadStopped,
     FileMissing,
     HubError,
     NotEnoughDisk,
+    PullCancelled,
 )
 from famous.hub.names import safe_component, safe_relpath
 from famous.hub.progress import NullProgress, ProgressSink
@@ -73,8 +74,9 @@ class _Digest:
             self._thread.start()
 
     def _run(self) -> None:
-        assert self._queue is not None
-        while (item := self._queue.get()) is not None:
+        work = self._queue  # ``abandon`` drops the attribute while this thread still drains
+        assert work is not None
+        while (item := work.get()) is not None:
             if isinstance(item, Path):
                 self._hash_file_prefix(item)
             else:
@@ -216,11 +218,17 @@ def download_files(
     progress: ProgressSink | None = None,
     max_workers: int = 8,
     retries: int = 5,
+    cancel: threading.Event | None = None,
 ) -> list[VerifiedFile]:
     """Fetch ``files`` of ``repo_id`` at commit ``revision`` into ``dest``, verified.
 
     Returns one VerifiedFile per file (already-verified files are not fetched again).
     Raises a HubError that says what to do; unfinished bytes stay for the next attempt.
+    Setting ``cancel`` stops every file at its next chunk and raises PullCancelled.
+
+    The first file that fails stops the others (``DownloadStopped``), and its error is the
+    one raised, whatever its type: a worker's exception is never hidden behind the
+    others' stops.
     """
     progress = progress or NullProgress()
     for f in files:
@@ -240,25 +248,34 @@ def download_files(
         if todo:
             tok = token if token is not None else client.token()
             workers = max(1, min(max_workers, len(todo)))
-            job = _Job(repo_id, revision, dest, state, tok, progress, retries)
+            job = _Job(repo_id, revision, dest, state, tok, progress, retries, cancel)
             if workers == 1:
                 for f in todo:
                     results[f.path] = job.fetch(f)
             else:
                 with ThreadPoolExecutor(workers, thread_name_prefix="famous-dl") as pool:
-                    futures = {f.path: pool.submit(job.fetch, f) for f in todo}
+                    futures = {pool.submit(job.fetch, f): f.path for f in todo}
                     errors = []
-                    for path, future in futures.items():
+                    for future in as_completed(futures):  # a failure stops the others now
                         try:
-                            results[path] = future.result()
+                            results[futures[future]] = future.result()
                         except BaseException as exc:
                             job.cancel.set()
                             errors.append(exc)
                     if errors:
-                        raise next((e for e in errors if isinstance(e, HubError)), errors[0])
+                        raise _reported(errors, job.stop.is_set(), repo_id)
     finally:
         progress.end()
     return [results[f.path] for f in files]
+
+
+def _reported(errors: list[BaseException], cancelled: bool, repo_id: str) -> BaseException:
+    """The error a failed download reports: the cancellation, else the first real failure
+    (a HubError first), never a file that only stopped because another failed."""
+    if cancelled:
+        return next((e for e in errors if isinstance(e, PullCancelled)), PullCancelled(repo_id))
+    causes = [e for e in errors if not isinstance(e, DownloadStopped)] or errors
+    return next((e for e in causes if isinstance(e, HubError)), causes[0])
 
 
 def _expected_digest(f: RemoteFile, etag: str | None) -> str | None:
@@ -290,10 +307,12 @@ class _Job:
         token: str | None,
         progress: ProgressSink,
         retries: int,
+        stop: threading.Event | None = None,
     ) -> None:
         self.repo_id, self.revision, self.dest, self.state = repo_id, revision, dest, state
         self.token, self.progress, self.retries = token, progress, retries
-        self.cancel = threading.Event()
+        self.cancel = threading.Event()  # another file failed
+        self.stop = stop or threading.Event()  # the caller cancelled the pull
         self.timeout = download_timeout()
         self.endpoint = client.endpoint()
 
@@ -306,15 +325,15 @@ class _Job:
         failures = 0
         bad_checksums = 0
         while True:
-            if self.cancel.is_set():
-                raise DownloadFailed(f.path, "cancelled because another file failed")
+            self._check_stopped(f)
             try:
                 digest, etag = self._stream(f, part)
             except _Retry as exc:
+                self._check_stopped(f)
                 failures += 1
                 if failures > self.retries:
                     raise DownloadFailed(f.path, str(exc.__cause__ or exc)) from exc
-                time.sleep(min(0.25 * 2 ** (failures - 1), 4.0))
+                self.stop.wait(min(0.25 * 2 ** (failures - 1), 4.0))  # a cancel cuts it short
                 continue
             want = _expected_digest(f, etag)
             if want is not None and digest != want:
@@ -338,6 +357,12 @@ class _Job:
         self.state.record(verified)
         self.progress.done(f.path)
         return verified
+
+    def _check_stopped(self, f: RemoteFile) -> None:
+        if self.stop.is_set():
+            raise PullCancelled(self.repo_id)
+        if self.cancel.is_set():
+            raise DownloadStopped(f.path)
 
     def _stream(self, f: RemoteFile, part: Path) -> tuple[str, str | None]:
         """One GET (resuming ``part``); returns (hex digest, server etag). Raises _Retry."""
@@ -388,7 +413,7 @@ class _Job:
                 received = have
                 with open(part, mode) as out:
                     for chunk in r.iter_bytes():
-                        if self.cancel.is_set():
+                        if self.cancel.is_set() or self.stop.is_set():
                             raise _Retry("cancelled")
                         received += len(chunk)
                         if received > f.size:

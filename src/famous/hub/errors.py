@@ -117,6 +117,25 @@ class DownloadFailed(HubError):
         )
 
 
+class DownloadStopped(DownloadFailed):
+    """A file's download stopped because another file of the same pull failed: a
+    consequence, never the reason a pull reports."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename, "stopped because another file failed")
+
+
+class PullCancelled(HubError):
+    """The pull was cancelled (``cancel`` was set); the unfinished bytes stay for the next
+    pull to resume."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"the pull of {model} was cancelled",
+            "pull it again to resume where it stopped",
+        )
+
+
 class FileMissing(HubError, NotFound):
     def __init__(self, repo_id: str, filename: str) -> None:
         super().__init__(

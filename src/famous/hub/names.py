@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -58,6 +59,14 @@ def _repo_ref(text: str, match: re.Match[str]) -> ModelRef:
     return ModelRef(kind="repo", name=repo, variant=match["q"], revision=rev)
 
 
+def _is(check: Callable[[], bool]) -> bool:
+    """A path check that a name the system cannot look up (too long, say) answers False."""
+    try:
+        return check()
+    except (OSError, ValueError):
+        return False
+
+
 def parse_reference(text: str) -> ModelRef:
     """Classify ``text``: a local path wins, then hf.co/ORG/NAME[:QUANT], ORG/NAME, a package.
 
@@ -72,8 +81,8 @@ def parse_reference(text: str) -> ModelRef:
                 raise BadReference(text, "is not a Hub model (hf.co/ORG/NAME[:QUANT])")
             return _repo_ref(text, match)
     path = Path(raw).expanduser()
-    looks_local = raw.startswith((".", "/", "~")) or "/" in raw or "\\" in raw or path.is_file()
-    if looks_local and path.exists():
+    looks_local = raw.startswith((".", "/", "~")) or "/" in raw or "\\" in raw or _is(path.is_file)
+    if looks_local and _is(path.exists):
         return ModelRef(kind="path", name=str(path.resolve()))
     if match := _REPO.match(raw):
         return _repo_ref(text, match)

@@ -10,6 +10,7 @@ one transaction. Nothing partial is ever registered.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from famous.hub.errors import (
     NotAPackage,
     OfflineNotCached,
     PathMissing,
+    PullCancelled,
     UnknownVariant,
 )
 from famous.hub.formats import (
@@ -398,12 +400,15 @@ def pull(
     retries: int = 5,
     max_workers: int = 8,
     on_wait: Callable[[], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> PullResult:
     """Make ``model`` (package name, ORG/NAME[:QUANT], hf.co/…, or a package directory)
     installed for the engine the matchmaker picks (or ``engine``/``variant``); return it.
 
     Raises HubError subclasses (``.hint`` says what to do; their kind in ``famous.errors``
-    decides the CLI's exit code).
+    decides the CLI's exit code). Setting ``cancel`` (from another thread) stops the
+    download at its next chunk with PullCancelled: nothing is registered, the lock is
+    released, and the unfinished bytes stay for the next pull to resume.
     """
     started = time.monotonic()
     progress = progress or NullProgress()
@@ -458,6 +463,8 @@ def pull(
     from famous.hub.download import check_disk, download_files, needed_bytes
     from famous.store.locks import held
 
+    if cancel is not None and cancel.is_set():
+        raise PullCancelled(resolved.catalog_name)
     with held(str(dest), on_wait=on_wait):
         again = find_artifact(resolved.catalog_name, sel.engine.name, sel.option_name)
         if (
@@ -477,6 +484,7 @@ def pull(
             progress=progress,
             retries=retries,
             max_workers=max_workers,
+            cancel=cancel,
         )
         path = _engine_path(dest, option, files)
         metadata: dict[str, object] = {

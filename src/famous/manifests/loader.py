@@ -173,14 +173,23 @@ def package_dir(name: str) -> Path | None:
     Built-in names come first so a user package can never shadow one famous ships.
     """
     path = Path(name).expanduser()
-    if (path / "model.yaml").is_file():
+    if _is_package(path):
         return path
     if "/" in name or "\\" in name or name in (".", "..") or not name:
         return None
     for root in (builtin_packages_dir(), user_packages_dir()):
-        if (root / name / "model.yaml").is_file():
+        if _is_package(root / name):
             return root / name
     return None
+
+
+def _is_package(folder: Path) -> bool:
+    """``folder`` holds a model.yaml; a name the system cannot look up (too long, a NUL)
+    is no package."""
+    try:
+        return (folder / "model.yaml").is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def find_package(name: str) -> ModelPackage:

@@ -18,6 +18,7 @@ from famous.serve import relay
 from famous.serve.errors import APIError
 from famous.serve.request_checks import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT
 from famous.serve.scheduler import Scheduler
+from famous.services.pulls import PullRegistry
 
 
 def bearer(request: Request) -> bytes:
@@ -38,6 +39,8 @@ class GatewayContext:
     #: only (``famous.serve.images``)
     fetch_private_images: bool = False
     open_streams: set[relay.UpstreamResponse] = field(default_factory=set)
+    #: the console's background pulls (``/famous/api/pulls``)
+    pulls: PullRegistry = field(default_factory=PullRegistry)
 
     def has_key(self, request: Request, x_api_key: bool = False) -> bool:
         """The request carries the API key (always true when the gateway has none): as a

@@ -186,6 +186,23 @@ class StopRequest(BaseModel):
     all: bool | None = None
 
 
+class PinRequest(BaseModel):
+    """``PUT /famous/api/catalog/{model}/pin``: the engine famous uses for the model."""
+
+    engine: str = Field(min_length=1, max_length=64, description="an engine of the package")
+    force: bool = Field(False, description="pin it even where it cannot run")
+
+
+class PullRequest(BaseModel):
+    """``POST /famous/api/pulls``: a background pull, polled at ``/famous/api/pulls/{id}``."""
+
+    model: str = Field(
+        min_length=1, max_length=256, description="a package name or ORG/NAME[:QUANT]"
+    )
+    engine: str | None = Field(None, max_length=64, description="this engine, not the best")
+    variant: str | None = Field(None, max_length=64, description="Q4_K_M, bf16…")
+
+
 _OllamaName = Field(min_length=1, max_length=256, description="a name from GET /api/tags")
 _KeepAlive = Field(None, description="seconds or a duration ('5m'); negative: stay loaded")
 
@@ -278,6 +295,8 @@ _MODELS: list[type[BaseModel]] = [
     RegisterModelRequest,
     LoadRequest,
     StopRequest,
+    PinRequest,
+    PullRequest,
     OllamaModelRequest,
     OllamaChatRequest,
     OllamaGenerateRequest,
@@ -293,6 +312,7 @@ _ERRORS = {
     403: "a foreign Host or Origin",
     404: "no such model or route",
     408: "the client was too slow to send its request",
+    409: "in conflict with what runs (a running model, a pull, an incompatible engine)",
     413: "the body is over the limit",
     415: "the body is not application/json",
     503: "the model is loading (Retry-After) or the gateway is shutting down",

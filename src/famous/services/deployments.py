@@ -74,15 +74,58 @@ def _answers(port: int, path: str) -> bool:
 
 def engine_health(record: DeploymentRecord) -> str:
     """Ask the engine itself: ready, starting (process up, health not yet), or failed."""
-    if record.status == "stopped":
+    return health_of(record.status, record.pid, record.port, record.runtime, record.server)
+
+
+def health_of(
+    status: str, pid: int | None, port: int | None, runtime: str, server: str | None
+) -> str:
+    """What the engine process of a deployment recorded as ``status`` answers now: ready,
+    starting (process up, health not yet), unhealthy, failed or stopped."""
+    if status == "stopped":
         return "stopped"
-    if not process_alive(record.pid):
-        return "failed" if record.status in ("ready", "starting", "failed") else record.status
-    if not record.port:
-        return record.status
-    if _answers(record.port, health_path(record.runtime, record.server)):
+    if not process_alive(pid):
+        return "failed" if status in ("ready", "starting", "failed") else status
+    if not port:
+        return status
+    if _answers(port, health_path(runtime, server)):
         return "ready"
-    return "starting" if record.status == "starting" else "unhealthy"
+    return "starting" if status == "starting" else "unhealthy"
+
+
+#: ``health_of``'s words as the console API says them
+CONSOLE_HEALTH = {"ready": "ok", "starting": "loading", "unhealthy": "unhealthy"}
+
+
+def gateway_deployments(snapshot: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The gateway's deployments (its scheduler's ``snapshot``) with the health each engine
+    process answers, its memory and uptime (the console's deployments; it blocks on each
+    engine's health route, up to 1.5 s)."""
+    rows = []
+    for d in snapshot:
+        status = health_of(d["state"], d["pid"], d["port"], d["runtime"], d["server"])
+        rows.append(
+            {
+                "model": d["name"],
+                "engine": d["engine"],
+                "runtime": d["runtime"],
+                "server": d["server"],
+                "server_reason": d["server_reason"],
+                "pid": d["pid"],
+                "port": d["port"],
+                "state": d["state"],
+                "health": CONSOLE_HEALTH.get(status, "down"),
+                "status": status,
+                "memory_bytes": _process_memory(d["pid"]),
+                "uptime_s": d["uptime_seconds"],
+                "requests": d["requests"],
+                "active_requests": d["active_requests"],
+                "idle_s": d["idle_seconds"],
+                "error": d["error"],
+                "log_path": d["log_path"],
+            }
+        )
+    return rows
 
 
 def running_deployments() -> list[dict[str, Any]]:
@@ -137,6 +180,34 @@ def log_of(model: str) -> Path:
     if not path.exists():
         raise NotFound(f"no log for {model} (looked at {path})")
     return path
+
+
+#: the most a log read answers with at once (the console polls for more)
+LOG_READ_LIMIT = 256 * 1024
+
+
+def read_log(path: Path, tail_lines: int, after: int | None = None) -> tuple[list[str], int]:
+    """(lines, offset): the last ``tail_lines`` lines, or with ``after`` the whole lines
+    written since that byte offset (at most LOG_READ_LIMIT bytes of them); ``offset`` is
+    where the next read starts. An ``after`` beyond the end (a log that was cut or
+    replaced) starts again from the tail."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if after is None or after > size:
+            start = max(0, size - LOG_READ_LIMIT)
+            fh.seek(start)
+            data = fh.read()
+            if start:
+                data = data[data.find(b"\n") + 1 :]  # from the first whole line
+            lines = data.decode("utf-8", errors="replace").splitlines()
+            return lines[-tail_lines:] if tail_lines else [], size
+        fh.seek(after)
+        data = fh.read(LOG_READ_LIMIT)
+    end = data.rfind(b"\n") + 1  # whole lines only: a half-written one comes next time
+    if end == 0 and len(data) < LOG_READ_LIMIT:
+        return [], after
+    end = end or len(data)
+    return data[:end].decode("utf-8", errors="replace").splitlines(), after + end
 
 
 def follow(path: Path, poll: float = 0.3) -> Iterator[str]:

@@ -1,9 +1,16 @@
-"""Lifecycle policy: which installed artifacts an engine choice still needs (``famous prune``)."""
+"""Lifecycle policy: removing what is installed (``famous rm``), and which installed artifacts
+an engine choice still needs (``famous prune``)."""
 
 from __future__ import annotations
 
+from famous.errors import NotFound
 from famous.hardware.report import HardwareReport
-from famous.store.artifacts import InstalledArtifact, PruneReport, list_artifacts
+from famous.store.artifacts import (
+    InstalledArtifact,
+    PruneReport,
+    list_artifacts,
+    remove_artifacts,
+)
 from famous.store.artifacts import prune as prune_artifacts
 
 
@@ -53,3 +60,14 @@ def needed_artifact_ids() -> set[int]:
 def prune(dry_run: bool = False) -> PruneReport:
     """Remove the artifacts no engine choice needs, and unfinished downloads."""
     return prune_artifacts(needed_artifact_ids(), dry_run=dry_run)
+
+
+def remove_installed(
+    model: str, engine: str | None = None, variant: str | None = None, *, force: bool = False
+) -> list[InstalledArtifact]:
+    """Forget and delete the artifacts of ``model`` (``famous rm``): NotFound when none is
+    installed, ArtifactInUse when a running deployment uses one (unless ``force``)."""
+    removed = remove_artifacts(model, engine, variant, force=force)
+    if not removed:
+        raise NotFound(f"{model} is not installed (see `famous list`)")
+    return removed
