@@ -71,7 +71,8 @@ def test_a_chat_streams_and_shows_its_speed(page, web: WebGateway) -> None:
     login(page, web)
     _send(page, "smol", "Write three sentences about the sea.", 64)
     seen = _growth(page)
-    assert len([n for n in seen if n > 0]) >= 2 and seen == sorted(seen), seen
+    # (Markdown may shorten the text a little when a ``**`` closes: compare the ends)
+    assert len([n for n in seen if n > 0]) >= 2 and seen[-1] > seen[1] > 0, seen
     page.locator("#chat-send:not([disabled])").wait_for(timeout=90_000)
     stats = page.locator(".message.assistant .stats").last.inner_text()
     assert "tokens/s" in stats and "first token" in stats, stats

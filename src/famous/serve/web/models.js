@@ -223,6 +223,11 @@ function updatePull(node, pull) {
     node.querySelector(".pull-head .badge").className = `badge ${kind}`;
     clear(node.querySelector(".actions")).append(pullActions(pull) || "");
   }
+  const files = node.querySelector(".pull-files ul");
+  clear(files).append(
+    ...(pull.files || []).map((f) => el("li", { text: `${f.name}: ${formatBytes(f.done)} of ${f.total ? formatBytes(f.total) : "?"}` })),
+  );
+  node.querySelector(".pull-files").hidden = !(pull.files && pull.files.length);
   const error = node.querySelector(".pull-error");
   error.textContent = pull.error || "";
   error.hidden = !pull.error;
@@ -235,6 +240,7 @@ function pullNode(pull) {
     el("div", { class: "pull-head" }, el("strong", { text: pull.model }), " ", el("span", { class: "badge" })),
     el("progress", { max: 1, "aria-label": `Download of ${pull.model}` }),
     el("p", { class: "pull-facts" }),
+    el("details", { class: "pull-files" }, el("summary", { text: "Files" }), el("ul")),
     el("p", { class: "pull-error" }),
     el("div", { class: "actions" }),
   );
