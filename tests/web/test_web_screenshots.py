@@ -5,10 +5,9 @@ data without an error, and no page may be wider than the phone's screen."""
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import pytest
-from web_harness import DESKTOP, PHONE, WebGateway, login, screenshot
+from web_harness import DESKTOP, PHONE, WebGateway, login, post_json, screenshot
 
 pytestmark = pytest.mark.slow
 
@@ -90,14 +89,9 @@ def test_screenshots_of_every_section(open_page, web: WebGateway, size, viewport
 
 
 def _load(web: WebGateway, model: str) -> None:
-    request = urllib.request.Request(
-        web.url + "/famous/api/load",
-        data=json.dumps({"model": model}).encode(),
-        headers={"authorization": f"Bearer {web.token}", "content-type": "application/json"},
+    assert (
+        json.loads(post_json(web, "/famous/api/load", {"model": model}).read())["state"] == "ready"
     )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=120) as answer:
-        assert json.loads(answer.read())["state"] == "ready"
 
 
 def test_the_theme_toggle_switches_and_is_remembered(open_page, web: WebGateway) -> None:

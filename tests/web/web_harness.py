@@ -10,9 +10,11 @@ test provoked on purpose and declared (``expect_http_errors``).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +192,18 @@ def open_page(browser: object, console: Console) -> Iterator[object]:
         for context in contexts:
             context.close()
     assert not console.problems(), "the page logged:\n" + "\n".join(console.problems())
+
+
+def post_json(web: WebGateway, path: str, body: dict, timeout: float = 120):
+    """POST ``body`` with the admin token (no proxy); the open answer (HTTPError on 4xx)."""
+    request = urllib.request.Request(
+        web.url + path,
+        data=json.dumps(body).encode(),
+        headers={"authorization": f"Bearer {web.token}", "content-type": "application/json"},
+    )
+    return urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+        request, timeout=timeout
+    )
 
 
 def login(page: object, web: WebGateway) -> None:
