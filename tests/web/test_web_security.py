@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import serving_harness as harness
+from web_harness import login
 
 from famous.serve.routes.web import CONTENT_SECURITY_POLICY
 
@@ -133,3 +134,38 @@ def test_index_has_no_inline_code(gateway: harness.Gateway) -> None:
     for script in WEB.glob("*.js"):  # the modules build the page with DOM calls, no eval
         text = script.read_text()
         assert "eval(" not in text and "new Function" not in text, script.name
+
+
+def test_the_browser_refuses_injected_inline_code(page, web, console) -> None:
+    """The CSP is enforced: a script element with inline text (what an HTML injection
+    would add) and an inline handler do not run, and say so on the console."""
+    console.expected_texts.append("Content Security Policy")
+    page.goto(web.url + "/")
+    page.locator("#login-form").wait_for(state="visible")
+    ran = page.evaluate(
+        """() => new Promise((done) => {
+          const s = document.createElement('script');
+          s.textContent = 'window.__injected = true';
+          document.body.append(s);
+          const img = document.createElement('img');
+          img.setAttribute('onerror', 'window.__handler = true');
+          img.src = 'data:,not-an-image';
+          document.body.append(img);
+          setTimeout(() => done([window.__injected === true, window.__handler === true]), 300);
+        })"""
+    )
+    assert ran == [False, False]
+    assert any("Content Security Policy" in m for m in console.messages), console.messages
+
+
+def test_the_sections_work_from_the_keyboard(page, web) -> None:
+    login(page, web)
+    page.focus(".tab[data-view=machine]")
+    page.keyboard.press("Enter")
+    page.locator("#machine table").first.wait_for()
+    assert page.locator(".tab[data-view=machine]").get_attribute("aria-current") == "page"
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.dataset.view") == "hub"
+    page.keyboard.press("Space")
+    assert page.locator("#view-hub").is_visible()
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"

@@ -120,6 +120,7 @@ class Console:
 
     messages: list[str] = field(default_factory=list)
     expected_statuses: set[int] = field(default_factory=set)
+    expected_texts: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         allowed = re.compile(
@@ -129,6 +130,8 @@ class Console:
         for line in self.messages:
             match = allowed.search(line)
             if match and int(match.group(1)) in self.expected_statuses:
+                continue
+            if any(text in line for text in self.expected_texts):
                 continue
             found.append(line)
         return found
