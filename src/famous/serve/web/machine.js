@@ -3,6 +3,19 @@
 import { api } from "./api.js";
 import { clear, definitionList, el, formatBytes, table } from "./util.js";
 
+// PCI vendor ids the report leaves unnamed (the same short table `famous show-machine` uses)
+const VENDORS = {
+  0x10de: "NVIDIA",
+  0x1002: "AMD",
+  0x1022: "AMD",
+  0x8086: "Intel",
+  0x106b: "Apple",
+  0x1a03: "ASPEED",
+  0x102b: "Matrox",
+  0x14e4: "Broadcom",
+  0x1de4: "Raspberry Pi",
+};
+
 const hex = (n, width) => (n === null || n === undefined ? "–" : `0x${Number(n).toString(16).padStart(width, "0")}`);
 
 function accelerators(devices) {
@@ -10,11 +23,11 @@ function accelerators(devices) {
   if (!shown.length) return el("p", { class: "empty", text: "No GPU or NPU found." });
   const rows = shown.map((d) => [
     d.kind.toUpperCase(),
-    [d.vendor_name, d.device_name].filter(Boolean).join(" ") || `${hex(d.vendor_id, 4)}:${hex(d.device_id, 4)}`,
+    `${[d.vendor_name || VENDORS[d.vendor_id], d.device_name].filter(Boolean).join(" ")} (${hex(d.vendor_id, 4)}:${hex(d.device_id, 4)})`.trim(),
     d.gpu ? formatBytes(d.gpu.vram_bytes) : "–",
     (d.gpu && d.gpu.driver) || "–",
-    d.gpu ? [d.gpu.compute_capability, d.gpu.microarchitecture].filter(Boolean).join(" ") || "–" : "–",
-    d.integrated ? "integrated" : d.gpu && d.gpu.unified_memory ? "unified memory" : "discrete",
+    d.gpu ? [d.gpu.compute_capability && `cc ${d.gpu.compute_capability}`, d.gpu.microarchitecture].filter(Boolean).join(" ") || "–" : "–",
+    d.kind !== "gpu" ? "–" : d.integrated ? "integrated (shared)" : d.gpu && d.gpu.unified_memory ? "unified memory" : "discrete",
     d.slot,
   ]);
   return table(["Kind", "Device", "VRAM", "Driver", "Architecture", "Memory", "Slot"], rows, "Accelerators");
