@@ -62,7 +62,7 @@ class WebGateway:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def environment(values: dict[str, str]) -> Iterator[None]:
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -91,7 +91,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebGateway]:
     home = tmp_path_factory.mktemp("web-home")
     args = ["--model", f"tiny={tiny}", "--model", f"smol={smollm2_gguf()}", "--keep-alive", "-1"]
     try:
-        with _environment(env):
+        with environment(env):
             gw = harness.start_gateway(home, *args, server="llama-server")
         try:
             yield WebGateway(gw, hub)
