@@ -1,6 +1,6 @@
 """``famous ui``: starts the gateway when none runs, prints the UI's address with the admin
 token in the fragment, and that address opens the UI logged in (the token then leaves the
-address); a second call reuses the running gateway."""
+address); a second call reuses the running gateway and opens the browser."""
 
 from __future__ import annotations
 
@@ -40,8 +40,15 @@ def test_famous_ui_starts_the_gateway_and_opens_logged_in(tmp_path: Path, page) 
         token = (home / "admin-token").read_text().strip()
         address = done.stdout.strip().splitlines()[-1]
         assert address == f"http://127.0.0.1:{port}/#token={token}"
-        again = harness.famous_cli(home, "ui", "--no-open", timeout=60)
+        # without --no-open it hands the address to the browser ($BROWSER here: a script)
+        opened = tmp_path / "opened.txt"
+        browser = tmp_path / "browser.sh"
+        browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+        browser.chmod(0o755)
+        env = {**harness.famous_env(home), "BROWSER": str(browser)}
+        again = harness.famous_cli(home, "ui", timeout=60, env=env)
         assert again.returncode == 0 and again.stdout.strip() == address, again.stderr
+        assert opened.read_text() == address
         assert json.loads((home / "run" / "gateway.json").read_text())["pid"] == pid
         page.goto(address)
         page.locator("#nav").wait_for(state="visible")
