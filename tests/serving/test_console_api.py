@@ -188,6 +188,7 @@ def test_pull_from_the_hub_registers_the_artifact(api: httpx.Client, hub, gatewa
     assert done["rate_bytes_per_s"] is None and done["eta_s"] is None
     [artifact] = list_artifacts("org/Tiny-Chat-GGUF")
     assert done["result"]["artifact"]["id"] == artifact.id
+    assert (done["engine"], done["variant"]) == (artifact.engine, artifact.variant)
     listed = _ok(api.get("/pulls"))["pulls"]
     assert pull["id"] in [p["id"] for p in listed]
     models = {m["name"]: m for m in _ok(api.get("/catalog"))["models"]}

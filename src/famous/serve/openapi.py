@@ -330,6 +330,18 @@ def _error_responses(model: str = "ErrorResponse") -> dict[int | str, dict[str, 
     return {status: {"description": why, "content": error} for status, why in _ERRORS.items()}
 
 
+def query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional query parameter, for ``route(query=[...])`` (the routes read their query
+    themselves, so that a bad value is a 400 naming it)."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
 def route(
     body: type[BaseModel] | None = None,
     *,
@@ -337,10 +349,12 @@ def route(
     admin: bool = False,
     media_type: str = "application/json",
     anthropic: bool = False,
+    query: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for a route decorator: its documented body, credential and answers
-    (inference routes need the API key only when the gateway has one; ``anthropic``: a
-    route of Anthropic's API, its errors in that shape and its key in ``x-api-key`` too)."""
+    """Keyword arguments for a route decorator: its documented body, query, credential and
+    answers (inference routes need the API key only when the gateway has one;
+    ``anthropic``: a route of Anthropic's API, its errors in that shape and its key in
+    ``x-api-key`` too)."""
     ok: dict[str, Any] = {media_type: {}}
     if streams:
         ok["text/event-stream"] = {}
@@ -354,5 +368,7 @@ def route(
             "required": True,
             "content": {"application/json": {"schema": schema}},
         }
+    if query:
+        extra["parameters"] = query
     errors = _error_responses("AnthropicErrorResponse" if anthropic else "ErrorResponse")
     return {"openapi_extra": extra, "responses": errors}

@@ -265,7 +265,7 @@ def pin(
     try:
         selection = select(package, report, engine=engine, force=force)
     except NoCompatibleEngine as exc:
-        raise EngineIncompatible(str(exc), "pin it anyway with force") from None
+        raise EngineIncompatible(str(exc), "pin it anyway: --force (API: force: true)") from None
     pin_engine(package.name, engine, forced=force and not selection.evaluation.compatible)
     pinned = pin_data(package.name)
     assert pinned is not None

@@ -54,6 +54,7 @@ class PullRecord:
     result: dict[str, Any] | None = None
     started_at: str = field(default_factory=_now)
     finished_at: str | None = None
+    ended: float = 0.0  # monotonic time it finished: the order finished pulls are listed in
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -175,6 +176,10 @@ def _run_pull(record: PullRecord) -> dict[str, Any]:
     }
 
 
+def _ended(rec: PullRecord) -> float:
+    return rec.ended
+
+
 class PullRegistry:
     """The pulls of one process: started, listed, looked up and cancelled by id."""
 
@@ -209,7 +214,7 @@ class PullRegistry:
         return rec, True
 
     def _trim(self) -> None:
-        finished = [r for r in self._pulls.values() if not r.running]
+        finished = sorted((r for r in self._pulls.values() if not r.running), key=_ended)
         for rec in finished[: max(0, len(finished) - self.keep)]:
             del self._pulls[rec.id]
 
@@ -228,7 +233,9 @@ class PullRegistry:
             state = "cancelled"  # stopped while it was failing: what the user asked for
         with rec.lock:
             rec.state, rec.error, rec.hint, rec.result = state, error, hint, result
-            rec.finished_at = _now()
+            rec.finished_at, rec.ended = _now(), time.monotonic()
+            if result is not None:  # what the matchmaker chose, where the request left it open
+                rec.engine, rec.variant = result["engine"], result["variant"]
             if state == "done" and rec.total_bytes is None:
                 rec.total_bytes = 0  # installed already: nothing to fetch
         with self._lock:
@@ -243,9 +250,7 @@ class PullRegistry:
         with self._lock:
             pulls = list(self._pulls.values())
         running = [r for r in pulls if r.running]
-        finished = sorted(
-            (r for r in pulls if not r.running), key=lambda r: r.finished_at or "", reverse=True
-        )
+        finished = sorted((r for r in pulls if not r.running), key=_ended, reverse=True)
         return running + finished
 
     def cancel(self, pull_id: str, wait: float = CANCEL_WAIT) -> PullRecord | None:

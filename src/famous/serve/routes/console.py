@@ -31,6 +31,7 @@ from famous.services.pulls import PullRecord
 
 router = APIRouter()
 _API = "/famous/api"
+_MAX_OFFSET = 2**62
 _SHORT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 
 
@@ -65,6 +66,10 @@ def _int_query(request: Request, name: str, default: int | None, low: int, high:
     if value is None or not low <= value <= high:
         raise invalid(f"{name} must be a whole number from {low} to {high}", name)
     return value
+
+
+def _bounded(low: int, high: int = _MAX_OFFSET) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
 
 
 def _not_found(message: str, code: str = "not_found") -> APIError:
@@ -231,7 +236,19 @@ async def cancel_pull(request: Request, pull_id: str) -> dict[str, Any]:
 # -- installed -------------------------------------------------------------------------------
 
 
-@router.delete(f"{_API}/installed/{{model:path}}", **openapi.route(admin=True))
+_NAME = {"type": "string", "maxLength": 64}
+_ENGINE = openapi.query("engine", "only this engine's artifacts", _NAME)
+_VARIANT = openapi.query("variant", "only this variant", _NAME)
+_TAIL = openapi.query("tail", "how many last lines (default 200)", _bounded(0, 10_000))
+_AFTER = openapi.query("after", "the offset of the last answer: what came since", _bounded(0))
+_Q = openapi.query("q", "words to look for (required)", {"type": "string", "maxLength": 200})
+_FORMAT = openapi.query("format", "only repos holding this format (gguf, mlx…)", _NAME)
+_LIMIT = openapi.query("limit", "how many hits (default 20)", _bounded(1, 100))
+
+
+@router.delete(
+    f"{_API}/installed/{{model:path}}", **openapi.route(admin=True, query=[_ENGINE, _VARIANT])
+)
 async def remove(request: Request, model: str) -> dict[str, Any]:
     """``famous rm MODEL``: 409 while the model runs or is being pulled, 404 when nothing
     of it is installed."""
@@ -276,14 +293,16 @@ def _log_path(gateway: GatewayContext, name: str) -> Any:
     return deployments.log_of(name)
 
 
-@router.get(f"{_API}/deployments/{{model:path}}/logs", **openapi.route(admin=True))
+@router.get(
+    f"{_API}/deployments/{{model:path}}/logs", **openapi.route(admin=True, query=[_TAIL, _AFTER])
+)
 async def logs(request: Request, model: str) -> dict[str, Any]:
     """The last ``tail`` lines and the byte offset after them; with ``after=OFFSET``, the
     lines written since (poll with the answer's offset). 404 when the model has no log."""
     gateway = _admin(request)
     name = _model(model)
     tail = _int_query(request, "tail", 200, 0, 10_000)
-    after = _int_query(request, "after", None, 0, 2**62)
+    after = _int_query(request, "after", None, 0, _MAX_OFFSET)
 
     def read() -> tuple[list[str], int]:
         try:
@@ -299,7 +318,7 @@ async def logs(request: Request, model: str) -> dict[str, Any]:
 # -- the Hub ---------------------------------------------------------------------------------
 
 
-@router.get(f"{_API}/hub/search", **openapi.route(admin=True))
+@router.get(f"{_API}/hub/search", **openapi.route(admin=True, query=[_Q, _FORMAT, _LIMIT]))
 async def hub_search(request: Request) -> dict[str, Any]:
     """``famous search``: 400 for an empty ``q`` or a ``limit`` outside 1..100."""
     from famous.hub.search import search
