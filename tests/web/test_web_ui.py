@@ -143,6 +143,8 @@ def test_a_pull_from_the_hub_shows_progress_to_100_percent(page, web: WebGateway
     bar = item.locator("progress")
     final = round(100 * float(bar.get_attribute("value")) / float(bar.get_attribute("max")))
     assert final == 100 and "100 %" in item.inner_text(), (percents, final)
+    pulled = next(p for p in _get(web, "/famous/api/pulls")["pulls"] if p["model"] == HUB_REPO)
+    assert f"installed for {pulled['engine']} ({pulled['variant']})" in item.inner_text()
     assert min(percents) < 100, percents  # it was watched on its way, not only at the end
     # the pulled model is in the catalog, installed; removing it frees its files
     page.once("dialog", lambda dialog: dialog.accept())

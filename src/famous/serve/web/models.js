@@ -184,6 +184,7 @@ function pullFacts(pull) {
     percent !== null ? `${percent} %` : null,
     running && pull.rate_bytes_per_s ? `${formatBytes(pull.rate_bytes_per_s)}/s` : null,
     running && pull.eta_s !== null && pull.eta_s !== undefined ? `ETA ${formatSeconds(pull.eta_s)}` : null,
+    pull.state === "done" && pull.engine ? `installed for ${pull.engine}${pull.variant ? ` (${pull.variant})` : ""}` : null,
   ].filter(Boolean).join(" · ");
 }
 
