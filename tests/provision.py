@@ -8,6 +8,8 @@ into famous's own environment are provisioned here, on first use, and kept in
 - the same weights as a safetensors folder, dequantized by ``transformers`` (``gguf_file=``);
 - ``llama-server``, built by famous's own ``install-component`` code from the installed
   llama-cpp-python's sources (about 6 minutes on 2 cores);
+- Debian's Chromium (``/usr/bin/chromium``) for the web UI's browser tests, installed with
+  ``apt-get`` when the run is root on a Debian-like machine;
 - the LiteRT converter's virtual environment (``litert-torch`` pins an older pydantic than
   famous), installed from ``requirements/litert-converter.txt``.
 
@@ -282,6 +284,38 @@ def litert_python() -> Path:
                 BUILT[final.name] = time.monotonic() - started
                 _say(f"{final.name} ready after {BUILT[final.name]:.0f} s")
     return _venv_python(final)
+
+
+# ------------------------------------------------------------------------------ Chromium
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def chromium() -> Path:
+    """Debian's Chromium, which playwright drives in the web UI tests (playwright's own
+    browser download needs a network the suite does not assume); installed with apt-get
+    once when missing and the run may."""
+    if CHROMIUM.is_file():
+        return CHROMIUM
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        raise ProvisionError(
+            f"the web UI tests need Chromium at {CHROMIUM}: install it "
+            "(Debian/Ubuntu: sudo apt-get install -y chromium), or run the suite as root "
+            "on a machine with apt-get so that it installs it"
+        )
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with _building("chromium", cache_root() / "chromium"):
+        if not CHROMIUM.is_file():
+            _say("installing chromium with apt-get (once for this machine)")
+            started = time.monotonic()
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            _run([apt, "update", "-q"], "apt-get update", env=env)
+            _run([apt, "install", "-y", "-q", "chromium"], "apt-get install chromium", env=env)
+            BUILT["chromium"] = time.monotonic() - started
+    if not CHROMIUM.is_file():
+        raise ProvisionError(f"apt-get installed chromium but {CHROMIUM} is missing")
+    return CHROMIUM
 
 
 # ------------------------------------------------------------------------------ reporting

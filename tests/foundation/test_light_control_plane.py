@@ -54,6 +54,7 @@ READ_ONLY_COMMANDS = [
     ["list"],
     ["ps"],
     ["status"],
+    ["ui", "--help"],
 ]
 
 

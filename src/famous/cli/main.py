@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "famous.cli.config",
     "famous.cli.genai",
     "famous.cli.serving",
+    "famous.cli.web",
     "famous.cli.deployments",
     "famous.cli.lifecycle",
     "famous.cli.build",

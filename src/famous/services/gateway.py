@@ -84,6 +84,16 @@ def start_gateway(port: int | None = None, wait: float = 60.0) -> GatewayInfo:
     raise FamousError(f"the gateway did not start (see {log_path}):\n{lines}")
 
 
+def ui_address(info: GatewayInfo) -> str:
+    """The web UI of ``info`` with the install's admin token in the fragment: the page reads
+    it once, keeps it in the tab's session storage and removes it from the address (a
+    fragment is never sent to a server, so it reaches no log)."""
+    from urllib.parse import quote
+
+    token = gateway_state.admin_token(create=True) or ""
+    return f"{info.url}/#token={quote(token, safe='')}"
+
+
 def stop_gateway(info: GatewayInfo, timeout: float = 60.0) -> None:
     """SIGTERM the gateway and wait: it stops its engines before it exits."""
     import signal
