@@ -405,9 +405,20 @@ def test_hostile_pull_bodies(api: httpx.Client) -> None:
         ({"model": "org/Tiny-Chat-GGUF", "variant": "x" * 100}, "variant"),
     ):
         assert _error(api.post("/pulls", json=body), 400)["param"] == field
-    for raw in (b"", b"{", b"[]", b'"x"', b'{"model": 1e999}'):
+    deep = b'{"model": "org/Tiny-Chat-GGUF", "x": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    pulls = {p["id"] for p in _ok(api.get("/pulls"))["pulls"]}
+    for raw in (b"", b"{", b"[]", b'"x"', b'{"model": 1e999}', deep):
         resp = api.post("/pulls", content=raw, headers={"content-type": "application/json"})
         assert _error(resp, 400)
+    before = _ok(api.get(f"/catalog/{PACKAGE}"))["pinned"]
+    resp = api.put(
+        f"/catalog/{PACKAGE}/pin",
+        content=deep.replace(b'"model": "org/Tiny-Chat-GGUF"', b'"engine": "cpu"'),
+        headers={"content-type": "application/json"},
+    )
+    assert _error(resp, 400)
+    assert _ok(api.get(f"/catalog/{PACKAGE}"))["pinned"] == before
+    assert {p["id"] for p in _ok(api.get("/pulls"))["pulls"]} == pulls  # none started one
 
 
 def test_published_in_the_openapi_document(gateway: Gateway) -> None:
