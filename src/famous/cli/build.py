@@ -9,7 +9,8 @@ import sys
 
 import typer
 
-from famous.cli.render import FormatOption, OutputFormat, emit
+from famous.cli.options import FormatOption
+from famous.cli.render import OutputFormat, emit
 
 
 def build(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import typer
 
-from famous.cli.render import FormatOption, OutputFormat, emit, fail, print_fields
+from famous.cli.options import FormatOption
+from famous.cli.render import OutputFormat, emit, fail, print_fields
 
 genai_app = typer.Typer(
     name="genai",
