@@ -1,4 +1,5 @@
-"""``famous verify DIR``: famous against transformers (the reference) on the same weights."""
+"""``famous verify DIR``: famous against transformers (the reference) on the same weights
+(a Hub folder, or a GGUF file that both load through their GGUF readers)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,17 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
 
+def _reference(auto: Any, model_dir: str | Path, dtype: Any) -> Any:
+    """transformers on the same weights; a GGUF through its own ``gguf_file=`` loader, which
+    dequantizes to float32."""
+    from famous.genai.gguf_source.reader import is_gguf
+
+    path = Path(model_dir)
+    if is_gguf(path):
+        return auto.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype).eval()
+    return auto.from_pretrained(model_dir, dtype=dtype, trust_remote_code=False).eval()
+
+
 def verify(
     model_dir: str | Path,
     dtype: str = "fp32",
@@ -46,7 +58,7 @@ def verify(
     dt = resolve_dtype(dtype)
     tolerance = tolerance if tolerance is not None else (1e-4 if dt == torch.float32 else 0.25)
     ours = load_model(model_dir, dt, max_seq_len=prompt_tokens + new_tokens + 8)
-    ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dt, trust_remote_code=False).eval()
+    ref = _reference(AutoModelForCausalLM, model_dir, dt)
     g = torch.Generator().manual_seed(seed)
     vocab = ours.cfg.vocab_size
     ids = torch.randint(min(3, vocab - 1), vocab, (1, prompt_tokens), generator=g)

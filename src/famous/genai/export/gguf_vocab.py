@@ -40,6 +40,7 @@ _QWEN2_RE = (
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 _KNOWN_SPLITS = {_LLAMA3_RE: "llama-bpe", _QWEN2_RE: "qwen2"}
+SPLIT_REGEXES = {name: regex for regex, name in _KNOWN_SPLITS.items()}  # read back from a GGUF
 
 
 @dataclass

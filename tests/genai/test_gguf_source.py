@@ -1,0 +1,188 @@
+"""A GGUF file as a model source: ``load_model``, the tokenizer, ``famous verify`` and
+``famous genai generate`` take a ``.gguf`` path.
+
+The GGUFs are written by famous's exporter from tiny random transformers models (one per
+family famous reads back), so the references are things famous did not write: transformers
+on the original folder (logits), the ``gguf`` package (its reader and its dequantizers),
+``tokenizers`` on the original tokenizer.json and llama.cpp's own tokenizer (ids).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from genai_helpers import save_hf_model, train_tokenizer
+from typer.testing import CliRunner
+
+from famous.cli.main import app
+from famous.genai.errors import CheckpointError, TruncatedCheckpointError, UnsupportedModelError
+from famous.genai.export.gguf import export_gguf
+from famous.genai.gguf_source.dequant import dequantize
+from famous.genai.gguf_source.reader import GGUFFile
+from famous.genai.loader import load_model
+from famous.genai.models import fake_hf_config
+from famous.genai.tokenizer import Tokenizer
+
+FAMILIES = ["llama", "qwen2", "qwen3", "gemma"]
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Numbers: 0 1 2 3 4 5 6 7 8 9 10 100 1000, and 12345!",
+    "  two spaces,\nnew lines\n\n\tand a tab; naïve café",
+    "<s>Once upon a time<|end|> a small model",
+]
+
+
+def _model_folder(kind: str, out: Path) -> Path:
+    vocab = train_tokenizer(out)
+    cfg = fake_hf_config(kind)
+    cfg.pop("rope_scaling", None)  # llama.cpp's rope_freqs is not read back (see the report)
+    cfg.update(vocab_size=vocab, bos_token_id=1, eos_token_id=6, pad_token_id=0)
+    cfg["initializer_range"] = 0.2
+    save_hf_model(cfg, out)
+    return out
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """(Hub folder, the F32 GGUF famous exported from it)."""
+    folder = _model_folder(request.param, tmp_path_factory.mktemp(f"src-{request.param}"))
+    gguf = tmp_path_factory.mktemp("gguf") / f"{request.param}.f32.gguf"
+    export_gguf(folder, gguf, "f32")
+    return folder, gguf
+
+
+def _hf_logits(folder: Path, ids: list[int]) -> torch.Tensor:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with torch.inference_mode():
+        return model(torch.tensor([ids])).logits[0].float()
+
+
+def _famous_logits(source: Path, ids: list[int]) -> torch.Tensor:
+    model = load_model(source, torch.float32, max_seq_len=64)
+    n = len(ids)
+    with torch.inference_mode():
+        logits, _ = model(torch.tensor([ids]), torch.arange(n), model.init_cache(1), end=n)
+    return logits[0].float()
+
+
+def test_gguf_logits_match_transformers_on_the_folder(exported) -> None:
+    """Config, names, rope un-permutation (llama), norm offset (gemma), biases (qwen2),
+    q/k norms (qwen3) and tied heads all come back: transformers' logits on the original."""
+    folder, gguf = exported
+    ids = [int(t) for t in torch.randint(3, 250, (24,), generator=torch.Generator().manual_seed(1))]
+    diff = (_famous_logits(gguf, ids) - _hf_logits(folder, ids)).abs().max().item()
+    assert diff < 1e-4, diff
+
+
+def test_tokenizer_from_gguf_matches_the_folders(exported) -> None:
+    folder, gguf = exported
+    ours, theirs = Tokenizer(gguf), Tokenizer(folder)
+    for text in TEXTS:
+        ids = ours.encode(text)
+        assert ids == theirs.encode(text), text
+        assert ours.decode(ids) == theirs.decode(ids)
+    assert (ours.bos_token_id, ours.eos_token_id, ours.pad_token_id) == (1, 6, 0)
+    chat = [{"role": "user", "content": "Hi"}]
+    assert ours.apply_chat_template(chat) == theirs.apply_chat_template(chat)
+
+
+def test_reader_agrees_with_the_gguf_package(exported) -> None:
+    import gguf as gguf_pkg
+
+    _, path = exported
+    ours = GGUFFile(path)
+    ref = gguf_pkg.GGUFReader(str(path))
+    meta = {k: f.contents() for k, f in ref.fields.items() if not k.startswith("GGUF.")}
+    assert ours.metadata.keys() == meta.keys()
+    for key, value in meta.items():
+        got = ours.metadata[key]
+        if isinstance(value, float):
+            assert got == pytest.approx(value), key
+        else:
+            assert got == value, key
+    assert [t.name for t in ref.tensors] == list(ours.tensors)
+    for t in ref.tensors:
+        mine = ours.tensors[t.name]
+        assert mine.shape == tuple(int(d) for d in reversed(t.shape)), t.name
+        assert mine.ggml_type == t.tensor_type.value
+        assert ours.read(t.name) == bytes(t.data)
+
+
+@pytest.mark.parametrize("qtype", ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
+def test_dequantize_matches_the_gguf_package(qtype: str) -> None:
+    import gguf as gguf_pkg
+
+    q = gguf_pkg.GGMLQuantizationType[qtype]
+    x = np.random.default_rng(0).standard_normal((6, 96)).astype(np.float32) * 3
+    data = gguf_pkg.quants.quantize(x, q)
+    want = np.asarray(gguf_pkg.quants.dequantize(data, q), dtype=np.float32).reshape(6, 96)
+    got = dequantize(np.ascontiguousarray(data).tobytes(), q.value, (6, 96), "t").numpy()
+    assert np.array_equal(got, want)
+    if qtype in ("Q8_0", "Q4_0", "Q4_1"):  # and it is a quantization of x, not noise
+        assert np.abs(got - x).max() < (0.1 if qtype == "Q8_0" else 1.5)
+
+
+def test_a_type_famous_cannot_dequantize_is_named() -> None:
+    with pytest.raises(CheckpointError, match=r"'w' is TQ1_0.*supported: F32, F16, BF16"):
+        dequantize(b"\0" * 54, 34, (256,), "w")
+
+
+def _write_gguf(path: Path, arch: str, kv: dict[str, Any]) -> Path:
+    import gguf as gguf_pkg
+
+    w = gguf_pkg.GGUFWriter(str(path), arch)
+    for k, v in kv.items():
+        w.add_uint32(k, v)
+    w.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_an_architecture_famous_does_not_author_is_named(tmp_path: Path) -> None:
+    path = _write_gguf(tmp_path / "m.gguf", "mamba", {"mamba.block_count": 1})
+    with pytest.raises(UnsupportedModelError, match=r"'mamba'.*supported: gemma, llama, qwen2"):
+        load_model(path)
+
+
+def test_missing_metadata_and_truncation_are_named(tmp_path: Path) -> None:
+    path = _write_gguf(tmp_path / "m.gguf", "llama", {"llama.block_count": 1})
+    with pytest.raises(CheckpointError, match=r"lacks 'llama\.attention\.head_count'"):
+        load_model(path)
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(path.read_bytes()[:-16])
+    with pytest.raises(TruncatedCheckpointError, match=r"token_embd\.weight ends at byte"):
+        GGUFFile(cut)
+
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_verify_and_generate_take_a_gguf(kind: str, tmp_path: Path) -> None:
+    """``famous verify X.gguf`` runs transformers' own ``gguf_file=`` loader as the
+    reference; ``famous genai generate X.gguf`` prints what the folder generates. (Not on
+    qwen3 here: transformers' GGUF loader ignores ``attention.key_length``, so it builds
+    the fake config's 32-wide heads 128 wide.)"""
+    folder = _model_folder(kind, tmp_path / "src")
+    gguf = export_gguf(folder, tmp_path / "m.gguf", "f32").path
+    argv = ["verify", str(gguf), "--prompt-tokens", "12", "--new-tokens", "6", "--format", "json"]
+    r = runner.invoke(app, argv)
+    report = json.loads(r.stdout)
+    assert r.exit_code == 0 and report["ok"], r.output
+    assert report["max_abs_logit_diff"] < 1e-4
+    outputs = []
+    for source in (gguf, folder):
+        r = runner.invoke(app, ["genai", "generate", str(source), "The quick brown", "-n", "8"])
+        assert r.exit_code == 0, r.output
+        outputs.append(r.stdout)
+    assert outputs[0] == outputs[1] and outputs[0].strip()
