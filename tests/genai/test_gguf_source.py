@@ -186,3 +186,47 @@ def test_verify_and_generate_take_a_gguf(kind: str, tmp_path: Path) -> None:
         assert r.exit_code == 0, r.output
         outputs.append(r.stdout)
     assert outputs[0] == outputs[1] and outputs[0].strip()
+
+
+@pytest.fixture(scope="module")
+def llama_gguf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(Hub folder, its F32 GGUF) of the tiny Llama."""
+    folder = _model_folder("llama", tmp_path_factory.mktemp("src-llama"))
+    gguf = export_gguf(folder, tmp_path_factory.mktemp("gguf") / "tiny.gguf", "f32").path
+    return folder, gguf
+
+
+def test_build_takes_a_gguf(llama_gguf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``famous build X.gguf --target gguf -q q8_0``: the GGUF read back as a Hub folder and
+    exported again; each matrix is what the gguf package's Q8_0 quantizer makes of the
+    source file's own (llama-layout) values, so names and the q/k permutation round-trip."""
+    import gguf as gguf_pkg
+
+    _, source = llama_gguf
+    monkeypatch.setenv("FAMOUS_HOME", str(tmp_path / "home"))
+    argv = ["build", str(source), "--target", "gguf", "-q", "q8_0", "--format", "json"]
+    r = runner.invoke(app, argv)
+    assert r.exit_code == 0, r.output
+    built = json.loads(r.stdout)
+    assert built["name"] == "tiny"
+    out = {t.name: t for t in gguf_pkg.GGUFReader(built["options"][0]["path"]).tensors}
+    src = {t.name: t for t in gguf_pkg.GGUFReader(str(source)).tensors}
+    assert out.keys() == src.keys()
+    for name, t in src.items():
+        want = np.asarray(t.data, dtype=np.float32)
+        if want.ndim == 2:
+            want = gguf_pkg.quants.quantize(want, gguf_pkg.GGMLQuantizationType.Q8_0)
+        assert bytes(out[name].data) == np.ascontiguousarray(want).tobytes(), name
+
+
+def test_quantize_report_on_a_gguf_is_the_folders(llama_gguf) -> None:
+    """The F32 GGUF holds the folder's weights exactly: the same quality numbers."""
+    rows = []
+    for source in llama_gguf:
+        argv = ["quantize", str(source), "-r", "int8", "--report", "--no-embeddings", "-f", "json"]
+        r = runner.invoke(app, argv)
+        assert r.exit_code == 0, r.output
+        rows.append(json.loads(r.stdout))
+    assert rows[0][0]["kl"] > 0  # int8 changes the logits a little, the same on both
+    for key in ("kl", "top1", "size_bytes"):
+        assert rows[0][0][key] == rows[1][0][key], key

@@ -17,12 +17,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from famous.genai.errors import UnsupportedModelError
-from famous.genai.export.gguf_vocab import CONTROL, SPLIT_REGEXES, USER_DEFINED
+from famous.genai.gguf_pretokenizers import SPLIT_REGEXES
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from famous.genai.gguf_source.reader import GGUFFile
+
+CONTROL, USER_DEFINED = 3, 4  # tokenizer.ggml.token_type values (gguf.TokenType)
 
 # tokenizer.ggml.pre → (split regex or a pre-tokenizer kind, ignore_merges, NFC)
 _PRE: dict[str, tuple[str, bool, bool]] = {
