@@ -230,3 +230,30 @@ def test_quantize_report_on_a_gguf_is_the_folders(llama_gguf) -> None:
     assert rows[0][0]["kl"] > 0  # int8 changes the logits a little, the same on both
     for key in ("kl", "top1", "size_bytes"):
         assert rows[0][0][key] == rows[1][0][key], key
+
+
+def test_k_quants_load_as_transformers_loads_them(tmp_path: Path) -> None:
+    """Q4_K_M by llama.cpp's own quantizer (Q4_K with Q6_K for some tensors), rows 256 wide:
+    famous's logits are transformers' (``gguf_file=``) on the same file."""
+    import gguf as gguf_pkg
+    from transformers import AutoModelForCausalLM
+
+    from famous.genai.export.gguf import quantize_with_llama_cpp
+
+    folder = tmp_path / "src"
+    vocab = train_tokenizer(folder)
+    cfg = fake_hf_config("llama")
+    cfg.pop("rope_scaling", None)
+    cfg.update(vocab_size=vocab, hidden_size=256, intermediate_size=512, initializer_range=0.2)
+    save_hf_model(cfg, folder)
+    f16 = export_gguf(folder, tmp_path / "f16.gguf", "f16").path
+    path = tmp_path / "q4_k_m.gguf"
+    quantize_with_llama_cpp(f16, path, "q4_k_m", threads=1)
+    types = {t.tensor_type.name for t in gguf_pkg.GGUFReader(str(path)).tensors}
+    assert {"Q4_K", "Q6_K"} <= types, types
+    ids = [5, 17, 42, 99, 123, 7, 250, 64]
+    ref = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32)
+    with torch.inference_mode():
+        want = ref.eval()(torch.tensor([ids])).logits[0]
+    diff = (_famous_logits(path, ids) - want).abs().max().item()
+    assert diff < 1e-4, diff
