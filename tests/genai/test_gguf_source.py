@@ -37,10 +37,13 @@ TEXTS = [
 ]
 
 
-def _model_folder(kind: str, out: Path) -> Path:
+def _model_folder(kind: str, out: Path, llama3_rope: bool = True) -> Path:
+    """The fake config of ``kind`` (the llama one has Llama 3 RoPE scaling, which the GGUF
+    holds as ``rope_freqs``)."""
     vocab = train_tokenizer(out)
     cfg = fake_hf_config(kind)
-    cfg.pop("rope_scaling", None)  # llama.cpp's rope_freqs is not read back (see the report)
+    if not llama3_rope:
+        cfg.pop("rope_scaling", None)
     cfg.update(vocab_size=vocab, bos_token_id=1, eos_token_id=6, pad_token_id=0)
     cfg["initializer_range"] = 0.2
     save_hf_model(cfg, out)
@@ -73,8 +76,9 @@ def _famous_logits(source: Path, ids: list[int]) -> torch.Tensor:
 
 
 def test_gguf_logits_match_transformers_on_the_folder(exported) -> None:
-    """Config, names, rope un-permutation (llama), norm offset (gemma), biases (qwen2),
-    q/k norms (qwen3) and tied heads all come back: transformers' logits on the original."""
+    """Config, names, rope un-permutation and Llama 3 RoPE scaling from ``rope_freqs``
+    (llama), norm offset (gemma), biases (qwen2), q/k norms (qwen3) and tied heads all come
+    back: transformers' logits on the original folder."""
     folder, gguf = exported
     ids = [int(t) for t in torch.randint(3, 250, (24,), generator=torch.Generator().manual_seed(1))]
     diff = (_famous_logits(gguf, ids) - _hf_logits(folder, ids)).abs().max().item()
@@ -172,8 +176,9 @@ def test_verify_and_generate_take_a_gguf(kind: str, tmp_path: Path) -> None:
     """``famous verify X.gguf`` runs transformers' own ``gguf_file=`` loader as the
     reference; ``famous genai generate X.gguf`` prints what the folder generates. (Not on
     qwen3 here: transformers' GGUF loader ignores ``attention.key_length``, so it builds
-    the fake config's 32-wide heads 128 wide.)"""
-    folder = _model_folder(kind, tmp_path / "src")
+    the fake config's 32-wide heads 128 wide; nor with Llama 3 RoPE scaling: it ignores
+    ``rope_freqs`` too.)"""
+    folder = _model_folder(kind, tmp_path / "src", llama3_rope=False)
     gguf = export_gguf(folder, tmp_path / "m.gguf", "f32").path
     argv = ["verify", str(gguf), "--prompt-tokens", "12", "--new-tokens", "6", "--format", "json"]
     r = runner.invoke(app, argv)
@@ -257,3 +262,22 @@ def test_k_quants_load_as_transformers_loads_them(tmp_path: Path) -> None:
         want = ref.eval()(torch.tensor([ids])).logits[0]
     diff = (_famous_logits(path, ids) - want).abs().max().item()
     assert diff < 1e-4, diff
+
+
+@pytest.mark.parametrize(("factor", "head_dim"), [(8.0, 128), (32.0, 64)])
+def test_llama3_scaling_is_recovered_from_rope_freqs(factor: float, head_dim: int) -> None:
+    """Llama 3.1 (factor 8) and 3.2 (factor 32) divisors, as the GGUF exporter writes them
+    for llama.cpp, give back Meta's ``rope_scaling``; divisors of another shape are refused."""
+    from famous.genai.export.gguf import llama3_rope_factors
+    from famous.genai.gguf_source.rope_freqs import llama3_rope_scaling
+
+    divisors = llama3_rope_factors(head_dim, 500000.0, factor, 1.0, 4.0, 8192).tolist()
+    assert llama3_rope_scaling(divisors, 500000.0, head_dim, "m.gguf") == {
+        "rope_type": "llama3",
+        "factor": factor,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    }
+    with pytest.raises(UnsupportedModelError, match="not Llama 3 RoPE scaling"):
+        llama3_rope_scaling([1.0 + i for i in range(head_dim // 2)], 500000.0, head_dim, "m")

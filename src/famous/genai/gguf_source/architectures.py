@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from famous.genai.errors import CheckpointError, UnsupportedModelError
+from famous.genai.gguf_source.rope_freqs import llama3_rope_scaling
 
 Fix = Literal["unpermute_q", "unpermute_k", "minus_one"]
 
@@ -60,7 +61,7 @@ class Architecture:
 ARCHITECTURES = {
     a.gguf_name: a
     for a in (
-        Architecture("llama", "llama", unpermute_qk=True),
+        Architecture("llama", "llama", unpermute_qk=True),  # rope_freqs: Llama 3 scaling
         Architecture("qwen2", "qwen2"),
         Architecture("qwen3", "qwen3"),
         Architecture(
@@ -89,15 +90,15 @@ def _need(meta: dict[str, Any], key: str, file: str) -> Any:
 
 
 def hf_config(
-    arch: Architecture, meta: dict[str, Any], tensors: dict[str, tuple[int, ...]], file: str
+    arch: Architecture,
+    meta: dict[str, Any],
+    tensors: dict[str, tuple[int, ...]],
+    file: str,
+    rope_freqs: list[float] | None = None,
 ) -> dict[str, Any]:
-    """The ``config.json`` a Hub checkpoint of these weights would carry."""
+    """The ``config.json`` a Hub checkpoint of these weights would carry (``rope_freqs``:
+    the values of that tensor, where the file has one)."""
     p = f"{arch.gguf_name}."
-    if "rope_freqs.weight" in tensors:
-        raise UnsupportedModelError(
-            f"{file}: has rope_freqs (Llama 3.1-style RoPE scaling factors); famous reads "
-            "only GGUFs with plain, linear or YaRN-free RoPE so far — serve it with llama.cpp"
-        )
     heads = int(_need(meta, p + "attention.head_count", file))
     hidden = int(_need(meta, p + "embedding_length", file))
     head_dim = int(meta.get(p + "attention.key_length") or hidden // heads)
@@ -125,7 +126,11 @@ def hf_config(
     if rot and int(rot) != head_dim:
         cfg["partial_rotary_factor"] = int(rot) / head_dim
     scaling = meta.get(p + "rope.scaling.type")
-    if scaling == "linear":
+    if rope_freqs is not None:
+        found = llama3_rope_scaling(rope_freqs, cfg["rope_theta"], int(rot or head_dim), file)
+        if found:
+            cfg["rope_scaling"] = found
+    elif scaling == "linear":
         factor = float(meta.get(p + "rope.scaling.factor", 1.0))
         cfg["rope_scaling"] = {"rope_type": "linear", "factor": factor}
     elif scaling not in (None, "none"):

@@ -26,18 +26,24 @@ if TYPE_CHECKING:
     import torch
 
 
+ROPE_FREQS = "rope_freqs.weight"
+
+
 class GGUFCheckpoint:
     def __init__(self, path: str | Path) -> None:
         self.file = GGUFFile(path)
         self.path = self.file.path
         self.arch: Architecture = architecture(self.file.architecture, self.path.name)
         shapes = {n: t.shape for n, t in self.file.tensors.items()}
+        freqs = self._raw(ROPE_FREQS).tolist() if ROPE_FREQS in shapes else None
         self.hf_config: dict[str, Any] = hf_config(
-            self.arch, self.file.metadata, shapes, self.path.name
+            self.arch, self.file.metadata, shapes, self.path.name, freqs
         )
         self._source: dict[str, tuple[str, Fix | None]] = {}
         unknown = []
         for name in self.file.tensors:
+            if name == ROPE_FREQS:  # read into the config above, not a weight
+                continue
             mapped = hub_name(self.arch, name)
             if mapped is None:
                 unknown.append(name)
@@ -58,11 +64,14 @@ class GGUFCheckpoint:
         """GGUF name → GGML type (``Q4_1``, ``F32`` …)."""
         return {n: t.type_name for n, t in self.file.tensors.items()}
 
+    def _raw(self, name: str) -> torch.Tensor:
+        t = self.file.tensors[name]
+        return dequantize(self.file.read(name), t.ggml_type, t.shape, name)
+
     def read(self, hub: str) -> torch.Tensor:
         """The float32 tensor the Hub checkpoint would hold under ``hub``."""
         name, fix = self._source[hub]
-        t = self.file.tensors[name]
-        value = dequantize(self.file.read(name), t.ggml_type, t.shape, name)
+        value = self._raw(name)
         cfg = self.hf_config
         if fix == "unpermute_q":
             value = permute_rope(value, cfg["num_attention_heads"], cfg["head_dim"])
