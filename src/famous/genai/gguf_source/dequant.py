@@ -28,10 +28,13 @@ SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", *_BY_GGUF)
 
 
 def _nibbles(qs: torch.Tensor) -> torch.Tensor:
-    """(blocks, 16) bytes → (blocks, 32) values: low nibbles first, then high."""
+    """(blocks, 16) bytes → (blocks, 32) float values: low nibbles first, then high."""
     import torch
 
-    return torch.cat([qs & 0x0F, qs >> 4], dim=1)
+    out = torch.empty(qs.shape[0], 32, dtype=torch.uint8)
+    torch.bitwise_and(qs, 0x0F, out=out[:, :16])
+    torch.bitwise_right_shift(qs, 4, out=out[:, 16:])
+    return out.float()
 
 
 def _blocks(raw: torch.Tensor, block_bytes: int) -> torch.Tensor:
@@ -61,10 +64,10 @@ def dequantize(raw: bytes, ggml_type: int, shape: tuple[int, ...], name: str) ->
         out = _f16(b[:, :2]) * b[:, 2:].contiguous().view(torch.int8).float()
     elif ggml_type == Q4_0:
         b = _blocks(data, 18)
-        out = _f16(b[:, :2]) * (_nibbles(b[:, 2:]).float() - 8.0)
+        out = _nibbles(b[:, 2:]).sub_(8.0).mul_(_f16(b[:, :2]))
     elif ggml_type == Q4_1:
         b = _blocks(data, 20)
-        out = _f16(b[:, :2]) * _nibbles(b[:, 4:]).float() + _f16(b[:, 2:4])
+        out = _nibbles(b[:, 4:]).mul_(_f16(b[:, :2])).add_(_f16(b[:, 2:4]))
     elif ggml_type_name(ggml_type) in _BY_GGUF:
         out = _with_gguf(raw, ggml_type)
     else:
