@@ -193,6 +193,19 @@ def test_verify_and_generate_take_a_gguf(kind: str, tmp_path: Path) -> None:
     assert outputs[0] == outputs[1] and outputs[0].strip()
 
 
+def test_verify_says_when_transformers_reads_a_gguf_differently(exported) -> None:
+    """The Llama 3-scaled llama (``rope_freqs``) and qwen3's 32-wide heads: transformers'
+    GGUF loader builds another model, and verify says so instead of blaming famous."""
+    _, gguf = exported
+    kind = gguf.name.split(".")[0]
+    if kind not in ("llama", "qwen3"):
+        return
+    r = runner.invoke(app, ["verify", str(gguf), "--prompt-tokens", "4", "--new-tokens", "1"])
+    want = "RoPE 'default' where the GGUF holds 'llama3'" if kind == "llama" else "head_dim 128"
+    assert r.exit_code != 0 and want in r.output, r.output
+    assert "builds this model differently" in r.output
+
+
 @pytest.fixture(scope="module")
 def llama_gguf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(Hub folder, its F32 GGUF) of the tiny Llama."""
