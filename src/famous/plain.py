@@ -7,7 +7,10 @@ from typing import Any
 
 
 def to_plain(data: Any) -> Any:
-    """pydantic models, dataclasses and containers of them -> JSON-ready Python values."""
+    """pydantic models, their snapshot records, dataclasses and containers of them ->
+    JSON-ready Python values."""
+    if hasattr(data, "__plain__"):  # a snapshot record of a validated model
+        return data.__plain__()
     if hasattr(data, "model_dump"):
         return data.model_dump(mode="json", by_alias=True)
     if dataclasses.is_dataclass(data) and not isinstance(data, type):

@@ -8,6 +8,7 @@ from famous.cli.errors import handle_errors
 from famous.cli.options import FormatOption
 from famous.cli.render import OutputFormat, emit, print_table
 from famous.errors import InvalidInput
+from famous.plain import to_plain
 
 ModelOption = typer.Option(
     None, "--model", "-m", help="Scope to a model: its engine's keys, values set for it."
@@ -42,7 +43,7 @@ def get(
         return
     rows = sorted(settings.values(), key=lambda s: s.key)
     emit(
-        {s.key: s.model_dump() for s in rows},
+        {s.key: to_plain(s) for s in rows},
         fmt,
         lambda: print_table(["key", "value", "layer"], [(s.key, s.value, s.layer) for s in rows]),
     )

@@ -2,6 +2,7 @@
 
 A package directory holds ``model.yaml`` and ``engines/<engine>/engine.yaml``. Every
 problem in every file is collected and reported together; nothing half-valid is returned.
+Where packages live is ``famous.manifests.locate`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -12,22 +13,32 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from famous.manifests.errors import ManifestError, ManifestProblem, PackageNotFound
+from famous.manifests.locate import (
+    builtin_package_names,
+    builtin_packages_dir,
+    engine_names,
+    package_dir,
+    user_package_names,
+    user_packages_dir,
+)
 from famous.manifests.schema import EngineManifest, ModelManifest, ModelPackage
 from famous.manifests.yamlfile import Lines, line_of, load_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
+__all__ = [
+    "builtin_package_names",
+    "builtin_packages_dir",
+    "engine_names",
+    "find_package",
+    "load_model_manifest",
+    "load_package",
+    "package_dir",
+    "user_package_names",
+    "user_packages_dir",
+]
+
 _UNION_TAGS = {"cpu", "gpu", "npu", "pci", "CpuDevice", "PciDevice"}
-
-
-def builtin_packages_dir() -> Path:
-    """The built-in model packages, shipped as data in ``famous/packages``."""
-    return Path(__file__).resolve().parent.parent / "packages"
-
-
-def builtin_package_names() -> list[str]:
-    root = builtin_packages_dir()
-    return sorted(p.name for p in root.iterdir() if (p / "model.yaml").is_file())
 
 
 def _clean_loc(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -147,49 +158,6 @@ def load_model_manifest(directory: Path) -> ModelManifest:
         raise ManifestError(problems)
     assert model is not None
     return model
-
-
-def engine_names(directory: Path) -> list[str]:
-    return sorted(p.parent.name for p in (Path(directory) / "engines").glob("*/engine.yaml"))
-
-
-def user_packages_dir() -> Path:
-    """Packages famous built or the user added: ``FAMOUS_HOME/packages/<name>``."""
-    from famous.store.paths import famous_home
-
-    return famous_home() / "packages"
-
-
-def user_package_names() -> list[str]:
-    root = user_packages_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "model.yaml").is_file())
-
-
-def package_dir(name: str) -> Path | None:
-    """Where package ``name`` lives: a path, a built-in, or FAMOUS_HOME/packages (in that order).
-
-    Built-in names come first so a user package can never shadow one famous ships.
-    """
-    path = Path(name).expanduser()
-    if _is_package(path):
-        return path
-    if "/" in name or "\\" in name or name in (".", "..") or not name:
-        return None
-    for root in (builtin_packages_dir(), user_packages_dir()):
-        if _is_package(root / name):
-            return root / name
-    return None
-
-
-def _is_package(folder: Path) -> bool:
-    """``folder`` holds a model.yaml; a name the system cannot look up (too long, a NUL)
-    is no package."""
-    try:
-        return (folder / "model.yaml").is_file()
-    except (OSError, ValueError):
-        return False
 
 
 def find_package(name: str) -> ModelPackage:

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from famous.manifests.records import EngineLogic, PackageLogic, ShapeLogic
 from famous.units import parse_hex_id, parse_size
 
 Format = Literal["gguf", "safetensors", "pytorch", "mlx", "openvino", "onnx", "tflite", "pte"]
@@ -117,7 +118,7 @@ class Devices(Strict):
         return self
 
 
-class ModelShape(Strict):
+class ModelShape(Strict, ShapeLogic):
     """What the memory estimate needs: KV cache = 2 × layers × context × kv-heads × head-dim.
 
     A mixture-of-experts model keeps every expert in memory (``parameters`` sizes it) but reads
@@ -142,11 +143,6 @@ class ModelShape(Strict):
                 f"active-parameters {self.active_parameters} exceeds parameters {self.parameters}"
             )
         return self
-
-    @property
-    def active(self) -> int:
-        """Parameters a token reads: all of a dense model's, the routed experts' of an MoE."""
-        return self.active_parameters or self.parameters
 
 
 class ModelOption(Strict):
@@ -195,7 +191,7 @@ class EnvironmentRule(Strict):
     variables: dict[str, str] = Field(min_length=1)
 
 
-class EngineManifest(Strict):
+class EngineManifest(Strict, EngineLogic):
     """``engines/<name>/engine.yaml``: one way to run the model on some class of hardware."""
 
     name: str
@@ -223,12 +219,8 @@ class EngineManifest(Strict):
             )
         return self
 
-    @property
-    def uses_gpu(self) -> bool:
-        return any(d.type in ("gpu", "npu") for d in (*self.devices.allof, *self.devices.anyof))
 
-
-class ModelPackage(BaseModel):
+class ModelPackage(BaseModel, PackageLogic):
     """A model manifest with its engines, as loaded from one package directory."""
 
     model_config = ConfigDict(frozen=True)
@@ -236,13 +228,3 @@ class ModelPackage(BaseModel):
     model: ModelManifest
     engines: dict[str, EngineManifest]
     source: str = Field(description="where it was loaded from: a directory, or 'hub:ORG/NAME'")
-
-    @property
-    def name(self) -> str:
-        return self.model.name
-
-    def option(self, name: str) -> ModelOption:
-        return self.model.options[name]
-
-    def shape_of(self, option: str) -> ModelShape:
-        return self.model.options[option].shape or self.model.shape

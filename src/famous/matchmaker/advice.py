@@ -51,11 +51,7 @@ def _label(dev: Device) -> str:
 def unused_accelerators(report: HardwareReport, engines: Iterable[EngineManifest]) -> list[str]:
     """'NPU 0000:02:00.0 (Hailo-8, 1e60:2864): detected, no engine uses it' for each NPU and
     discrete GPU that no requirement of ``engines`` could match (by kind, bus, vendor, id)."""
-    from famous.manifests.schema import PciDevice
-
-    reqs = [
-        r for e in engines for r in (*e.devices.allof, *e.devices.anyof) if isinstance(r, PciDevice)
-    ]
+    reqs = [r for e in engines for r in (*e.devices.allof, *e.devices.anyof) if r.type != "cpu"]
     return [
         f"{_label(dev)}: detected, no engine uses it"
         for dev in report.devices

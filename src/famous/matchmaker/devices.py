@@ -26,10 +26,12 @@ microarchitecture       10     AMD gfx target
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from famous.hardware.report import CpuGroup, Device, HardwareReport
-from famous.manifests.schema import CpuDevice, DeviceRequirement, PciDevice
+if TYPE_CHECKING:
+    from famous.hardware.report import CpuGroup, Device, HardwareReport
+    from famous.manifests.schema import CpuDevice, DeviceRequirement, PciDevice
 from famous.units import format_size, format_sizes
 
 BASE = {"gpu-discrete": 100, "npu": 60, "gpu-integrated": 40, "cpu": 10, "pci": 5}
@@ -46,7 +48,8 @@ BONUS = {
 }
 
 
-class DeviceMatch(BaseModel):
+@dataclass(kw_only=True)
+class DeviceMatch:
     """The outcome of one requirement: which device satisfied it, or why none did."""
 
     requirement: str
@@ -58,7 +61,7 @@ class DeviceMatch(BaseModel):
 
 def describe(req: DeviceRequirement) -> str:
     """A short human description: 'gpu vendor 0x10de, cc >=7.0'."""
-    if isinstance(req, CpuDevice):
+    if req.type == "cpu":
         parts = [f"cpu {req.architecture}"]
         if req.manufacturer_id:
             parts.append(req.manufacturer_id)
@@ -195,7 +198,7 @@ def match_device(req: DeviceRequirement, report: HardwareReport) -> DeviceMatch:
     """The best-scoring device that satisfies ``req``, else the closest miss's reasons."""
     text = describe(req)
     candidates: list[tuple[str, Check]] = []
-    if isinstance(req, CpuDevice):
+    if req.type == "cpu":
         candidates = [(c.model_name or c.architecture, _check_cpu(req, c)) for c in report.cpus]
         if not report.cpus:
             return DeviceMatch(
@@ -212,7 +215,7 @@ def match_device(req: DeviceRequirement, report: HardwareReport) -> DeviceMatch:
     near = [(name, c[1]) for name, c in candidates if not c[2]]
     if near:  # the right kind of device, failing on a property: say which and why
         _, reasons = min(near, key=lambda m: (len(m[1]), m[0]))
-    elif isinstance(req, CpuDevice):
+    elif req.type == "cpu":
         reasons = sorted({r for _, c in candidates for r in c[1]})
     else:
         found = [d for d in report.devices if req.type == "pci" or d.kind == req.type]

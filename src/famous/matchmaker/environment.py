@@ -7,8 +7,11 @@ gfx1030's with ``HSA_OVERRIDE_GFX_VERSION=10.3.0``; the rule says so once, in th
 
 from __future__ import annotations
 
-from famous.hardware.report import HardwareReport
-from famous.manifests.schema import EngineManifest
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from famous.hardware.report import HardwareReport
+    from famous.manifests.schema import EngineManifest
 
 
 def engine_environment(

@@ -16,18 +16,22 @@ The memory policy, one for every path:
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from famous.hardware.report import HardwareReport
-from famous.manifests.schema import EngineManifest, ModelOption, ModelShape
 from famous.units import format_size, format_sizes
+
+if TYPE_CHECKING:
+    from famous.hardware.report import HardwareReport
+    from famous.manifests.schema import EngineManifest, ModelOption, ModelShape
 
 # What a runtime needs besides weights and KV cache (compute buffers, the process itself),
 # when its manifest does not say (`memory:`). Measured with llama.cpp at 4k context: ~250 MiB.
 DEFAULT_OVERHEAD = 384 * 1024**2
 
 
-class MemoryEstimate(BaseModel):
+@dataclass(kw_only=True)
+class MemoryEstimate:
     option: str
     weights_bytes: int
     kv_cache_bytes: int

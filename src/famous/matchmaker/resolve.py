@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from famous.hardware.report import HardwareReport
-from famous.manifests.loader import find_package
-from famous.manifests.schema import ModelPackage
 from famous.matchmaker.select import NoCompatibleEngine, Selection, select
 from famous.store.selections import PinnedEngine, pinned_engine
+
+if TYPE_CHECKING:
+    from famous.hardware.report import HardwareReport
+    from famous.manifests.schema import ModelPackage
 
 
 def machine_report(root: str | None = None) -> HardwareReport:
@@ -41,7 +43,10 @@ def resolve_selection(
 
     A pin that no longer fits this machine raises NoCompatibleEngine, telling how to unpin.
     """
-    package = package or find_package(model)
+    if package is None:
+        from famous.manifests.loader import find_package
+
+        package = find_package(model)
     report = report or machine_report(root)
     pin = pinned_engine(package.name) if engine is None else None
     if pin is not None and pin.engine in package.engines:

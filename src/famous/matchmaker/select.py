@@ -14,26 +14,30 @@ Rules, in order:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Literal
-
-from pydantic import BaseModel
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 from famous.errors import Incompatible, NotFound
-from famous.hardware.report import HardwareReport
-from famous.manifests.schema import EngineManifest, ModelOption, ModelPackage
 from famous.matchmaker.devices import DeviceMatch, match_device
 from famous.matchmaker.environment import engine_environment
 from famous.matchmaker.memory import MemoryEstimate, estimate, memory_budget
 
+if TYPE_CHECKING:  # the matchmaker reads manifests by attribute: validated models or records
+    from famous.hardware.report import HardwareReport
+    from famous.manifests.schema import EngineManifest, ModelOption, ModelPackage
+
 Verdict = Literal["yes", "exptl", "no"]
 
 
+@dataclass(kw_only=True)
 class DeviceCheck(DeviceMatch):
     group: Literal["allof", "anyof"]
 
 
-class EngineEvaluation(BaseModel):
+@dataclass(kw_only=True)
+class EngineEvaluation:
     """Everything the matchmaker concluded about one engine on this machine."""
 
     engine: str
@@ -55,7 +59,8 @@ class EngineEvaluation(BaseModel):
         return "exptl" if self.experimental else "yes"
 
 
-class Selection(BaseModel):
+@dataclass(kw_only=True)
+class Selection:
     """The engine and model option chosen for a package on a machine, with all evaluations."""
 
     package: str
@@ -65,7 +70,8 @@ class Selection(BaseModel):
     evaluation: EngineEvaluation
     evaluations: list[EngineEvaluation]
     pinned: bool = False  # chosen by the user (`--engine`, `use-engine`), not by score
-    environment: dict[str, str] = {}  # what the engine's process needs on the matched device
+    # what the engine's process needs on the matched device
+    environment: dict[str, str] = field(default_factory=dict)
 
     @property
     def memory(self) -> MemoryEstimate:
@@ -129,10 +135,10 @@ def evaluate(
 ) -> EngineEvaluation:
     """Match devices, then find the option to run: ``option`` if given, else by memory fit."""
     checks = [
-        DeviceCheck(group="allof", **match_device(d, report).model_dump())
+        DeviceCheck(group="allof", **dataclasses.asdict(match_device(d, report)))
         for d in engine.devices.allof
     ] + [
-        DeviceCheck(group="anyof", **match_device(d, report).model_dump())
+        DeviceCheck(group="anyof", **dataclasses.asdict(match_device(d, report)))
         for d in engine.devices.anyof
     ]
     reasons = [r for c in checks if c.group == "allof" and not c.matched for r in c.reasons]

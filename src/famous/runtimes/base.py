@@ -7,7 +7,6 @@ knows the health route; launching, waiting, logs and stopping are shared here.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.util
 import os
@@ -248,7 +247,7 @@ class EngineProcess:
                     pass
                 if time.monotonic() >= deadline:
                     raise self._timeout_error(timeout)
-                await asyncio.sleep(interval)
+                await _sleep(interval)
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM the engine's process group, SIGKILL it after ``grace`` seconds."""
@@ -453,3 +452,10 @@ class RuntimeAdapter(ABC):
             adapt_request=self.adapt_request,
             reason=self.reason,
         )
+
+
+async def _sleep(seconds: float) -> None:
+    """``asyncio.sleep``, imported on use: listing a runtime's settings loads no asyncio."""
+    import asyncio
+
+    await asyncio.sleep(seconds)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def _package_dirs() -> list[tuple[Path, str]]:
     """(directory, source) of every package: built-in ones, then those under FAMOUS_HOME."""
-    from famous.manifests.loader import (
+    from famous.manifests.locate import (
         builtin_package_names,
         builtin_packages_dir,
         user_package_names,
@@ -40,16 +40,24 @@ def _package_dirs() -> list[tuple[Path, str]]:
 
 
 def package_rows() -> list[dict[str, Any]]:
-    """One row per model package (``famous models``)."""
-    from famous.manifests.loader import engine_names, load_model_manifest
+    """One row per model package (``famous models``), from the packages' snapshots when
+    current; a package whose engines do not validate is still listed by its model.yaml."""
+    from famous.manifests.errors import ManifestError
+    from famous.manifests.locate import engine_names
+    from famous.manifests.snapshot import read_package
 
     rows = []
     for directory, source in _package_dirs():
-        model = load_model_manifest(directory)
+        try:
+            model = read_package(str(directory)).model
+        except ManifestError:
+            from famous.manifests.loader import load_model_manifest
+
+            model = load_model_manifest(directory)
         rows.append(
             {
                 "name": model.name,
-                "capabilities": model.capabilities,
+                "capabilities": list(model.capabilities),
                 "license": model.license,
                 "engines": engine_names(directory),
                 "description": model.description,
@@ -190,7 +198,7 @@ class EngineDetail:
         return {
             "manifest": self.manifest,
             "evaluation": {**to_plain(self.evaluation), "verdict": self.evaluation.verdict},
-            "configuration": {k: s.model_dump() for k, s in self.settings.items()},
+            "configuration": {k: to_plain(s) for k, s in self.settings.items()},
             "runtime-keys": self.keys,
         }
 

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import yaml
-from pydantic import BaseModel
+from typing import Any, Literal
 
 from famous.errors import FamousError, NotFound
 from famous.store.paths import user_config_path
@@ -58,7 +56,8 @@ class UnknownKey(ConfigError, NotFound, LookupError):
         super().__init__(f"unknown configuration key {key!r}; known keys: {', '.join(known)}")
 
 
-class Setting(BaseModel):
+@dataclass(kw_only=True)
+class Setting:
     """A key's effective value; None with layer "runtime": the runtime's own default."""
 
     key: str
@@ -78,6 +77,8 @@ def coerce(key: str, raw: Value, like: Value | None) -> Value:
     if like is None:
         if not isinstance(raw, str):
             return raw
+        import yaml
+
         parsed = yaml.safe_load(raw) if raw.strip() else raw
         return parsed if isinstance(parsed, str | int | float | bool) else raw
     if isinstance(like, bool):
@@ -102,20 +103,49 @@ def coerce(key: str, raw: Value, like: Value | None) -> Value:
     return str(raw)
 
 
-class UserConfig(BaseModel):
+def _scalars(data: Any, where: str) -> dict[str, Value]:
+    """A mapping of keys to str / int / float / bool values, as ``famous set`` writes."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping of keys to values, got {data!r}")
+    for key, value in data.items():
+        if not isinstance(key, str) or not isinstance(value, str | int | float | bool):
+            raise ValueError(f"{where}.{key}: expected a string, number or boolean, got {value!r}")
+    return dict(data)
+
+
+@dataclass(kw_only=True)
+class UserConfig:
     """What ``famous set`` wrote: global values, and per-model values."""
 
-    values: dict[str, Value] = {}
-    models: dict[str, dict[str, Value]] = {}
+    values: dict[str, Value] = field(default_factory=dict)
+    models: dict[str, dict[str, Value]] = field(default_factory=dict)
+
+    @classmethod
+    def from_data(cls, data: Any) -> UserConfig:
+        """Check a parsed file: only ``values`` and ``models``, each of scalars."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a mapping with values and models, got {data!r}")
+        unknown = sorted(set(data) - {"values", "models"})
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(map(str, unknown))} (values, models)")
+        models = data.get("models") or {}
+        if not isinstance(models, dict):
+            raise ValueError(f"models: expected a mapping of model names, got {models!r}")
+        return cls(
+            values=_scalars(data.get("values") or {}, "values"),
+            models={str(m): _scalars(v, f"models.{m}") for m, v in models.items()},
+        )
 
     @classmethod
     def load(cls, path: Path | None = None) -> UserConfig:
         path = path or user_config_path()
         if not path.is_file():
             return cls()
+        import yaml
+
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            return cls.model_validate(data)
+            return cls.from_data(data)
         except (yaml.YAMLError, ValueError) as exc:
             raise ConfigError(f"{path} is not a valid famous configuration: {exc}") from exc
 
@@ -124,7 +154,9 @@ class UserConfig(BaseModel):
         path = path or user_config_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".yaml.tmp")
-        tmp.write_text(yaml.safe_dump(self.model_dump(), sort_keys=True), encoding="utf-8")
+        import yaml
+
+        tmp.write_text(yaml.safe_dump(asdict(self), sort_keys=True), encoding="utf-8")
         os.replace(tmp, path)
 
 

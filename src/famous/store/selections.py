@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from pydantic import BaseModel
 
 from famous.store.db import connect, transaction
 
 
-class PinnedEngine(BaseModel):
+@dataclass(kw_only=True)
+class PinnedEngine:
     model: str
     engine: str
     forced: bool
@@ -27,7 +27,14 @@ def pinned_engine(model: str) -> PinnedEngine | None:
         ).fetchone()
     finally:
         conn.close()
-    return PinnedEngine(**dict(row)) if row else None
+    if row is None:
+        return None
+    return PinnedEngine(
+        model=row["model"],
+        engine=row["engine"],
+        forced=bool(row["forced"]),
+        chosen_at=row["chosen_at"],
+    )
 
 
 def pin_engine(model: str, engine: str, forced: bool) -> None:
