@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,10 @@ from typer.testing import CliRunner
 from famous.cli.main import app
 
 runner = CliRunner()
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
 
 
 def _build(model_dir: Path, target: str, name: str, *extra: str):
@@ -91,19 +96,39 @@ def _serve_matches_eager(artifact: Path, model_dir: Path) -> None:
     eager = Pipeline(load(model_dir), Tokenizer(model_dir))
     want = eager.generate("The quick brown", SamplingParams(max_new_tokens=8)).text
     assert r.json()["choices"][0]["text"] == want
+    messages = [{"role": "user", "content": "Hello world!"}]
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "edge", "messages": messages, "max_tokens": 8, "temperature": 0},
+    )
+    assert r.status_code == 200, r.text
+    want = eager.chat(messages, SamplingParams(max_new_tokens=8)).text
+    assert r.json()["choices"][0]["message"]["content"] == want
 
 
 @pytest.mark.skipif(
     importlib.util.find_spec("executorch") is None,
     reason="executorch is not installed (extra 'executorch': pip install executorch)",
 )
-def test_build_executorch_package(tiny_llama: Path, famous_home: Path) -> None:
-    r = _build(tiny_llama, "executorch", "tiny-et")
+def test_build_executorch_package(tiny_llama: Path, famous_home: Path, tmp_path: Path) -> None:
+    model_dir = _template_in_own_file(tiny_llama, tmp_path / "model")
+    r = _build(model_dir, "executorch", "tiny-et")
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["engine"] == "executorch-cpu" and data["options"][0]["name"] == "fp32"
-    artifact = _check_package("tiny-et", "executorch", tiny_llama, famous_home)
-    _serve_matches_eager(artifact, tiny_llama)
+    artifact = _check_package("tiny-et", "executorch", model_dir, famous_home)
+    assert (artifact.parent / "chat_template.jinja").read_text() == CHAT_TEMPLATE
+    _serve_matches_eager(artifact, model_dir)
+
+
+def _template_in_own_file(model_dir: Path, out: Path) -> Path:
+    """A copy of ``model_dir`` laid out as transformers 5 saves it: the chat template in
+    ``chat_template.jinja``, none in ``tokenizer_config.json``."""
+    shutil.copytree(model_dir, out)
+    conf = json.loads((out / "tokenizer_config.json").read_text())
+    assert "chat_template" not in conf
+    (out / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    return out
 
 
 def test_build_litert_package(tiny_llama: Path, famous_home: Path) -> None:

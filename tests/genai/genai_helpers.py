@@ -23,6 +23,23 @@ def save_hf_model(hf_config: dict[str, Any], out: Path, seed: int = 0) -> Any:
     return model
 
 
+def hf_greedy(model: Any, ids: torch.Tensor, n: int) -> tuple[list[int], list[torch.Tensor]]:
+    """transformers' greedy tokens (EOS suppressed: exactly ``n``) and the raw logits
+    that chose each."""
+    with torch.no_grad():
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            pad_token_id=0,
+        )
+    return out.sequences[0, ids.shape[1] :].tolist(), [x[0].float() for x in out.logits]
+
+
 # bf16 keeps 8 significant bits: rounding to bf16 moves a value by at most this times itself
 BF16_U = 2.0**-8
 

@@ -95,6 +95,26 @@ def test_unused_and_missing_tensors_are_named(llama_dir: Path) -> None:
         load_model(llama_dir)
 
 
+def test_integer_tensors_are_refused_not_cast(llama_dir: Path, tmp_path: Path) -> None:
+    """An I32 tensor where the model has a float parameter (an fp32 checkpoint otherwise)
+    is named with its dtype by the loader and by the GGUF exporter; neither casts it."""
+    from safetensors.torch import load_file, save_file
+
+    from famous.genai.errors import CheckpointError
+    from famous.genai.export.gguf import export_gguf
+
+    sd = load_file(llama_dir / "model.safetensors")
+    name = "model.layers.1.mlp.down_proj.weight"
+    sd[name] = torch.randint(-8, 8, sd[name].shape, dtype=torch.int32)
+    save_file(sd, llama_dir / "model.safetensors")
+    with pytest.raises(CheckpointError, match=rf"{name}.*I32.*floating point") as e:
+        load_model(llama_dir)
+    assert "model.safetensors" in str(e.value)
+    with pytest.raises(CheckpointError, match=rf"{name}.*I32"):
+        export_gguf(llama_dir, tmp_path / "export" / "out.gguf", "f32")
+    assert not (tmp_path / "export").exists() or not any((tmp_path / "export").iterdir())
+
+
 def test_sharded_checkpoint_with_rule_across_shards(tmp_path: Path) -> None:
     """q/k/v in different shards still fuse; the index names the shards."""
     from safetensors.torch import load_file, save_file

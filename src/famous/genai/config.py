@@ -116,8 +116,11 @@ class ModelConfig:
 
 
 def longrope_attention_factor(rope: RopeConfig, max_position_embeddings: int) -> float:
+    """The cos/sin multiplier of LongRoPE: ``attention_factor`` if given, else from
+    ``factor`` (which ``rope_from_hf`` sets to max / original length when the config has
+    none), as transformers computes it."""
     if rope.attention_factor is not None:
         return float(rope.attention_factor)
     orig = rope.original_max_position_embeddings or max_position_embeddings
-    scale = max_position_embeddings / orig
+    scale = rope.factor
     return 1.0 if scale <= 1.0 else math.sqrt(1 + math.log(scale) / math.log(orig))

@@ -66,16 +66,23 @@ def rope_from_hf(hf: dict[str, Any], layer_type: str | None = None) -> RopeConfi
             "(supported: default, linear, dynamic, llama3, longrope); "
             "the `transformers` runtime can serve this model instead"
         )
-    orig = params.get(
-        "original_max_position_embeddings", hf.get("original_max_position_embeddings")
+    # transformers gives the top-level field priority (Phi-3 keeps its pretraining length
+    # there) and defaults the original length to max_position_embeddings
+    orig = hf.get("original_max_position_embeddings") or params.get(
+        "original_max_position_embeddings"
     )
+    factor = params.get("factor")
+    if rope_type == "longrope":
+        orig = orig or hf.get("max_position_embeddings")
+        if factor is None and orig:  # longrope's default factor: how far the context grew
+            factor = hf.get("max_position_embeddings", orig) / orig
     return RopeConfig(
         rope_theta=float(params.get("rope_theta", hf.get("rope_theta", 10000.0))),
         rope_type=rope_type,
         partial_rotary_factor=float(
             params.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0)) or 1.0
         ),
-        factor=float(params.get("factor", 1.0) or 1.0),
+        factor=float(factor or 1.0),
         low_freq_factor=float(params.get("low_freq_factor", 1.0)),
         high_freq_factor=float(params.get("high_freq_factor", 4.0)),
         original_max_position_embeddings=int(orig) if orig else None,

@@ -168,6 +168,7 @@ def check_weight_map(
     unknown = sorted(t for t in targets if t not in target_shapes)
     if unknown:
         raise WeightMapError(f"weight map names parameter(s) the model lacks: {', '.join(unknown)}")
+    _refuse_integer_weights(wmap, infos)
     for rule in wmap.rules:
         want = rule.transform.source_shapes(target_shapes[rule.target], len(rule.sources))
         for s, w in zip(rule.sources, want, strict=True):
@@ -177,6 +178,24 @@ def check_weight_map(
                     f"tensor {s!r} has shape {list(got)} but config.json implies {list(w)} "
                     f"(for model parameter {rule.target!r}); the checkpoint and its config.json "
                     "do not belong together"
+                )
+
+
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+
+
+def _refuse_integer_weights(wmap: WeightMap, infos: dict[str, TensorInfo]) -> None:
+    """Every parameter famous fills is floating point: an integer or bool tensor there
+    (packed quantized weights, a mislabelled export) would be cast to numbers that mean
+    nothing, so it is refused with its name and dtype."""
+    for rule in wmap.rules:
+        for s in rule.sources:
+            dtype = infos[s].dtype.removeprefix("torch.")
+            if dtype.upper() not in _FLOAT_DTYPES and not dtype.startswith(("float", "bfloat")):
+                raise CheckpointError(
+                    f"{infos[s].file.name}: tensor {s!r} is {infos[s].dtype}, but model "
+                    f"parameter {rule.target!r} is floating point; famous does not cast "
+                    "integer tensors (is this a quantized checkpoint famous cannot read?)"
                 )
 
 

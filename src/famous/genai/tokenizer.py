@@ -1,8 +1,7 @@
 """Tokenizer from ``tokenizer.json`` (the ``tokenizers`` library) plus the Hub chat template.
 
-The chat template is rendered with Jinja the way transformers does: a sandboxed
-environment, ``trim_blocks`` / ``lstrip_blocks``, ``raise_exception``, ``bos_token`` /
-``eos_token`` and ``add_generation_prompt`` in scope.
+The chat template is rendered by ``famous.genai.chat_template`` (the environment
+transformers sets up), with the special tokens and ``add_generation_prompt`` in scope.
 """
 
 from __future__ import annotations
@@ -12,13 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from famous.genai.errors import CheckpointError, GenAIError
+from famous.genai.chat_template import TemplateError, read_chat_template, render_chat_template
+from famous.genai.errors import CheckpointError
 from famous.genai.gguf_source.reader import GGUFFile, is_gguf
 from famous.genai.gguf_source.vocab import tokenizer_from_gguf
 
-
-class TemplateError(GenAIError, ValueError):
-    """The chat template refused the messages (its ``raise_exception``)."""
+__all__ = ["TemplateError", "Tokenizer"]
 
 
 def _token_text(value: Any) -> str | None:
@@ -50,12 +48,8 @@ class Tokenizer:
         self.eos_token = _token_text(conf.get("eos_token"))
         self.pad_token = _token_text(conf.get("pad_token"))
         self.add_bos_token = bool(conf.get("add_bos_token", False))
-        template = conf.get("chat_template")
-        if template is None and (d / "chat_template.jinja").is_file():
-            template = (d / "chat_template.jinja").read_text(encoding="utf-8")
-        if isinstance(template, list):  # named templates: take "default"
-            template = next((t["template"] for t in template if t.get("name") == "default"), None)
-        self.chat_template: str | None = template
+        self.unk_token = _token_text(conf.get("unk_token"))
+        self.chat_template: str | None = read_chat_template(d, conf)
         self.bos_token_id = self.token_to_id(self.bos_token)
         self.eos_token_id = self.token_to_id(self.eos_token)
         self.pad_token_id = self.token_to_id(self.pad_token)
@@ -85,24 +79,13 @@ class Tokenizer:
     ) -> str:
         if not self.chat_template:
             raise TemplateError("this model has no chat template; send a plain prompt instead")
-        from jinja2.exceptions import TemplateError as JinjaTemplateError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        def raise_exception(message: str) -> None:
-            raise TemplateError(message)
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = raise_exception
-        env.filters["tojson"] = lambda v, indent=None: json.dumps(
-            v, ensure_ascii=False, indent=indent
+        tokens = {"bos_token": self.bos_token or "", "eos_token": self.eos_token or ""}
+        for name in ("pad_token", "unk_token"):
+            if getattr(self, name) is not None:
+                tokens[name] = getattr(self, name)
+        return render_chat_template(
+            self.chat_template,
+            messages=list(messages),
+            add_generation_prompt=add_generation_prompt,
+            **{**tokens, **extra},
         )
-        try:
-            return env.from_string(self.chat_template).render(
-                messages=list(messages),
-                add_generation_prompt=add_generation_prompt,
-                bos_token=self.bos_token or "",
-                eos_token=self.eos_token or "",
-                **extra,
-            )
-        except JinjaTemplateError as e:
-            raise TemplateError(f"chat template failed: {e}") from e

@@ -25,6 +25,8 @@ EDGE_SIDE_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "chat_template.jinja",  # transformers 5 keeps the chat template here, not in the config
+    "chat_template.json",
 )
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from famous.genai.config import ModelConfig
 from famous.genai.errors import GenAIError, UnsupportedModelError
 from famous.genai.export.gguf_inspect import tensor_types
 from famous.genai.export.gguf_vocab import read_vocab, write_vocab
@@ -224,6 +225,7 @@ def _plan(
     import gguf
 
     cfg = load_config(model_dir)
+    _refuse_sliding_window(cfg, gguf.MODEL_ARCH_NAMES[arch.gguf_arch])
     a0 = cfg.blocks[0].attention
     sources = scan(model_dir)
     name_map = gguf.get_tensor_name_map(arch.gguf_arch, cfg.num_hidden_layers)
@@ -294,6 +296,22 @@ def _plan(
     return planned, warnings
 
 
+def _refuse_sliding_window(cfg: ModelConfig, arch: str) -> None:
+    """llama.cpp's llama / qwen2 / qwen3 / gemma graphs have no sliding-window attention
+    (they never read ``<arch>.attention.sliding_window``): a window shorter than the
+    context would silently become full attention, so such a model is refused."""
+    windows = {b.attention.sliding_window for b in cfg.blocks} - {None}
+    short = sorted(w for w in windows if w < cfg.max_position_embeddings)
+    if short:
+        raise GGUFExportError(
+            f"config.json's sliding_window {short[0]} is shorter than max_position_embeddings "
+            f"{cfg.max_position_embeddings}, and llama.cpp's {arch!r} architecture has no "
+            "sliding-window attention: its GGUF would attend over the whole context and "
+            f"answer differently past {short[0]} tokens. Serve the safetensors with the "
+            "famous-native or transformers runtime instead"
+        )
+
+
 def _source_order(name: str) -> tuple:
     """Embedding first, then blocks in order, then the final norm and head (llama.cpp order)."""
     parts = name.split(".")
@@ -342,11 +360,6 @@ def _write_metadata(
         raise GGUFExportError(
             f"RoPE scaling {rope.rope_type!r} is not supported by famous's GGUF exporter "
             "(supported: default, linear, llama3)"
-        )
-    if a0.sliding_window is not None:
-        warnings.append(
-            f"sliding window {a0.sliding_window} is not written: llama.cpp runs this "
-            "architecture with full attention (same output up to the window length)"
         )
     vocab = read_vocab(model_dir, cfg.vocab_size, hf)
     write_vocab(writer, vocab)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from famous.genai.chat_template import read_chat_template
 from famous.genai.errors import UnsupportedModelError
 from famous.genai.gguf_pretokenizers import SPLIT_REGEXES
 
@@ -96,22 +97,6 @@ def _merges(model: dict[str, Any]) -> list[str]:
     for m in model.get("merges") or []:
         out.append(" ".join(m) if isinstance(m, list) else str(m))
     return out
-
-
-def _read_chat_template(model_dir: Path, tcfg: dict[str, Any]) -> str | None:
-    tmpl = tcfg.get("chat_template")
-    if isinstance(tmpl, list):  # named templates: keep the default one
-        named = {t.get("name"): t.get("template") for t in tmpl if isinstance(t, dict)}
-        tmpl = named.get("default") or next(iter(named.values()), None)
-    if tmpl:
-        return str(tmpl)
-    jinja = model_dir / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
-    js = model_dir / "chat_template.json"
-    if js.is_file():
-        return json.loads(js.read_text(encoding="utf-8")).get("chat_template")
-    return None
 
 
 def _added_by_post_processor(tj: dict[str, Any], token: str | None) -> bool | None:
@@ -216,7 +201,7 @@ def read_vocab(model_dir: str | Path, vocab_size: int, hf_config: dict[str, Any]
         eos_id=_id(eos, hf_config.get("eos_token_id")),
         unk_id=_id(unk, None),
         pad_id=_id(pad, hf_config.get("pad_token_id")),
-        chat_template=_read_chat_template(model_dir, tcfg),
+        chat_template=read_chat_template(model_dir, tcfg),
         warnings=warnings,
     )
     if "add_bos_token" in tcfg:

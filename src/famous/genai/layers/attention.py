@@ -80,7 +80,9 @@ class Attention(nn.Module):
             # Eager calls know how many positions exist before this call and skip the rest.
             n_old = ring - 1 if end is None else min(ring - 1, end - t)
             first = input_pos[:1] - n_old
-            order = torch.remainder(first + torch.arange(n_old, device=x.device), ring)
+            # + ring keeps every operand non-negative (positions before 0 are masked):
+            # ExecuTorch's remainder keeps the sign of a negative dividend, as C's % does
+            order = torch.remainder(first + ring + torch.arange(n_old, device=x.device), ring)
             keys = torch.cat((k_cache.index_select(2, order), k), dim=2)
             values = torch.cat((v_cache.index_select(2, order), v), dim=2)
             keep = min(t, ring)

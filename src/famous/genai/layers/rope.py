@@ -12,33 +12,33 @@ from famous.genai.config import RopeConfig, longrope_attention_factor
 
 
 def inverse_frequencies(
-    rope: RopeConfig, head_dim: int, max_position_embeddings: int, max_seq_len: int
+    rope: RopeConfig, head_dim: int, max_position_embeddings: int
 ) -> tuple[torch.Tensor, float]:
-    """Per-pair rotation frequencies (fp32) and the cos/sin multiplier ("attention factor").
-
-    ``dynamic`` and ``longrope`` depend on the sequence length; we fix them at the cache
-    capacity ``max_seq_len`` so the forward stays a pure function of its inputs.
-    """
-    dim = int(head_dim * rope.partial_rotary_factor)
-    base = rope.rope_theta
+    """Per-pair rotation frequencies (fp32) for sequences within the original length, and
+    the cos/sin multiplier ("attention factor"). ``dynamic`` and ``longrope`` change their
+    frequencies with the current length: ``RotaryEmbedding`` does that per call."""
+    dim = rotary_dim(rope, head_dim)
     exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
     attention_factor = 1.0
-    if rope.rope_type == "dynamic" and max_seq_len > max_position_embeddings:
-        f = rope.factor
-        base = base * ((f * max_seq_len / max_position_embeddings) - (f - 1)) ** (dim / (dim - 2))
-    inv_freq = 1.0 / (base**exponents)
+    inv_freq = 1.0 / (rope.rope_theta**exponents)
     if rope.rope_type == "linear":
         inv_freq = inv_freq / rope.factor
     elif rope.rope_type == "llama3":
         inv_freq = _llama3_scaling(inv_freq, rope)
     elif rope.rope_type == "longrope":
-        orig = rope.original_max_position_embeddings or max_position_embeddings
-        factors = rope.long_factor if max_seq_len > orig else rope.short_factor
-        if factors is None:
-            raise ValueError("longrope needs short_factor and long_factor")
-        inv_freq = inv_freq / torch.tensor(factors, dtype=torch.float32)
+        inv_freq = 1.0 / (_factors(rope.short_factor) * rope.rope_theta**exponents)
         attention_factor = longrope_attention_factor(rope, max_position_embeddings)
     return inv_freq, attention_factor
+
+
+def rotary_dim(rope: RopeConfig, head_dim: int) -> int:
+    return int(head_dim * rope.partial_rotary_factor)
+
+
+def _factors(values: tuple[float, ...] | None) -> torch.Tensor:
+    if values is None:
+        raise ValueError("longrope needs short_factor and long_factor")
+    return torch.tensor(values, dtype=torch.float32)
 
 
 def _llama3_scaling(inv_freq: torch.Tensor, rope: RopeConfig) -> torch.Tensor:
@@ -56,21 +56,56 @@ def _llama3_scaling(inv_freq: torch.Tensor, rope: RopeConfig) -> torch.Tensor:
 
 
 class RotaryEmbedding(nn.Module):
-    """Turns positions into (cos, sin) tables, computed in fp32 then cast to the model dtype."""
+    """Turns positions into (cos, sin) tables, computed in fp32 then cast to the model dtype.
+
+    ``dynamic`` and ``longrope`` depend on the length of the sequence so far, as in
+    transformers: ``max(positions) + 1`` of each call (of each row of a batch, so a row
+    sees what it would see alone). Keys cached by earlier calls keep their rotation.
+    """
 
     def __init__(
         self, rope: RopeConfig, head_dim: int, max_position_embeddings: int, max_seq_len: int
     ) -> None:
         super().__init__()
         self.args = (rope, head_dim, max_position_embeddings, max_seq_len)
+        self.rope = rope
+        self.max_position_embeddings = max_position_embeddings
         inv_freq, self.attention_factor = inverse_frequencies(
-            rope, head_dim, max_position_embeddings, max_seq_len
+            rope, head_dim, max_position_embeddings
         )
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        dim = rotary_dim(rope, head_dim)
+        self.dim = dim
+        self.original_length = rope.original_max_position_embeddings or max_position_embeddings
+        exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
+        if rope.rope_type == "longrope":
+            long_inv = 1.0 / (_factors(rope.long_factor) * rope.rope_theta**exponents)
+            self.register_buffer("long_inv_freq", long_inv, persistent=False)
+        if rope.rope_type == "dynamic":
+            self.register_buffer("exponents", exponents, persistent=False)
+
+    def long_context_from(self) -> int | None:
+        """The length past which this table switches to other frequencies for good
+        (longrope's long factors), making keys cached before stale; None if it never does."""
+        return self.original_length if self.rope.rope_type == "longrope" else None
+
+    def frequencies(self, positions: torch.Tensor) -> torch.Tensor:
+        """The inverse frequencies for this call: [rd/2], or [.., 1, rd/2] when they
+        depend on the length ``max(positions) + 1``."""
+        kind = self.rope.rope_type
+        if kind not in ("dynamic", "longrope"):
+            return self.inv_freq
+        seq_len = (positions.amax(-1, keepdim=True) + 1).unsqueeze(-1)
+        if kind == "longrope":
+            return torch.where(seq_len > self.original_length, self.long_inv_freq, self.inv_freq)
+        mpe, f = self.max_position_embeddings, self.rope.factor
+        length = seq_len.clamp_min(mpe).float()
+        base = self.rope.rope_theta * ((f * length / mpe) - (f - 1)) ** (self.dim / (self.dim - 2))
+        return 1.0 / (base**self.exponents)
 
     def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """positions: [T] or [B, T] → cos, sin of shape [T, rd] or [B, 1, T, rd]."""
-        freqs = positions.float().unsqueeze(-1) * self.inv_freq
+        freqs = positions.float().unsqueeze(-1) * self.frequencies(positions)
         emb = torch.cat((freqs, freqs), dim=-1)
         cos, sin = emb.cos(), emb.sin()
         if self.attention_factor != 1.0:

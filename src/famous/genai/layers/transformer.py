@@ -110,6 +110,13 @@ class DecoderModel(nn.Module):
         for i, rope in enumerate(self.ropes):
             self.ropes[i] = RotaryEmbedding(*rope.args).to(device)
 
+    def long_context_from(self) -> int | None:
+        """The position at which a RoPE table switches to its long-context frequencies
+        (LongRoPE): a generation reaching it re-prefills, as transformers' Phi-3 does, so
+        no key keeps its short-context rotation. None when no table switches."""
+        points = [p for r in self.ropes if (p := r.long_context_from()) is not None]
+        return min(points) if points else None
+
     # ------------------------------------------------------------------ cache
     def init_cache(self, batch_size: int = 1, dtype: torch.dtype | None = None) -> KVCache:
         dtype = dtype or self.embed.weight.dtype

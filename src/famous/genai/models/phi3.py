@@ -12,6 +12,9 @@ from famous.genai.weight_map import WeightMap
 
 
 def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
+    # transformers' Phi3Config defaults the pretraining length to 4096 and lets it win over
+    # rope_scaling's own original_max_position_embeddings
+    hf = {"original_max_position_embeddings": 4096, **hf}
     return decoder_config(hf, window_for={"full_attention": hf.get("sliding_window")})
 
 
