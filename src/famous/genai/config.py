@@ -58,6 +58,8 @@ class AttentionConfig:
     qkv_bias: bool = False
     o_bias: bool = False
     qk_norm: NormConfig | None = None
+    qk_norm_full: bool = False  # OLMo 2: one norm over the whole q (k) projection, not per head
+    use_rope: bool = True  # False: a NoPE layer (SmolLM3) sees no positions but the mask's
     scale: float | None = None  # None → head_dim ** -0.5
     logit_softcapping: float | None = None
     sliding_window: int | None = None  # keys with pos > q_pos - window are visible
@@ -84,15 +86,45 @@ class FeedForwardConfig:
 
 
 @dataclass(frozen=True)
+class MoEConfig:
+    """A sparse mixture of gated experts: a router picks ``top_k`` of ``num_experts`` per token.
+
+    ``routing``: ``softmax_topk`` takes the top-k of the softmax over all experts (Mixtral,
+    Qwen3-MoE), renormalized to sum to 1 when ``normalize_top_k``; ``topk_softmax`` takes
+    the softmax over the top-k router logits only. ``shared_intermediate_size``: a dense
+    expert every token also goes through, scaled by ``sigmoid(shared_gate(x))`` when
+    ``shared_gate`` (Qwen2-MoE).
+    """
+
+    num_experts: int
+    top_k: int
+    intermediate_size: int
+    activation: Activation = "silu"
+    routing: Literal["softmax_topk", "topk_softmax"] = "softmax_topk"
+    normalize_top_k: bool = True
+    router_bias: bool = False
+    shared_intermediate_size: int | None = None
+    shared_gate: bool = False
+
+
+@dataclass(frozen=True)
 class BlockConfig:
-    """One transformer block: pre-norm attention and feed-forward, optional post-norms."""
+    """One transformer block: pre-norm attention and feed-forward, optional post-norms.
+
+    ``moe``: the feed-forward is a mixture of experts (``feed_forward`` then only records
+    the dense width the config.json names). A None pre-norm (OLMo 2) feeds the sub-layer
+    the residual stream itself; ``residual_scale`` (Granite) scales each sub-layer's output
+    before it is added to the residual stream.
+    """
 
     attention: AttentionConfig
     feed_forward: FeedForwardConfig
-    attn_norm: NormConfig
-    ffn_norm: NormConfig
-    attn_post_norm: NormConfig | None = None  # Gemma 2/3
-    ffn_post_norm: NormConfig | None = None  # Gemma 2/3
+    attn_norm: NormConfig | None
+    ffn_norm: NormConfig | None
+    attn_post_norm: NormConfig | None = None  # Gemma 2/3, OLMo 2
+    ffn_post_norm: NormConfig | None = None  # Gemma 2/3, OLMo 2
+    moe: MoEConfig | None = None
+    residual_scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +137,7 @@ class ModelConfig:
     tie_word_embeddings: bool = False
     embedding_scale: float | None = None  # Gemma multiplies embeddings by sqrt(hidden)
     final_logit_softcapping: float | None = None
+    logits_scaling: float | None = None  # Granite divides the logits by this
     max_position_embeddings: int = 2048
     bos_token_id: int | None = None
     eos_token_id: tuple[int, ...] = ()

@@ -59,6 +59,28 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Stack:
+    """Per-expert tensors → one stacked [num_experts, …] tensor (mixture-of-experts weights).
+
+    The sources come in runs, one run per expert; a run of several is first concatenated on
+    its dim 0 with ``sizes`` rows each ((gate_e, up_e) → gate_up_e), then the runs are
+    stacked on a new leading dim.
+    """
+
+    sizes: tuple[int, ...]
+
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        return [(s, *target[2:]) for _ in range(target[0]) for s in self.sizes]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        import torch
+
+        per = len(self.sizes)
+        runs = [torch.cat(list(tensors[i : i + per]), dim=0) for i in range(0, len(tensors), per)]
+        return torch.stack(runs)
+
+
+@dataclass(frozen=True)
 class Transpose:
     """A 2-D weight stored as (in, out) (GPT-2 style Conv1D) → nn.Linear's (out, in)."""
 
@@ -101,7 +123,7 @@ def permute_rope(
     return w.reshape(n_heads, head_dim // 2, 2, *rest).transpose(1, 2).reshape(w.shape).contiguous()
 
 
-Transform = Identity | Fuse | Split | Transpose | PermuteRope
+Transform = Identity | Fuse | Split | Stack | Transpose | PermuteRope
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Multi-head attention (MHA / GQA / MQA) over the external KV cache.
 
-Options: q/k/v bias, per-head q/k norm, logit soft-capping, sliding window (ring cache).
+Options: q/k/v bias, q/k norm (per head or over the whole projection), NoPE layers, logit
+soft-capping, sliding window (ring cache).
 q, k and v come from one fused projection (one matmul reads all three weights).
 """
 
@@ -46,8 +47,10 @@ class Attention(nn.Module):
         self.head_dim = cfg.head_dim
         self.qkv = nn.Linear(hidden_size, cfg.q_size + 2 * cfg.kv_size, bias=cfg.qkv_bias)
         self.o = nn.Linear(cfg.q_size, hidden_size, bias=cfg.o_bias)
-        self.q_norm = make_norm(cfg.qk_norm, cfg.head_dim) if cfg.qk_norm else None
-        self.k_norm = make_norm(cfg.qk_norm, cfg.head_dim) if cfg.qk_norm else None
+        # per head, or (OLMo 2) over the whole projection
+        q_dim, k_dim = (cfg.q_size, cfg.kv_size) if cfg.qk_norm_full else (cfg.head_dim,) * 2
+        self.q_norm = make_norm(cfg.qk_norm, q_dim) if cfg.qk_norm else None
+        self.k_norm = make_norm(cfg.qk_norm, k_dim) if cfg.qk_norm else None
         self.scale = cfg.softmax_scale
         self.softcap = cfg.logit_softcapping
 
@@ -59,12 +62,16 @@ class Attention(nn.Module):
         ring, end, inplace = step.ring, step.end, step.inplace
         bsz, t, _ = x.shape
         q, k, v = self.qkv(x).split([self.cfg.q_size, self.cfg.kv_size, self.cfg.kv_size], dim=-1)
+        full_norm = self.q_norm is not None and self.cfg.qk_norm_full
+        if full_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         q = q.view(bsz, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = k.view(bsz, t, self.n_kv, self.head_dim).transpose(1, 2)
         v = v.view(bsz, t, self.n_kv, self.head_dim).transpose(1, 2)
-        if self.q_norm is not None:
+        if self.q_norm is not None and not full_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.cfg.use_rope:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
 
         k_cache, v_cache = cache
         if ring is None:

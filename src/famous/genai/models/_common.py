@@ -13,7 +13,21 @@ from famous.genai.config import (
     RopeConfig,
 )
 from famous.genai.hf_config import activation_from_hf, eos_ids, rope_from_hf
-from famous.genai.weight_map import Fuse, Rule, WeightMap
+from famous.genai.weight_map import Fuse, Rule, Stack, WeightMap
+
+# The two-layer shape the newer families' fake test configs start from (config.json names).
+TINY_DECODER: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 256,
+    "max_position_embeddings": 512,
+    "hidden_act": "silu",
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
 
 
 def head_dim(hf: dict[str, Any]) -> int:
@@ -139,8 +153,10 @@ def hf_decoder_weight_map(
                     )
                 )
             rules.append(Rule(f"{dst}ffn.down.{kind}", (f"{src}mlp.down_proj.{kind}",)))
-        rules.append(Rule(f"{dst}attn_norm.weight", (f"{src}input_layernorm.weight",)))
-        rules.append(Rule(f"{dst}ffn_norm.weight", (f"{src}{ffn_norm_name}.weight",)))
+        if b.attn_norm is not None:
+            rules.append(Rule(f"{dst}attn_norm.weight", (f"{src}input_layernorm.weight",)))
+        if b.ffn_norm is not None:
+            rules.append(Rule(f"{dst}ffn_norm.weight", (f"{src}{ffn_norm_name}.weight",)))
         if b.attn_post_norm is not None:
             rules.append(
                 Rule(f"{dst}attn_post_norm.weight", (f"{src}{post_norm_names[0]}.weight",))
@@ -154,3 +170,50 @@ def hf_decoder_weight_map(
     else:
         rules.append(Rule("lm_head.weight", ("lm_head.weight",)))
     return WeightMap(tuple(rules), ignore)
+
+
+def moe_weight_map(
+    cfg: ModelConfig,
+    dense: WeightMap,
+    *,
+    block: str,
+    router: str,
+    experts: tuple[str, str, str],
+    shared: str | None = None,
+    shared_gate: str | None = None,
+    prefix: str = "model.",
+) -> WeightMap:
+    """``dense`` (``hf_decoder_weight_map``) with each MoE block's feed-forward rules replaced
+    by the router and the per-expert tensors stacked: ``model.layers.{i}.{block}.{router}``,
+    ``…{block}.experts.{e}.{gate|up|down}.weight`` (``experts`` names the three), and an
+    optional shared expert (``…{block}.{shared}.{gate_proj|up_proj|down_proj}``)."""
+    rules = list(dense.rules)
+    for i, b in enumerate(cfg.blocks):
+        if b.moe is None:
+            continue
+        dst, src = f"layers.{i}.ffn.", f"{prefix}layers.{i}.{block}."
+        rules = [r for r in rules if not r.target.startswith(dst)]
+        m = b.moe
+        gate, up, down = (
+            tuple(f"{src}experts.{e}.{p}.weight" for e in range(m.num_experts)) for p in experts
+        )
+        rules.append(Rule(f"{dst}router.weight", (f"{src}{router}.weight",)))
+        if m.router_bias:
+            rules.append(Rule(f"{dst}router.bias", (f"{src}{router}.bias",)))
+        pairs = tuple(n for g, u in zip(gate, up, strict=True) for n in (g, u))
+        size = m.intermediate_size
+        rules.append(Rule(f"{dst}gate_up", pairs, Stack((size, size))))
+        rules.append(Rule(f"{dst}down", down, Stack((cfg.hidden_size,))))
+        if shared is not None and m.shared_intermediate_size:
+            s_size = m.shared_intermediate_size
+            rules.append(
+                Rule(
+                    f"{dst}shared.gate_up.weight",
+                    (f"{src}{shared}.gate_proj.weight", f"{src}{shared}.up_proj.weight"),
+                    Fuse(0, (s_size, s_size)),
+                )
+            )
+            rules.append(Rule(f"{dst}shared.down.weight", (f"{src}{shared}.down_proj.weight",)))
+        if shared_gate is not None and m.shared_gate:
+            rules.append(Rule(f"{dst}shared_gate.weight", (f"{src}{shared_gate}.weight",)))
+    return WeightMap(tuple(rules), dense.ignore)

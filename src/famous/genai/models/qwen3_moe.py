@@ -1,0 +1,100 @@
+"""Qwen3-MoE (Qwen3-30B-A3B and kin): Qwen3's attention (an RMSNorm on each query and key
+head) with a sparse mixture of experts in place of the dense feed-forward.
+
+Routing: softmax over all experts, the top ``num_experts_per_tok``, renormalized when
+``norm_topk_prob``. A block is dense (``intermediate_size``) when listed in
+``mlp_only_layers`` or off the ``decoder_sparse_step`` grid, as in the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from famous.genai.config import ModelConfig, MoEConfig, NormConfig
+from famous.genai.hf_config import activation_from_hf
+from famous.genai.models import Family
+from famous.genai.models._common import (
+    TINY_DECODER,
+    decoder_config,
+    hf_decoder_weight_map,
+    moe_weight_map,
+)
+from famous.genai.weight_map import WeightMap
+
+
+def is_sparse(hf: dict[str, Any], layer: int) -> bool:
+    n_experts = int(hf.get("num_experts") or hf.get("num_local_experts") or 0)
+    step = int(hf.get("decoder_sparse_step", 1) or 1)
+    dense = set(hf.get("mlp_only_layers") or ())
+    return layer not in dense and n_experts > 0 and (layer + 1) % step == 0
+
+
+def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
+    bias = bool(hf.get("attention_bias", False))
+    window = hf.get("sliding_window") if hf.get("use_sliding_window") else None
+    cfg = decoder_config(
+        hf,
+        qkv_bias=bias,
+        o_bias=bias,
+        qk_norm=NormConfig("rms", float(hf.get("rms_norm_eps", 1e-6))),
+        window_for={"sliding_attention": window},
+    )
+    moe = MoEConfig(
+        num_experts=int(hf.get("num_experts") or hf.get("num_local_experts") or 0),
+        top_k=int(hf["num_experts_per_tok"]),
+        intermediate_size=int(hf["moe_intermediate_size"]),
+        activation=activation_from_hf(hf.get("hidden_act")),
+        normalize_top_k=bool(hf.get("norm_topk_prob", False)),
+    )
+    blocks = tuple(replace(b, moe=moe) if is_sparse(hf, i) else b for i, b in enumerate(cfg.blocks))
+    return replace(cfg, blocks=blocks)
+
+
+def weight_map(cfg: ModelConfig) -> WeightMap:
+    return moe_weight_map(
+        cfg,
+        hf_decoder_weight_map(cfg),
+        block="mlp",
+        router="gate",
+        experts=("gate_proj", "up_proj", "down_proj"),
+    )
+
+
+_SMALL = {
+    **TINY_DECODER,
+    "model_type": "qwen3_moe",
+    "architectures": ["Qwen3MoeForCausalLM"],
+    "moe_intermediate_size": 32,
+    "num_experts": 8,
+    "num_experts_per_tok": 2,
+    "norm_topk_prob": True,
+    "head_dim": 16,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "tie_word_embeddings": False,
+}
+
+FAMILY = Family(
+    name="qwen3_moe",
+    model_types=("qwen3_moe",),
+    config_from_hf=config_from_hf,
+    weight_map=weight_map,
+    fake_hf_configs={"qwen3_moe": _SMALL},
+    realistic_hf_configs={
+        # Qwen3-30B-A3B's head and expert widths, 2 of its 48 layers, 16 of its 128 experts
+        "qwen3_moe": {
+            **_SMALL,
+            "hidden_size": 1024,
+            "intermediate_size": 3072,
+            "moe_intermediate_size": 768,
+            "num_experts": 16,
+            "num_experts_per_tok": 8,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 4,
+            "head_dim": 128,
+            "vocab_size": 8192,
+            "max_position_embeddings": 40960,
+        },
+    },
+)
