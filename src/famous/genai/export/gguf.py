@@ -34,6 +34,12 @@ from typing import Any
 import numpy as np
 
 from famous.genai.errors import GenAIError, UnsupportedModelError
+from famous.genai.export.gguf_families import (
+    FamilyExportError,
+    check_exportable,
+    expert_groups,
+    write_family_metadata,
+)
 from famous.genai.export.gguf_inspect import tensor_types
 from famous.genai.export.gguf_vocab import read_vocab, write_vocab
 from famous.genai.export.safetensors_stream import (
@@ -81,6 +87,11 @@ def _arch_for(model_type: str) -> _Arch:
         "qwen2": _Arch(gguf.MODEL_ARCH.QWEN2),
         "qwen3": _Arch(gguf.MODEL_ARCH.QWEN3),
         "gemma": _Arch(gguf.MODEL_ARCH.GEMMA, norm_plus_one=True),
+        "qwen3_moe": _Arch(gguf.MODEL_ARCH.QWEN3MOE),
+        "mixtral": _Arch(gguf.MODEL_ARCH.LLAMA, permute_qk=True),
+        "olmo2": _Arch(gguf.MODEL_ARCH.OLMO2),
+        "granite": _Arch(gguf.MODEL_ARCH.GRANITE, permute_qk=True),
+        "smollm3": _Arch(gguf.MODEL_ARCH.SMOLLM3, permute_qk=True),
     }
     if model_type not in table:
         raise UnsupportedModelError(
@@ -105,6 +116,7 @@ class _Planned:
     transform: str | None = None  # "permute_q" | "permute_k" | "plus_one"
     data: np.ndarray | None = None  # synthesized tensors
     fallback: str | None = None
+    experts: list[SourceTensor] | None = None  # stacked into [num_experts, rows, cols]
 
     @property
     def nbytes(self) -> int:
@@ -230,9 +242,25 @@ def _plan(
     planned: list[_Planned] = []
     warnings: list[str] = []
     unknown: list[str] = []
+    groups = expert_groups(sources)
+    expert_of = {n: merged for merged, names in groups.items() for n in names}
+    stacked: set[str] = set()
     for name in sorted(sources, key=_source_order):
         src = sources[name]
         if name.endswith("rotary_emb.inv_freq"):
+            continue
+        if name in expert_of:  # a group is planned once, at its first member, as a stack
+            merged = expert_of[name]
+            if merged in stacked:
+                continue
+            stacked.add(merged)
+            parts = [sources[n] for n in groups[merged]]
+            new = name_map.get_name(merged, try_suffixes=(".weight",))
+            if new is None:
+                unknown.append(merged)
+                continue
+            shape = (len(parts), *parts[0].shape)
+            planned.append(_Planned(new, parts[0], shape, None, experts=parts))
             continue
         if name == "lm_head.weight" and cfg.tie_word_embeddings:
             continue  # llama.cpp uses token_embd when output.weight is absent
@@ -277,7 +305,8 @@ def _plan(
     # types
     for p in planned:
         role = _role(p.gguf_name)
-        if len(p.shape) < 2 or role.component in ("norm", "other"):
+        router = p.gguf_name.endswith("ffn_gate_inp.weight")  # kept F32, as llama.cpp does
+        if len(p.shape) < 2 or role.component in ("norm", "other") or router:
             p.qtype = _qtype("f32")
             continue
         want = (tensor_type(role) if tensor_type else None) or outtype
@@ -324,7 +353,7 @@ def _write_metadata(
     writer.add_feed_forward_length(b0.feed_forward.intermediate_size)
     writer.add_head_count(a0.num_attention_heads)
     writer.add_head_count_kv(a0.num_key_value_heads)
-    writer.add_layer_norm_rms_eps(b0.attn_norm.eps)
+    writer.add_layer_norm_rms_eps((b0.attn_norm or cfg.final_norm).eps)
     writer.add_rope_freq_base(a0.rope.rope_theta)
     writer.add_rope_dimension_count(int(a0.head_dim * a0.rope.partial_rotary_factor))
     if a0.head_dim * a0.num_attention_heads != cfg.hidden_size or hf.get("head_dim"):
@@ -348,6 +377,7 @@ def _write_metadata(
             f"sliding window {a0.sliding_window} is not written: llama.cpp runs this "
             "architecture with full attention (same output up to the window length)"
         )
+    write_family_metadata(writer, cfg.model_type, cfg)
     vocab = read_vocab(model_dir, cfg.vocab_size, hf)
     write_vocab(writer, vocab)
     warnings.extend(vocab.warnings)
@@ -363,6 +393,8 @@ def _tensor_data(p: _Planned, n_heads: int, n_kv: int, budget: int) -> np.ndarra
 
     if p.data is not None:
         return gguf.quants.quantize(p.data, p.qtype)
+    if p.experts is not None:
+        return gguf.quants.quantize(np.stack([read_all(e) for e in p.experts]), p.qtype)
     src = p.source
     assert src is not None
     if p.transform in ("permute_q", "permute_k"):
@@ -437,6 +469,10 @@ def export_gguf(
 
     hf = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     arch = _arch_for(str(hf.get("model_type")))
+    try:
+        check_exportable(str(hf.get("model_type")), load_config(model_dir))
+    except FamilyExportError as e:
+        raise GGUFExportError(str(e)) from e
     planned, warnings = _plan(model_dir, hf, arch, outtype, tensor_type)
     cfg = load_config(model_dir)
     n_heads = cfg.blocks[0].attention.num_attention_heads
