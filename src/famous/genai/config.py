@@ -15,7 +15,7 @@ from typing import Literal
 
 NormKind = Literal["rms", "layer"]
 Activation = Literal["silu", "gelu_tanh", "gelu", "relu"]
-RopeType = Literal["default", "linear", "dynamic", "llama3", "longrope"]
+RopeType = Literal["default", "linear", "dynamic", "llama3", "longrope", "yarn"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,10 @@ class RopeConfig:
     short_factor: tuple[float, ...] | None = None
     long_factor: tuple[float, ...] | None = None
     attention_factor: float | None = None
+    # yarn (gpt-oss): the band between beta_fast and beta_slow rotations is interpolated
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    truncate: bool = True
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class AttentionConfig:
     qk_norm: NormConfig | None = None
     qk_norm_full: bool = False  # OLMo 2: one norm over the whole q (k) projection, not per head
     use_rope: bool = True  # False: a NoPE layer (SmolLM3) sees no positions but the mask's
+    sinks: bool = False  # gpt-oss: a learned per-head logit joins each softmax's denominator
     scale: float | None = None  # None → head_dim ** -0.5
     logit_softcapping: float | None = None
     sliding_window: int | None = None  # keys with pos > q_pos - window are visible
@@ -103,6 +108,11 @@ class MoEConfig:
     routing: Literal["softmax_topk", "topk_softmax"] = "softmax_topk"
     normalize_top_k: bool = True
     router_bias: bool = False
+    expert_bias: bool = False
+    # gpt-oss's clamped SwiGLU: (clamp(up, ±limit) + 1) · g · sigmoid(alpha · g) with
+    # g = min(gate, limit)
+    swiglu_limit: float | None = None
+    swiglu_alpha: float = 1.702
     shared_intermediate_size: int | None = None
     shared_gate: bool = False
 

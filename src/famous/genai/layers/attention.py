@@ -1,7 +1,7 @@
 """Multi-head attention (MHA / GQA / MQA) over the external KV cache.
 
 Options: q/k/v bias, q/k norm (per head or over the whole projection), NoPE layers, logit
-soft-capping, sliding window (ring cache).
+soft-capping, attention sinks, sliding window (ring cache).
 q, k and v come from one fused projection (one matmul reads all three weights).
 """
 
@@ -53,6 +53,7 @@ class Attention(nn.Module):
         self.k_norm = make_norm(cfg.qk_norm, k_dim) if cfg.qk_norm else None
         self.scale = cfg.softmax_scale
         self.softcap = cfg.logit_softcapping
+        self.sinks = nn.Parameter(torch.zeros(self.n_heads)) if cfg.sinks else None
 
     def forward(
         self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor], step: AttentionStep
@@ -112,7 +113,8 @@ class Attention(nn.Module):
         # fp32 single-token decode takes the explicit path below (faster than torch's CPU
         # flash kernel for one query); bf16/fp16 keep SDPA, whose fp32 accumulation the
         # reference shares, so greedy tokens stay identical.
-        if self.softcap is None and (q.shape[2] > 1 or q.dtype != torch.float32):
+        explicit = self.softcap is not None or self.sinks is not None
+        if not explicit and (q.shape[2] > 1 or q.dtype != torch.float32):
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.n_kv != self.n_heads
             )
@@ -129,6 +131,12 @@ class Attention(nn.Module):
             # rows of qg are ordered (group, token): tile the [.., T, S] mask per group
             m = mask.repeat(g, 1) if mask.dim() == 2 else mask.repeat(1, 1, g, 1)
             scores = scores.masked_fill(~m, float("-inf"))
+        if self.sinks is not None:
+            # one extra logit per head takes its share of the softmax and is dropped after
+            sink = self.sinks.view(self.n_kv, g, 1).expand(self.n_kv, g, t).reshape(1, -1, g * t, 1)
+            scores = torch.cat((scores, sink.to(scores.dtype).expand(bsz, -1, -1, -1)), dim=-1)
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32)[..., :-1].to(q.dtype)
+            return torch.matmul(probs, v).reshape(bsz, h, t, d)
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
         return torch.matmul(probs, v).reshape(bsz, h, t, d)
 

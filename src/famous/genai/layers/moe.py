@@ -1,5 +1,7 @@
 """Mixture of experts: a router, top-k selection, experts stored stacked, optional shared expert.
 
+Options: router and expert biases, gpt-oss's clamped SwiGLU.
+
 Expert weights are two stacked tensors, ``gate_up`` [num_experts, 2 · intermediate, hidden]
 ([gate; up] on dim 1, as ``FeedForward.gate_up``) and ``down`` [num_experts, hidden,
 intermediate], the layout llama.cpp's ``ffn_*_exps`` tensors have too.
@@ -30,6 +32,8 @@ class MixtureOfExperts(nn.Module):
         self.router = nn.Linear(hidden_size, e, bias=cfg.router_bias)
         self.gate_up = nn.Parameter(torch.empty(e, 2 * i, hidden_size))
         self.down = nn.Parameter(torch.empty(e, hidden_size, i))
+        self.gate_up_bias = nn.Parameter(torch.empty(e, 2 * i)) if cfg.expert_bias else None
+        self.down_bias = nn.Parameter(torch.empty(e, hidden_size)) if cfg.expert_bias else None
         self.act = activation_fn(cfg.activation)
         self.shared = (
             FeedForward(
@@ -72,7 +76,11 @@ class MixtureOfExperts(nn.Module):
 
     def _expert_act(self, h: torch.Tensor) -> torch.Tensor:
         gate, up = h.split(self.cfg.intermediate_size, dim=-1)
-        return self.act(gate) * up
+        limit = self.cfg.swiglu_limit
+        if limit is None:
+            return self.act(gate) * up
+        gate, up = gate.clamp(max=limit), up.clamp(-limit, limit)
+        return (up + 1) * (gate * torch.sigmoid(gate * self.cfg.swiglu_alpha))
 
     def _gathered(
         self, x: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor
@@ -81,8 +89,12 @@ class MixtureOfExperts(nn.Module):
         n, k = experts.shape
         chosen = experts.reshape(-1)
         xs = x.repeat_interleave(k, dim=0).unsqueeze(-1)  # [N·k, hidden, 1]
-        h = self._expert_act(torch.bmm(self.gate_up[chosen], xs).squeeze(-1))
-        y = torch.bmm(self.down[chosen], h.unsqueeze(-1)).squeeze(-1)  # [N·k, hidden]
+        h = torch.bmm(self.gate_up[chosen], xs).squeeze(-1)
+        if self.gate_up_bias is not None:
+            h = h + self.gate_up_bias[chosen]
+        y = torch.bmm(self.down[chosen], self._expert_act(h).unsqueeze(-1)).squeeze(-1)
+        if self.down_bias is not None:
+            y = y + self.down_bias[chosen]  # [N·k, hidden]
         return (y.view(n, k, -1) * weights.unsqueeze(-1)).sum(dim=1)
 
     def _grouped(
@@ -102,7 +114,11 @@ class MixtureOfExperts(nn.Module):
             pairs = order[start : start + count]
             start += count
             tokens = pairs // k
-            h = self._expert_act(F.linear(x[tokens], self.gate_up[e]))
-            y = F.linear(h, self.down[e]) * pair_weights[pairs, None]
+            h = self._expert_act(F.linear(x[tokens], self.gate_up[e], _row(self.gate_up_bias, e)))
+            y = F.linear(h, self.down[e], _row(self.down_bias, e)) * pair_weights[pairs, None]
             out.index_add_(0, tokens, y)
         return out
+
+
+def _row(bias: torch.Tensor | None, e: int) -> torch.Tensor | None:
+    return None if bias is None else bias[e]

@@ -29,6 +29,7 @@ _FAMILY_MODULES = (
     "olmo2",
     "granite",
     "smollm3",
+    "gpt_oss",
 )
 
 
