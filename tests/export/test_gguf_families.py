@@ -29,6 +29,7 @@ from safetensors.numpy import load_file
 
 from famous.genai.export.gguf import GGUFExportError, export_gguf
 from famous.genai.kernels.decode import decode
+from famous.genai.models import fake_hf_config
 
 # model_type → llama.cpp's architecture (Mixtral is llama.cpp's llama with experts)
 ARCH = {
@@ -37,9 +38,14 @@ ARCH = {
     "olmo2": "olmo2",
     "granite": "granite",
     "smollm3": "smollm3",
+    "gpt_oss": "gpt-oss",
 }
 # wider weights where the family's multipliers shrink the logits (Granite divides by 8)
 INIT = {"granite": 0.6}
+# gpt-oss's own config says YaRN truncate=false, which llama.cpp does not implement (it
+# always rounds the ramp's ends): that export warns, and this one uses truncate=true
+GPT_OSS_ROPE = {**fake_hf_config("gpt_oss")["rope_parameters"], "truncate": True}
+CONFIG = {"gpt_oss": {"rope_parameters": GPT_OSS_ROPE}}
 NEW = 12
 
 
@@ -51,7 +57,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
     def get(kind: str) -> tuple[Path, Path]:
         if kind not in done:
             model = tmp_path_factory.mktemp(f"gguf-{kind}")
-            save_random_model(kind, model, initializer_range=INIT.get(kind, 0.2))
+            config = {"initializer_range": INIT.get(kind, 0.2), **CONFIG.get(kind, {})}
+            save_random_model(kind, model, **config)
             result = export_gguf(model, model / "model.gguf", "f32")
             assert result.architecture == ARCH[kind]
             done[kind] = (model, result.path)
@@ -102,6 +109,29 @@ def test_experts_are_stacked_where_llama_cpp_reads_them(exported) -> None:
     np.testing.assert_array_equal(np.asarray(router.data), ckpt["model.layers.1.mlp.gate.weight"])
 
 
+def test_gpt_oss_tensors_and_the_yarn_llama_cpp_cannot_match(exported, tmp_path) -> None:
+    """Sinks, split and transposed experts with their biases where llama.cpp reads them;
+    the checkpoint's own truncate=false YaRN exports with a warning saying what differs."""
+    model, gguf_path = exported("gpt_oss")
+    ckpt = load_file(model / "model.safetensors")
+    got = tensors(gguf_path)
+    fused = ckpt["model.layers.0.mlp.experts.gate_up_proj"]  # [E, in, 2I], interleaved
+    gate = np.asarray(got["blk.0.ffn_gate_exps.weight"].data).reshape(4, 32, 64)
+    up = np.asarray(got["blk.0.ffn_up_exps.weight"].data).reshape(4, 32, 64)
+    np.testing.assert_array_equal(gate, fused[:, :, 0::2].transpose(0, 2, 1))
+    np.testing.assert_array_equal(up, fused[:, :, 1::2].transpose(0, 2, 1))
+    bias = ckpt["model.layers.0.mlp.experts.gate_up_proj_bias"]
+    np.testing.assert_array_equal(np.asarray(got["blk.0.ffn_up_exps.bias"].data), bias[:, 1::2])
+    sinks = np.asarray(got["blk.1.attn_sinks.weight"].data)
+    np.testing.assert_array_equal(sinks, ckpt["model.layers.1.self_attn.sinks"])
+    meta = fields(gguf_path)
+    assert meta["gpt-oss.attention.sliding_window"] == 16
+    assert meta["gpt-oss.rope.scaling.type"] == "yarn"
+    as_released = save_random_model("gpt_oss", tmp_path / "model")
+    result = export_gguf(as_released, tmp_path / "m.gguf", "f16")
+    assert any("truncate=false" in w for w in result.warnings)
+
+
 def test_granite_multipliers_are_written_under_llama_cpps_keys(exported) -> None:
     from transformers import AutoConfig
 
@@ -120,6 +150,8 @@ def test_granite_multipliers_are_written_under_llama_cpps_keys(exported) -> None
         ("qwen3_moe", {"norm_topk_prob": False}, "norm_topk_prob"),
         ("qwen3_moe", {"num_hidden_layers": 3, "mlp_only_layers": [1]}, r"blocks \[1\] are dense"),
         ("smollm3", {"no_rope_layers": [0, 1, 1, 1]}, "every 4th layer NoPE"),
+        ("gpt_oss", {"swiglu_limit": 5.0}, "swiglu_limit"),
+        ("gpt_oss", {"layer_types": ["full_attention", "sliding_attention"]}, "alternating"),
     ],
 )
 def test_what_llama_cpp_would_run_differently_is_refused(kind, config, match, tmp_path) -> None:

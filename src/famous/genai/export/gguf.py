@@ -35,9 +35,13 @@ import numpy as np
 
 from famous.genai.errors import GenAIError, UnsupportedModelError
 from famous.genai.export.gguf_families import (
+    FUSED_TRANSFORMS,
     FamilyExportError,
+    apply_fused,
     check_exportable,
     expert_groups,
+    fused_expert_tensors,
+    gpt_oss_metadata,
     write_family_metadata,
 )
 from famous.genai.export.gguf_inspect import tensor_types
@@ -92,6 +96,7 @@ def _arch_for(model_type: str) -> _Arch:
         "olmo2": _Arch(gguf.MODEL_ARCH.OLMO2),
         "granite": _Arch(gguf.MODEL_ARCH.GRANITE, permute_qk=True),
         "smollm3": _Arch(gguf.MODEL_ARCH.SMOLLM3, permute_qk=True),
+        "gpt_oss": _Arch(gguf.MODEL_ARCH.GPT_OSS),
     }
     if model_type not in table:
         raise UnsupportedModelError(
@@ -262,12 +267,23 @@ def _plan(
             shape = (len(parts), *parts[0].shape)
             planned.append(_Planned(new, parts[0], shape, None, experts=parts))
             continue
+        fused = fused_expert_tensors(name, tuple(src.shape))
+        if fused is not None:  # gpt-oss: stacked, transposed, gate and up interleaved
+            for merged, shape, how in fused:
+                new = name_map.get_name(merged, try_suffixes=(".weight", ".bias"))
+                if new is None:
+                    unknown.append(merged)
+                    continue
+                planned.append(_Planned(new, src, shape, None, how or None))
+            continue
         if name == "lm_head.weight" and cfg.tie_word_embeddings:
             continue  # llama.cpp uses token_embd when output.weight is absent
         new = name_map.get_name(name, try_suffixes=(".weight", ".bias"))
         if new is None:  # the map holds only this architecture's tensors
             unknown.append(name)
             continue
+        if new.endswith("attn_sinks"):
+            new += ".weight"  # llama.cpp's name for the per-head sink logits
         transform = None
         if arch.permute_qk and new.endswith(("attn_q.weight", "attn_q.bias")):
             transform = "permute_q"
@@ -367,17 +383,19 @@ def _write_metadata(
     if rope.rope_type == "linear" and rope.factor != 1.0:
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(rope.factor)
-    elif rope.rope_type not in ("default", "llama3"):
+    elif rope.rope_type not in ("default", "llama3") and cfg.model_type != "gpt_oss":
         raise GGUFExportError(
             f"RoPE scaling {rope.rope_type!r} is not supported by famous's GGUF exporter "
             "(supported: default, linear, llama3)"
         )
-    if a0.sliding_window is not None:
+    if a0.sliding_window is not None and cfg.model_type != "gpt_oss":
         warnings.append(
             f"sliding window {a0.sliding_window} is not written: llama.cpp runs this "
             "architecture with full attention (same output up to the window length)"
         )
     write_family_metadata(writer, cfg.model_type, cfg)
+    if cfg.model_type == "gpt_oss":
+        warnings += gpt_oss_metadata(writer, cfg)
     vocab = read_vocab(model_dir, cfg.vocab_size, hf)
     write_vocab(writer, vocab)
     warnings.extend(vocab.warnings)
@@ -395,6 +413,9 @@ def _tensor_data(p: _Planned, n_heads: int, n_kv: int, budget: int) -> np.ndarra
         return gguf.quants.quantize(p.data, p.qtype)
     if p.experts is not None:
         return gguf.quants.quantize(np.stack([read_all(e) for e in p.experts]), p.qtype)
+    if p.transform in FUSED_TRANSFORMS:
+        assert p.source is not None
+        return gguf.quants.quantize(apply_fused(p.transform, read_all(p.source)), p.qtype)
     src = p.source
     assert src is not None
     if p.transform in ("permute_q", "permute_k"):

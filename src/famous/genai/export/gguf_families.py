@@ -49,7 +49,9 @@ def expert_groups(names: Iterable[str]) -> dict[str, list[str]]:
 def check_exportable(model_type: str, cfg: ModelConfig) -> None:
     """Refuse what llama.cpp's graph for this architecture does not compute."""
     moe = [b.moe for b in cfg.blocks]
-    if any(moe):
+    if model_type == "gpt_oss":
+        _check_gpt_oss(cfg)
+    elif any(moe):
         if not all(moe):
             dense = [i for i, m in enumerate(moe) if m is None]
             raise FamilyExportError(
@@ -81,6 +83,27 @@ def check_exportable(model_type: str, cfg: ModelConfig) -> None:
             )
 
 
+def _check_gpt_oss(cfg: ModelConfig) -> None:
+    """llama.cpp's gpt-oss graph: experts in every block with its fixed clamped SwiGLU
+    (alpha 1.702, limit 7), sliding-window layers first in each pair, an untied head."""
+    m = cfg.blocks[0].moe
+    if any(b.moe != m for b in cfg.blocks) or m is None:
+        raise FamilyExportError("gpt_oss: every block must have the same experts")
+    if (m.swiglu_limit, m.swiglu_alpha) != (7.0, 1.702):
+        raise FamilyExportError(
+            f"gpt_oss: swiglu_limit {m.swiglu_limit} / swiglu_alpha {m.swiglu_alpha} differ "
+            "from llama.cpp's fixed 7.0 / 1.702; GGUF export refused"
+        )
+    sliding = [b.attention.sliding_window is not None for b in cfg.blocks]
+    if sliding != [i % 2 == 0 for i in range(len(sliding))]:
+        raise FamilyExportError(
+            f"gpt_oss: layer types {sliding} (True: sliding) are not llama.cpp's "
+            "alternating pattern starting with a sliding layer; GGUF export refused"
+        )
+    if cfg.tie_word_embeddings:
+        raise FamilyExportError("gpt_oss: llama.cpp needs a separate output.weight (untied)")
+
+
 def write_family_metadata(writer: Any, model_type: str, cfg: ModelConfig) -> None:
     """Expert counts and Granite's multipliers, under llama.cpp's key names."""
     b0 = cfg.blocks[0]
@@ -94,3 +117,75 @@ def write_family_metadata(writer: Any, model_type: str, cfg: ModelConfig) -> Non
         writer.add_residual_scale(b0.residual_scale or 1.0)
         writer.add_attention_scale(b0.attention.softmax_scale)
         writer.add_logit_scale(cfg.logits_scaling or 1.0)
+
+
+# ------------------------------------------------------------------------------ gpt-oss
+
+# transform name → what it does to the checkpoint array (numpy order)
+FUSED_TRANSFORMS = ("experts_gate", "experts_up", "experts_transpose", "bias_gate", "bias_up")
+
+
+def fused_expert_tensors(name: str, shape: tuple[int, ...]) -> list[tuple[str, tuple, str]] | None:
+    """gpt-oss stores each block's experts stacked: ``experts.gate_up_proj`` [E, in, 2I] with
+    gate and up interleaved on the last dim, ``experts.down_proj`` [E, I, out], and their
+    biases. → ``(name gguf's tensor map knows, shape, transform)`` per llama.cpp tensor:
+    gate and up split apart and each weight transposed to [E, out, in]."""
+    head, sep, tail = name.rpartition(".experts.")
+    if not sep:
+        return None
+    e = f"{head}.experts."
+    if tail == "gate_up_proj":
+        n, d_in, two_i = shape
+        out = (n, two_i // 2, d_in)
+        return [
+            (f"{e}gate_proj.weight", out, "experts_gate"),
+            (f"{e}up_proj.weight", out, "experts_up"),
+        ]
+    if tail == "gate_up_proj_bias":
+        n, two_i = shape
+        return [
+            (f"{e}gate_proj.bias", (n, two_i // 2), "bias_gate"),
+            (f"{e}up_proj.bias", (n, two_i // 2), "bias_up"),
+        ]
+    if tail == "down_proj":
+        n, i, d_out = shape
+        return [(f"{e}down_proj.weight", (n, d_out, i), "experts_transpose")]
+    if tail == "down_proj_bias":
+        return [(f"{e}down_proj.bias", shape, "")]
+    return None
+
+
+def apply_fused(transform: str, arr: Any) -> Any:
+    import numpy as np
+
+    if transform in ("experts_gate", "experts_up", "experts_transpose"):
+        arr = arr.swapaxes(-1, -2)
+    if transform in ("experts_gate", "bias_gate"):
+        arr = arr[:, 0::2]
+    elif transform in ("experts_up", "bias_up"):
+        arr = arr[:, 1::2]
+    return np.ascontiguousarray(arr)
+
+
+def gpt_oss_metadata(writer: Any, cfg: ModelConfig) -> list[str]:
+    """Sliding window, expert width and YaRN under llama.cpp's keys; returns warnings."""
+    import gguf
+
+    a0 = cfg.blocks[0].attention
+    window = next(b.attention.sliding_window for b in cfg.blocks if b.attention.sliding_window)
+    writer.add_sliding_window(window)
+    writer.add_expert_feed_forward_length(cfg.blocks[0].moe.intermediate_size)
+    rope = a0.rope
+    warnings = []
+    if rope.rope_type == "yarn":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        writer.add_rope_scaling_factor(rope.factor)
+        writer.add_rope_scaling_orig_ctx_len(rope.original_max_position_embeddings)
+        writer.add_rope_scaling_yarn_beta_fast(rope.beta_fast)
+        writer.add_rope_scaling_yarn_beta_slow(rope.beta_slow)
+        if not rope.truncate:
+            warnings.append(
+                "YaRN with truncate=false: llama.cpp always rounds the correction range to "
+                "whole dimensions, so its RoPE differs slightly from transformers' here"
+            )
+    return warnings
