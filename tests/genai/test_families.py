@@ -99,3 +99,17 @@ def test_gathered_and_grouped_expert_paths_agree() -> None:
     assert torch.allclose(gathered, by_hand, atol=1e-5)
     assert torch.allclose(one_by_one, by_hand, atol=1e-5)
     assert torch.allclose(weights.sum(-1), torch.ones(20))  # renormalized top-k
+
+
+def test_eager_quantization_refuses_experts_before_changing_anything(tmp_path: Path) -> None:
+    from famous.genai.quantize import get_recipe
+    from famous.genai.quantize.modules import apply_recipe
+
+    save_hf_model(fake_hf_config("mixtral"), tmp_path)
+    model = load_model(tmp_path)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(NotImplementedError, match="mixture-of-experts"):
+        apply_recipe(model, get_recipe("int8"))
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)

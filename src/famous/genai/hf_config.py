@@ -66,6 +66,11 @@ def rope_from_hf(hf: dict[str, Any], layer_type: str | None = None) -> RopeConfi
             "(supported: default, linear, dynamic, llama3, longrope); "
             "the `transformers` runtime can serve this model instead"
         )
+    if rope_type == "yarn" and (params.get("mscale") or params.get("mscale_all_dim")):
+        raise UnsupportedModelError(
+            "yarn RoPE with mscale / mscale_all_dim (DeepSeek-style) is not supported by the "
+            "famous native engine; the `transformers` runtime can serve this model instead"
+        )
     orig = params.get(
         "original_max_position_embeddings", hf.get("original_max_position_embeddings")
     )
