@@ -45,9 +45,10 @@ class MixtureOfExperts(nn.Module):
         self.shared_gate = nn.Linear(hidden_size, 1, bias=False) if cfg.shared_gate else None
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: [N, hidden] → (weights [N, top_k] in x's dtype, expert ids [N, top_k]).
+        """x: [N, hidden] → (weights [N, top_k], fp32, expert ids [N, top_k]).
 
-        The probabilities are computed in fp32, as every reference does."""
+        The probabilities are computed in fp32, as every reference does, and stay fp32: the
+        experts' outputs are weighted and summed in fp32, rounded to x's dtype once."""
         logits = self.router(x)
         k = self.cfg.top_k
         if self.cfg.routing == "softmax_topk":
@@ -57,7 +58,7 @@ class MixtureOfExperts(nn.Module):
         else:
             top, experts = logits.topk(k, dim=-1)
             weights = torch.softmax(top.float(), dim=-1)
-        return weights.to(x.dtype), experts
+        return weights, experts
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -95,7 +96,7 @@ class MixtureOfExperts(nn.Module):
         y = torch.bmm(self.down[chosen], self._expert_act(h).unsqueeze(-1)).squeeze(-1)
         if self.down_bias is not None:
             y = y + self.down_bias[chosen]  # [N·k, hidden]
-        return (y.view(n, k, -1) * weights.unsqueeze(-1)).sum(dim=1)
+        return (y.view(n, k, -1).float() * weights.unsqueeze(-1)).sum(dim=1).to(x.dtype)
 
     def _grouped(
         self, x: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor
@@ -106,7 +107,7 @@ class MixtureOfExperts(nn.Module):
         order = flat.argsort(stable=True)
         counts = torch.bincount(flat, minlength=self.cfg.num_experts).tolist()
         pair_weights = weights.reshape(-1)
-        out = torch.zeros_like(x)
+        out = torch.zeros_like(x, dtype=torch.float32)
         start = 0
         for e, count in enumerate(counts):
             if count == 0:
@@ -115,9 +116,9 @@ class MixtureOfExperts(nn.Module):
             start += count
             tokens = pairs // k
             h = self._expert_act(F.linear(x[tokens], self.gate_up[e], _row(self.gate_up_bias, e)))
-            y = F.linear(h, self.down[e], _row(self.down_bias, e)) * pair_weights[pairs, None]
-            out.index_add_(0, tokens, y)
-        return out
+            y = F.linear(h, self.down[e], _row(self.down_bias, e))
+            out.index_add_(0, tokens, y.float() * pair_weights[pairs, None])
+        return out.to(x.dtype)
 
 
 def _row(bias: torch.Tensor | None, e: int) -> torch.Tensor | None:

@@ -62,18 +62,7 @@ FAMILY = Family(
     config_from_hf=config_from_hf,
     weight_map=weight_map,
     fake_hf_configs={"mixtral": _SMALL},
-    realistic_hf_configs={
-        # Mixtral's 8 experts and top-2 at a reduced width, 2 of its 32 layers
-        "mixtral": {
-            **_SMALL,
-            "hidden_size": 512,
-            "intermediate_size": 1792,
-            "num_local_experts": 8,
-            "num_attention_heads": 8,
-            "num_key_value_heads": 2,
-            "head_dim": 64,
-            "vocab_size": 8192,
-            "max_position_embeddings": 4096,
-        },
-    },
+    # no realistic shape: the slow bf16 parity test compares RMS errors that move smoothly
+    # with rounding, but top-k routing is discontinuous (a router near-tie rounded the
+    # other way picks another expert for one token); fp32 parity is exact
 )

@@ -81,20 +81,7 @@ FAMILY = Family(
     config_from_hf=config_from_hf,
     weight_map=weight_map,
     fake_hf_configs={"qwen3_moe": _SMALL},
-    realistic_hf_configs={
-        # Qwen3-30B-A3B's head and expert widths, 2 of its 48 layers, 16 of its 128 experts
-        "qwen3_moe": {
-            **_SMALL,
-            "hidden_size": 1024,
-            "intermediate_size": 3072,
-            "moe_intermediate_size": 768,
-            "num_experts": 16,
-            "num_experts_per_tok": 8,
-            "num_attention_heads": 16,
-            "num_key_value_heads": 4,
-            "head_dim": 128,
-            "vocab_size": 8192,
-            "max_position_embeddings": 40960,
-        },
-    },
+    # no realistic shape: the slow bf16 parity test compares RMS errors that move smoothly
+    # with rounding, but top-k routing is discontinuous (a router near-tie rounded the
+    # other way picks another expert for one token); fp32 parity is exact
 )
