@@ -19,7 +19,7 @@ from famous.genai.layers.moe import MixtureOfExperts
 from famous.genai.loader import load_model
 from famous.genai.models import fake_hf_config, load_config
 
-FAMILIES = ["qwen3_moe", "mixtral", "olmo2", "granite", "smollm3", "gpt_oss"]
+FAMILIES = ["qwen3_moe", "mixtral", "olmo2", "granite", "smollm3", "gpt_oss", "qwen2_moe"]
 PROMPT, STEPS = 24, 6
 TOL = 1e-5
 

@@ -297,7 +297,7 @@ def _decode(
 WIDE_GEMMA2 = ("gemma2-window-64", {**fake_hf_config("gemma2"), "sliding_window": 64})
 # what the kernels do not implement (experts, post-norm-only blocks with whole-projection
 # q/k norms, residual multipliers, NoPE layers): these decode through the modules
-MODULE_PATH_ONLY = ["qwen3_moe", "mixtral", "olmo2", "granite", "smollm3", "gpt_oss"]
+MODULE_PATH_ONLY = ["qwen3_moe", "mixtral", "olmo2", "granite", "smollm3", "gpt_oss", "qwen2_moe"]
 DECODERS = [*[(m, c) for m, c in FAKE if m not in MODULE_PATH_ONLY], WIDE_GEMMA2]
 
 

@@ -30,6 +30,7 @@ _FAMILY_MODULES = (
     "granite",
     "smollm3",
     "gpt_oss",
+    "qwen2_moe",
 )
 
 

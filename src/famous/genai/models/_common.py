@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from famous.genai.config import (
@@ -9,6 +10,7 @@ from famous.genai.config import (
     BlockConfig,
     FeedForwardConfig,
     ModelConfig,
+    MoEConfig,
     NormConfig,
     RopeConfig,
 )
@@ -170,6 +172,33 @@ def hf_decoder_weight_map(
     else:
         rules.append(Rule("lm_head.weight", ("lm_head.weight",)))
     return WeightMap(tuple(rules), ignore)
+
+
+QWEN_EXPERTS = ("gate_proj", "up_proj", "down_proj")  # mlp.experts.{e}.<these>.weight
+
+
+def qwen_experts(hf: dict[str, Any]) -> MoEConfig:
+    """Qwen-MoE's routed experts: softmax → top-k, renormalized when ``norm_topk_prob``."""
+    return MoEConfig(
+        num_experts=int(hf.get("num_experts") or hf.get("num_local_experts") or 0),
+        top_k=int(hf["num_experts_per_tok"]),
+        intermediate_size=int(hf["moe_intermediate_size"]),
+        activation=activation_from_hf(hf.get("hidden_act")),
+        normalize_top_k=bool(hf.get("norm_topk_prob", False)),
+    )
+
+
+def with_sparse_blocks(cfg: ModelConfig, hf: dict[str, Any], moe: MoEConfig) -> ModelConfig:
+    """Qwen-MoE's rule: a block routes through ``moe`` unless listed in ``mlp_only_layers``
+    or off the ``decoder_sparse_step`` grid (then it keeps its dense feed-forward)."""
+    n_experts = int(hf.get("num_experts") or hf.get("num_local_experts") or 0)
+    step = int(hf.get("decoder_sparse_step", 1) or 1)
+    dense = set(hf.get("mlp_only_layers") or ())
+    blocks = tuple(
+        replace(b, moe=moe) if i not in dense and n_experts > 0 and (i + 1) % step == 0 else b
+        for i, b in enumerate(cfg.blocks)
+    )
+    return replace(cfg, blocks=blocks)
 
 
 def moe_weight_map(

@@ -8,26 +8,20 @@ Routing: softmax over all experts, the top ``num_experts_per_tok``, renormalized
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-from famous.genai.config import ModelConfig, MoEConfig, NormConfig
-from famous.genai.hf_config import activation_from_hf
+from famous.genai.config import ModelConfig, NormConfig
 from famous.genai.models import Family
 from famous.genai.models._common import (
+    QWEN_EXPERTS,
     TINY_DECODER,
     decoder_config,
     hf_decoder_weight_map,
     moe_weight_map,
+    qwen_experts,
+    with_sparse_blocks,
 )
 from famous.genai.weight_map import WeightMap
-
-
-def is_sparse(hf: dict[str, Any], layer: int) -> bool:
-    n_experts = int(hf.get("num_experts") or hf.get("num_local_experts") or 0)
-    step = int(hf.get("decoder_sparse_step", 1) or 1)
-    dense = set(hf.get("mlp_only_layers") or ())
-    return layer not in dense and n_experts > 0 and (layer + 1) % step == 0
 
 
 def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
@@ -40,15 +34,8 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         qk_norm=NormConfig("rms", float(hf.get("rms_norm_eps", 1e-6))),
         window_for={"sliding_attention": window},
     )
-    moe = MoEConfig(
-        num_experts=int(hf.get("num_experts") or hf.get("num_local_experts") or 0),
-        top_k=int(hf["num_experts_per_tok"]),
-        intermediate_size=int(hf["moe_intermediate_size"]),
-        activation=activation_from_hf(hf.get("hidden_act")),
-        normalize_top_k=bool(hf.get("norm_topk_prob", False)),
-    )
-    blocks = tuple(replace(b, moe=moe) if is_sparse(hf, i) else b for i, b in enumerate(cfg.blocks))
-    return replace(cfg, blocks=blocks)
+    moe = qwen_experts(hf)
+    return with_sparse_blocks(cfg, hf, moe)
 
 
 def weight_map(cfg: ModelConfig) -> WeightMap:
@@ -57,7 +44,7 @@ def weight_map(cfg: ModelConfig) -> WeightMap:
         hf_decoder_weight_map(cfg),
         block="mlp",
         router="gate",
-        experts=("gate_proj", "up_proj", "down_proj"),
+        experts=QWEN_EXPERTS,
     )
 
 
