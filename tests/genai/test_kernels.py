@@ -295,7 +295,10 @@ def _decode(
 # Gemma 2 whose window covers the whole cache: no ring, so fp32 runs the kernels' soft-capped
 # attention; bf16 soft-capping stays on the module path
 WIDE_GEMMA2 = ("gemma2-window-64", {**fake_hf_config("gemma2"), "sliding_window": 64})
-DECODERS = [*FAKE, WIDE_GEMMA2]
+# what the kernels do not implement (experts, post-norm-only blocks with whole-projection
+# q/k norms, residual multipliers, NoPE layers): these decode through the modules
+MODULE_PATH_ONLY = ["qwen3_moe", "mixtral", "olmo2", "granite", "smollm3", "gpt_oss", "qwen2_moe"]
+DECODERS = [*[(m, c) for m, c in FAKE if m not in MODULE_PATH_ONLY], WIDE_GEMMA2]
 
 
 def _flat(cache: tuple) -> list[torch.Tensor]:
@@ -349,6 +352,19 @@ def test_kernel_decode_matches_the_module_path(
     assert assert_decisive_top1_agree(fast_logits, mod_logits, ref_logits) > 0
     for i, (f, m, r) in enumerate(caches):
         assert_bf16_as_accurate([f], [m], [r], what=f"layer {i // 2} {'kv'[i % 2]} cache")
+
+
+@pytest.mark.parametrize("model_type", MODULE_PATH_ONLY)
+def test_families_the_kernels_do_not_implement_keep_the_module_path(
+    model_type: str, tmp_path: Path, monkeypatch
+) -> None:
+    """No kernel plan (``decode`` then runs the model's modules, which test_families.py
+    checks against transformers), for fp32 and bf16 alike."""
+    save_hf_model(fake_hf_config(model_type), tmp_path)
+    monkeypatch.setattr(decode, "cpu_kernels", lambda: _ops("native"))
+    for dtype in DTYPES:
+        model = load_model(tmp_path, dtype=dtype, max_seq_len=48)
+        assert plan_for(model, torch.tensor([[3]])) is None
 
 
 # ------------------------------------------------------------------------------ fallbacks

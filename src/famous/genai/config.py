@@ -15,7 +15,7 @@ from typing import Literal
 
 NormKind = Literal["rms", "layer"]
 Activation = Literal["silu", "gelu_tanh", "gelu", "relu"]
-RopeType = Literal["default", "linear", "dynamic", "llama3", "longrope"]
+RopeType = Literal["default", "linear", "dynamic", "llama3", "longrope", "yarn"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,10 @@ class RopeConfig:
     short_factor: tuple[float, ...] | None = None
     long_factor: tuple[float, ...] | None = None
     attention_factor: float | None = None
+    # yarn (gpt-oss): the band between beta_fast and beta_slow rotations is interpolated
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    truncate: bool = True
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class AttentionConfig:
     qkv_bias: bool = False
     o_bias: bool = False
     qk_norm: NormConfig | None = None
+    qk_norm_full: bool = False  # OLMo 2: one norm over the whole q (k) projection, not per head
+    use_rope: bool = True  # False: a NoPE layer (SmolLM3) sees no positions but the mask's
+    sinks: bool = False  # gpt-oss: a learned per-head logit joins each softmax's denominator
     scale: float | None = None  # None → head_dim ** -0.5
     logit_softcapping: float | None = None
     sliding_window: int | None = None  # keys with pos > q_pos - window are visible
@@ -84,15 +91,50 @@ class FeedForwardConfig:
 
 
 @dataclass(frozen=True)
+class MoEConfig:
+    """A sparse mixture of gated experts: a router picks ``top_k`` of ``num_experts`` per token.
+
+    ``routing``: ``softmax_topk`` takes the top-k of the softmax over all experts (Mixtral,
+    Qwen3-MoE), renormalized to sum to 1 when ``normalize_top_k``; ``topk_softmax`` takes
+    the softmax over the top-k router logits only. ``shared_intermediate_size``: a dense
+    expert every token also goes through, scaled by ``sigmoid(shared_gate(x))`` when
+    ``shared_gate`` (Qwen2-MoE).
+    """
+
+    num_experts: int
+    top_k: int
+    intermediate_size: int
+    activation: Activation = "silu"
+    routing: Literal["softmax_topk", "topk_softmax"] = "softmax_topk"
+    normalize_top_k: bool = True
+    router_bias: bool = False
+    expert_bias: bool = False
+    # gpt-oss's clamped SwiGLU: (clamp(up, ±limit) + 1) · g · sigmoid(alpha · g) with
+    # g = min(gate, limit)
+    swiglu_limit: float | None = None
+    swiglu_alpha: float = 1.702
+    shared_intermediate_size: int | None = None
+    shared_gate: bool = False
+
+
+@dataclass(frozen=True)
 class BlockConfig:
-    """One transformer block: pre-norm attention and feed-forward, optional post-norms."""
+    """One transformer block: pre-norm attention and feed-forward, optional post-norms.
+
+    ``moe``: the feed-forward is a mixture of experts (``feed_forward`` then only records
+    the dense width the config.json names). A None pre-norm (OLMo 2) feeds the sub-layer
+    the residual stream itself; ``residual_scale`` (Granite) scales each sub-layer's output
+    before it is added to the residual stream.
+    """
 
     attention: AttentionConfig
     feed_forward: FeedForwardConfig
-    attn_norm: NormConfig
-    ffn_norm: NormConfig
-    attn_post_norm: NormConfig | None = None  # Gemma 2/3
-    ffn_post_norm: NormConfig | None = None  # Gemma 2/3
+    attn_norm: NormConfig | None
+    ffn_norm: NormConfig | None
+    attn_post_norm: NormConfig | None = None  # Gemma 2/3, OLMo 2
+    ffn_post_norm: NormConfig | None = None  # Gemma 2/3, OLMo 2
+    moe: MoEConfig | None = None
+    residual_scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +147,7 @@ class ModelConfig:
     tie_word_embeddings: bool = False
     embedding_scale: float | None = None  # Gemma multiplies embeddings by sqrt(hidden)
     final_logit_softcapping: float | None = None
+    logits_scaling: float | None = None  # Granite divides the logits by this
     max_position_embeddings: int = 2048
     bos_token_id: int | None = None
     eos_token_id: tuple[int, ...] = ()

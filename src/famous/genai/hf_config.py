@@ -60,11 +60,16 @@ def rope_from_hf(hf: dict[str, Any], layer_type: str | None = None) -> RopeConfi
         if "partial_rotary_factor" in hf:
             params["partial_rotary_factor"] = hf["partial_rotary_factor"]
     rope_type = params.get("rope_type", params.get("type", "default")) or "default"
-    if rope_type not in ("default", "linear", "dynamic", "llama3", "longrope"):
+    if rope_type not in ("default", "linear", "dynamic", "llama3", "longrope", "yarn"):
         raise UnsupportedModelError(
             f"rope_type {rope_type!r} is not supported by the famous native engine "
             "(supported: default, linear, dynamic, llama3, longrope); "
             "the `transformers` runtime can serve this model instead"
+        )
+    if rope_type == "yarn" and (params.get("mscale") or params.get("mscale_all_dim")):
+        raise UnsupportedModelError(
+            "yarn RoPE with mscale / mscale_all_dim (DeepSeek-style) is not supported by the "
+            "famous native engine; the `transformers` runtime can serve this model instead"
         )
     # transformers gives the top-level field priority (Phi-3 keeps its pretraining length
     # there) and defaults the original length to max_position_embeddings
@@ -89,4 +94,7 @@ def rope_from_hf(hf: dict[str, Any], layer_type: str | None = None) -> RopeConfi
         short_factor=tuple(params["short_factor"]) if params.get("short_factor") else None,
         long_factor=tuple(params["long_factor"]) if params.get("long_factor") else None,
         attention_factor=params.get("attention_factor"),
+        beta_fast=float(params.get("beta_fast") or 32.0),
+        beta_slow=float(params.get("beta_slow") or 1.0),
+        truncate=bool(params.get("truncate", True)),
     )

@@ -59,6 +59,56 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Stack:
+    """Per-expert tensors → one stacked [num_experts, …] tensor (mixture-of-experts weights).
+
+    The sources come in runs, one run per expert; a run of several is first concatenated on
+    its dim 0 with ``sizes`` rows each ((gate_e, up_e) → gate_up_e), then the runs are
+    stacked on a new leading dim.
+    """
+
+    sizes: tuple[int, ...]
+
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        return [(s, *target[2:]) for _ in range(target[0]) for s in self.sizes]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        import torch
+
+        per = len(self.sizes)
+        runs = [torch.cat(list(tensors[i : i + per]), dim=0) for i in range(0, len(tensors), per)]
+        return torch.stack(runs)
+
+
+@dataclass(frozen=True)
+class FusedExperts:
+    """Experts a checkpoint already stores stacked (gpt-oss) → famous's layout.
+
+    ``transposed``: stored [E, in, out] (x @ W), famous keeps [E, out, in]. ``interleaved``:
+    gate and up alternate along the output dim (gate_0, up_0, gate_1, …), famous keeps
+    [gate; up] halves; applies to a weight or a [E, 2I] bias alike.
+    """
+
+    transposed: bool
+    interleaved: bool
+
+    def source_shapes(self, target: Shape, n: int) -> list[Shape]:
+        if self.transposed:
+            return [(*target[:-2], target[-1], target[-2])]
+        return [target]
+
+    def apply(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        import torch
+
+        w = tensors[0]
+        if self.transposed:
+            w = w.transpose(-1, -2)
+        if self.interleaved:
+            w = torch.cat((w[:, 0::2], w[:, 1::2]), dim=1)
+        return w.contiguous()
+
+
+@dataclass(frozen=True)
 class Transpose:
     """A 2-D weight stored as (in, out) (GPT-2 style Conv1D) → nn.Linear's (out, in)."""
 
@@ -101,7 +151,7 @@ def permute_rope(
     return w.reshape(n_heads, head_dim // 2, 2, *rest).transpose(1, 2).reshape(w.shape).contiguous()
 
 
-Transform = Identity | Fuse | Split | Transpose | PermuteRope
+Transform = Identity | Fuse | Split | Stack | FusedExperts | Transpose | PermuteRope
 
 
 @dataclass(frozen=True)

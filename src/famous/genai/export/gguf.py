@@ -35,6 +35,16 @@ import numpy as np
 
 from famous.genai.config import ModelConfig
 from famous.genai.errors import GenAIError, UnsupportedModelError
+from famous.genai.export.gguf_families import (
+    FUSED_TRANSFORMS,
+    FamilyExportError,
+    apply_fused,
+    check_exportable,
+    expert_groups,
+    fused_expert_tensors,
+    gpt_oss_metadata,
+    write_family_metadata,
+)
 from famous.genai.export.gguf_inspect import tensor_types
 from famous.genai.export.gguf_vocab import read_vocab, write_vocab
 from famous.genai.export.safetensors_stream import (
@@ -82,6 +92,12 @@ def _arch_for(model_type: str) -> _Arch:
         "qwen2": _Arch(gguf.MODEL_ARCH.QWEN2),
         "qwen3": _Arch(gguf.MODEL_ARCH.QWEN3),
         "gemma": _Arch(gguf.MODEL_ARCH.GEMMA, norm_plus_one=True),
+        "qwen3_moe": _Arch(gguf.MODEL_ARCH.QWEN3MOE),
+        "mixtral": _Arch(gguf.MODEL_ARCH.LLAMA, permute_qk=True),
+        "olmo2": _Arch(gguf.MODEL_ARCH.OLMO2),
+        "granite": _Arch(gguf.MODEL_ARCH.GRANITE, permute_qk=True),
+        "smollm3": _Arch(gguf.MODEL_ARCH.SMOLLM3, permute_qk=True),
+        "gpt_oss": _Arch(gguf.MODEL_ARCH.GPT_OSS),
     }
     if model_type not in table:
         raise UnsupportedModelError(
@@ -106,6 +122,7 @@ class _Planned:
     transform: str | None = None  # "permute_q" | "permute_k" | "plus_one"
     data: np.ndarray | None = None  # synthesized tensors
     fallback: str | None = None
+    experts: list[SourceTensor] | None = None  # stacked into [num_experts, rows, cols]
 
     @property
     def nbytes(self) -> int:
@@ -232,9 +249,34 @@ def _plan(
     planned: list[_Planned] = []
     warnings: list[str] = []
     unknown: list[str] = []
+    groups = expert_groups(sources)
+    expert_of = {n: merged for merged, names in groups.items() for n in names}
+    stacked: set[str] = set()
     for name in sorted(sources, key=_source_order):
         src = sources[name]
         if name.endswith("rotary_emb.inv_freq"):
+            continue
+        if name in expert_of:  # a group is planned once, at its first member, as a stack
+            merged = expert_of[name]
+            if merged in stacked:
+                continue
+            stacked.add(merged)
+            parts = [sources[n] for n in groups[merged]]
+            new = name_map.get_name(merged, try_suffixes=(".weight",))
+            if new is None:
+                unknown.append(merged)
+                continue
+            shape = (len(parts), *parts[0].shape)
+            planned.append(_Planned(new, parts[0], shape, None, experts=parts))
+            continue
+        fused = fused_expert_tensors(name, tuple(src.shape))
+        if fused is not None:  # gpt-oss: stacked, transposed, gate and up interleaved
+            for merged, shape, how in fused:
+                new = name_map.get_name(merged, try_suffixes=(".weight", ".bias"))
+                if new is None:
+                    unknown.append(merged)
+                    continue
+                planned.append(_Planned(new, src, shape, None, how or None))
             continue
         if name == "lm_head.weight" and cfg.tie_word_embeddings:
             continue  # llama.cpp uses token_embd when output.weight is absent
@@ -242,6 +284,8 @@ def _plan(
         if new is None:  # the map holds only this architecture's tensors
             unknown.append(name)
             continue
+        if new.endswith("attn_sinks"):
+            new += ".weight"  # llama.cpp's name for the per-head sink logits
         transform = None
         if arch.permute_qk and new.endswith(("attn_q.weight", "attn_q.bias")):
             transform = "permute_q"
@@ -279,7 +323,8 @@ def _plan(
     # types
     for p in planned:
         role = _role(p.gguf_name)
-        if len(p.shape) < 2 or role.component in ("norm", "other"):
+        router = p.gguf_name.endswith("ffn_gate_inp.weight")  # kept F32, as llama.cpp does
+        if len(p.shape) < 2 or role.component in ("norm", "other") or router:
             p.qtype = _qtype("f32")
             continue
         want = (tensor_type(role) if tensor_type else None) or outtype
@@ -342,7 +387,7 @@ def _write_metadata(
     writer.add_feed_forward_length(b0.feed_forward.intermediate_size)
     writer.add_head_count(a0.num_attention_heads)
     writer.add_head_count_kv(a0.num_key_value_heads)
-    writer.add_layer_norm_rms_eps(b0.attn_norm.eps)
+    writer.add_layer_norm_rms_eps((b0.attn_norm or cfg.final_norm).eps)
     writer.add_rope_freq_base(a0.rope.rope_theta)
     writer.add_rope_dimension_count(int(a0.head_dim * a0.rope.partial_rotary_factor))
     if a0.head_dim * a0.num_attention_heads != cfg.hidden_size or hf.get("head_dim"):
@@ -356,11 +401,14 @@ def _write_metadata(
     if rope.rope_type == "linear" and rope.factor != 1.0:
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(rope.factor)
-    elif rope.rope_type not in ("default", "llama3"):
+    elif rope.rope_type not in ("default", "llama3") and cfg.model_type != "gpt_oss":
         raise GGUFExportError(
             f"RoPE scaling {rope.rope_type!r} is not supported by famous's GGUF exporter "
             "(supported: default, linear, llama3)"
         )
+    write_family_metadata(writer, cfg.model_type, cfg)
+    if cfg.model_type == "gpt_oss":
+        warnings += gpt_oss_metadata(writer, cfg)
     vocab = read_vocab(model_dir, cfg.vocab_size, hf)
     write_vocab(writer, vocab)
     warnings.extend(vocab.warnings)
@@ -376,6 +424,11 @@ def _tensor_data(p: _Planned, n_heads: int, n_kv: int, budget: int) -> np.ndarra
 
     if p.data is not None:
         return gguf.quants.quantize(p.data, p.qtype)
+    if p.experts is not None:
+        return gguf.quants.quantize(np.stack([read_all(e) for e in p.experts]), p.qtype)
+    if p.transform in FUSED_TRANSFORMS:
+        assert p.source is not None
+        return gguf.quants.quantize(apply_fused(p.transform, read_all(p.source)), p.qtype)
     src = p.source
     assert src is not None
     if p.transform in ("permute_q", "permute_k"):
@@ -450,6 +503,10 @@ def export_gguf(
 
     hf = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     arch = _arch_for(str(hf.get("model_type")))
+    try:
+        check_exportable(str(hf.get("model_type")), load_config(model_dir))
+    except FamilyExportError as e:
+        raise GGUFExportError(str(e)) from e
     planned, warnings = _plan(model_dir, hf, arch, outtype, tensor_type)
     cfg = load_config(model_dir)
     n_heads = cfg.blocks[0].attention.num_attention_heads

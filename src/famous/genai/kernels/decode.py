@@ -185,6 +185,12 @@ def _layer_plan(model: DecoderModel, i: int, block: Block, dtype: torch.dtype) -
     a, ffn = block.attn, block.ffn
     if a.n_heads % a.n_kv or (a.softcap is not None and dtype != torch.float32):
         raise _Ineligible
+    c = model.cfg.blocks[i]
+    # what the kernels do not implement: experts, NoPE, whole-projection q/k norm, scaling
+    if c.moe or not c.attention.use_rope or c.attention.qk_norm_full or c.residual_scale:
+        raise _Ineligible
+    if c.attention.sinks:
+        raise _Ineligible
     q_norm, k_norm = _optional_norm(a.q_norm, dtype), _optional_norm(a.k_norm, dtype)
     return LayerPlan(
         attn_norm=_need(_norm(block.attn_norm, dtype)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from famous.genai.layers.attention import Attention
 from famous.genai.layers.feed_forward import FeedForward
 from famous.genai.layers.kv_cache import KVCache, cache_kinds, init_kv_cache
+from famous.genai.layers.moe import MixtureOfExperts
 from famous.genai.layers.norm import LayerNorm, RMSNorm, make_norm
 from famous.genai.layers.rope import RotaryEmbedding, apply_rope
 from famous.genai.layers.transformer import Block, DecoderModel
@@ -20,6 +21,7 @@ __all__ = [
     "FeedForward",
     "KVCache",
     "LayerNorm",
+    "MixtureOfExperts",
     "RMSNorm",
     "RotaryEmbedding",
     "apply_rope",

@@ -1,6 +1,7 @@
 """Multi-head attention (MHA / GQA / MQA) over the external KV cache.
 
-Options: q/k/v bias, per-head q/k norm, logit soft-capping, sliding window (ring cache).
+Options: q/k/v bias, q/k norm (per head or over the whole projection), NoPE layers, logit
+soft-capping, attention sinks, sliding window (ring cache).
 q, k and v come from one fused projection (one matmul reads all three weights).
 """
 
@@ -46,10 +47,13 @@ class Attention(nn.Module):
         self.head_dim = cfg.head_dim
         self.qkv = nn.Linear(hidden_size, cfg.q_size + 2 * cfg.kv_size, bias=cfg.qkv_bias)
         self.o = nn.Linear(cfg.q_size, hidden_size, bias=cfg.o_bias)
-        self.q_norm = make_norm(cfg.qk_norm, cfg.head_dim) if cfg.qk_norm else None
-        self.k_norm = make_norm(cfg.qk_norm, cfg.head_dim) if cfg.qk_norm else None
+        # per head, or (OLMo 2) over the whole projection
+        q_dim, k_dim = (cfg.q_size, cfg.kv_size) if cfg.qk_norm_full else (cfg.head_dim,) * 2
+        self.q_norm = make_norm(cfg.qk_norm, q_dim) if cfg.qk_norm else None
+        self.k_norm = make_norm(cfg.qk_norm, k_dim) if cfg.qk_norm else None
         self.scale = cfg.softmax_scale
         self.softcap = cfg.logit_softcapping
+        self.sinks = nn.Parameter(torch.zeros(self.n_heads)) if cfg.sinks else None
 
     def forward(
         self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor], step: AttentionStep
@@ -59,12 +63,16 @@ class Attention(nn.Module):
         ring, end, inplace = step.ring, step.end, step.inplace
         bsz, t, _ = x.shape
         q, k, v = self.qkv(x).split([self.cfg.q_size, self.cfg.kv_size, self.cfg.kv_size], dim=-1)
+        full_norm = self.q_norm is not None and self.cfg.qk_norm_full
+        if full_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         q = q.view(bsz, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = k.view(bsz, t, self.n_kv, self.head_dim).transpose(1, 2)
         v = v.view(bsz, t, self.n_kv, self.head_dim).transpose(1, 2)
-        if self.q_norm is not None:
+        if self.q_norm is not None and not full_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.cfg.use_rope:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
 
         k_cache, v_cache = cache
         if ring is None:
@@ -107,7 +115,8 @@ class Attention(nn.Module):
         # fp32 single-token decode takes the explicit path below (faster than torch's CPU
         # flash kernel for one query); bf16/fp16 keep SDPA, whose fp32 accumulation the
         # reference shares, so greedy tokens stay identical.
-        if self.softcap is None and (q.shape[2] > 1 or q.dtype != torch.float32):
+        explicit = self.softcap is not None or self.sinks is not None
+        if not explicit and (q.shape[2] > 1 or q.dtype != torch.float32):
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.n_kv != self.n_heads
             )
@@ -124,6 +133,12 @@ class Attention(nn.Module):
             # rows of qg are ordered (group, token): tile the [.., T, S] mask per group
             m = mask.repeat(g, 1) if mask.dim() == 2 else mask.repeat(1, 1, g, 1)
             scores = scores.masked_fill(~m, float("-inf"))
+        if self.sinks is not None:
+            # one extra logit per head takes its share of the softmax and is dropped after
+            sink = self.sinks.view(self.n_kv, g, 1).expand(self.n_kv, g, t).reshape(1, -1, g * t, 1)
+            scores = torch.cat((scores, sink.to(scores.dtype).expand(bsz, -1, -1, -1)), dim=-1)
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32)[..., :-1].to(q.dtype)
+            return torch.matmul(probs, v).reshape(bsz, h, t, d)
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
         return torch.matmul(probs, v).reshape(bsz, h, t, d)
 

@@ -1,4 +1,4 @@
-"""Rotary position embedding: default, linear, dynamic-NTK, Llama-3 and LongRoPE scaling,
+"""Rotary position embedding: default, linear, dynamic-NTK, Llama-3, YaRN and LongRoPE scaling,
 full or partial rotary dimensions."""
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def inverse_frequencies(
         inv_freq = inv_freq / rope.factor
     elif rope.rope_type == "llama3":
         inv_freq = _llama3_scaling(inv_freq, rope)
+    elif rope.rope_type == "yarn":
+        inv_freq, attention_factor = _yarn(rope, dim)
     elif rope.rope_type == "longrope":
         inv_freq = 1.0 / (_factors(rope.short_factor) * rope.rope_theta**exponents)
         attention_factor = longrope_attention_factor(rope, max_position_embeddings)
@@ -39,6 +41,33 @@ def _factors(values: tuple[float, ...] | None) -> torch.Tensor:
     if values is None:
         raise ValueError("longrope needs short_factor and long_factor")
     return torch.tensor(values, dtype=torch.float32)
+
+
+def _yarn(rope: RopeConfig, dim: int) -> tuple[torch.Tensor, float]:
+    """YaRN: frequencies that turn fewer than ``beta_slow`` times over the original context
+    are divided by ``factor``, those turning more than ``beta_fast`` times are kept, a linear
+    ramp (over pair indices) blends the band between; cos/sin gain 0.1·ln(factor) + 1."""
+    orig = rope.original_max_position_embeddings
+    if orig is None:
+        raise ValueError("yarn needs original_max_position_embeddings")
+
+    def pair_index(rotations: float) -> float:  # the pair that turns `rotations` times
+        return dim * math.log(orig / (rotations * 2 * math.pi)) / (2 * math.log(rope.rope_theta))
+
+    low, high = pair_index(rope.beta_fast), pair_index(rope.beta_slow)
+    if rope.truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    keep = 1 - ramp  # 1: extrapolate (keep the frequency), 0: interpolate (divide by factor)
+    wavelength_base = rope.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)
+    scaled = 1.0 / (rope.factor * wavelength_base) * (1 - keep) + 1.0 / wavelength_base * keep
+    gain = rope.attention_factor
+    if gain is None:
+        gain = 0.1 * math.log(rope.factor) + 1.0 if rope.factor > 1 else 1.0
+    return scaled, float(gain)
 
 
 def _llama3_scaling(inv_freq: torch.Tensor, rope: RopeConfig) -> torch.Tensor:

@@ -17,6 +17,7 @@ from famous.genai.config import ModelConfig
 from famous.genai.layers.attention import Attention, AttentionStep
 from famous.genai.layers.feed_forward import FeedForward
 from famous.genai.layers.kv_cache import KVCache, cache_kinds, init_kv_cache
+from famous.genai.layers.moe import MixtureOfExperts
 from famous.genai.layers.norm import make_norm
 from famous.genai.layers.rope import RotaryEmbedding
 
@@ -35,32 +36,42 @@ class LayerLayout:
 
 
 class Block(nn.Module):
-    """Pre-norm attention and feed-forward with residuals; Gemma 2/3 add post-norms."""
+    """Pre-norm attention and feed-forward with residuals; Gemma 2/3 add post-norms, OLMo 2
+    has post-norms only, Granite scales each sub-layer's output, MoE families route the
+    feed-forward through experts."""
 
     def __init__(self, hidden_size: int, cfg) -> None:
         super().__init__()
-        self.attn_norm = make_norm(cfg.attn_norm, hidden_size)
+        self.attn_norm = _optional_norm(cfg.attn_norm, hidden_size)
         self.attn = Attention(hidden_size, cfg.attention)
-        self.attn_post_norm = (
-            make_norm(cfg.attn_post_norm, hidden_size) if cfg.attn_post_norm else None
+        self.attn_post_norm = _optional_norm(cfg.attn_post_norm, hidden_size)
+        self.ffn_norm = _optional_norm(cfg.ffn_norm, hidden_size)
+        self.ffn = (
+            MixtureOfExperts(hidden_size, cfg.moe)
+            if cfg.moe is not None
+            else FeedForward(hidden_size, cfg.feed_forward)
         )
-        self.ffn_norm = make_norm(cfg.ffn_norm, hidden_size)
-        self.ffn = FeedForward(hidden_size, cfg.feed_forward)
-        self.ffn_post_norm = (
-            make_norm(cfg.ffn_post_norm, hidden_size) if cfg.ffn_post_norm else None
-        )
+        self.ffn_post_norm = _optional_norm(cfg.ffn_post_norm, hidden_size)
+        self.residual_scale = cfg.residual_scale
 
     def forward(
         self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor], step: AttentionStep
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        h, cache = self.attn(self.attn_norm(x), cache, step)
-        if self.attn_post_norm is not None:
-            h = self.attn_post_norm(h)
-        x = x + h
-        h = self.ffn(self.ffn_norm(x))
-        if self.ffn_post_norm is not None:
-            h = self.ffn_post_norm(h)
-        return x + h, cache
+        h, cache = self.attn(_apply(self.attn_norm, x), cache, step)
+        x = x + self._scaled(_apply(self.attn_post_norm, h))
+        h = self.ffn(_apply(self.ffn_norm, x))
+        return x + self._scaled(_apply(self.ffn_post_norm, h)), cache
+
+    def _scaled(self, h: torch.Tensor) -> torch.Tensor:
+        return h if self.residual_scale is None else h * self.residual_scale
+
+
+def _optional_norm(cfg, dim: int) -> nn.Module | None:
+    return make_norm(cfg, dim) if cfg is not None else None
+
+
+def _apply(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    return x if norm is None else norm(x)
 
 
 class DecoderModel(nn.Module):
@@ -182,7 +193,9 @@ class DecoderModel(nn.Module):
         return [rope(rope_pos, dtype) for rope in self.ropes]
 
     def soft_cap(self, logits: torch.Tensor) -> torch.Tensor:
-        """The final logit soft-cap (Gemma 2), or the logits as they are."""
+        """The final logit scaling (Granite) and soft-cap (Gemma 2), or the logits as they are."""
+        if self.cfg.logits_scaling is not None:
+            logits = logits / self.cfg.logits_scaling
         cap = self.cfg.final_logit_softcapping
         return logits if cap is None else torch.tanh(logits / cap) * cap
 

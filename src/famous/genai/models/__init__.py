@@ -18,7 +18,20 @@ from famous.genai.errors import UnsupportedModelError
 from famous.genai.hf_config import read_config_json
 from famous.genai.weight_map import WeightMap
 
-_FAMILY_MODULES = ("llama", "qwen2", "qwen3", "gemma", "phi3")
+_FAMILY_MODULES = (
+    "llama",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "phi3",
+    "qwen3_moe",
+    "mixtral",
+    "olmo2",
+    "granite",
+    "smollm3",
+    "gpt_oss",
+    "qwen2_moe",
+)
 
 
 @dataclass(frozen=True)

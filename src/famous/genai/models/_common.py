@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from famous.genai.config import (
@@ -9,11 +10,26 @@ from famous.genai.config import (
     BlockConfig,
     FeedForwardConfig,
     ModelConfig,
+    MoEConfig,
     NormConfig,
     RopeConfig,
 )
 from famous.genai.hf_config import activation_from_hf, eos_ids, rope_from_hf
-from famous.genai.weight_map import Fuse, Rule, WeightMap
+from famous.genai.weight_map import Fuse, Rule, Stack, WeightMap
+
+# The two-layer shape the newer families' fake test configs start from (config.json names).
+TINY_DECODER: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 256,
+    "max_position_embeddings": 512,
+    "hidden_act": "silu",
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
 
 
 def head_dim(hf: dict[str, Any]) -> int:
@@ -139,8 +155,10 @@ def hf_decoder_weight_map(
                     )
                 )
             rules.append(Rule(f"{dst}ffn.down.{kind}", (f"{src}mlp.down_proj.{kind}",)))
-        rules.append(Rule(f"{dst}attn_norm.weight", (f"{src}input_layernorm.weight",)))
-        rules.append(Rule(f"{dst}ffn_norm.weight", (f"{src}{ffn_norm_name}.weight",)))
+        if b.attn_norm is not None:
+            rules.append(Rule(f"{dst}attn_norm.weight", (f"{src}input_layernorm.weight",)))
+        if b.ffn_norm is not None:
+            rules.append(Rule(f"{dst}ffn_norm.weight", (f"{src}{ffn_norm_name}.weight",)))
         if b.attn_post_norm is not None:
             rules.append(
                 Rule(f"{dst}attn_post_norm.weight", (f"{src}{post_norm_names[0]}.weight",))
@@ -154,3 +172,77 @@ def hf_decoder_weight_map(
     else:
         rules.append(Rule("lm_head.weight", ("lm_head.weight",)))
     return WeightMap(tuple(rules), ignore)
+
+
+QWEN_EXPERTS = ("gate_proj", "up_proj", "down_proj")  # mlp.experts.{e}.<these>.weight
+
+
+def qwen_experts(hf: dict[str, Any]) -> MoEConfig:
+    """Qwen-MoE's routed experts: softmax → top-k, renormalized when ``norm_topk_prob``."""
+    return MoEConfig(
+        num_experts=int(hf.get("num_experts") or hf.get("num_local_experts") or 0),
+        top_k=int(hf["num_experts_per_tok"]),
+        intermediate_size=int(hf["moe_intermediate_size"]),
+        activation=activation_from_hf(hf.get("hidden_act")),
+        normalize_top_k=bool(hf.get("norm_topk_prob", False)),
+    )
+
+
+def with_sparse_blocks(cfg: ModelConfig, hf: dict[str, Any], moe: MoEConfig) -> ModelConfig:
+    """Qwen-MoE's rule: a block routes through ``moe`` unless listed in ``mlp_only_layers``
+    or off the ``decoder_sparse_step`` grid (then it keeps its dense feed-forward)."""
+    n_experts = int(hf.get("num_experts") or hf.get("num_local_experts") or 0)
+    step = int(hf.get("decoder_sparse_step", 1) or 1)
+    dense = set(hf.get("mlp_only_layers") or ())
+    blocks = tuple(
+        replace(b, moe=moe) if i not in dense and n_experts > 0 and (i + 1) % step == 0 else b
+        for i, b in enumerate(cfg.blocks)
+    )
+    return replace(cfg, blocks=blocks)
+
+
+def moe_weight_map(
+    cfg: ModelConfig,
+    dense: WeightMap,
+    *,
+    block: str,
+    router: str,
+    experts: tuple[str, str, str],
+    shared: str | None = None,
+    shared_gate: str | None = None,
+    prefix: str = "model.",
+) -> WeightMap:
+    """``dense`` (``hf_decoder_weight_map``) with each MoE block's feed-forward rules replaced
+    by the router and the per-expert tensors stacked: ``model.layers.{i}.{block}.{router}``,
+    ``…{block}.experts.{e}.{gate|up|down}.weight`` (``experts`` names the three), and an
+    optional shared expert (``…{block}.{shared}.{gate_proj|up_proj|down_proj}``)."""
+    rules = list(dense.rules)
+    for i, b in enumerate(cfg.blocks):
+        if b.moe is None:
+            continue
+        dst, src = f"layers.{i}.ffn.", f"{prefix}layers.{i}.{block}."
+        rules = [r for r in rules if not r.target.startswith(dst)]
+        m = b.moe
+        gate, up, down = (
+            tuple(f"{src}experts.{e}.{p}.weight" for e in range(m.num_experts)) for p in experts
+        )
+        rules.append(Rule(f"{dst}router.weight", (f"{src}{router}.weight",)))
+        if m.router_bias:
+            rules.append(Rule(f"{dst}router.bias", (f"{src}{router}.bias",)))
+        pairs = tuple(n for g, u in zip(gate, up, strict=True) for n in (g, u))
+        size = m.intermediate_size
+        rules.append(Rule(f"{dst}gate_up", pairs, Stack((size, size))))
+        rules.append(Rule(f"{dst}down", down, Stack((cfg.hidden_size,))))
+        if shared is not None and m.shared_intermediate_size:
+            s_size = m.shared_intermediate_size
+            rules.append(
+                Rule(
+                    f"{dst}shared.gate_up.weight",
+                    (f"{src}{shared}.gate_proj.weight", f"{src}{shared}.up_proj.weight"),
+                    Fuse(0, (s_size, s_size)),
+                )
+            )
+            rules.append(Rule(f"{dst}shared.down.weight", (f"{src}{shared}.down_proj.weight",)))
+        if shared_gate is not None and m.shared_gate:
+            rules.append(Rule(f"{dst}shared_gate.weight", (f"{src}{shared_gate}.weight",)))
+    return WeightMap(tuple(rules), dense.ignore)

@@ -201,6 +201,15 @@ def apply_recipe(model: nn.Module, recipe: Recipe) -> list[tuple[str, str]]:
         _swap(parent, attr, QuantLinear(lin, spec))
         done.append((label, spec.label))
 
+    for i, layer in enumerate(layers):  # refuse before changing anything
+        f = recipe.spec_for("feed_forward", i, n)
+        dense = isinstance(getattr(layer.ffn, "gate_up", None), nn.Linear)
+        if not dense and not (f.dtype == "fp32" and f.activations == "none"):
+            raise NotImplementedError(
+                f"layers.{i}.ffn: famous's eager quantization covers dense feed-forwards "
+                "only, not mixture-of-experts weights; export GGUF (its quantizers handle "
+                "experts) or keep feed_forward at fp32 in the recipe"
+            )
     emb_spec = recipe.spec_for("embedding")
     if emb_spec.dtype != "fp32":
         model.embed = QuantEmbedding(model.embed, emb_spec)
