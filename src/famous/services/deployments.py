@@ -149,6 +149,38 @@ def running_deployments() -> list[dict[str, Any]]:
     ]
 
 
+def cluster_deployments() -> list[dict[str, Any]]:
+    """Models the running gateway deployed on a Ray cluster, each with its live replicas
+    (node, engine, variant, pids), as the gateway reports them; [] without one."""
+    from famous.services.gateway import running_gateway
+    from famous.services.gateway_client import GatewayClient, GatewayError
+
+    info = running_gateway()
+    if info is None:
+        return []
+    try:
+        snapshot = GatewayClient.of(info).ps().get("deployments", [])
+    except (GatewayError, OSError, ValueError):
+        return []
+    return [
+        {
+            "name": d["name"],
+            "engine": ",".join(sorted({r["engine"] for r in d["replicas"]})) or d["engine"],
+            "runtime": d["runtime"],
+            "server": d["server"],
+            "server_reason": d["server_reason"],
+            "pid": None,
+            "port": d["port"],
+            "status": d["state"],
+            "memory_bytes": None,
+            "uptime_seconds": d["uptime_seconds"],
+            "replicas": d["replicas"],
+        }
+        for d in snapshot
+        if d.get("replicas") is not None and d["state"] in ("starting", "ready")
+    ]
+
+
 def deployment_health() -> list[dict[str, Any]]:
     """Every deployment with the health its engine reports, and the last log lines of those
     that failed or do not answer (``famous status``)."""
