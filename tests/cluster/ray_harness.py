@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -55,27 +56,28 @@ class RayNode:
         return total
 
     def stop(self) -> None:
-        """SIGTERM the node's tree, SIGKILL what is left after 5 s."""
+        """SIGTERM the node's tree, SIGKILL what is left after 3 s (the raylet and the GCS
+        take their time with SIGTERM)."""
         procs = self.tree()
         for proc in procs:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGTERM)
-        _, alive = psutil.wait_procs(procs, timeout=5)
+        _, alive = psutil.wait_procs(procs, timeout=3)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
         psutil.wait_procs(alive, timeout=5)
 
 
-def start_node(
+def launch_node(
     name: str,
     root: Path,
     env: dict[str, str],
     resources: dict[str, float],
     head_address: str | None = None,
-    temp_dir: Path | None = None,
 ) -> tuple[RayNode, str]:
-    """A node of the cluster (the head when ``head_address`` is None) and the head's address."""
+    """Start a node (the head when ``head_address`` is None) without waiting for it; the
+    head's address. A worker may be launched once the head's port answers (``wait_port``)."""
     home = root / name
     home.mkdir(parents=True, exist_ok=True)
     log_path = root / f"{name}.log"
@@ -87,29 +89,40 @@ def start_node(
         head_address = f"127.0.0.1:{port}"
         argv += ["--head", "--port", str(port), "--include-dashboard", "false"]
         argv += ["--dashboard-agent-listen-port", str(free_port())]
-        if temp_dir is not None:
-            argv += ["--temp-dir", str(temp_dir)]
     else:
         argv += ["--address", head_address]
-    node_env = {**env, "FAMOUS_HOME": str(home)}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             argv + common,
-            env=node_env,
+            env={**env, "FAMOUS_HOME": str(home)},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    node = RayNode(name, home, proc, log_path)
-    deadline = time.monotonic() + 90
+    return RayNode(name, home, proc, log_path), head_address
+
+
+def wait_port(address: str, node: RayNode, timeout: float = 90) -> None:
+    """Until something listens on ``address`` (the head's GCS)."""
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 0.5):
+            return
+        if node.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"Ray node {node.name} did not listen:\n{node.log()[-3000:]}")
+        time.sleep(0.2)
+
+
+def wait_started(node: RayNode, timeout: float = 120) -> None:
+    """Until ``ray start`` says the node runs."""
+    deadline = time.monotonic() + timeout
     while "Ray runtime started" not in node.log():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            node.stop()
-            raise RuntimeError(f"Ray node {name} did not start:\n{node.log()[-3000:]}")
+        if node.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"Ray node {node.name} did not start:\n{node.log()[-3000:]}")
         time.sleep(0.2)
     node.tree()
-    return node, head_address
 
 
 def leftover(nodes: list[RayNode]) -> list[int]:

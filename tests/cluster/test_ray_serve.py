@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,7 +26,14 @@ for folder in (HERE.parent / "serving", HERE.parent / "lifecycle", HERE.parent /
 
 import serving_harness as harness  # noqa: E402
 from hub_server import HubServer, environment  # noqa: E402
-from ray_harness import RayNode, kill_pid, leftover, start_node  # noqa: E402
+from ray_harness import (  # noqa: E402
+    RayNode,
+    kill_pid,
+    launch_node,
+    leftover,
+    wait_port,
+    wait_started,
+)
 from realweights_helpers import CHAT  # noqa: E402
 
 from famous.runtimes.base import free_port  # noqa: E402
@@ -56,15 +64,24 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     state = Cluster(root)
     state.hub.add_repo(REPO_ID, {GGUF_NAME: smollm2_gguf(), "README.md": b"# SmolLM2\n"})
     try:
-        head, address = start_node("node-a", root, state.env, {"node_a": 1})
+        head, address = launch_node("node-a", root, state.env, {"node_a": 1})
         state.nodes.append(head)
-        worker, _ = start_node("node-b", root, state.env, {"node_b": 1}, head_address=address)
-        state.nodes.append(worker)
         gateway_home = root / "gateway"
         gateway_home.mkdir()
-        pulled = harness.famous_cli(gateway_home, "pull", REPO_ID, env=_home(state, gateway_home))
-        assert pulled.returncode == 0, pulled.stderr
+        pull = subprocess.Popen(  # meanwhile the gateway's own catalog gets the model
+            [sys.executable, "-m", "famous", "pull", REPO_ID],
+            env=_home(state, gateway_home),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        wait_port(address, head)
+        worker, _ = launch_node("node-b", root, state.env, {"node_b": 1}, address)
+        state.nodes.append(worker)
+        _, errors = pull.communicate(timeout=120)
+        assert pull.returncode == 0, errors
+        wait_started(head)
         state.gateway = _start_gateway(state, gateway_home, address)
+        wait_started(worker)
         yield state
     finally:
         if state.gateway is not None:
@@ -80,8 +97,6 @@ def _home(state: Cluster, home: Path) -> dict[str, str]:
 
 
 def _start_gateway(state: Cluster, home: Path, address: str) -> harness.Gateway:
-    import subprocess
-
     port = free_port()
     log_path = home / "gateway-test.log"
     argv = [sys.executable, "-m", "famous", "serve", "--port", str(port), "--ray", address]
@@ -148,6 +163,15 @@ def test_chat_and_stream_through_ray_serve(cluster: Cluster) -> None:
     for replica in replicas:
         assert replica["engine"] == "cpu" or replica["runtime"] == "llamacpp", replica
         assert replica["server"] == "llama-server", replica
+    for node in cluster.nodes:
+        mib = node.memory_bytes() / 2**20
+        print(f"{node.name}: {mib:.0f} MiB RSS (its Ray processes, the replica, its engine)")
+    assert cluster.gateway is not None
+    home = cluster.gateway.home
+    table = harness.famous_cli(home, "ps", env=_home(cluster, home)).stdout
+    for replica in replicas:  # the table lists each replica by node, with its engine
+        line = next(ln for ln in table.splitlines() if replica["node_id"][:12] in ln)
+        assert replica["engine"] in line and "llama-server" in line, table
     for node in cluster.nodes:  # each node pulled its own verified copy into its own home
         copies = list((node.home / "models").rglob(GGUF_NAME))
         assert len(copies) == 1, f"{node.name}: {copies}"
@@ -174,10 +198,27 @@ def test_replica_killed_mid_stream(cluster: Cluster) -> None:
                 received.append(chunk.choices[0].delta.content)
             if len(received) == 5:  # the busy engine is the one streaming: kill its replica
                 busy = max(engines, key=lambda p: psutil.Process(p).cpu_times().user - before[p])
-                kill_pid(engines[busy]["pid"])
+                killed = engines[busy]
+                kill_pid(killed["pid"])
     assert len(received) >= 5
-    assert "incomplete" in str(failure.value.message) or "engine" in str(failure.value.message)
+    message = failure.value.message
+    assert f"the engine serving {REPO_ID!r}" in message and "answer is incomplete" in message
     answer = client.chat.completions.create(
         model=REPO_ID, messages=CHAT, max_tokens=24, temperature=0
     )
     assert "Paris" in (answer.choices[0].message.content or "")
+    # the killed replica's engine went with it, and ps no longer lists that replica
+    assert _gone(killed["engine_pid"], 15), f"engine {killed['engine_pid']} outlived its replica"
+    assert killed["replica"] not in {r["replica"] for r in _replicas(cluster)}
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.2)
+    return False

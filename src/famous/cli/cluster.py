@@ -2,12 +2,15 @@
 
 It runs Ray's own ``ray start`` with the node's accelerators as custom resources and its
 memory as the detector measured it (``famous.serve.ray_serve.resources``), so that Ray
-places famous's replicas where their engine and memory estimate fit.
+places famous's replicas where their engine and memory estimate fit, and with Ray Serve's
+high-throughput mode on (HAProxy in front of the replicas) unless the environment says
+otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -54,7 +57,7 @@ def ray_start(
 ) -> None:
     """Start a Ray node whose resources are this machine's accelerators and memory; other
     arguments go to `ray start` as they are (e.g. --port, --num-cpus, --block)."""
-    from famous.serve.ray_serve.resources import ray_start_command
+    from famous.serve.ray_serve.resources import ray_start_command, serve_environment
     from famous.services.selection import machine_report
 
     if head == bool(address):
@@ -70,4 +73,4 @@ def ray_start(
         return
     if shutil.which("ray") is None:
         raise NotFound("the ray command is missing", hint='pip install "famous[ray]"')
-    raise typer.Exit(subprocess.run(argv).returncode)
+    raise typer.Exit(subprocess.run(argv, env=serve_environment(dict(os.environ))).returncode)

@@ -23,13 +23,17 @@ from famous.errors import Unavailable
 from famous.runtimes import EngineProcess
 from famous.serve.models import ModelSpec
 from famous.serve.ray_serve.replica import EngineReplica, ReplicaModel, replica_records
-from famous.serve.ray_serve.resources import node_resources, replica_options
+from famous.serve.ray_serve.resources import (
+    node_resources,
+    replica_options,
+    serve_environment,
+)
 from famous.store.deployments import log_path_for
 
 log = logging.getLogger("famous.serve.ray")
 
 SERVER = "ray-serve"
-STATUS_CACHE_SECONDS = 1.0
+STATUS_CACHE_SECONDS = 5.0
 #: application states in which Ray still serves or will serve the model
 LIVE_STATES = ("NOT_STARTED", "DEPLOYING", "RUNNING", "UNHEALTHY")
 
@@ -78,7 +82,11 @@ class RayCluster:
         if ray.is_initialized():
             return
         if opts.address == "auto":
+            import os
+
             from famous.matchmaker.resolve import machine_report
+
+            os.environ.update(serve_environment(dict(os.environ)))  # the head's processes
 
             ray.init(
                 namespace=opts.namespace,
@@ -99,7 +107,8 @@ class RayCluster:
         serve.start(http_options={"host": "127.0.0.1", "port": opts.http_port})
 
     def status(self, app: str) -> tuple[str, str]:
-        """(state, message) of ``app``, asked of Serve at most once a second."""
+        """(state, message) of ``app``, asked of Serve at most every 5 s (Ray itself replaces
+        lost replicas; this only tells the scheduler that the application is gone)."""
         from ray import serve
 
         with self._lock:
@@ -210,7 +219,7 @@ class RayLauncher:
             name="engine",
             num_replicas=opts.replicas,
             ray_actor_options=replica_options(spec.memory_bytes, opts.replica_cpus),
-            health_check_period_s=2.0,
+            health_check_period_s=5.0,
             graceful_shutdown_timeout_s=5.0,
         )
         app, prefix = spec.name, route_prefix(spec.name)
