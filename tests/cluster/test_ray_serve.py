@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -56,6 +57,14 @@ class Cluster:
         self.hub = HubServer().start()
         self.env = {**harness.famous_env(root, "llama-server"), **environment(self.hub)}
         self.env.pop("HF_TOKEN", None)
+        # the cluster's own token (Ray's token authentication, which famous turns on where a
+        # token is at hand): the nodes and the gateway read it, nothing of ~/.ray is used
+        token = root / "ray-auth-token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        self.env["RAY_AUTH_TOKEN_PATH"] = str(token)
+        for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"):
+            self.env.pop(key, None)
 
 
 @pytest.fixture(scope="module")

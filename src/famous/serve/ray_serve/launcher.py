@@ -24,6 +24,7 @@ from famous.runtimes import EngineProcess
 from famous.serve.models import ModelSpec
 from famous.serve.ray_serve.replica import EngineReplica, ReplicaModel, replica_records
 from famous.serve.ray_serve.resources import (
+    auth_environment,
     node_resources,
     replica_options,
     serve_environment,
@@ -70,6 +71,14 @@ class RayCluster:
         self._status: tuple[float, Any] | None = None
 
     def connect(self) -> None:
+        import os
+
+        # Ray reads its settings from the environment once, when it is imported: the token
+        # mode for a cluster (``auth_environment``), and for a head started here, Serve's too
+        env = dict(os.environ)
+        os.environ.update(
+            auth_environment(env) if self.options.address != "auto" else serve_environment(env)
+        )
         try:
             import ray
             from ray import serve
@@ -81,30 +90,32 @@ class RayCluster:
         opts = self.options
         if ray.is_initialized():
             return
-        if opts.address == "auto":
-            import os
-
-            from famous.matchmaker.resolve import machine_report
-
-            os.environ.update(serve_environment(dict(os.environ)))  # the head's processes
-
-            ray.init(
-                namespace=opts.namespace,
-                resources=node_resources(machine_report()),
-                include_dashboard=False,
-                object_store_memory=opts.object_store_bytes,
-                log_to_driver=False,
-            )
-            self.started_head = True
-        else:
-            try:
-                ray.init(address=opts.address, namespace=opts.namespace, log_to_driver=False)
-            except ConnectionError as exc:
-                raise RayUnavailable(
-                    f"cannot reach the Ray cluster at {opts.address}: {exc}",
-                    hint="start a head with `famous ray-start --head`, or pass --ray auto",
-                ) from None
+        try:
+            self._init(ray)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = "a local Ray head" if opts.address == "auto" else opts.address
+            raise RayUnavailable(
+                f"cannot start or reach {where}: {exc}",
+                hint="start a head with `famous ray-start --head`, or pass --ray auto",
+            ) from None
         serve.start(http_options={"host": "127.0.0.1", "port": opts.http_port})
+
+    def _init(self, ray: Any) -> None:
+        opts = self.options
+        if opts.address != "auto":
+            ray.init(address=opts.address, namespace=opts.namespace, log_to_driver=False)
+            return
+        from famous.matchmaker.resolve import machine_report
+
+        ray.init(
+            address="local",  # a new head, even where another cluster runs on this machine
+            namespace=opts.namespace,
+            resources=node_resources(machine_report()),
+            include_dashboard=False,
+            object_store_memory=opts.object_store_bytes,
+            log_to_driver=False,
+        )
+        self.started_head = True
 
     def status(self, app: str) -> tuple[str, str]:
         """(state, message) of ``app``, asked of Serve at most every 5 s (Ray itself replaces
@@ -184,12 +195,21 @@ class RayEngine(EngineProcess):
         return sorted(alive, key=lambda r: (r["node_ip"], r["node_id"], r["replica"]))
 
     def stop(self, grace: float = 10.0) -> int | None:
+        """Ask Serve to delete the application and wait up to ``grace`` seconds for it to go
+        (0); after that Serve finishes on its own (None), as it must for a replica still
+        starting its engine, which it cannot stop before its constructor returns."""
         from ray import serve
 
-        serve.delete(self.app)
         assert self.cluster is not None
-        self.cluster.forget_status()
-        return 0
+        serve.delete(self.app, _blocking=False)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            self.cluster.forget_status()
+            if self.cluster.status(self.app)[0] == "MISSING":
+                return 0
+            time.sleep(0.2)
+        log.warning("Ray Serve is still deleting %s; it finishes on its own", self.app)
+        return None
 
 
 class RayLauncher:
@@ -221,6 +241,7 @@ class RayLauncher:
             ray_actor_options=replica_options(spec.memory_bytes, opts.replica_cpus),
             health_check_period_s=5.0,
             graceful_shutdown_timeout_s=5.0,
+            graceful_shutdown_wait_loop_s=0.5,
         )
         app, prefix = spec.name, route_prefix(spec.name)
         target = serve.RunTarget(deployment.bind(model), name=app, route_prefix=prefix)

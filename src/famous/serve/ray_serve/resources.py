@@ -10,6 +10,7 @@ where the model's memory estimate fits.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from famous.hardware.report import HardwareReport
@@ -70,8 +71,24 @@ SERVE_ENVIRONMENT = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPT
 
 
 def serve_environment(env: dict[str, str]) -> dict[str, str]:
-    """``env`` with Ray Serve's high-throughput settings where it does not choose its own."""
-    return {**SERVE_ENVIRONMENT, **env}
+    """``env`` with Ray Serve's high-throughput settings where it does not choose its own,
+    and with Ray's token authentication on where a token is at hand (``auth_environment``)."""
+    return {**SERVE_ENVIRONMENT, **auth_environment(env), **env}
+
+
+def auth_environment(env: dict[str, str]) -> dict[str, str]:
+    """``RAY_AUTH_MODE=token`` when ``env`` leaves the mode to famous and a token is at hand
+    (``RAY_AUTH_TOKEN``, the file ``RAY_AUTH_TOKEN_PATH`` names, or ``~/.ray/auth_token``).
+
+    Ray enables token authentication by itself only for a cluster it finds on this machine;
+    a node joining, or a gateway connecting to, an explicit address must ask for it. With it
+    on, nothing without the cluster's token can run code on the cluster."""
+    if env.get("RAY_AUTH_MODE"):
+        return {}
+    path = Path(env.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if env.get("RAY_AUTH_TOKEN") or path.is_file():
+        return {"RAY_AUTH_MODE": "token"}
+    return {}
 
 
 def ray_start_command(
