@@ -75,3 +75,15 @@ def parse_hex_id(value: int | str) -> int:
     if not text or not re.fullmatch(r"[0-9a-f]+", text):
         raise ValueError(f"expected a hex id such as 0x10de or 10de, got {value!r}")
     return int(text, 16)
+
+
+def format_duration(seconds: float | None) -> str:
+    """12s, 3m05s, 2h07m: an uptime or a build time for people."""
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

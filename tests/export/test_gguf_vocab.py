@@ -376,3 +376,24 @@ def test_tokenizers_llama_cpp_cannot_run_are_refused(weights, tmp_path) -> None:
     with pytest.raises(UnsupportedModelError, match=r"no tokenizer\.json"):
         export_gguf(model, out / "m.gguf")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_famous_reads_the_tokenizer_back_from_the_gguf_as_llama_cpp_runs_it(vocab) -> None:
+    """A GGUF as famous's model source (``famous.genai.gguf_source.vocab``): the tokenizer
+    rebuilt from ``tokenizer.ggml.*`` gives llama.cpp's ids and text; Unigram is refused by
+    name."""
+    from famous.genai.tokenizer import Tokenizer as FamousTokenizer
+
+    variant, _, path = vocab
+    if variant == "unigram":
+        with pytest.raises(UnsupportedModelError, match=r"'t5'.*supported: gpt2"):
+            FamousTokenizer(path)
+        return
+    ours = FamousTokenizer(path)
+    with llama(path, vocab_only=True) as llm:
+        for text in TEXTS:
+            want = llm.tokenize(text.encode(), add_bos=False, special=True)
+            assert ours.encode(text, add_special_tokens=False) == want, text
+            assert ours.decode(want, skip_special_tokens=False) == llama_detokenize(llm, want)
+            if not text.startswith("<s>"):  # famous does not add a second bos; llama.cpp does
+                assert ours.encode(text) == llm.tokenize(text.encode(), special=True), text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import typer
 
 from famous import errors
 from famous.cli import exits
@@ -81,9 +80,9 @@ def test_handle_errors_prints_message_and_hint_and_exits_with_the_kind(capsys) -
     def command() -> None:
         raise errors.NotFound("no model 'x'", "look with `famous search x`")
 
-    with pytest.raises(typer.Exit) as exit_info:
+    with pytest.raises(SystemExit) as exit_info:
         command()
-    assert exit_info.value.exit_code == 4
+    assert exit_info.value.code == 4
     assert capsys.readouterr().err == "error: no model 'x'\n  look with `famous search x`\n"
 
 

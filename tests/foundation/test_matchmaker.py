@@ -6,9 +6,9 @@ import pytest
 
 from famous.hardware.report import CpuGroup, Device, GpuInfo, HardwareReport, MemoryInfo
 from famous.manifests.schema import EngineManifest, ModelManifest, ModelPackage
-from famous.matchmaker import NoCompatibleEngine, UnknownEngine, evaluate_all, select
 from famous.matchmaker.advice import no_engine_message, unused_accelerators
 from famous.matchmaker.memory import MemoryEstimate, kv_cache_bytes, load_check
+from famous.matchmaker.select import NoCompatibleEngine, UnknownEngine, evaluate_all, select
 from famous.units import format_size, format_sizes
 
 GiB = 1024**3

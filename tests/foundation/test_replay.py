@@ -17,7 +17,7 @@ import yaml
 from famous.hardware.detector import detect
 from famous.hardware.host import Host
 from famous.manifests.loader import builtin_package_names, find_package
-from famous.matchmaker import NoCompatibleEngine, evaluate, select
+from famous.matchmaker.select import NoCompatibleEngine, evaluate, select
 
 from .conftest import machine_names, machine_root
 

@@ -17,7 +17,7 @@ from famous.hardware.detector import detect
 from famous.hardware.host import Host
 from famous.hardware.report import HardwareReport
 from famous.manifests.loader import builtin_package_names, find_package
-from famous.matchmaker import NoCompatibleEngine, evaluate, select
+from famous.matchmaker.select import NoCompatibleEngine, evaluate, select
 
 from .constructed_roots import BUILDERS, GiB
 

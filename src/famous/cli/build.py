@@ -9,12 +9,13 @@ import sys
 
 import typer
 
-from famous.cli.render import FormatOption, OutputFormat, emit
+from famous.cli.options import FormatOption
+from famous.cli.render import OutputFormat, emit
 
 
 def build(
     source: str = typer.Argument(
-        ..., help="Model folder (config.json + safetensors) or Hub repo id."
+        ..., help="Model folder (config.json + safetensors), GGUF file or Hub repo id."
     ),
     target: str = typer.Option(
         "gguf", "--target", help="What to build: gguf, executorch (.pte) or litert (.tflite)."
@@ -75,7 +76,9 @@ def build(
 
 
 def quantize(
-    source: str = typer.Argument(..., help="Model folder (config.json + safetensors)."),
+    source: str = typer.Argument(
+        ..., help="Model folder (config.json + safetensors) or GGUF file."
+    ),
     recipe: list[str] = typer.Option(
         ..., "--recipe", "-r", help="Recipe (preset or YAML file); repeat to compare."
     ),

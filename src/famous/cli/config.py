@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from famous.cli.errors import handle_errors
-from famous.cli.render import FormatOption, OutputFormat, emit, print_table
+from famous.cli.options import FormatOption
+from famous.cli.render import OutputFormat, emit, print_table
 from famous.errors import InvalidInput
 
 ModelOption = typer.Option(

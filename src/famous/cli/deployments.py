@@ -14,88 +14,20 @@ from typing import TYPE_CHECKING
 import typer
 
 from famous.cli.errors import handle_errors
-from famous.cli.render import ApiKeyOption, FormatOption, OutputFormat, emit, print_table
+from famous.cli.options import ApiKeyOption, FormatOption
+from famous.cli.render import OutputFormat
+from famous.cli.views import deployments as view
 from famous.errors import InvalidInput, NotFound
-from famous.units import format_size
+from famous.units import format_duration
 
 if TYPE_CHECKING:
     from famous.runtimes.components import BuildResult
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def _print_reasons(rows: list[dict]) -> None:
-    """Why each model runs on its server (llama-server, or llama_cpp.server and why not)."""
-    reasons = [r for r in rows if r.get("server_reason")]
-    if reasons:
-        typer.echo("")
-    for r in reasons:
-        typer.echo(f"{r['name']} runs on {r['server']}: {r['server_reason']}")
-
-
 @handle_errors
 def ps(fmt: OutputFormat = FormatOption) -> None:
-    """Running deployments: engine, runtime, server (and why it), pid, port, memory, uptime;
-    for models on a Ray cluster, each replica: its node, engine and variant."""
-    from famous.services.deployments import cluster_deployments, running_deployments
-
-    rows = running_deployments() + cluster_deployments()
-
-    def table() -> None:
-        print_table(
-            ["name", "engine", "runtime", "server", "pid", "port", "status", "memory", "uptime"],
-            [
-                [
-                    r["name"],
-                    r["engine"],
-                    r["runtime"],
-                    r["server"],
-                    r["pid"],
-                    r["port"],
-                    r["status"],
-                    format_size(r["memory_bytes"]),
-                    _duration(r["uptime_seconds"]),
-                ]
-                for r in rows
-            ],
-        )
-        _print_reasons(rows)
-        _print_replicas(rows)
-
-    emit(rows, fmt, table)
-
-
-def _print_replicas(rows: list[dict]) -> None:
-    """The replicas of the models deployed on Ray, by node."""
-    replicas = [(r["name"], rep) for r in rows for rep in r.get("replicas") or []]
-    if not replicas:
-        return
-    typer.echo("")
-    print_table(
-        ["name", "node", "node id", "engine", "variant", "server", "replica pid", "engine pid"],
-        [
-            [
-                name,
-                rep["node_ip"],
-                rep["node_id"][:12],
-                rep["engine"],
-                rep["variant"],
-                rep["server"],
-                rep["pid"],
-                rep["engine_pid"],
-            ]
-            for name, rep in replicas
-        ],
-    )
+    """Running deployments: engine, runtime, server (and why it), pid, port, memory, uptime."""
+    view.ps(fmt)
 
 
 def _stop_gateway_and_engines() -> None:
@@ -167,38 +99,10 @@ def logs(
         return
 
 
-def _print_status(gateway: dict, deployments: list[dict]) -> None:
-    typer.echo(
-        f"gateway: running at {gateway['url']} (pid {gateway['pid']})"
-        if gateway["running"]
-        else "gateway: not running (famous serve, or famous run MODEL)"
-    )
-    if not deployments:
-        typer.echo("deployments: none")
-        return
-    columns = ["name", "status", "engine", "runtime", "server", "pid", "port"]
-    print_table(columns, [[d[c] for c in columns] for d in deployments])
-    _print_reasons(deployments)
-    for d in deployments:
-        if d.get("last_log_lines"):
-            typer.echo(f"\n{d['name']} is {d['status']}; last lines of {d['log_path']}:")
-            for line in d["last_log_lines"]:
-                typer.echo(f"  {line}")
-
-
 @handle_errors
 def status(fmt: OutputFormat = FormatOption) -> None:
     """The gateway and every deployment, as the processes themselves report (not as recorded)."""
-    from famous.services.deployments import deployment_health
-    from famous.services.gateway import running_gateway
-
-    info = running_gateway()
-    deployments = deployment_health()
-    gateway = (
-        {"running": True, "url": info.url + "/v1", "pid": info.pid} if info else {"running": False}
-    )
-    data = {"gateway": gateway, "deployments": deployments}
-    emit(data, fmt, lambda: _print_status(gateway, deployments))
+    view.status(fmt)
 
 
 class BuildDisplay:
@@ -242,7 +146,7 @@ class BuildDisplay:
         elif value // 10 > self.shown:
             self.shown = value // 10
             typer.echo(
-                f"… {value}% compiled, {_duration(time.monotonic() - self.started)}", err=True
+                f"… {value}% compiled, {format_duration(time.monotonic() - self.started)}", err=True
             )
 
 
@@ -270,7 +174,7 @@ def build_llama_server_shown(
         )
     typer.echo(
         f"built llama-server ({result.gpu}, llama.cpp of llama-cpp-python {result.version}) in "
-        f"{_duration(result.seconds)} at {result.binary}",
+        f"{format_duration(result.seconds)} at {result.binary}",
         err=True,
     )
     return result

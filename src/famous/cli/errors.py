@@ -11,8 +11,6 @@ import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-import typer
-
 from famous.errors import FamousError, exit_code
 
 P = ParamSpec("P")
@@ -35,6 +33,6 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except FamousError as exc:
             report(exc)
-            raise typer.Exit(exit_code(exc)) from None
+            raise SystemExit(exit_code(exc)) from None
 
     return wrapper

@@ -1,4 +1,5 @@
-"""``famous genai generate DIR PROMPT``, ``famous genai embed DIR TEXT…`` and ``famous verify DIR``.
+"""``famous genai generate DIR PROMPT``, ``famous genai embed DIR TEXT…`` and ``famous verify DIR``
+(DIR: a Hub model folder, or for generate / verify also a GGUF file).
 
 Only typer at module level: torch and the model code load inside the commands.
 """
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import typer
 
-from famous.cli.render import FormatOption, OutputFormat, emit, fail, print_fields
+from famous.cli.options import FormatOption
+from famous.cli.render import OutputFormat, emit, fail, print_fields
 
 genai_app = typer.Typer(
     name="genai",
@@ -22,7 +24,8 @@ genai_app = typer.Typer(
 @genai_app.command("generate")
 def generate(
     model_dir: Path = typer.Argument(
-        ..., help="Model directory (config.json, safetensors, tokenizer.json)."
+        ...,
+        help="Model directory (config.json, safetensors, tokenizer.json) or a GGUF file.",
     ),
     prompt: str = typer.Argument(..., help="Prompt text."),
     max_tokens: int = typer.Option(128, "--max-tokens", "-n", help="Most new tokens."),
@@ -113,7 +116,7 @@ def embed(
 
 
 def verify_command(
-    model_dir: Path = typer.Argument(..., help="Model directory to check."),
+    model_dir: Path = typer.Argument(..., help="Model directory or GGUF file to check."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32 or bf16."),
     prompt_tokens: int = typer.Option(64, "--prompt-tokens"),
     new_tokens: int = typer.Option(32, "--new-tokens"),

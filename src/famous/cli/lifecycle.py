@@ -11,7 +11,9 @@ import sys
 import typer
 
 from famous.cli.errors import handle_errors
-from famous.cli.render import FormatOption, OutputFormat, emit, print_fields, print_table
+from famous.cli.options import FormatOption
+from famous.cli.render import OutputFormat, emit, print_fields, print_table
+from famous.cli.views import artifacts as view
 from famous.units import format_size
 
 
@@ -119,25 +121,7 @@ def list_(
     fmt: OutputFormat = FormatOption,
 ) -> None:
     """List installed models (name, engine, variant, size, path, pulled at)."""
-    from famous.store.artifacts import list_artifacts
-
-    items = list_artifacts(model)
-
-    def table() -> None:
-        rows = [
-            (
-                a.model,
-                a.engine,
-                a.variant,
-                format_size(a.size_bytes),
-                a.path,
-                a.created_at.replace("+00:00", "Z"),
-            )
-            for a in items
-        ]
-        print_table(["model", "engine", "variant", "size", "path", "pulled"], rows)
-
-    emit(items, fmt, table)
+    view.list_installed(model, fmt)
 
 
 @handle_errors
@@ -229,13 +213,7 @@ def du(fmt: OutputFormat = FormatOption) -> None:
 
     def table() -> None:
         rows = [
-            (
-                a.model,
-                a.engine,
-                a.variant,
-                format_size(a.size_bytes),
-                "yes" if a.owned else "no (imported)",
-            )
+            (*view.artifact_cells(a), "yes" if a.owned else "no (imported)")
             for a in usage.artifacts
         ]
         print_table(["model", "engine", "variant", "size", "owned"], rows)

@@ -1,64 +1,33 @@
-"""The ``famous`` command. Each command group lives in its own module and registers itself.
+"""The ``famous`` command's entry point.
 
-Modules here import only typer and famous's light control-plane code at module level;
-anything heavy (torch, engines, the gateway) is imported inside the command that needs it.
+The read-only commands with their plain options are answered by ``famous.cli.quick``
+without loading typer; everything else (and every ``--help``) goes to the Typer app in
+``famous.cli.app``, which ``app`` here names for tests and tools.
 """
 
 from __future__ import annotations
 
-import importlib
-
-import typer
-
-app = typer.Typer(
-    name="famous",
-    help="Silicon-optimized local inference: pick, fetch and serve the best engine for a model.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-_COMMAND_MODULES = (
-    "famous.cli.machine",
-    "famous.cli.selection",
-    "famous.cli.config",
-    "famous.cli.genai",
-    "famous.cli.serving",
-    "famous.cli.web",
-    "famous.cli.deployments",
-    "famous.cli.cluster",
-    "famous.cli.lifecycle",
-    "famous.cli.build",
-    "famous.cli.profile",
-)
-
-
-def _register() -> None:
-    for name in _COMMAND_MODULES:
-        importlib.import_module(name).register(app)
-
-
-def command_modules() -> tuple[str, ...]:
-    """The modules that register commands (the tests import each one)."""
-    return _COMMAND_MODULES
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
-        from famous import __version__
-
-        typer.echo(__version__)
-        raise typer.Exit(0)
-
-
-_register()
+import sys
+from typing import Any
 
 
 def run() -> None:
+    from famous.cli.quick import answer
+
+    code = answer(sys.argv[1:])
+    if code is not None:
+        raise SystemExit(code)
+    from famous.cli.app import app
+
     app()
+
+
+def __getattr__(name: str) -> Any:
+    if name in {"app", "command_modules"}:
+        from famous.cli import app as typer_app
+
+        return getattr(typer_app, name)
+    raise AttributeError(f"module 'famous.cli.main' has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from typing import Any
 
 import typer
 
-from famous.cli.render import FormatOption, OutputFormat, emit
+from famous.cli.options import FormatOption
+from famous.cli.render import OutputFormat, emit
 
 
 def _resolve(model: str) -> tuple[Path, list[Path]]:

@@ -1,6 +1,7 @@
 """One way to print anything: a table for people, JSON or YAML for scripts.
 
-Commands build plain data (pydantic models or dicts) and a table; ``emit`` picks by --format.
+Commands build plain data (pydantic models, dataclasses or dicts) and a table; ``emit`` picks
+by --format. No typer here: the read-only commands print through this without loading it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import typer
-
 from famous.plain import to_plain
 
 
@@ -20,18 +19,6 @@ class OutputFormat(enum.StrEnum):
     table = "table"
     json = "json"
     yaml = "yaml"
-
-
-FormatOption = typer.Option(
-    OutputFormat.table, "--format", "-f", help="Output format: table, json or yaml."
-)
-
-ApiKeyOption = typer.Option(
-    None,
-    "--api-key",
-    envvar="FAMOUS_API_KEY",
-    help="Require this key (Authorization: Bearer); needed to bind beyond 127.0.0.1.",
-)
 
 
 def emit(data: Any, fmt: OutputFormat, table: Callable[[], None]) -> None:
@@ -70,7 +57,7 @@ def print_fields(pairs: Sequence[tuple[str, Any]]) -> None:
         sys.stdout.write(f"{(key + ':').ljust(width + 1)} {'-' if value is None else value}\n")
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print an error for people on stderr and return the Exit to raise."""
+def fail(message: str, code: int = 1) -> SystemExit:
+    """Print an error for people on stderr and return the exit to raise."""
     sys.stderr.write(f"error: {message}\n")
-    return typer.Exit(code)
+    return SystemExit(code)

@@ -6,53 +6,21 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from famous.cli import exits
 from famous.cli.errors import handle_errors
-from famous.cli.render import (
-    FormatOption,
-    OutputFormat,
-    emit,
-    print_fields,
-    print_table,
-)
+from famous.cli.options import FormatOption, RootOption
+from famous.cli.render import OutputFormat, emit, print_fields, print_table
+from famous.cli.views import selection as view
 from famous.errors import InvalidInput
 from famous.units import format_size
 
 if TYPE_CHECKING:
     from famous.manifests.schema import ModelShape
 
-RootOption = typer.Option(
-    None,
-    "--root",
-    help="Read the machine from a captured root instead of / (also FAMOUS_HARDWARE_ROOT).",
-)
-
 
 @handle_errors
 def models(fmt: OutputFormat = FormatOption) -> None:
     """List the model packages: built-in ones, then those built or added under FAMOUS_HOME."""
-    from famous.services.catalog import package_rows
-
-    data = package_rows()
-
-    def table() -> None:
-        rows = [
-            (
-                d["name"],
-                ",".join(d["capabilities"]),
-                d["license"],
-                len(d["engines"]),
-                _clip(d["description"], 60),
-            )
-            for d in data
-        ]
-        print_table(["model", "capabilities", "license", "engines", "description"], rows)
-
-    emit(data, fmt, table)
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    view.models(fmt)
 
 
 @handle_errors
@@ -128,37 +96,7 @@ def engines(
     fmt: OutputFormat = FormatOption,
 ) -> None:
     """List a model's engines with their score and compatibility on this machine."""
-    from famous.manifests.loader import find_package
-    from famous.matchmaker.advice import no_engine_message, unused_accelerators
-    from famous.services.catalog import engine_choice
-    from famous.services.selection import machine_report
-
-    package, report = find_package(model), machine_report(root)
-    choice = engine_choice(model, package, report)
-    evaluations, selected = choice.evaluations, choice.selected
-    data = choice.rows()
-
-    def table() -> None:
-        rows = [
-            (
-                ("* " if ev.engine == selected else "  ") + ev.engine,
-                ev.vendor,
-                ev.summary,
-                ev.verdict,
-                ev.score,
-                ev.option or "-",
-            )
-            for ev in evaluations
-        ]
-        print_table(["engine", "vendor", "summary", "compatible", "score", "option"], rows)
-        for line in unused_accelerators(report, package.engines.values()):
-            print(f"\n{line}")
-        if selected is None:
-            print("\n" + no_engine_message(package.name, evaluations))
-
-    emit(data, fmt, table)
-    if selected is None:
-        raise typer.Exit(exits.INCOMPATIBLE)
+    view.engines(model, root, fmt)
 
 
 @handle_errors
@@ -169,50 +107,7 @@ def show_engine(
     fmt: OutputFormat = FormatOption,
 ) -> None:
     """Explain one engine: manifest, score, why each device does or does not match, memory."""
-    from famous.manifests.loader import find_package
-    from famous.services.catalog import engine_detail
-    from famous.services.selection import machine_report
-
-    detail = engine_detail(model, find_package(model), engine, machine_report(root))
-    manifest, ev, settings, keys = detail.manifest, detail.evaluation, detail.settings, detail.keys
-    data = detail.data()
-
-    def table() -> None:
-        print_fields(
-            [
-                ("engine", manifest.name),
-                ("summary", manifest.summary),
-                ("description", manifest.description),
-                ("vendor", manifest.vendor),
-                ("runtime", manifest.runtime),
-                ("experimental", "yes" if manifest.experimental else "no"),
-                ("compatible", ev.verdict),
-                ("score", ev.score),
-                ("model option", ev.option or "-"),
-                ("model options", ", ".join(manifest.model_options)),
-            ]
-        )
-        print("\ndevices:")
-        for check in ev.devices:
-            mark = "ok " if check.matched else "no "
-            where = f" -> {check.device} (+{check.score})" if check.matched else ""
-            print(f"  [{check.group}] {mark}{check.requirement}{where}")
-            for reason in check.reasons:
-                print(f"      {reason}")
-        print("\nmemory:")
-        for m in ev.memory:
-            print(f"  {m.explain()}")
-        if ev.reasons:
-            print("\nnot compatible:")
-            for reason in ev.reasons:
-                print(f"  - {reason}")
-        print("\nconfiguration (famous set KEY=VALUE --model MODEL changes it):")
-        for key, s in sorted(settings.items()):
-            value = "(runtime default)" if s.value is None else s.value
-            doc = f"  - {keys[key]}" if key in keys else ""
-            print(f"  {key} = {value}  ({s.layer}){doc}")
-
-    emit(data, fmt, table)
+    view.show_engine(model, engine, root, fmt)
 
 
 @handle_errors

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from famous.cli.errors import handle_errors
-from famous.cli.render import ApiKeyOption
+from famous.cli.options import ApiKeyOption
 from famous.errors import FamousError, InvalidInput
 from famous.services.gateway import running_gateway, start_gateway
 from famous.services.gateway_client import GatewayClient, StreamInterrupted

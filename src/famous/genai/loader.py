@@ -31,6 +31,8 @@ from famous.genai.errors import (
     TruncatedCheckpointError,
     WeightMapError,
 )
+from famous.genai.gguf_source.checkpoint import GGUFCheckpoint
+from famous.genai.gguf_source.reader import is_gguf
 from famous.genai.hf_config import read_config_json
 from famous.genai.models import family_for, load_config
 from famous.genai.weight_map import Rule, Shape, WeightMap
@@ -293,7 +295,8 @@ def load_model(
     allow_pickle: bool = False,
     device: str = "cpu",
 ) -> DecoderModel:
-    """Build the family's model from ``config.json`` and fill it from the checkpoint.
+    """Build the family's model from ``config.json`` and fill it from the checkpoint;
+    ``model_dir`` may also be a GGUF file (config and weights rebuilt from it).
 
     ``dtype``: ``torch.float32`` / ``"bf16"`` / ``"fp16"`` …; default: float32.
     """
@@ -302,12 +305,16 @@ def load_model(
     from famous.genai.layers.transformer import DecoderModel  # torch
 
     dtype = resolve_dtype(dtype)
-    hf = read_config_json(model_dir)
+    gguf = GGUFCheckpoint(model_dir) if is_gguf(model_dir) else None
+    hf = gguf.hf_config if gguf else read_config_json(model_dir)
     family = family_for(hf)  # unknown model_type fails here, before any file is read
     cfg = family.config_from_hf(hf)
     with torch.device("meta"):
         model = DecoderModel(cfg, max_seq_len=max_seq_len)
-    load_weights_into(model, family.weight_map(cfg), model_dir, dtype, allow_pickle)
+    if gguf:
+        load_gguf_into(model, family.weight_map(cfg), gguf, dtype)
+    else:
+        load_weights_into(model, family.weight_map(cfg), model_dir, dtype, allow_pickle)
     model.materialize_buffers(device)
     return model.eval()
 
@@ -335,6 +342,9 @@ def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
 
 
 def config_of(model_dir: str | Path) -> ModelConfig:
+    if is_gguf(model_dir):
+        hf = GGUFCheckpoint(model_dir).hf_config
+        return family_for(hf).config_from_hf(hf)
     return load_config(model_dir)
 
 
@@ -351,3 +361,17 @@ def load_weights_into(
     infos = scan_checkpoint(files, pickle)
     check_weight_map(wmap, infos, {n: tuple(p.shape) for n, p in model.named_parameters()})
     load_state(model, wmap, files, infos, dtype, pickle)
+
+
+def load_gguf_into(
+    model: torch.nn.Module, wmap: WeightMap, gguf: GGUFCheckpoint, dtype: torch.dtype
+) -> None:
+    """The same checks and rules as safetensors, fed by the GGUF's dequantized tensors (one
+    rule's sources in memory at a time)."""
+    infos = {n: TensorInfo(gguf.path, s, "gguf") for n, s in gguf.shapes.items()}
+    check_weight_map(wmap, infos, {n: tuple(p.shape) for n, p in model.named_parameters()})
+    for rule in wmap.rules:
+        parts = [gguf.read(s) for s in rule.sources]
+        value = rule.transform.apply(parts).to(dtype).contiguous()
+        del parts
+        _set_param(model, rule.target, value)

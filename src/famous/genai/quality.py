@@ -256,12 +256,26 @@ def quality_report(
     embeddings: bool = False,
     prompt_length: int = 32,
 ) -> list[QualityRow]:
-    """One row per recipe: size, KL, top-1 (and decode tok/s, MiniLM cosine when asked)."""
+    """One row per recipe: size, KL, top-1 (and decode tok/s, MiniLM cosine when asked);
+    ``model_dir`` may be a GGUF (measured as the Hub folder of its dequantized weights)."""
+    from famous.genai.gguf_source.hub_folder import as_hub_folder
     from famous.genai.quantize.recipe import get_recipe
 
     resolved = [get_recipe(r) for r in recipes]
     for r in resolved:  # refuse before any work
         r.check_target(target)
+    with as_hub_folder(model_dir) as folder:
+        return _rows(folder, resolved, target, decode_tokens, embeddings, prompt_length)
+
+
+def _rows(
+    model_dir: Path,
+    resolved: list[Any],
+    target: str,
+    decode_tokens: int,
+    embeddings: bool,
+    prompt_length: int,
+) -> list[QualityRow]:
     base = load_reference(model_dir, max_seq_len=max(256, prompt_length + decode_tokens + 8))
     prompts = fixed_prompts(model_dir, prompt_length, vocab=base.cfg.vocab_size)
     ref = [_logits(base, p) for p in prompts]

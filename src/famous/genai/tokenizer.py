@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from famous.genai.errors import CheckpointError, GenAIError
+from famous.genai.gguf_source.reader import GGUFFile, is_gguf
+from famous.genai.gguf_source.vocab import tokenizer_from_gguf
 
 
 class TemplateError(GenAIError, ValueError):
@@ -26,17 +28,22 @@ def _token_text(value: Any) -> str | None:
 
 
 class Tokenizer:
+    """``model_dir``: a Hub folder (tokenizer.json) or a GGUF file."""
+
     def __init__(self, model_dir: str | Path) -> None:
         from tokenizers import Tokenizer as HFTokenizer
 
         d = Path(model_dir)
         path = d / "tokenizer.json"
-        if not path.is_file():
+        conf: dict[str, Any] = {}
+        if is_gguf(d):  # a GGUF carries its tokenizer and chat template in its metadata
+            self._tok, conf = tokenizer_from_gguf(GGUFFile(d))
+        elif not path.is_file():
             raise CheckpointError(
                 f"{path} not found: famous needs a tokenizer.json (fast tokenizer)"
             )
-        self._tok = HFTokenizer.from_file(str(path))
-        conf: dict[str, Any] = {}
+        else:
+            self._tok = HFTokenizer.from_file(str(path))
         if (d / "tokenizer_config.json").is_file():
             conf = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8"))
         self.bos_token = _token_text(conf.get("bos_token"))

@@ -1,4 +1,5 @@
-"""``famous verify DIR``: famous against transformers (the reference) on the same weights."""
+"""``famous verify DIR``: famous against transformers (the reference) on the same weights
+(a Hub folder, or a GGUF file that both load through their GGUF readers)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,48 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
 
+def _reference(model_dir: str | Path, dtype: Any, cfg: Any) -> Any:
+    """transformers on the same weights; a GGUF through its own ``gguf_file=`` loader, which
+    dequantizes to float32 (after checking it reads the file as famous does)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from famous.genai.gguf_source.reader import is_gguf
+
+    path = Path(model_dir)
+    if not is_gguf(path):
+        return AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=dtype, trust_remote_code=False
+        ).eval()
+    _check_gguf_reference(AutoConfig.from_pretrained(path.parent, gguf_file=path.name), cfg, path)
+    return AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=dtype
+    ).eval()
+
+
+def _check_gguf_reference(tc: Any, cfg: Any, path: Path) -> None:
+    """transformers' GGUF loader ignores some GGUF fields (``attention.key_length`` for some
+    architectures, ``rope_freqs``): a model it built differently is no reference, so say so
+    rather than report famous as wrong."""
+    from famous.genai.errors import GenAIError
+
+    a = cfg.blocks[0].attention
+    head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads
+    rope = getattr(tc, "rope_parameters", None) or getattr(tc, "rope_scaling", None) or {}
+    problems = []
+    if head_dim != a.head_dim:
+        problems.append(f"head_dim {head_dim} where the GGUF says {a.head_dim}")
+    if rope.get("rope_type", "default") != a.rope.rope_type:
+        problems.append(
+            f"RoPE {rope.get('rope_type', 'default')!r} where the GGUF holds {a.rope.rope_type!r}"
+        )
+    if problems:
+        raise GenAIError(
+            f"{path.name}: transformers' GGUF loader builds this model differently "
+            f"({'; '.join(problems)}), so it cannot check famous on it; verify the Hub folder "
+            "the GGUF was made from instead"
+        )
+
+
 def verify(
     model_dir: str | Path,
     dtype: str = "fp32",
@@ -38,7 +81,6 @@ def verify(
 ) -> VerifyReport:
     """Random prompt → prefill logits (max |diff|) and greedy tokens of both engines."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from famous.genai.kernels.decode import decode
     from famous.genai.loader import load_model, resolve_dtype
@@ -46,7 +88,7 @@ def verify(
     dt = resolve_dtype(dtype)
     tolerance = tolerance if tolerance is not None else (1e-4 if dt == torch.float32 else 0.25)
     ours = load_model(model_dir, dt, max_seq_len=prompt_tokens + new_tokens + 8)
-    ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dt, trust_remote_code=False).eval()
+    ref = _reference(model_dir, dt, ours.cfg)
     g = torch.Generator().manual_seed(seed)
     vocab = ours.cfg.vocab_size
     ids = torch.randint(min(3, vocab - 1), vocab, (1, prompt_tokens), generator=g)

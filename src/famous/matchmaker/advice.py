@@ -9,14 +9,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from famous.hardware.report import Device, HardwareReport
-from famous.manifests.schema import EngineManifest, PciDevice
-from famous.matchmaker.select import EngineEvaluation, opt_in_hint
+if TYPE_CHECKING:  # loaded on use: show-machine asks only `unused_accelerator_notes`
+    from famous.hardware.report import Device, HardwareReport
+    from famous.manifests.schema import EngineManifest, PciDevice
+    from famous.matchmaker.select import EngineEvaluation
 
 
 def no_engine_message(package: str, evaluations: Sequence[EngineEvaluation]) -> str:
     """The line `famous engines` ends with when it marks no engine."""
+    from famous.matchmaker.select import opt_in_hint
+
     hint = opt_in_hint(package, evaluations)
     if hint:
         return f"no engine runs here automatically; {hint}"
@@ -47,6 +51,8 @@ def _label(dev: Device) -> str:
 def unused_accelerators(report: HardwareReport, engines: Iterable[EngineManifest]) -> list[str]:
     """'NPU 0000:02:00.0 (Hailo-8, 1e60:2864): detected, no engine uses it' for each NPU and
     discrete GPU that no requirement of ``engines`` could match (by kind, bus, vendor, id)."""
+    from famous.manifests.schema import PciDevice
+
     reqs = [
         r for e in engines for r in (*e.devices.allof, *e.devices.anyof) if isinstance(r, PciDevice)
     ]

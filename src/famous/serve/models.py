@@ -17,6 +17,7 @@ from typing import Any
 
 from famous.formats import gguf_meta
 from famous.formats.projector import is_projector, projector_beside
+from famous.plain import to_plain
 from famous.runtimes.llamacpp import auto_slots
 
 log = logging.getLogger("famous.serve")
@@ -194,7 +195,7 @@ class ModelRegistry:
         except CatalogError as exc:
             log.warning("catalog unreadable: %s", exc)
             return []
-        rows = [a.model_dump() for a in found]
+        rows = [to_plain(a) for a in found]
         rows.sort(key=lambda r: r["created_at"], reverse=True)
         return rows
 

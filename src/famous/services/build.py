@@ -244,6 +244,8 @@ def _check_architecture(target: str, hf: dict[str, Any]) -> None:
 
 def _resolve_source(source: str) -> Path:
     path = Path(source).expanduser()
+    if path.is_file():
+        return _gguf_source(path)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise NotFound(f"{path} has no config.json: SOURCE must be a Hub model folder")
@@ -261,6 +263,21 @@ def _resolve_source(source: str) -> Path:
         folder = Path(result.artifact.path)
         return folder if folder.is_dir() else folder.parent
     raise NotFound(f"{source}: no such folder (SOURCE is a model folder or a Hub repo id ORG/NAME)")
+
+
+def _gguf_source(path: Path) -> Path:
+    """A GGUF file as the Hub folder of its dequantized weights, kept under FAMOUS_HOME
+    (a package records its source folder) and reused while the file is unchanged."""
+    import hashlib
+
+    from famous.genai.gguf_source.hub_folder import write_hub_folder
+    from famous.genai.gguf_source.reader import is_gguf
+    from famous.store.paths import famous_home
+
+    if not is_gguf(path):
+        raise NotFound(f"{path}: SOURCE is a model folder, a GGUF file or a Hub repo id ORG/NAME")
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    return write_hub_folder(path, famous_home() / "gguf-sources" / key / path.stem)
 
 
 def _build_option(build: _Build, tmp: Path, recipe: Any, opt: str) -> BuiltOption:

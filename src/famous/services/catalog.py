@@ -2,6 +2,7 @@
 packages, one model with what is installed, its engines scored on this machine, and the
 user's pin. The CLI (``models``, ``show-model``, ``engines``, ``show-engine``, ``use-engine``,
 ``show-machine``) prints it; the gateway's console API (``/famous/api/catalog``) answers it.
+The machine itself comes from ``famous.services.machine``.
 """
 
 from __future__ import annotations
@@ -18,21 +19,6 @@ if TYPE_CHECKING:
     from famous.hardware.report import HardwareReport
     from famous.manifests.schema import EngineManifest, ModelPackage
     from famous.matchmaker.select import EngineEvaluation
-
-
-# -- the machine -----------------------------------------------------------------------------
-
-
-def detect_machine(root: Path | None = None) -> HardwareReport:
-    """What the detector sees: this machine, or a captured root laid out like / (``root``,
-    else ``FAMOUS_HARDWARE_ROOT``)."""
-    from famous.hardware.detector import detect
-    from famous.hardware.host import Host
-    from famous.matchmaker.advice import unused_accelerator_notes
-
-    report = detect(Host.fake(root) if root is not None else Host.from_env())  # MissingRoot
-    report.warnings.extend(unused_accelerator_notes(report))
-    return report
 
 
 # -- packages ----------------------------------------------------------------------------------
@@ -257,7 +243,7 @@ def pin(
 ) -> dict[str, Any]:
     """Pin ``engine`` for ``package`` (``famous use-engine``); returns the pin. An engine the
     package lacks, or one that cannot run here without ``force``, is refused."""
-    from famous.matchmaker import NoCompatibleEngine, select
+    from famous.matchmaker.select import NoCompatibleEngine, select
     from famous.store.selections import pin_engine
 
     if engine not in package.engines:

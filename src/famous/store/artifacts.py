@@ -15,9 +15,8 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from pydantic import BaseModel, Field
 
 from famous.errors import FamousError
 from famous.store.db import connect, transaction
@@ -26,7 +25,8 @@ from famous.store.paths import famous_home, models_dir
 ACTIVE_DEPLOYMENT = ("starting", "ready")
 
 
-class ArtifactFile(BaseModel):
+@dataclass(kw_only=True)
+class ArtifactFile:
     relpath: str
     size_bytes: int
     sha256: str | None = None
@@ -34,24 +34,28 @@ class ArtifactFile(BaseModel):
     mtime_ns: int | None = None
 
 
-class InstalledArtifact(BaseModel):
-    """One verified artifact on disk: what ``famous list`` and ``show-model`` print."""
+@dataclass(kw_only=True)
+class InstalledArtifact:
+    """One verified artifact on disk: what ``famous list`` and ``show-model`` print.
+
+    Plain dataclasses, not pydantic: rows famous wrote itself, and ``famous list`` prints them
+    without importing pydantic."""
 
     id: int
-    model: str = Field(description="package name or repo id the user named")
+    model: str  # package name or repo id the user named
     engine: str
     variant: str
     format: str
     repo_id: str | None = None
     revision: str | None = None
-    path: str = Field(description="file or directory the engine loads")
-    root: str = Field(description="folder the artifact's files live under")
+    path: str  # file or directory the engine loads
+    root: str  # folder the artifact's files live under
     size_bytes: int
     source: str
     owned: bool
     created_at: str
-    files: list[ArtifactFile] = Field(default_factory=list)
-    metadata: dict[str, object] = Field(default_factory=dict)
+    files: list[ArtifactFile] = field(default_factory=list)
+    metadata: dict[str, object] = field(default_factory=dict)
 
 
 class ArtifactInUse(FamousError, RuntimeError):
@@ -63,18 +67,19 @@ class ArtifactInUse(FamousError, RuntimeError):
         )
 
 
-class DiskUsage(BaseModel):
+@dataclass(kw_only=True)
+class DiskUsage:
     artifacts: list[InstalledArtifact]
     total_bytes: int
-    partial_bytes: int = Field(
-        description="unfinished downloads and imports (resumable, or prunable): partial "
-        "files, and every folder under models/ no artifact owns"
-    )
-    orphan_paths: list[str] = Field(description="folders under models/ no artifact owns")
+    # unfinished downloads and imports (resumable, or prunable): partial files, and every
+    # folder under models/ no artifact owns
+    partial_bytes: int
+    orphan_paths: list[str]  # folders under models/ no artifact owns
     free_bytes: int | None
 
 
-class PruneReport(BaseModel):
+@dataclass(kw_only=True)
+class PruneReport:
     removed: list[InstalledArtifact]
     removed_paths: list[str]
     freed_bytes: int

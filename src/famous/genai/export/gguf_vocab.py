@@ -26,20 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from famous.genai.errors import UnsupportedModelError
+from famous.genai.gguf_pretokenizers import SPLIT_REGEXES
 
 # token types (gguf.TokenType values)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 # Split regexes of the byte-level pre-tokenizers llama.cpp knows, by its name for them.
-_LLAMA3_RE = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-_QWEN2_RE = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-_KNOWN_SPLITS = {_LLAMA3_RE: "llama-bpe", _QWEN2_RE: "qwen2"}
+_KNOWN_SPLITS = {regex: name for name, regex in SPLIT_REGEXES.items()}
 
 
 @dataclass

@@ -27,6 +27,7 @@ from famous.serve.protocols.ollama_pull import check_pull_name
 from famous.serve.request_checks import check_name
 from famous.serve.routes.admin import admin_payload
 from famous.services import catalog, deployments, lifecycle
+from famous.services.machine import detect_machine
 from famous.services.pulls import PullRecord
 
 router = APIRouter()
@@ -102,7 +103,7 @@ async def session(request: Request) -> dict[str, Any]:
 async def machine(request: Request) -> dict[str, Any]:
     """What ``famous show-machine --format json`` prints."""
     _admin(request)
-    return {"machine": to_plain(await asyncio.to_thread(catalog.detect_machine))}
+    return {"machine": to_plain(await asyncio.to_thread(detect_machine))}
 
 
 # -- catalog and pins ------------------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""What ``famous models``, ``engines`` and ``show-engine`` print: packages, and engines
+scored on this machine."""
+
+from __future__ import annotations
+
+from famous.cli import exits
+from famous.cli.render import OutputFormat, emit, print_fields, print_table
+
+
+def models(fmt: OutputFormat) -> None:
+    from famous.services.catalog import package_rows
+
+    data = package_rows()
+
+    def table() -> None:
+        rows = [
+            (
+                d["name"],
+                ",".join(d["capabilities"]),
+                d["license"],
+                len(d["engines"]),
+                _clip(d["description"], 60),
+            )
+            for d in data
+        ]
+        print_table(["model", "capabilities", "license", "engines", "description"], rows)
+
+    emit(data, fmt, table)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def engines(model: str, root: str | None, fmt: OutputFormat) -> None:
+    from famous.manifests.loader import find_package
+    from famous.matchmaker.advice import no_engine_message, unused_accelerators
+    from famous.services.catalog import engine_choice
+    from famous.services.selection import machine_report
+
+    package, report = find_package(model), machine_report(root)
+    choice = engine_choice(model, package, report)
+    evaluations, selected = choice.evaluations, choice.selected
+    data = choice.rows()
+
+    def table() -> None:
+        rows = [
+            (
+                ("* " if ev.engine == selected else "  ") + ev.engine,
+                ev.vendor,
+                ev.summary,
+                ev.verdict,
+                ev.score,
+                ev.option or "-",
+            )
+            for ev in evaluations
+        ]
+        print_table(["engine", "vendor", "summary", "compatible", "score", "option"], rows)
+        for line in unused_accelerators(report, package.engines.values()):
+            print(f"\n{line}")
+        if selected is None:
+            print("\n" + no_engine_message(package.name, evaluations))
+
+    emit(data, fmt, table)
+    if selected is None:
+        raise SystemExit(exits.INCOMPATIBLE)
+
+
+def show_engine(model: str, engine: str | None, root: str | None, fmt: OutputFormat) -> None:
+    from famous.manifests.loader import find_package
+    from famous.services.catalog import engine_detail
+    from famous.services.selection import machine_report
+
+    detail = engine_detail(model, find_package(model), engine, machine_report(root))
+    manifest, ev, settings, keys = detail.manifest, detail.evaluation, detail.settings, detail.keys
+    data = detail.data()
+
+    def table() -> None:
+        print_fields(
+            [
+                ("engine", manifest.name),
+                ("summary", manifest.summary),
+                ("description", manifest.description),
+                ("vendor", manifest.vendor),
+                ("runtime", manifest.runtime),
+                ("experimental", "yes" if manifest.experimental else "no"),
+                ("compatible", ev.verdict),
+                ("score", ev.score),
+                ("model option", ev.option or "-"),
+                ("model options", ", ".join(manifest.model_options)),
+            ]
+        )
+        print("\ndevices:")
+        for check in ev.devices:
+            mark = "ok " if check.matched else "no "
+            where = f" -> {check.device} (+{check.score})" if check.matched else ""
+            print(f"  [{check.group}] {mark}{check.requirement}{where}")
+            for reason in check.reasons:
+                print(f"      {reason}")
+        print("\nmemory:")
+        for m in ev.memory:
+            print(f"  {m.explain()}")
+        if ev.reasons:
+            print("\nnot compatible:")
+            for reason in ev.reasons:
+                print(f"  - {reason}")
+        print("\nconfiguration (famous set KEY=VALUE --model MODEL changes it):")
+        for key, s in sorted(settings.items()):
+            value = "(runtime default)" if s.value is None else s.value
+            doc = f"  - {keys[key]}" if key in keys else ""
+            print(f"  {key} = {value}  ({s.layer}){doc}")
+
+    emit(data, fmt, table)
