@@ -181,6 +181,10 @@ def test_chat_and_stream_through_ray_serve(cluster: Cluster) -> None:
     for replica in replicas:  # the table lists each replica by node, with its engine
         line = next(ln for ln in table.splitlines() if replica["node_id"][:12] in ln)
         assert replica["engine"] in line and "llama-server" in line, table
+    status = json.loads(
+        harness.famous_cli(home, "status", "-f", "json", env=_home(cluster, home)).stdout
+    )
+    assert [(d["name"], d["status"]) for d in status["deployments"]] == [(REPO_ID, "ready")]
     for node in cluster.nodes:  # each node pulled its own verified copy into its own home
         copies = list((node.home / "models").rglob(GGUF_NAME))
         assert len(copies) == 1, f"{node.name}: {copies}"

@@ -77,13 +77,19 @@ def engine_health(record: DeploymentRecord) -> str:
     return health_of(record.status, record.pid, record.port, record.runtime, record.server)
 
 
+#: the server of a model deployed on a Ray cluster (``famous.serve.ray_serve``): no process
+#: of this machine to ask; Ray watches its replicas and the gateway records their state
+CLUSTER_SERVER = "ray-serve"
+
+
 def health_of(
     status: str, pid: int | None, port: int | None, runtime: str, server: str | None
 ) -> str:
     """What the engine process of a deployment recorded as ``status`` answers now: ready,
-    starting (process up, health not yet), unhealthy, failed or stopped."""
-    if status == "stopped":
-        return "stopped"
+    starting (process up, health not yet), unhealthy, failed or stopped. A deployment on
+    Ray has no local process: its state is the gateway's."""
+    if status == "stopped" or server == CLUSTER_SERVER:
+        return status
     if not process_alive(pid):
         return "failed" if status in ("ready", "starting", "failed") else status
     if not port:

@@ -29,11 +29,12 @@ from famous.serve.ray_serve.resources import (
     replica_options,
     serve_environment,
 )
+from famous.services.deployments import CLUSTER_SERVER
 from famous.store.deployments import log_path_for
 
 log = logging.getLogger("famous.serve.ray")
 
-SERVER = "ray-serve"
+SERVER = CLUSTER_SERVER
 STATUS_CACHE_SECONDS = 5.0
 #: application states in which Ray still serves or will serve the model
 LIVE_STATES = ("NOT_STARTED", "DEPLOYING", "RUNNING", "UNHEALTHY")
