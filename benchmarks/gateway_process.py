@@ -44,17 +44,20 @@ def serving(
     *,
     runtime: str | None = None,
     load_timeout: float = 300,
+    serve_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Iterator[RunningGateway]:
-    """Start the gateway with its home under ``folder``, register ``model`` as "bench" with
-    this runtime and engine configuration, load it; SIGTERM the gateway (and so its engine)
-    on exit."""
+    """Start the gateway with its home under ``folder`` (more ``famous serve`` arguments
+    and environment when given), register ``model`` as "bench" with this runtime and engine
+    configuration, load it; SIGTERM the gateway (and so its engine) on exit."""
     name = "bench"
     folder.mkdir(parents=True, exist_ok=True)
     home = folder / "home"
     port = free_port()
-    env = dict(os.environ, FAMOUS_HOME=str(home), NO_PROXY="127.0.0.1")
+    env = dict(env or os.environ, FAMOUS_HOME=str(home), NO_PROXY="127.0.0.1")
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
     command = [sys.executable, "-m", "famous", "serve", "--port", str(port), "--keep-alive", "-1"]
+    command += list(serve_args)
     log_path = folder / "gateway.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -62,7 +65,7 @@ def serving(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             try:
                 get_json(url + "/health")

@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "famous.cli.serving",
     "famous.cli.web",
     "famous.cli.deployments",
+    "famous.cli.cluster",
     "famous.cli.lifecycle",
     "famous.cli.build",
     "famous.cli.profile",

@@ -74,9 +74,16 @@ def serve(
     read_timeout: float = typer.Option(
         15.0, "--read-timeout", help="Seconds a client may take to send headers (408 after)."
     ),
+    ray: str = typer.Option(
+        None, "--ray", help="Deploy models on this Ray cluster (ADDRESS, or auto: a local head)."
+    ),
+    ray_replicas: int = typer.Option(1, "--ray-replicas", help="Ray Serve replicas per model."),
+    ray_cpus: float = typer.Option(1.0, "--ray-cpus", help="CPUs each Ray replica reserves."),
+    ray_port: int = typer.Option(8000, "--ray-port", help="Port of Ray Serve's HTTP proxy."),
 ) -> None:
     """Run the OpenAI-compatible gateway in the foreground (Ctrl-C stops it and its engines)."""
     from famous.serve.models import ModelRegistry, ModelSpec
+    from famous.serve.ray_serve.launcher import RayOptions
     from famous.serve.server import GatewayConfigError, GatewaySettings, run_gateway
     from famous.units import parse_size
 
@@ -93,6 +100,7 @@ def serve(
         models=specs,
         drain_timeout=max(drain_timeout, 0.0),
         read_timeout=max(read_timeout, 0.5),
+        ray=RayOptions(ray, max(ray_replicas, 1), ray_cpus, ray_port) if ray else None,
     )
     running = running_gateway()
     if running is not None and running.port == settings.port:

@@ -164,6 +164,9 @@ class EngineProcess:
         default=lambda _kind, body: body
     )  # RuntimeAdapter.adapt_request
     reason: str = ""  # why this server runs (RuntimeAdapter.reason)
+    #: where the engine's routes start on ``host:port`` ("" for an engine of its own; a Ray
+    #: Serve application's route prefix, ``famous.serve.ray_serve``)
+    path_prefix: str = ""
 
     @property
     def pid(self) -> int:
@@ -190,6 +193,11 @@ class EngineProcess:
 
     def log_tail(self, lines: int = 20) -> list[str]:
         return tail(self.log_path, lines)
+
+    def placement(self) -> list[dict[str, Any]] | None:
+        """Where the engine's replicas run, for an engine spread over a cluster; None for
+        one process on this machine."""
+        return None
 
     def _describe(self) -> str:
         return f"{self.server} for {self.name!r} (pid {self.pid}, port {self.port})"

@@ -145,6 +145,7 @@ class Deployment:
             "error": self.error,
             "exit_code": self.exit_code,
             "crashes": self.crashes,
+            "replicas": proc.placement() if running and proc else None,
         }
 
 
@@ -163,6 +164,7 @@ class Scheduler:
         stop_grace: float = 10.0,
         monitor_interval: float = 0.25,
         record: bool = True,
+        local_memory: bool = True,
     ) -> None:
         self.models = models
         self.launcher = launcher
@@ -173,6 +175,9 @@ class Scheduler:
         self.stop_grace = stop_grace
         self.monitor_interval = monitor_interval
         self.record = record
+        #: the engines run on this machine: check its free memory before a start (a
+        #: launcher that places them elsewhere, Ray's, leaves that to its placement)
+        self.local_memory = local_memory
         self.deployments: dict[str, Deployment] = {}
         #: a model's own keep-alive, set by a request (Ollama's ``keep_alive``)
         self.keep_alive_for: dict[str, float] = {}
@@ -194,6 +199,9 @@ class Scheduler:
                 await self._monitor
             self._monitor = None
         await self.stop_all()
+        close = getattr(self.launcher, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -351,6 +359,8 @@ class Scheduler:
                     f"{dep.name!r} needs {format_size(need)}; the budget is "
                     f"{format_size(self.memory_budget)} and {format_size(used)} is in use"
                 )
+            return True, ""
+        if not self.local_memory:
             return True, ""
         try:
             import psutil

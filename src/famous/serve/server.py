@@ -8,11 +8,12 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from famous.serve.app import DEFAULT_MAX_REQUEST_BYTES, create_app
 from famous.serve.models import ModelRegistry, ModelSpec
 from famous.serve.protocol import H11_BUFFER_BYTES, protocol_class
+from famous.serve.ray_serve.launcher import RayOptions
 from famous.serve.request_checks import DEFAULT_READ_TIMEOUT
 from famous.serve.scheduler import Scheduler
 from famous.services.gateway import running_gateway, stop_orphans
@@ -44,6 +45,8 @@ class GatewaySettings:
     log_level: str = "info"
     drain_timeout: float = 10.0
     read_timeout: float = DEFAULT_READ_TIMEOUT
+    #: deploy models on a Ray cluster instead of starting engines here (``--ray``)
+    ray: RayOptions | None = None
 
 
 def check_binding(host: str, api_key: str | None) -> None:
@@ -58,12 +61,23 @@ def check_binding(host: str, api_key: str | None) -> None:
 def build(settings: GatewaySettings) -> FastAPI:
     check_binding(settings.host, settings.api_key)
     models = ModelRegistry(settings.models, use_store=settings.use_store)
+    launcher: dict[str, Any] = {}
+    if settings.ray is not None:
+        from famous.serve.ray_serve.launcher import RayCluster, RayLauncher
+
+        cluster = RayCluster(settings.ray)
+        cluster.connect()  # a wrong address fails here, before the gateway binds
+        launcher = {
+            "launcher": RayLauncher(cluster, settings.startup_timeout),
+            "local_memory": False,
+        }
     scheduler = Scheduler(
         models,
         keep_alive=settings.keep_alive,
         memory_budget=settings.memory_budget,
         max_loaded=settings.max_loaded,
         startup_timeout=settings.startup_timeout,
+        **launcher,
     )
     return create_app(
         scheduler,

@@ -77,13 +77,19 @@ def engine_health(record: DeploymentRecord) -> str:
     return health_of(record.status, record.pid, record.port, record.runtime, record.server)
 
 
+#: the server of a model deployed on a Ray cluster (``famous.serve.ray_serve``): no process
+#: of this machine to ask; Ray watches its replicas and the gateway records their state
+CLUSTER_SERVER = "ray-serve"
+
+
 def health_of(
     status: str, pid: int | None, port: int | None, runtime: str, server: str | None
 ) -> str:
     """What the engine process of a deployment recorded as ``status`` answers now: ready,
-    starting (process up, health not yet), unhealthy, failed or stopped."""
-    if status == "stopped":
-        return "stopped"
+    starting (process up, health not yet), unhealthy, failed or stopped. A deployment on
+    Ray has no local process: its state is the gateway's."""
+    if status == "stopped" or server == CLUSTER_SERVER:
+        return status
     if not process_alive(pid):
         return "failed" if status in ("ready", "starting", "failed") else status
     if not port:
@@ -146,6 +152,38 @@ def running_deployments() -> list[dict[str, Any]]:
         }
         for rec in read_all()
         if rec.status not in ("stopped", "failed") and process_alive(rec.pid)
+    ]
+
+
+def cluster_deployments() -> list[dict[str, Any]]:
+    """Models the running gateway deployed on a Ray cluster, each with its live replicas
+    (node, engine, variant, pids), as the gateway reports them; [] without one."""
+    from famous.services.gateway import running_gateway
+    from famous.services.gateway_client import GatewayClient, GatewayError
+
+    info = running_gateway()
+    if info is None:
+        return []
+    try:
+        snapshot = GatewayClient.of(info).ps().get("deployments", [])
+    except (GatewayError, OSError, ValueError):
+        return []
+    return [
+        {
+            "name": d["name"],
+            "engine": ",".join(sorted({r["engine"] for r in d["replicas"]})) or d["engine"],
+            "runtime": d["runtime"],
+            "server": d["server"],
+            "server_reason": d["server_reason"],
+            "pid": None,
+            "port": d["port"],
+            "status": d["state"],
+            "memory_bytes": None,
+            "uptime_seconds": d["uptime_seconds"],
+            "replicas": d["replicas"],
+        }
+        for d in snapshot
+        if d.get("replicas") is not None and d["state"] in ("starting", "ready")
     ]
 
 

@@ -16,10 +16,11 @@ def _print_reasons(rows: list[dict]) -> None:
 
 
 def ps(fmt: OutputFormat) -> None:
-    """Running deployments: engine, runtime, server (and why it), pid, port, memory, uptime."""
-    from famous.services.deployments import running_deployments
+    """Running deployments: engine, runtime, server (and why it), pid, port, memory, uptime;
+    for models on a Ray cluster, each replica: its node, engine and variant."""
+    from famous.services.deployments import cluster_deployments, running_deployments
 
-    rows = running_deployments()
+    rows = running_deployments() + cluster_deployments()
 
     def table() -> None:
         print_table(
@@ -40,8 +41,33 @@ def ps(fmt: OutputFormat) -> None:
             ],
         )
         _print_reasons(rows)
+        _print_replicas(rows)
 
     emit(rows, fmt, table)
+
+
+def _print_replicas(rows: list[dict]) -> None:
+    """The replicas of the models deployed on Ray, by node."""
+    replicas = [(r["name"], rep) for r in rows for rep in r.get("replicas") or []]
+    if not replicas:
+        return
+    print("")
+    print_table(
+        ["name", "node", "node id", "engine", "variant", "server", "replica pid", "engine pid"],
+        [
+            [
+                name,
+                rep["node_ip"],
+                rep["node_id"][:12],
+                rep["engine"],
+                rep["variant"],
+                rep["server"],
+                rep["pid"],
+                rep["engine_pid"],
+            ]
+            for name, rep in replicas
+        ],
+    )
 
 
 def _print_status(gateway: dict, deployments: list[dict]) -> None:

@@ -171,7 +171,7 @@ async def forward(
     proc = dep.process
     assert proc is not None
     headers = {"Content-Type": "application/json", "Accept": request.headers.get("accept", "*/*")}
-    resp = await relay.post(proc.host, proc.port, path, body, headers)  # RelayError: retry
+    resp = await relay.post(proc.host, proc.port, proc.path_prefix + path, body, headers)  # retry
     if resp.content_type.startswith("text/event-stream"):
         events = (
             _relay_stream(gateway, dep, resp)
@@ -219,9 +219,9 @@ async def _engine_json(
     proc = dep.process
     assert proc is not None
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    resp = await relay.post(
-        proc.host, proc.port, _ENGINE_PATHS[kind], json.dumps(body).encode(), headers
-    )  # RelayError: retry
+    path = proc.path_prefix + _ENGINE_PATHS[kind]
+    resp = await relay.post(proc.host, proc.port, path, json.dumps(body).encode(), headers)
+    # RelayError: retry
     content = await _read_answer(gateway, dep, resp)
     if resp.status >= 400:
         return engine_error(resp.status, content, dep.name).response()
@@ -288,7 +288,8 @@ async def _prompt_tokens(proc: EngineProcess, path: str, counted: dict[str, Any]
     """The engine's count of the prompt, from a one-token answer to the same request."""
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     try:
-        asked = await relay.post(proc.host, proc.port, path, json.dumps(counted).encode(), headers)
+        url = proc.path_prefix + path
+        asked = await relay.post(proc.host, proc.port, url, json.dumps(counted).encode(), headers)
         try:
             return stream_usage.prompt_tokens(await asked.read())
         finally:

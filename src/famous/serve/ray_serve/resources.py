@@ -1,0 +1,104 @@
+"""What a Ray node offers famous, read from famous's hardware detector, and what a replica asks.
+
+Ray places actors by resources. famous names the accelerators the detector found as custom
+resources (``famous_gpu_nvidia: 2``, ``famous_vram_gib_nvidia: 48``, ``famous_cpu_amd64: 1``),
+gives the node's memory as the detector measured it, and marks the node as one that runs
+famous (``famous_node``), so a replica lands only where famous and its detector are, and only
+where the model's memory estimate fits.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from famous.hardware.report import HardwareReport
+
+#: every node that runs famous offers this many replica slots; each replica takes one
+NODE_SLOTS = 64.0
+NODE_RESOURCE = "famous_node"
+
+VENDORS = {0x10DE: "nvidia", 0x1002: "amd", 0x8086: "intel", 0x106B: "apple", 0x5143: "qualcomm"}
+
+
+def _vendor(vendor_id: int) -> str:
+    return VENDORS.get(vendor_id, f"{vendor_id:04x}")
+
+
+def _name(*parts: str) -> str:
+    """A resource name Ray and a shell both take as it is."""
+    return re.sub(r"[^a-z0-9_]+", "_", "_".join(parts).lower())
+
+
+def node_resources(report: HardwareReport) -> dict[str, float]:
+    """The custom resources of a node with ``report``: one per CPU architecture, a count and
+    the VRAM (whole GiB) per GPU vendor, a count per NPU vendor, and the replica slots."""
+    resources: dict[str, float] = {NODE_RESOURCE: NODE_SLOTS}
+    resources[_name("famous_cpu", report.architecture)] = 1.0
+    for device in report.devices:
+        if device.kind not in ("gpu", "npu"):
+            continue
+        vendor = _vendor(device.vendor_id)
+        key = _name("famous", device.kind, vendor)
+        resources[key] = resources.get(key, 0.0) + 1.0
+        vram = device.gpu.vram_bytes if device.gpu is not None else None
+        if device.kind == "gpu" and vram and not device.gpu.unified_memory:
+            vkey = _name("famous_vram_gib", vendor)
+            resources[vkey] = resources.get(vkey, 0.0) + float(vram // 1024**3)
+    return resources
+
+
+def node_memory(report: HardwareReport) -> int:
+    """The memory Ray may hand out on this node: what the detector saw available."""
+    return int(report.memory.available_bytes or report.memory.total_bytes)
+
+
+def replica_options(memory_bytes: int | None, num_cpus: float) -> dict[str, Any]:
+    """A replica's ``ray_actor_options``: a famous node's slot, its CPUs, and the model's
+    memory estimate, so Ray places it only on a node where the model fits."""
+    options: dict[str, Any] = {"num_cpus": num_cpus, "resources": {NODE_RESOURCE: 1.0}}
+    if memory_bytes:
+        options["memory"] = int(memory_bytes)
+    return options
+
+
+#: Ray Serve's high-throughput mode (Ray >= 2.56): HAProxy instead of the Python proxy in
+#: front of the replicas, and replicas answering it directly. Every token of a stream crosses
+#: that hop; benchmarks/ray_serve.py measured the Python proxy's cost at ~2.7 ms of CPU per
+#: token and HAProxy's at ~0.1 ms. Nodes started by famous set them unless already set.
+SERVE_ENVIRONMENT = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
+def serve_environment(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with Ray Serve's high-throughput settings where it does not choose its own,
+    and with Ray's token authentication on where a token is at hand (``auth_environment``)."""
+    return {**SERVE_ENVIRONMENT, **auth_environment(env), **env}
+
+
+def auth_environment(env: dict[str, str]) -> dict[str, str]:
+    """``RAY_AUTH_MODE=token`` when ``env`` leaves the mode to famous and a token is at hand
+    (``RAY_AUTH_TOKEN``, the file ``RAY_AUTH_TOKEN_PATH`` names, or ``~/.ray/auth_token``).
+
+    Ray enables token authentication by itself only for a cluster it finds on this machine;
+    a node joining, or a gateway connecting to, an explicit address must ask for it. With it
+    on, nothing without the cluster's token can run code on the cluster."""
+    if env.get("RAY_AUTH_MODE"):
+        return {}
+    path = Path(env.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if env.get("RAY_AUTH_TOKEN") or path.is_file():
+        return {"RAY_AUTH_MODE": "token"}
+    return {}
+
+
+def ray_start_command(
+    report: HardwareReport, extra: dict[str, float] | None = None, head: bool = False
+) -> list[str]:
+    """``ray start`` for this node with the detector's resources (``extra`` added to them)."""
+    import json
+
+    resources = {**node_resources(report), **(extra or {})}
+    argv = ["ray", "start", "--head"] if head else ["ray", "start"]
+    argv += ["--resources", json.dumps(resources, sort_keys=True)]
+    argv += ["--memory", str(node_memory(report))]
+    return argv
