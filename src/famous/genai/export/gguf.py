@@ -341,10 +341,17 @@ def _plan(
     return planned, warnings
 
 
+#: Families whose llama.cpp graph runs the sliding window the export writes.
+WINDOWED_FAMILIES = frozenset({"gpt_oss"})
+
+
 def _refuse_sliding_window(cfg: ModelConfig, arch: str) -> None:
     """llama.cpp's llama / qwen2 / qwen3 / gemma graphs have no sliding-window attention
     (they never read ``<arch>.attention.sliding_window``): a window shorter than the
-    context would silently become full attention, so such a model is refused."""
+    context would silently become full attention, so such a model is refused. gpt-oss's
+    graph does read it (``gpt_oss_metadata`` writes it, with its alternating layers)."""
+    if cfg.model_type in WINDOWED_FAMILIES:
+        return
     windows = {b.attention.sliding_window for b in cfg.blocks} - {None}
     short = sorted(w for w in windows if w < cfg.max_position_embeddings)
     if short:
