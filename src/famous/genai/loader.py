@@ -191,6 +191,8 @@ def _refuse_integer_weights(wmap: WeightMap, infos: dict[str, TensorInfo]) -> No
     for rule in wmap.rules:
         for s in rule.sources:
             dtype = infos[s].dtype.removeprefix("torch.")
+            if dtype == "gguf":
+                continue  # a GGUF tensor is dequantized to floats as it is read
             if dtype.upper() not in _FLOAT_DTYPES and not dtype.startswith(("float", "bfloat")):
                 raise CheckpointError(
                     f"{infos[s].file.name}: tensor {s!r} is {infos[s].dtype}, but model "

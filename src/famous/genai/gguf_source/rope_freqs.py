@@ -65,9 +65,16 @@ def llama3_rope_scaling(
         "original_max_position_embeddings": orig,
     }
     plain = RopeConfig(rope_theta=theta)
-    rope = RopeConfig(theta, "llama3", 1.0, factor, LOW, HIGH, orig)
-    base = inverse_frequencies(plain, rotary_dims, orig, orig)[0]
-    scaled = inverse_frequencies(rope, rotary_dims, orig, orig)[0]
+    rope = RopeConfig(
+        rope_theta=theta,
+        rope_type="llama3",
+        factor=factor,
+        low_freq_factor=LOW,
+        high_freq_factor=HIGH,
+        original_max_position_embeddings=orig,
+    )
+    base = inverse_frequencies(plain, rotary_dims, orig)[0]
+    scaled = inverse_frequencies(rope, rotary_dims, orig)[0]
     if not torch.allclose(base / scaled, torch.tensor(list(divisors)), rtol=1e-4):
         raise UnsupportedModelError(
             f"{file}: its rope_freqs are not Llama 3 RoPE scaling (the only kind famous reads "
