@@ -22,16 +22,30 @@ from famous.genai.quantize.recipe import QuantSpec, Recipe
 _FLOAT = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def _groups(cols: int) -> list[int]:
+    """The lengths of a row's nibble groups: 32 values, and a last, shorter one."""
+    return [32] * (cols // 32) + ([cols % 32] if cols % 32 else [])
+
+
 def _pack_int4(q: torch.Tensor) -> torch.Tensor:
-    """int8 values in [-8, 7], last dim even → uint8 with two nibbles per byte."""
+    """int8 values in [-8, 7], [rows, cols] with cols even → uint8 [rows, cols / 2], the
+    layout famous's int4 GEMV streams: in each group of 32 values (a last group may be
+    shorter, g values), byte j holds value j + 8 in its low nibble and value j + g / 2 + 8
+    in its high nibble, so one 16-byte load widens into two runs of consecutive values."""
     u = (q + 8).to(torch.uint8)
-    return u[..., 0::2] | (u[..., 1::2] << 4)
+    out = []
+    for chunk in u.split(_groups(u.shape[-1]), dim=-1):
+        lo, hi = chunk.chunk(2, dim=-1)
+        out.append(lo | (hi << 4))
+    return torch.cat(out, dim=-1)
 
 
 def _unpack_int4(p: torch.Tensor) -> torch.Tensor:
-    lo = (p & 0x0F).to(torch.int8) - 8
-    hi = (p >> 4).to(torch.int8) - 8
-    return torch.stack((lo, hi), dim=-1).flatten(-2)
+    """The inverse of ``_pack_int4`` over the last dimension (any leading shape)."""
+    out = []
+    for chunk in p.split([g // 2 for g in _groups(2 * p.shape[-1])], dim=-1):
+        out += [(chunk & 0x0F).to(torch.int8) - 8, (chunk >> 4).to(torch.int8) - 8]
+    return torch.cat(out, dim=-1)
 
 
 class QuantizedWeight(nn.Module):
@@ -61,7 +75,10 @@ class QuantizedWeight(nn.Module):
         scale = blocks.abs().amax(dim=2, keepdim=True).clamp_min(1e-12) / qmax
         q = torch.round(blocks / scale).clamp(-qmax - (1 if spec.dtype == "int4" else 0), qmax)
         q = q.to(torch.int8)
-        self.register_buffer("data", _pack_int4(q) if spec.dtype == "int4" else q)
+        # int4 rows are [rows, padded cols / 2] bytes (what the GEMV streams), int8 blocks
+        # [rows, blocks, block]; the scales [rows, blocks, 1] either way
+        packed = _pack_int4(q.reshape(rows, -1)) if spec.dtype == "int4" else q
+        self.register_buffer("data", packed)
         self.register_buffer("scale", scale.to(torch.float16))
 
     def nbytes(self) -> int:
@@ -74,9 +91,16 @@ class QuantizedWeight(nn.Module):
             return self.data.to(dtype)
         if spec.granularity == "channel":
             return (self.data.float() * self.scale).to(dtype)
-        q = _unpack_int4(self.data) if spec.dtype == "int4" else self.data
+        q = self._blocks(self.data)
         w = (q.float() * self.scale.float()).reshape(self.shape[0], -1)
         return w[:, : self.shape[1]].to(dtype)
+
+    def _blocks(self, data: torch.Tensor) -> torch.Tensor:
+        """Stored rows (any leading shape) as int8 [..., blocks, block]."""
+        if self.spec.dtype != "int4":
+            return data
+        q = _unpack_int4(data)
+        return q.reshape(*q.shape[:-1], -1, int(self.spec.block_size))
 
     def rows(self, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Dequantized rows ``index`` only (an embedding lookup)."""
@@ -85,8 +109,7 @@ class QuantizedWeight(nn.Module):
             return self.data[index].to(dtype)
         if spec.granularity == "channel":
             return (self.data[index].float() * self.scale[index]).to(dtype)
-        q = self.data[index]
-        q = _unpack_int4(q) if spec.dtype == "int4" else q
+        q = self._blocks(self.data[index])
         w = q.float() * self.scale[index].float()
         return w.flatten(-2)[..., : self.shape[1]].to(dtype)
 
