@@ -475,17 +475,6 @@ static inline float f16_to_f32(uint16_t h) { /* exact; subnormals, inf and NaN i
     return f;
 }
 
-/* A block's fp16 scale (F16C converts it in one instruction where the CPU has it). */
-static inline float scale16(uint16_t h) {
-#ifdef __F16C__
-    return _cvtsh_ss(h);
-#else
-    return f16_to_f32(h);
-#endif
-}
-
-/* The SIMD paths share one dot4_i8 / dot4_i4 written over a few vector operations (vq:
- * QL fp32 lanes); each ISA defines them, and how 32 int4 values widen (i4x32). */
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #define QL 16
 #define MM(op) _mm512_##op
@@ -528,6 +517,18 @@ static inline void i4x32(const uint8_t *p, vq out[32 / QL]) {
 #endif
 
 #ifdef QL
+/* n fp16 scales widened to fp32 (F16C converts 8 in one instruction where the CPU has it). */
+static void scales16(const uint16_t *h, int64_t n, float *out) {
+    int64_t i = 0;
+#ifdef __F16C__
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+#endif
+    for (; i < n; i++) out[i] = f16_to_f32(h[i]);
+}
+
+/* The SIMD paths share one dot4_i8 / dot4_i4 written over a few vector operations (vq:
+ * QL fp32 lanes); each ISA defines them, and how 32 int4 values widen (i4x32). */
 static inline vq q_zero(void) { return MM(setzero_ps)(); }
 static inline vq q_load(const float *p) { return MM(loadu_ps)(p); }
 static inline vq q_fma(vq a, vq b, vq c) { return MM(fmadd_ps)(a, b, c); }
@@ -562,11 +563,12 @@ static void dot4_i4(const uint8_t *w0, int64_t ldw, const uint16_t *s0, int64_t 
                     int64_t nrows, const float *x, int64_t kp, int64_t block, float out[4]) {
     enum { V = 32 / QL }; /* vectors per 32 values */
     const uint8_t *w[4];
-    const uint16_t *s[4];
+    float s[4][lds]; /* the rows' scales, widened once (not once per block and row) */
     vq acc[4];
     for (int j = 0; j < 4; j++) {
         int64_t r = j < nrows ? j : 0;
-        w[j] = w0 + r * ldw, s[j] = s0 + r * lds, acc[j] = q_zero();
+        w[j] = w0 + r * ldw, acc[j] = q_zero();
+        scales16(s0 + r * lds, lds, s[j]);
     }
     for (int64_t b0 = 0, blk = 0; b0 < kp; b0 += block, blk++) {
         vq pa[4], pb[4]; /* two chains a row: the first and second half of each 32 */
@@ -581,7 +583,7 @@ static void dot4_i4(const uint8_t *w0, int64_t ldw, const uint16_t *s0, int64_t 
             }
         }
         for (int j = 0; j < 4; j++)
-            acc[j] = q_fma(q_add(pa[j], pb[j]), q_set1(scale16(s[j][blk])), acc[j]);
+            acc[j] = q_fma(q_add(pa[j], pb[j]), q_set1(s[j][blk]), acc[j]);
     }
     for (int j = 0; j < 4; j++) out[j] = q_sum(acc[j]);
 }
@@ -626,7 +628,7 @@ static void dot4_i4(const uint8_t *w0, int64_t ldw, const uint16_t *s0, int64_t 
                     p += lo * load8f(x + i + h) + hi * load8f(x + i + 16 + h);
                 }
             }
-            acc += hsum(p) * scale16(s0[r * lds + blk]);
+            acc += hsum(p) * f16_to_f32(s0[r * lds + blk]);
         }
         out[j] = acc;
     }
