@@ -451,13 +451,8 @@ def main() -> None:
     ap.add_argument("--shape", choices=list(SHAPES), help="this shape only")
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--no-llamacpp", action="store_true")
-    ap.add_argument(
-        "--rows",
-        choices=["all", "float", "quant"],
-        default="all",
-        help="float: fp32 / bf16 engines; quant: famous fp32, int8, int4, q4_0 and llama.cpp "
-        "Q8_0 / Q4_0",
-    )
+    rows_help = "float: fp32 / bf16 engines; quant: famous fp32 / int8 / int4 / q4_0, llama.cpp"
+    ap.add_argument("--rows", choices=["all", "float", "quant"], default="all", help=rows_help)
     ap.add_argument("--json", type=Path, help="also write the rows and ratios here")
     args = ap.parse_args()
     if args.llama_quantize:
