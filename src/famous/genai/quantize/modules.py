@@ -22,30 +22,33 @@ from famous.genai.quantize.recipe import QuantSpec, Recipe
 _FLOAT = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def _groups(cols: int) -> list[int]:
-    """The lengths of a row's nibble groups: 32 values, and a last, shorter one."""
-    return [32] * (cols // 32) + ([cols % 32] if cols % 32 else [])
-
-
 def _pack_int4(q: torch.Tensor) -> torch.Tensor:
     """int8 values in [-8, 7], [rows, cols] with cols even → uint8 [rows, cols / 2], the
     layout famous's int4 GEMV streams: in each group of 32 values (a last group may be
     shorter, g values), byte j holds value j + 8 in its low nibble and value j + g / 2 + 8
     in its high nibble, so one 16-byte load widens into two runs of consecutive values."""
     u = (q + 8).to(torch.uint8)
-    out = []
-    for chunk in u.split(_groups(u.shape[-1]), dim=-1):
-        lo, hi = chunk.chunk(2, dim=-1)
-        out.append(lo | (hi << 4))
-    return torch.cat(out, dim=-1)
+    full, parts = u.shape[-1] // 32 * 32, []
+    if full:
+        groups = u[..., :full].unflatten(-1, (-1, 2, 16))
+        parts.append((groups[..., 0, :] | (groups[..., 1, :] << 4)).flatten(-2))
+    if full < u.shape[-1]:
+        lo, hi = u[..., full:].chunk(2, dim=-1)
+        parts.append(lo | (hi << 4))
+    return torch.cat(parts, dim=-1)
 
 
 def _unpack_int4(p: torch.Tensor) -> torch.Tensor:
-    """The inverse of ``_pack_int4`` over the last dimension (any leading shape)."""
-    out = []
-    for chunk in p.split([g // 2 for g in _groups(2 * p.shape[-1])], dim=-1):
-        out += [(chunk & 0x0F).to(torch.int8) - 8, (chunk >> 4).to(torch.int8) - 8]
-    return torch.cat(out, dim=-1)
+    """The inverse of ``_pack_int4`` over the last dimension (any leading shape): whole
+    groups in one reshape, so a prefill's dequantization is a few tensor ops."""
+    full, parts = p.shape[-1] // 16 * 16, []
+    if full:
+        groups = p[..., :full].unflatten(-1, (-1, 16))
+        parts.append(torch.stack((groups & 0x0F, groups >> 4), dim=-2).flatten(-3))
+    if full < p.shape[-1]:
+        tail = p[..., full:]
+        parts.append(torch.cat((tail & 0x0F, tail >> 4), dim=-1))
+    return torch.cat(parts, dim=-1).to(torch.int8) - 8
 
 
 class QuantizedWeight(nn.Module):
