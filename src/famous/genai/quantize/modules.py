@@ -92,10 +92,11 @@ class QuantizedWeight(nn.Module):
         spec = self.spec
         if spec.dtype in _FLOAT:
             return self.data.to(dtype)
+        # one fp32 tensor, scaled in place: a prefill's dequantization writes it once
         if spec.granularity == "channel":
-            return (self.data.float() * self.scale).to(dtype)
+            return self.data.float().mul_(self.scale).to(dtype)
         q = self._blocks(self.data)
-        w = (q.float() * self.scale.float()).reshape(self.shape[0], -1)
+        w = q.float().mul_(self.scale.float()).reshape(self.shape[0], -1)
         return w[:, : self.shape[1]].to(dtype)
 
     def _blocks(self, data: torch.Tensor) -> torch.Tensor:
