@@ -2,6 +2,8 @@
 
     python benchmarks/genai_speed.py            # both shapes, fp32 and bf16
     python benchmarks/genai_speed.py --quick    # 135M shape only
+    python benchmarks/genai_speed.py --quick --rows quant --json out.json
+                                                # quantized rows only, and a JSON file
 
 "famous" decodes through famous's CPU kernels; "famous-torch-ops" is the same model with
 them switched off (FAMOUS_NATIVE_KERNELS=0), to show what the kernels bring.
@@ -13,11 +15,19 @@ process (clean peak RSS). Memory bandwidth is measured in the same run (the best
 the decode bound is bandwidth (measured right before and after each engine's run; the
 higher of the two) ÷ bytes of weights read per token (every block weight, the
 final norm and the LM head — the input embedding table is excluded, it is only gathered).
+
+Quantized rows: famous's weight-only recipes (int8 per channel; int4 blocks of 32 with an
+int8 embedding / LM head; q4_0: int4 blocks of 32 everywhere) decoding through its
+quantized GEMVs, beside llama.cpp's Q8_0 and Q4_0 (every weight matrix, the tied
+embedding / LM head included, made by llama.cpp's own quantizer with ``pure``) of the same
+checkpoint. Their bound counts the bytes each engine actually streams per token (codes
+and scales, as stored).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import subprocess
@@ -29,6 +39,18 @@ from pathlib import Path
 THREADS = int(os.environ.get("FAMOUS_BENCH_THREADS", "2"))
 REPEATS = int(os.environ.get("FAMOUS_BENCH_REPEATS", "3"))
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+# famous's weight-only recipes measured as "dtypes" of the famous engine
+QUANT_RECIPES = ("int8", "int4", "q4_0")
+FLOAT_ROWS = [
+    ("famous", "fp32"),
+    ("famous-torch-ops", "fp32"),
+    ("transformers", "fp32"),
+    ("famous", "bf16"),
+    ("famous-torch-ops", "bf16"),
+    ("transformers", "bf16"),
+]
+QUANT_ROWS = [("famous", "fp32"), *(("famous", r) for r in QUANT_RECIPES)]
+CPP_QUANT = ("q8_0", "q4_0")  # llama.cpp's types beside famous's int8 / int4
 
 SHAPES = {
     "smollm2-135m": dict(
@@ -188,7 +210,13 @@ def child(engine: str, model_dir: str, dtype: str, prompt: int, new: int) -> dic
         from famous.genai.loader import load_model
 
         base = _proc_status_mb("VmRSS")
-        m = load_model(model_dir, dtype, max_seq_len=prompt + new + 8)
+        recipe = dtype if dtype in QUANT_RECIPES else None
+        m = load_model(model_dir, "fp32" if recipe else dtype, max_seq_len=prompt + new + 8)
+        if recipe:
+            from famous.genai.quantize import get_recipe
+            from famous.genai.quantize.modules import apply_recipe
+
+            apply_recipe(m, get_recipe(recipe))
         load_s = time.perf_counter() - t0
         load_peak = _proc_status_mb("VmHWM") - base
         model_mb = sum(p.numel() * p.element_size() for p in m.parameters()) / 2**20
@@ -270,7 +298,52 @@ def child(engine: str, model_dir: str, dtype: str, prompt: int, new: int) -> dic
     if engine.startswith("famous"):
         out["load_peak_over_baseline_mb"] = load_peak
         out["load_budget_mb"] = load_budget  # (model bytes + largest shard) × 1.1
+        out["bytes_per_token"] = streamed_bytes(m)
+    else:
+        out["bytes_per_token"] = gguf_streamed_bytes(Path(model_dir))
     return out
+
+
+def streamed_bytes(model) -> int:
+    """Bytes a famous decoding step reads: every block's weights (quantized: codes and
+    scales as stored), the final norm and the LM head (the embedding when tied; the input
+    embedding is only gathered)."""
+    from famous.genai.quantize.modules import weight_bytes
+
+    head = model.embed if model.lm_head is None else model.lm_head
+    return weight_bytes(model.layers) + weight_bytes(model.norm) + weight_bytes(head)
+
+
+def gguf_streamed_bytes(path: Path) -> int:
+    """The same for a llama.cpp GGUF: every tensor but the token embedding, which counts
+    only when it is also the LM head (no output.weight)."""
+    import gguf
+
+    tensors = {t.name: int(t.n_bytes) for t in gguf.GGUFReader(str(path)).tensors}
+    tied = "output.weight" not in tensors
+    return sum(n for name, n in tensors.items() if tied or name != "token_embd.weight")
+
+
+def llama_quantize(f16: Path, out: Path, ftype: str) -> None:
+    """llama.cpp's own quantizer, in a child process (it logs every tensor)."""
+    cmd = [sys.executable, __file__, "--llama-quantize", str(f16), str(out), ftype]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(f"llama.cpp could not quantize {f16} to {ftype}:\n{r.stderr[-2000:]}")
+
+
+def _llama_quantize_here(f16: Path, out: Path, ftype: str) -> None:
+    """llama.cpp's quantizer through llama-cpp-python, every matrix in ``ftype``."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    types = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0}
+    params.ftype = types[ftype]
+    params.pure = True  # no K-quant for the LM head: the same type everywhere
+    params.nthread = THREADS
+    path_in, path_out = str(f16).encode(), str(out).encode()
+    if llama_cpp.llama_model_quantize(path_in, path_out, ctypes.byref(params)) != 0:
+        raise RuntimeError(f"llama.cpp could not quantize {f16} to {ftype}")
 
 
 # ------------------------------------------------------------------------------ parent
@@ -306,16 +379,6 @@ def bandwidth_gbs() -> float:
     return best / 1e9
 
 
-def bytes_per_token(model_dir: Path, bytes_per_param: int) -> int:
-    hf = json.loads((model_dir / "config.json").read_text())
-    h, n = hf["hidden_size"], hf["num_hidden_layers"]
-    heads, kv = hf["num_attention_heads"], hf["num_key_value_heads"]
-    hd = hf.get("head_dim") or h // heads
-    per_layer = h * (heads + 2 * kv) * hd + heads * hd * h + 3 * h * hf["intermediate_size"] + 2 * h
-    params = n * per_layer + h + hf["vocab_size"] * h  # + final norm + LM head
-    return params * bytes_per_param
-
-
 def run_child(engine: str, path: Path, dtype: str, prompt: int, new: int) -> dict | None:
     cmd = [sys.executable, __file__, "--child", engine, str(path), dtype, str(prompt), str(new)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -325,13 +388,77 @@ def run_child(engine: str, path: Path, dtype: str, prompt: int, new: int) -> dic
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def _row(shape: str, engine: str, dtype: str, r: dict, ref: dict | None) -> dict:
+    """One table row: the bound is the bandwidth over the bytes this engine streams."""
+    bound = r["bandwidth_gbs"] * 1e9 / r["bytes_per_token"]
+    return {
+        "shape": shape,
+        "engine": engine,
+        "dtype": dtype,
+        "decode_tok_s": r["decode_tok_s"],
+        "prefill_tok_s": r["prefill_tok_s"],
+        "bandwidth_gbs": r["bandwidth_gbs"],
+        "bytes_per_token": r["bytes_per_token"],
+        "bound_tok_s": bound,
+        "of_bound": r["decode_tok_s"] / bound,
+        "decode_x_tf": r["decode_tok_s"] / ref["decode_tok_s"] if ref else None,
+        "prefill_x_tf": r["prefill_tok_s"] / ref["prefill_tok_s"] if ref else None,
+        "peak_rss_mb": r["peak_rss_mb"],
+        "load_s": r["load_s"],
+    }
+
+
+# (name, numerator, denominator) of the quantized goals' ratios, by (engine, dtype)
+RATIOS = [
+    ("famous int8 / famous fp32", ("famous", "int8"), ("famous", "fp32")),
+    ("famous int8 / llama.cpp q8_0", ("famous", "int8"), ("llama.cpp", "q8_0")),
+    ("famous int4 / llama.cpp q4_0", ("famous", "int4"), ("llama.cpp", "q4_0")),
+    ("famous q4_0 / llama.cpp q4_0", ("famous", "q4_0"), ("llama.cpp", "q4_0")),
+]
+
+
+def _ratios(shape: str, results: dict) -> dict[str, float]:
+    return {
+        f"{shape}: {name}": results[a]["decode_tok_s"] / results[b]["decode_tok_s"]
+        for name, a, b in RATIOS
+        if a in results and b in results
+    }
+
+
+def _print_table(rows: list[dict], ratios: dict[str, float]) -> None:
+    head = ["shape", "engine", "dtype", "decode tok/s", "prefill tok/s", "GB/s"]
+    head += ["MB/token", "bound tok/s", "% of bound", "decode ×tf", "prefill ×tf"]
+    head += ["peak RSS MB", "load s"]
+    print("\n" + " | ".join(head))
+    print(" | ".join("---" for _ in head))
+    for r in rows:
+        cells = [r["shape"], r["engine"], r["dtype"], f"{r['decode_tok_s']:.1f}"]
+        cells += [f"{r['prefill_tok_s']:.1f}", f"{r['bandwidth_gbs']:.1f}"]
+        cells += [f"{r['bytes_per_token'] / 1e6:.0f}", f"{r['bound_tok_s']:.1f}"]
+        cells += [f"{100 * r['of_bound']:.0f} %"]
+        cells += ["-" if r[c] is None else f"{r[c]:.2f}" for c in ("decode_x_tf", "prefill_x_tf")]
+        cells += [f"{r['peak_rss_mb']:.0f}", f"{r['load_s']:.1f}"]
+        print(" | ".join(cells))
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--child", nargs=5)
+    ap.add_argument("--llama-quantize", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="135M shape only")
+    ap.add_argument("--shape", choices=list(SHAPES), help="this shape only")
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--no-llamacpp", action="store_true")
+    rows_help = "float: fp32 / bf16 engines; quant: famous fp32 / int8 / int4 / q4_0, llama.cpp"
+    ap.add_argument("--rows", choices=["all", "float", "quant"], default="all", help=rows_help)
+    ap.add_argument("--json", type=Path, help="also write the rows and ratios here")
     args = ap.parse_args()
+    if args.llama_quantize:
+        f16, out, ftype = args.llama_quantize
+        _llama_quantize_here(Path(f16), Path(out), ftype)
+        return
     if args.child:
         e, p, d, n_prompt, n_new = args.child
         print(json.dumps(child(e, p, d, int(n_prompt), int(n_new))))
@@ -347,7 +474,8 @@ def main() -> None:
     from famous.genai.kernels import cpu_kernels  # bandwidth_gbs put src on the path
 
     kernels = cpu_kernels()  # its ISA decides famous's bf16 dot product (cpu_decode.c)
-    print(f"famous kernels: {kernels.isa if kernels else 'none'} build (-march=native)")
+    isa = kernels.isa if kernels else "none"
+    print(f"famous kernels: {isa} build (-march=native)")
     print(f"each engine: the best of {REPEATS} runs after a warm-up", flush=True)
 
     def measured(engine: str, path: Path, dtype: str, new: int) -> dict | None:
@@ -358,95 +486,48 @@ def main() -> None:
         bw[0] = bandwidth_gbs()
         if r:
             r["bandwidth_gbs"] = max(before, bw[0])
+            print(f"{engine} {dtype}: {r}", flush=True)
         return r
 
-    shapes = ["smollm2-135m"] if args.quick else list(SHAPES)
-    rows = []
+    shapes = [args.shape] if args.shape else ["smollm2-135m"] if args.quick else list(SHAPES)
+    floats, quants = args.rows in ("all", "float"), args.rows in ("all", "quant")
+    runs = list(FLOAT_ROWS) if floats else []
+    runs += [r for r in QUANT_ROWS if quants and r not in runs]
+    rows, ratios = [], {}
     with tempfile.TemporaryDirectory(prefix="famous-bench-") as tmp:
         for shape in shapes:
             d = Path(tmp) / shape
             a = time.perf_counter()
             make_checkpoint(shape, d)
-            print(
-                f"[{shape}] random checkpoint written in {time.perf_counter() - a:.0f}s", flush=True
-            )
+            print(f"[{shape}] random checkpoint written in {time.perf_counter() - a:.0f}s")
             big = shape != "smollm2-135m"
-            runs = [
-                ("famous", "fp32"),
-                ("famous-torch-ops", "fp32"),
-                ("transformers", "fp32"),
-                ("famous", "bf16"),
-                ("famous-torch-ops", "bf16"),
-                ("transformers", "bf16"),
-            ]
             results: dict[tuple[str, str], dict] = {}
             for engine, dtype in runs:
                 new = (8 if dtype == "bf16" else 16) if big else 32
-                r = measured(engine, d, dtype, new)
-                if r:
+                if (r := measured(engine, d, dtype, new)) is not None:
                     results[(engine, dtype)] = r
-                    print(f"[{shape}] {engine} {dtype}: {r}", flush=True)
             if have_cpp:
                 gg = Path(tmp) / f"{shape}-f16.gguf"
                 write_gguf_f16(d, gg)
-                r = measured("llama.cpp", gg, "f16", 16 if big else 32)
-                if r:
-                    results[("llama.cpp", "f16")] = r
-                    print(f"[{shape}] llama.cpp f16: {r}", flush=True)
+                for ftype in (["f16"] if floats else []) + (list(CPP_QUANT) if quants else []):
+                    path = gg if ftype == "f16" else Path(tmp) / f"{shape}-{ftype}.gguf"
+                    if ftype != "f16":
+                        llama_quantize(gg, path, ftype)
+                    if (r := measured("llama.cpp", path, ftype, 16 if big else 32)) is not None:
+                        results[("llama.cpp", ftype)] = r
+                    if ftype != "f16":
+                        path.unlink()
+                gg.unlink()
             for (engine, dtype), r in results.items():
-                bpp = 4 if dtype == "fp32" else 2
-                bound = r["bandwidth_gbs"] * 1e9 / bytes_per_token(d, bpp)
-                ref = results.get(("transformers", dtype if dtype != "f16" else "bf16"))
-                rows.append(
-                    (
-                        shape,
-                        engine,
-                        dtype,
-                        r["decode_tok_s"],
-                        r["prefill_tok_s"],
-                        r["bandwidth_gbs"],
-                        bound,
-                        r["decode_tok_s"] / bound,
-                        r["decode_tok_s"] / ref["decode_tok_s"] if ref else None,
-                        r["prefill_tok_s"] / ref["prefill_tok_s"] if ref else None,
-                        r["peak_rss_mb"],
-                        r["load_s"],
-                    )
-                )
+                ref = results.get(("transformers", {"f16": "bf16"}.get(dtype, dtype)))
+                rows.append(_row(shape, engine, dtype, r, ref))
+            ratios |= _ratios(shape, results)
             shutil_rm(d)
-    print()
-    head = (
-        "shape",
-        "engine",
-        "dtype",
-        "decode tok/s",
-        "prefill tok/s",
-        "GB/s",
-        "bound tok/s",
-        "% of bound",
-        "decode ×tf",
-        "prefill ×tf",
-        "peak RSS MB",
-        "load s",
-    )
-    print(" | ".join(head))
-    print(" | ".join("---" for _ in head))
-    for r in rows:
-        cells = [
-            r[0],
-            r[1],
-            r[2],
-            f"{r[3]:.1f}",
-            f"{r[4]:.1f}",
-            f"{r[5]:.1f}",
-            f"{r[6]:.1f}",
-            f"{100 * r[7]:.0f} %",
-            "-" if r[8] is None else f"{r[8]:.2f}",
-            "-" if r[9] is None else f"{r[9]:.2f}",
-            f"{r[10]:.0f}",
-            f"{r[11]:.1f}",
-        ]
-        print(" | ".join(cells))
+    _print_table(rows, ratios)
+    if args.json:
+        report = {"threads": THREADS, "kernels_isa": isa, "rows": rows, "ratios": ratios}
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
 
 
 def shutil_rm(path: Path) -> None:

@@ -140,3 +140,27 @@ def train_tokenizer(out: Path, vocab_size: int = 300) -> int:
         )
     )
     return tok.get_vocab_size()
+
+
+def decode_tokens(
+    model, ids: torch.Tensor, steps: int, forced: list[int] | None = None
+) -> tuple[list[int], list[torch.Tensor], tuple]:
+    """Prefill ``ids`` then decode ``steps`` tokens: greedy, or teacher-forced over
+    ``forced`` (each step then sees the same history whatever it predicts). Returns the
+    tokens, the logits that chose each, and the cache."""
+    from famous.genai.kernels.decode import decode as kernel_decode
+
+    t = ids.shape[1]
+    with torch.no_grad():
+        logits, cache = model(
+            ids, torch.arange(t), model.init_cache(1), end=t, inplace=True, last_logits_only=True
+        )
+        tokens, out = [], []
+        for i in range(steps):
+            out.append(logits[0, -1].float())
+            tok = int(logits[0, -1].argmax()) if forced is None else forced[i]
+            tokens.append(tok)
+            logits, cache = kernel_decode(
+                model, torch.tensor([[tok]]), torch.tensor([t + i]), cache
+            )
+    return tokens, out, cache

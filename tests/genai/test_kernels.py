@@ -16,12 +16,12 @@ from genai_helpers import (
     BF16_U,
     assert_bf16_as_accurate,
     assert_decisive_top1_agree,
+    decode_tokens,
     save_hf_model,
 )
 
 from famous.genai import kernels
 from famous.genai.kernels import decode, hugepages
-from famous.genai.kernels.decode import decode as kernel_decode
 from famous.genai.kernels.decode import plan_for
 from famous.genai.layers.norm import RMSNorm
 from famous.genai.loader import load_model
@@ -270,28 +270,6 @@ def test_activation_fused_into_the_linear(dtype: torch.dtype, act: str, target: 
 # ------------------------------------------------------------------------------ decode step
 
 
-def _decode(
-    model, ids: torch.Tensor, steps: int, forced: list[int] | None = None
-) -> tuple[list[int], list[torch.Tensor], tuple]:
-    """Prefill ``ids`` then decode ``steps`` tokens: greedy, or teacher-forced over
-    ``forced`` (each step then sees the same history whatever it predicts). Returns the
-    tokens, the logits that chose each, and the cache."""
-    t = ids.shape[1]
-    with torch.no_grad():
-        logits, cache = model(
-            ids, torch.arange(t), model.init_cache(1), end=t, inplace=True, last_logits_only=True
-        )
-        tokens, out = [], []
-        for i in range(steps):
-            out.append(logits[0, -1].float())
-            tok = int(logits[0, -1].argmax()) if forced is None else forced[i]
-            tokens.append(tok)
-            logits, cache = kernel_decode(
-                model, torch.tensor([[tok]]), torch.tensor([t + i]), cache
-            )
-    return tokens, out, cache
-
-
 # Gemma 2 whose window covers the whole cache: no ring, so fp32 runs the kernels' soft-capped
 # attention; bf16 soft-capping stays on the module path
 WIDE_GEMMA2 = ("gemma2-window-64", {**fake_hf_config("gemma2"), "sliding_window": 64})
@@ -323,7 +301,7 @@ def test_kernel_decode_matches_the_module_path(
 
     def run(model, with_kernels: bool, forced: list[int] | None = None):
         monkeypatch.setattr(decode, "cpu_kernels", lambda: ops if with_kernels else None)
-        return _decode(model, ids, 16, forced)
+        return decode_tokens(model, ids, 16, forced)
 
     model = load_model(tmp_path, dtype=dtype, max_seq_len=48)
     rings = any(lay.ring is not None for lay in model.layout)
@@ -380,7 +358,7 @@ def test_quantized_or_batched_models_keep_the_module_path(tiny_chat_model: Path)
     assert plan_for(model, torch.tensor([[5], [6]])) is None  # a batch of two rows
     assert plan_for(model.to(torch.float16), one) is None  # fp16: no kernel
     model = load_model(tiny_chat_model, max_seq_len=32)
-    apply_recipe(model, get_recipe("int8"))
+    apply_recipe(model, get_recipe("dynamic-int8"))  # int8 activations: no kernel
     assert plan_for(model, one) is None
 
 

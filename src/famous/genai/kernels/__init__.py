@@ -35,16 +35,21 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_decode.c")
-ABI = 5
+ABI = 6
 _DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 ACTIVATIONS = {"silu": 0, "gelu_tanh": 1, "gelu": 2, "relu": 3}
 PREP_NONE, PREP_RMS, PREP_GATED, PREP_ACT = 0, 1, 2, 3
+Q_I8_ROW, Q_I4_BLK = 0, 1  # the quantized layouts of cpu_decode.c
 
 _P, _L, _F, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
 _SIGNATURES = {
     "famous_kernels_abi": ([], _I),
     "famous_kernels_isa": ([], ctypes.c_char_p),
     "famous_linear": ([_P, _P, _P, _P, _P, _L, _L, _L, _I, _P, _F, _I, _I, _I, _I], None),
+    "famous_linear_q": (
+        [_P, _P, _P, _I, _L, _P, _P, _P, _L, _L, _L, _I, _P, _F, _I, _I, _I, _I],
+        None,
+    ),
     "famous_rms_norm": ([_P, _P, _P, _L, _L, _F, _I, _I], None),
     "famous_attention_decode": (
         [
@@ -191,6 +196,19 @@ def cpu_kernels() -> CpuKernels | None:
         return None
 
 
+class QuantMatrix(NamedTuple):
+    """A weight-only quantized [n, k] matrix in the layout the quantized GEMV streams
+    (``cpu_decode.c``): ``kind`` Q_I8_ROW (int8 [n, k], fp32 scale per row) or Q_I4_BLK
+    (uint8 [n, kp / 2], fp16 scale per row and ``block``). The tensors are the quantized
+    module's own buffers, read in place."""
+
+    data: torch.Tensor
+    scale: torch.Tensor
+    kind: int
+    block: int
+    shape: tuple[int, int]
+
+
 class CpuKernels:
     """Typed wrappers: tensors in, tensors out. Tensors must be contiguous, on the CPU, and
     share one dtype (fp32 or bf16); callers check with ``supports``."""
@@ -213,7 +231,7 @@ class CpuKernels:
     def linear(
         self,
         x: torch.Tensor,
-        weight: torch.Tensor,
+        weight: torch.Tensor | QuantMatrix,
         bias: torch.Tensor | None = None,
         residual: torch.Tensor | None = None,
         norm: tuple[torch.Tensor, float, bool] | None = None,
@@ -223,7 +241,8 @@ class CpuKernels:
 
         ``prep`` is the identity, or RMSNorm with ``norm = (weight, eps, zero_centered)``,
         or ``activation = (name, gated)``: gated takes rows of ``[gate | up]`` (twice the
-        weight's input width) to ``act(gate) * up``; plain applies ``act``.
+        weight's input width) to ``act(gate) * up``; plain applies ``act``. A
+        ``QuantMatrix`` weight is streamed quantized and widened to fp32 in registers.
         """
         n, k = weight.shape
         prep, norm_w, eps, zero_centered, act = PREP_NONE, None, 0.0, False, 0
@@ -234,9 +253,13 @@ class CpuKernels:
             act = ACTIVATIONS[activation[0]]
         m = x.numel() // (2 * k if prep == PREP_GATED else k)
         y = torch.empty(m, n, dtype=x.dtype)
-        self.lib.famous_linear(
+        if isinstance(weight, QuantMatrix):
+            fn, w_args = self.lib.famous_linear_q, _quant_args(weight)
+        else:
+            fn, w_args = self.lib.famous_linear, (weight.data_ptr(),)
+        fn(
             x.data_ptr(),
-            weight.data_ptr(),
+            *w_args,
             None if bias is None else bias.data_ptr(),
             None if residual is None else residual.data_ptr(),
             y.data_ptr(),
@@ -321,3 +344,7 @@ class CpuKernels:
             torch.get_num_threads(),
         )
         return out
+
+
+def _quant_args(w: QuantMatrix) -> tuple[int, int, int, int]:
+    return (w.data.data_ptr(), w.scale.data_ptr(), w.kind, w.block)

@@ -32,7 +32,7 @@
 #include <immintrin.h>
 #endif
 
-#define FAMOUS_KERNELS_ABI 5
+#define FAMOUS_KERNELS_ABI 6
 
 enum { F32 = 0, BF16 = 1 };
 enum { ACT_SILU = 0, ACT_GELU_TANH = 1, ACT_GELU = 2, ACT_RELU = 3 };
@@ -431,4 +431,242 @@ void famous_attention_decode(const void *qkv, const void *cos, const void *sin, 
         free(p);
     }
     free(q);
+}
+
+/* ------------------------------------------------------------------ quantized linear (GEMV)
+ *
+ * Weight-only int8 and int4: the weights stream from memory as stored (a quarter or an
+ * eighth of fp32's bytes) and are widened to fp32 in registers; activations and all
+ * arithmetic stay fp32, so the result is the fp32 GEMV of the dequantized weights within
+ * fp32 summation error (no activation is quantized: that would change the numbers).
+ *
+ * Layouts (what famous.genai.quantize.modules stores, so no call repacks anything):
+ *   Q_I8_ROW  int8 [n, k] row-major, one fp32 scale per row: y = s[n] * (q[n, :] . x).
+ *   Q_I4_BLK  rows of kp = k rounded up to the block (a multiple of 32) values, kp / 2 bytes
+ *             each, one fp16 scale per row and block ([n, kp / block]). Every 32 values of
+ *             a row are 16 bytes: byte j holds value j (low nibble) and value j + 16 (high
+ *             nibble), each stored as q + 8 (q in [-8, 7]). One 16-byte load then widens
+ *             into two runs of 16 consecutive values with an and, a shift and a subtraction
+ *             (GGML's Q4_0 places its nibbles the same way, for the same reason).
+ * y = sum over blocks of s[block] * (q[block] . x[block]): the block's dot product is
+ * summed in fp32 lanes, then scaled and added to the row's fp32 accumulator.
+ *
+ * Paths: AVX-512 (F + BW: 16 lanes), AVX2 + FMA (8 lanes), and portable C (generic vectors
+ * the compiler lowers to what the target has). Chosen at compile time like the rest of
+ * this file. VNNI and AVX512-BF16 are not used: their integer / bf16 dot products would
+ * need the activations quantized or rounded, which is not weight-only any more. */
+enum { Q_I8_ROW = 0, Q_I4_BLK = 1 };
+
+static inline float f16_to_f32(uint16_t h) { /* exact; subnormals, inf and NaN included */
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, u;
+    if (e == 0x1fu) {
+        u = sign | 0x7f800000u | (m << 13);
+    } else if (e != 0) {
+        u = sign | ((e + 112u) << 23) | (m << 13);
+    } else if (m == 0) {
+        u = sign;
+    } else { /* subnormal: normalise */
+        e = 113u;
+        while (!(m & 0x400u)) m <<= 1, e--;
+        u = sign | (e << 23) | ((m & 0x3ffu) << 13);
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#define QL 16
+#define MM(op) _mm512_##op
+typedef __m512 vq;
+static inline float q_sum(vq v) { return _mm512_reduce_add_ps(v); }
+/* QL int8 weights → QL fp32 lanes */
+static inline vq q_i8(const int8_t *p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
+/* 32 int4 values (16 bytes, see the layout) → 32 / QL vectors of consecutive values */
+static inline void i4x32(const uint8_t *p, vq out[32 / QL]) {
+    const __m128i low4 = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m128i l = _mm_sub_epi8(_mm_and_si128(v, low4), eight);
+    __m128i h = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4), eight);
+    out[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(l));
+    out[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(h));
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+#define QL 8
+#define MM(op) _mm256_##op
+typedef __m256 vq;
+static inline float q_sum(vq v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+static inline vq q_i8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+static inline vq i8lanes(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+static inline void i4x32(const uint8_t *p, vq out[32 / QL]) {
+    const __m128i low4 = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m128i l = _mm_sub_epi8(_mm_and_si128(v, low4), eight);
+    __m128i h = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4), eight);
+    out[0] = i8lanes(l), out[1] = i8lanes(_mm_srli_si128(l, 8));
+    out[2] = i8lanes(h), out[3] = i8lanes(_mm_srli_si128(h, 8));
+}
+#endif
+
+#ifdef QL
+/* n fp16 scales widened to fp32 (F16C converts 8 in one instruction where the CPU has it). */
+static void scales16(const uint16_t *h, int64_t n, float *out) {
+    int64_t i = 0;
+#ifdef __F16C__
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+#endif
+    for (; i < n; i++) out[i] = f16_to_f32(h[i]);
+}
+
+/* The SIMD paths share one dot4_i8 / dot4_i4 written over a few vector operations (vq:
+ * QL fp32 lanes); each ISA defines them, and how 32 int4 values widen (i4x32). */
+static inline vq q_zero(void) { return MM(setzero_ps)(); }
+static inline vq q_load(const float *p) { return MM(loadu_ps)(p); }
+static inline vq q_fma(vq a, vq b, vq c) { return MM(fmadd_ps)(a, b, c); }
+static inline vq q_set1(float v) { return MM(set1_ps)(v); }
+static inline vq q_add(vq a, vq b) { return MM(add_ps)(a, b); }
+
+/* Dot products of up to 4 int8 rows (ldw bytes apart) with x, k values each (unscaled):
+ * two accumulators a row, so eight independent chains of fused multiply-adds. */
+static void dot4_i8(const int8_t *w0, int64_t ldw, int64_t nrows, const float *x, int64_t k,
+                    float out[4]) {
+    const int8_t *w[4];
+    vq a[4], b[4];
+    for (int j = 0; j < 4; j++) w[j] = w0 + (j < nrows ? j : 0) * ldw, a[j] = b[j] = q_zero();
+    int64_t i = 0;
+    for (; i + 2 * QL <= k; i += 2 * QL) {
+        vq x0 = q_load(x + i), x1 = q_load(x + i + QL);
+        for (int j = 0; j < 4; j++) {
+            a[j] = q_fma(q_i8(w[j] + i), x0, a[j]);
+            b[j] = q_fma(q_i8(w[j] + i + QL), x1, b[j]);
+        }
+    }
+    for (int j = 0; j < 4; j++) {
+        float s = q_sum(q_add(a[j], b[j]));
+        for (int64_t t = i; t < k; t++) s += (float)w[j][t] * x[t];
+        out[j] = s;
+    }
+}
+
+/* Scaled dot products of up to 4 int4 rows with x (kp values, whole blocks): each
+ * block's products are summed in lanes, then scaled into the row's accumulator. */
+static void dot4_i4(const uint8_t *w0, int64_t ldw, const uint16_t *s0, int64_t lds,
+                    int64_t nrows, const float *x, int64_t kp, int64_t block, float out[4]) {
+    enum { V = 32 / QL }; /* vectors per 32 values */
+    const uint8_t *w[4];
+    float s[4][lds]; /* the rows' scales, widened once (not once per block and row) */
+    vq acc[4];
+    for (int j = 0; j < 4; j++) {
+        int64_t r = j < nrows ? j : 0;
+        w[j] = w0 + r * ldw, acc[j] = q_zero();
+        scales16(s0 + r * lds, lds, s[j]);
+    }
+    for (int64_t b0 = 0, blk = 0; b0 < kp; b0 += block, blk++) {
+        vq pa[4], pb[4]; /* two chains a row: the first and second half of each 32 */
+        for (int j = 0; j < 4; j++) pa[j] = pb[j] = q_zero();
+        for (int64_t i = b0; i < b0 + block; i += 32) {
+            vq xs[V], q[V];
+            for (int v = 0; v < V; v++) xs[v] = q_load(x + i + v * QL);
+            for (int j = 0; j < 4; j++) {
+                i4x32(w[j] + i / 2, q);
+                for (int v = 0; v < V / 2; v++) pa[j] = q_fma(q[v], xs[v], pa[j]);
+                for (int v = V / 2; v < V; v++) pb[j] = q_fma(q[v], xs[v], pb[j]);
+            }
+        }
+        for (int j = 0; j < 4; j++)
+            acc[j] = q_fma(q_add(pa[j], pb[j]), q_set1(s[j][blk]), acc[j]);
+    }
+    for (int j = 0; j < 4; j++) out[j] = q_sum(acc[j]);
+}
+#else
+typedef int8_t v8c __attribute__((vector_size(8)));
+
+/* Dot products of up to 4 int8 rows (ldw bytes apart) with x, k values each (unscaled). */
+static void dot4_i8(const int8_t *w0, int64_t ldw, int64_t nrows, const float *x, int64_t k,
+                    float out[4]) {
+    for (int j = 0; j < 4; j++) {
+        const int8_t *w = w0 + (j < nrows ? j : 0) * ldw;
+        v8f a = {0};
+        int64_t i = 0;
+        for (; i + 8 <= k; i += 8) {
+            v8c q;
+            memcpy(&q, w + i, sizeof q);
+            a += __builtin_convertvector(q, v8f) * load8f(x + i);
+        }
+        float s = hsum(a);
+        for (; i < k; i++) s += (float)w[i] * x[i];
+        out[j] = s;
+    }
+}
+
+/* Scaled dot products of up to 4 int4 rows with x (kp values, whole blocks). */
+static void dot4_i4(const uint8_t *w0, int64_t ldw, const uint16_t *s0, int64_t lds,
+                    int64_t nrows, const float *x, int64_t kp, int64_t block, float out[4]) {
+    for (int j = 0; j < 4; j++) {
+        int64_t r = j < nrows ? j : 0;
+        const uint8_t *w = w0 + r * ldw;
+        float acc = 0.0f;
+        for (int64_t b0 = 0, blk = 0; b0 < kp; b0 += block, blk++) {
+            v8f p = {0};
+            for (int64_t i = b0; i < b0 + block; i += 32) {
+                const uint8_t *g = w + i / 2;
+                for (int h = 0; h < 16; h += 8) {
+                    v8f lo, hi;
+                    for (int t = 0; t < 8; t++) {
+                        lo[t] = (float)((int)(g[h + t] & 0x0f) - 8);
+                        hi[t] = (float)((int)(g[h + t] >> 4) - 8);
+                    }
+                    p += lo * load8f(x + i + h) + hi * load8f(x + i + 16 + h);
+                }
+            }
+            acc += hsum(p) * f16_to_f32(s0[r * lds + blk]);
+        }
+        out[j] = acc;
+    }
+}
+#endif
+
+/* The quantized counterpart of famous_linear (same prep, bias, residual and rounding):
+ * y[m, n] = in[m, :] . dequantize(w)[n, :] + bias[n] with in = prep(x). qtype Q_I8_ROW:
+ * qw int8 [n, k], scale fp32 [n]; Q_I4_BLK: qw uint8 [n, kp / 2], scale fp16 [n, kp /
+ * block], kp = k rounded up to block (a multiple of 32); x and y are of dtype dt. */
+void famous_linear_q(const void *x, const void *qw, const void *scale, int qtype, int64_t block,
+                     const void *bias, const void *residual, void *y, int64_t m, int64_t n,
+                     int64_t k, int prep, const void *norm_w, float eps, int zero_centered,
+                     int act, int dt, int threads) {
+    int64_t kp = qtype == Q_I4_BLK ? (k + block - 1) / block * block : k;
+    float *xf = calloc((size_t)(m * kp), sizeof(float)); /* zero padding past k */
+    for (int64_t r = 0; r < m; r++)
+        prepare_input(x, r, k, prep, norm_w, eps, zero_centered, act, dt, xf + r * kp);
+    int64_t blocks = (n + 3) / 4, ldw = qtype == Q_I4_BLK ? kp / 2 : k;
+    int64_t lds = qtype == Q_I4_BLK ? kp / block : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t n0 = b * 4, rows = n - n0 < 4 ? n - n0 : 4;
+        for (int64_t r = 0; r < m; r++) {
+            float s[4];
+            if (qtype == Q_I4_BLK) {
+                dot4_i4((const uint8_t *)qw + n0 * ldw, ldw, (const uint16_t *)scale + n0 * lds,
+                        lds, rows, xf + r * kp, kp, block, s);
+            } else {
+                dot4_i8((const int8_t *)qw + n0 * k, k, rows, xf + r * k, k, s);
+                for (int64_t j = 0; j < rows; j++) s[j] *= ((const float *)scale)[n0 + j];
+            }
+            for (int64_t j = 0; j < rows; j++) {
+                float v = s[j] + (bias ? load(bias, n0 + j, dt) : 0.0f);
+                if (residual) v = load(residual, r * n + n0 + j, dt) + rnd(v, dt);
+                store(y, r * n + n0 + j, v, dt);
+            }
+        }
+    }
+    free(xf);
 }

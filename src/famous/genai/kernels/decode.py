@@ -12,12 +12,14 @@ registered anywhere (a quantizer swapping a ``Linear``, say) makes every plan st
 the next step re-checks the model.
 
 A model qualifies when it runs on the CPU in fp32 or bf16 with plain ``nn.Linear`` /
-``nn.Embedding`` weights (not quantized stand-ins), RMS norms and no ring (sliding-window)
-caches, and bf16 attention has no soft-cap; otherwise ``decode`` runs the model's module
-path. The caller chooses: ``decode`` is the kernels' entry point (the pipeline's decoding
-loop uses it); ``DecoderModel.forward`` itself is always the module path. The kernels read
-the model through its public parts only (``layout``, ``embed_tokens``, ``rope_tables``,
-``soft_cap`` and its modules).
+``nn.Embedding`` weights or weight-only quantized ones the quantized GEMV streams (int8 per
+output channel, int4 in blocks of a multiple of 32: ``QuantLinear`` / ``QuantEmbedding``
+of ``famous.genai.quantize``, read in their stored layout), RMS norms and no ring
+(sliding-window) caches, and bf16 attention has no soft-cap; otherwise ``decode`` runs
+the model's module path. The caller chooses: ``decode`` is the kernels' entry point (the
+pipeline's decoding loop uses it); ``DecoderModel.forward`` itself is always the module
+path. The kernels read the model through its public parts only (``layout``,
+``embed_tokens``, ``rope_tables``, ``soft_cap`` and its modules).
 """
 
 from __future__ import annotations
@@ -30,15 +32,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from famous.genai.kernels import CpuKernels, cpu_kernels
+from famous.genai.kernels import Q_I4_BLK, Q_I8_ROW, CpuKernels, QuantMatrix, cpu_kernels
 from famous.genai.kernels.hugepages import move_to_huge_pages
 from famous.genai.layers.norm import RMSNorm
 from famous.genai.layers.transformer import Block, DecoderModel
+from famous.genai.quantize.modules import QuantEmbedding, QuantizedWeight, QuantLinear
 
 if TYPE_CHECKING:
     from famous.genai.layers.kv_cache import KVCache
 
 Norm = tuple[torch.Tensor, float, bool]  # (weight, eps, zero_centered)
+Weight = torch.Tensor | QuantMatrix
+Proj = tuple[Weight, torch.Tensor | None]  # (weight, bias)
 
 # Bumped by every module / parameter / buffer registration in the process once a plan exists:
 # the hooks are installed by the first plan built (never at import), and never removed.
@@ -63,8 +68,8 @@ def _watch_registrations() -> None:
 @dataclass(frozen=True)
 class LayerPlan:
     attn_norm: Norm
-    qkv: tuple[torch.Tensor, torch.Tensor | None]  # (weight, bias)
-    o: tuple[torch.Tensor, torch.Tensor | None]
+    qkv: Proj
+    o: Proj
     q_norm: torch.Tensor | None
     k_norm: torch.Tensor | None
     qk_eps: float
@@ -78,8 +83,8 @@ class LayerPlan:
     window: int | None
     rope: int
     ffn_norm: Norm
-    gate_up: tuple[torch.Tensor, torch.Tensor | None]
-    down: tuple[torch.Tensor, torch.Tensor | None]
+    gate_up: Proj
+    down: Proj
     activation: tuple[str, bool]  # (name, gated)
     ffn_post_norm: Norm | None
 
@@ -90,7 +95,7 @@ class DecodePlan:
     dtype: torch.dtype
     layers: tuple[LayerPlan, ...]
     final_norm: Norm
-    head: torch.Tensor
+    head: Weight
 
 
 # PyTorch's CPU flash attention splits longer key ranges into blocks per query length
@@ -112,7 +117,9 @@ def plan_for(
     if kernels is None:
         return None
     _watch_registrations()
-    key = (_generation, model.embed.weight.dtype, kernels)
+    embed = model.embed  # a quantized table's .weight would dequantize it: ask its dtype
+    dtype = embed.qweight.out_dtype if type(embed) is QuantEmbedding else embed.weight.dtype
+    key = (_generation, dtype, kernels)
     cached = _plans.get(model)
     if cached is None or cached[0] != key:
         cached = (key, _build_plan(model, kernels, key[1]))
@@ -157,9 +164,34 @@ def _plain(t: torch.Tensor | None, dtype: torch.dtype) -> bool:
     return t is None or (t.dtype == dtype and t.device.type == "cpu" and t.is_contiguous())
 
 
-def _linear(m: object, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+def _quant_matrix(qw: QuantizedWeight, dtype: torch.dtype) -> QuantMatrix | None:
+    """The quantized weight as the GEMV streams it, if its scheme is one the kernels have
+    (int8 per channel, int4 in blocks of 32 or a multiple) and it dequantizes to dtype."""
+    spec = qw.spec
+    if qw.out_dtype != dtype or spec.activations != "none" or len(qw.shape) != 2:
+        return None
+    if spec.dtype == "int8" and spec.granularity == "channel":
+        kind, block = Q_I8_ROW, 1
+    elif spec.dtype == "int4" and int(spec.block_size) % 32 == 0:
+        kind, block = Q_I4_BLK, int(spec.block_size)
+    else:
+        return None
+    if not all(_plain(t, t.dtype) for t in (qw.data, qw.scale)):
+        return None
+    return QuantMatrix(qw.data, qw.scale, kind, block, qw.shape)
+
+
+def _linear(m: object, dtype: torch.dtype) -> Proj | None:
+    if type(m) is QuantLinear:
+        qm = _quant_matrix(m.qweight, dtype)
+        return (qm, m.bias) if qm is not None and _plain(m.bias, dtype) else None
     ok = type(m) is nn.Linear and _plain(m.weight, dtype) and _plain(m.bias, dtype)
     return (m.weight, m.bias) if ok else None
+
+
+def _streamed(w: Weight) -> list[torch.Tensor]:
+    """The tensors a GEMV of w reads (moved into huge pages)."""
+    return [w.data, w.scale] if isinstance(w, QuantMatrix) else [w]
 
 
 def _norm(m: object | None, dtype: torch.dtype) -> Norm | None:
@@ -220,19 +252,24 @@ def _build_plan(model: DecoderModel, kernels: CpuKernels, dtype: torch.dtype) ->
     if kernels.dtype_code(dtype) is None:
         return None
     embed = model.embed
-    if type(embed) is not nn.Embedding or not _plain(embed.weight, dtype):
+    if type(embed) is QuantEmbedding:
+        tied: Weight | None = _quant_matrix(embed.qweight, dtype)
+    elif type(embed) is nn.Embedding and _plain(embed.weight, dtype):
+        tied = embed.weight
+    else:
         return None
     if any(lay.ring is not None for lay in model.layout):
         return None
     try:
         layers = tuple(_layer_plan(model, i, b, dtype) for i, b in enumerate(model.layers))
         lm_head = None if model.lm_head is None else _need(_linear(model.lm_head, dtype))[0]
-        head = model.embed.weight if lm_head is None else lm_head
+        head = _need(tied) if lm_head is None else lm_head
         final_norm = _need(_norm(model.norm, dtype))
     except _Ineligible:
         return None
-    groups = [[lay.qkv[0], lay.o[0], lay.gate_up[0], lay.down[0]] for lay in layers]
-    move_to_huge_pages([*groups, [head]])
+    weights = [[lay.qkv[0], lay.o[0], lay.gate_up[0], lay.down[0]] for lay in layers]
+    groups = [[t for w in ws for t in _streamed(w)] for ws in weights]
+    move_to_huge_pages([*groups, _streamed(head)])
     return DecodePlan(kernels, dtype, layers, final_norm, head)
 
 
@@ -289,7 +326,7 @@ def _project_add(
     k: CpuKernels,
     x: torch.Tensor,
     h: torch.Tensor,
-    proj: tuple[torch.Tensor, torch.Tensor | None],
+    proj: Proj,
     post_norm: Norm | None,
     activation: tuple[str, bool] | None = None,
 ) -> torch.Tensor:

@@ -23,15 +23,32 @@ _FLOAT = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def _pack_int4(q: torch.Tensor) -> torch.Tensor:
-    """int8 values in [-8, 7], last dim even → uint8 with two nibbles per byte."""
+    """int8 values in [-8, 7], [rows, cols] with cols even → uint8 [rows, cols / 2], the
+    layout famous's int4 GEMV streams: in each group of 32 values (a last group may be
+    shorter, g values), byte j holds value j + 8 in its low nibble and value j + g / 2 + 8
+    in its high nibble, so one 16-byte load widens into two runs of consecutive values."""
     u = (q + 8).to(torch.uint8)
-    return u[..., 0::2] | (u[..., 1::2] << 4)
+    full, parts = u.shape[-1] // 32 * 32, []
+    if full:
+        groups = u[..., :full].unflatten(-1, (-1, 2, 16))
+        parts.append((groups[..., 0, :] | (groups[..., 1, :] << 4)).flatten(-2))
+    if full < u.shape[-1]:
+        lo, hi = u[..., full:].chunk(2, dim=-1)
+        parts.append(lo | (hi << 4))
+    return torch.cat(parts, dim=-1)
 
 
 def _unpack_int4(p: torch.Tensor) -> torch.Tensor:
-    lo = (p & 0x0F).to(torch.int8) - 8
-    hi = (p >> 4).to(torch.int8) - 8
-    return torch.stack((lo, hi), dim=-1).flatten(-2)
+    """The inverse of ``_pack_int4`` over the last dimension (any leading shape): whole
+    groups in one reshape, so a prefill's dequantization is a few tensor ops."""
+    full, parts = p.shape[-1] // 16 * 16, []
+    if full:
+        groups = p[..., :full].unflatten(-1, (-1, 16))
+        parts.append(torch.stack((groups & 0x0F, groups >> 4), dim=-2).flatten(-3))
+    if full < p.shape[-1]:
+        tail = p[..., full:]
+        parts.append(torch.cat((tail & 0x0F, tail >> 4), dim=-1))
+    return torch.cat(parts, dim=-1).to(torch.int8) - 8
 
 
 class QuantizedWeight(nn.Module):
@@ -61,7 +78,10 @@ class QuantizedWeight(nn.Module):
         scale = blocks.abs().amax(dim=2, keepdim=True).clamp_min(1e-12) / qmax
         q = torch.round(blocks / scale).clamp(-qmax - (1 if spec.dtype == "int4" else 0), qmax)
         q = q.to(torch.int8)
-        self.register_buffer("data", _pack_int4(q) if spec.dtype == "int4" else q)
+        # int4 rows are [rows, padded cols / 2] bytes (what the GEMV streams), int8 blocks
+        # [rows, blocks, block]; the scales [rows, blocks, 1] either way
+        packed = _pack_int4(q.reshape(rows, -1)) if spec.dtype == "int4" else q
+        self.register_buffer("data", packed)
         self.register_buffer("scale", scale.to(torch.float16))
 
     def nbytes(self) -> int:
@@ -72,11 +92,19 @@ class QuantizedWeight(nn.Module):
         spec = self.spec
         if spec.dtype in _FLOAT:
             return self.data.to(dtype)
+        # one fp32 tensor, scaled in place: a prefill's dequantization writes it once
         if spec.granularity == "channel":
-            return (self.data.float() * self.scale).to(dtype)
-        q = _unpack_int4(self.data) if spec.dtype == "int4" else self.data
-        w = (q.float() * self.scale.float()).reshape(self.shape[0], -1)
+            return self.data.float().mul_(self.scale).to(dtype)
+        q = self._blocks(self.data)
+        w = q.float().mul_(self.scale.float()).reshape(self.shape[0], -1)
         return w[:, : self.shape[1]].to(dtype)
+
+    def _blocks(self, data: torch.Tensor) -> torch.Tensor:
+        """Stored rows (any leading shape) as int8 [..., blocks, block]."""
+        if self.spec.dtype != "int4":
+            return data
+        q = _unpack_int4(data)
+        return q.reshape(*q.shape[:-1], -1, int(self.spec.block_size))
 
     def rows(self, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Dequantized rows ``index`` only (an embedding lookup)."""
@@ -85,8 +113,7 @@ class QuantizedWeight(nn.Module):
             return self.data[index].to(dtype)
         if spec.granularity == "channel":
             return (self.data[index].float() * self.scale[index]).to(dtype)
-        q = self.data[index]
-        q = _unpack_int4(q) if spec.dtype == "int4" else q
+        q = self._blocks(self.data[index])
         w = q.float() * self.scale[index].float()
         return w.flatten(-2)[..., : self.shape[1]].to(dtype)
 
