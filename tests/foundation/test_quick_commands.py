@@ -37,26 +37,23 @@ finally:
 """
 
 
-def _famous(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(program: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", CONSOLE, *args],
+        [sys.executable, "-c", program, *args],
         capture_output=True,
         text=True,
         env=env,
         timeout=120,
         check=False,
     )
+
+
+def _famous(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return _run(CONSOLE, args, env)
 
 
 def _typer(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", TYPER_APP, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    return _run(TYPER_APP, args, env)
 
 
 @pytest.fixture
@@ -139,14 +136,7 @@ def test_quick_path_loads_no_typer_and_once_packages_validated_no_pydantic_or_ya
     for command in SPECS:
         extra = light.get(command, [MODEL, "--root", root])
         for _ in range(2):  # the first run may validate packages and write their snapshots
-            done = subprocess.run(
-                [sys.executable, "-c", PROBE, command, *extra],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=120,
-                check=False,
-            )
+            done = _run(PROBE, [command, *extra], env)
         line = next(x for x in done.stderr.splitlines() if x.startswith("LOADED="))
         loaded = set(json.loads(line.removeprefix("LOADED=")))
         assert done.returncode == 0, done.stderr
