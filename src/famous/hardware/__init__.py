@@ -13,7 +13,10 @@ if TYPE_CHECKING:
     from famous.hardware.host import FakeHost, Host, RealHost
     from famous.hardware.report import HardwareReport
 
-__all__ = ["FakeHost", "HardwareReport", "Host", "RealHost", "detect"]
+#: A captured machine root to read instead of / (the tests' and ``--root``'s environment twin).
+ENV_ROOT = "FAMOUS_HARDWARE_ROOT"
+
+__all__ = ["ENV_ROOT", "FakeHost", "HardwareReport", "Host", "RealHost", "detect"]
 
 _HOMES = {
     "detect": "famous.hardware.detector",

@@ -29,8 +29,8 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from famous.errors import FamousError, InvalidInput
+from famous.hardware import ENV_ROOT
 
-ENV_ROOT = "FAMOUS_HARDWARE_ROOT"
 DEFAULT_TIMEOUT = 5.0
 #: No probe file is anywhere near this; a bigger one (or ``/dev/zero``) is refused.
 MAX_READ = 4 * 1024**2

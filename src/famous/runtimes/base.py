@@ -15,8 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -203,6 +201,9 @@ class EngineProcess:
         return f"{self.server} for {self.name!r} (pid {self.pid}, port {self.port})"
 
     def _check_health_once(self, timeout: float = 2.0) -> bool:
+        import urllib.error  # on use: listing a runtime's settings loads no HTTP client
+        import urllib.request
+
         try:
             with urllib.request.urlopen(self.health_url, timeout=timeout) as resp:
                 return 200 <= resp.status < 300

@@ -29,7 +29,7 @@ _VENDORS = {
 def show_machine(root: Path | None, all_devices: bool, fmt: OutputFormat) -> None:
     from famous.services.machine import detect_machine
 
-    report = detect_machine(root)
+    report = detect_machine(root, recent=True)
     emit(report, fmt, lambda: _table(report, all_devices))
 
 

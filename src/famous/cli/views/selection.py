@@ -36,9 +36,9 @@ def engines(model: str, root: str | None, fmt: OutputFormat) -> None:
     from famous.manifests.snapshot import read_package
     from famous.matchmaker.advice import no_engine_message, unused_accelerators
     from famous.services.catalog import engine_choice
-    from famous.services.selection import machine_report
+    from famous.services.machine import recent_report
 
-    package, report = read_package(model), machine_report(root)
+    package, report = read_package(model), recent_report(root)
     choice = engine_choice(model, package, report)
     evaluations, selected = choice.evaluations, choice.selected
     data = choice.rows()
@@ -69,9 +69,9 @@ def engines(model: str, root: str | None, fmt: OutputFormat) -> None:
 def show_engine(model: str, engine: str | None, root: str | None, fmt: OutputFormat) -> None:
     from famous.manifests.snapshot import read_package
     from famous.services.catalog import engine_detail
-    from famous.services.selection import machine_report
+    from famous.services.machine import recent_report
 
-    detail = engine_detail(model, read_package(model), engine, machine_report(root))
+    detail = engine_detail(model, read_package(model), engine, recent_report(root))
     manifest, ev, settings, keys = detail.manifest, detail.evaluation, detail.settings, detail.keys
     data = detail.data()
 
