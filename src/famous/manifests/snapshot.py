@@ -11,9 +11,9 @@ is only a slower answer, never a different one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +29,9 @@ FORMAT = 2
 
 
 def snapshot_dir() -> Path:
-    from famous.store.paths import famous_home
+    from famous.store.cache import cache_dir
 
-    return famous_home() / "cache" / "packages"
+    return cache_dir("packages")
 
 
 def _files(directory: Path) -> list[Path]:
@@ -88,15 +88,13 @@ def read_package(name: str) -> ModelPackage | PackageRecord:
 
 
 def _write(directory: Path, key: str, data: dict[str, Any]) -> None:
-    """Write atomically and drop this package's older snapshots; errors are ignored."""
+    """Write the snapshot and drop this package's older ones; a failure only costs time."""
+    from famous.store.cache import write_quietly
+
     path = _path(directory, key)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, path)
-        for old in path.parent.glob(f"{_prefix(directory)}*.json"):
-            if old != path:
+    if not write_quietly(path, json.dumps(data)):
+        return
+    for old in path.parent.glob(f"{_prefix(directory)}*.json"):
+        if old != path:
+            with contextlib.suppress(OSError):
                 old.unlink(missing_ok=True)
-    except OSError:
-        pass

@@ -46,9 +46,9 @@ def recent_report(root: str | os.PathLike[str] | None = None) -> HardwareReport:
     if root is not None or os.environ.get(ENV_ROOT):
         return _detect(root)
     from famous.hardware.report import report_from_plain
-    from famous.store.paths import famous_home
+    from famous.store.cache import cache_dir
 
-    path = famous_home() / "cache" / "machine.json"
+    path = cache_dir("machine.json")
     try:
         data = json.loads(path.read_bytes())
         if 0 <= time.time() - float(data["detected_at"]) < RECENT_SECONDS:
@@ -56,17 +56,8 @@ def recent_report(root: str | os.PathLike[str] | None = None) -> HardwareReport:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     report = _detect(None)
-    _write(path, report)
-    return report
-
-
-def _write(path: Path, report: HardwareReport) -> None:
     from famous.plain import to_plain
+    from famous.store.cache import write_quietly
 
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"detected_at": time.time(), "report": to_plain(report)}))
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    write_quietly(path, json.dumps({"detected_at": time.time(), "report": to_plain(report)}))
+    return report

@@ -10,7 +10,7 @@ from typing import Any
 
 from famous.genai.config import ModelConfig
 from famous.genai.models import Family
-from famous.genai.models._common import decoder_config, hf_decoder_weight_map
+from famous.genai.models._common import TINY_DECODER, decoder_config, hf_decoder_weight_map
 from famous.genai.weight_map import WeightMap
 
 
@@ -30,17 +30,8 @@ def weight_map(cfg: ModelConfig) -> WeightMap:
 
 
 _SMALL = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 256,
-    "max_position_embeddings": 512,
+    **TINY_DECODER,
     "rms_norm_eps": 1e-5,
-    "hidden_act": "silu",
-    "bos_token_id": 1,
-    "eos_token_id": 2,
 }
 
 FAMILY = Family(

@@ -7,7 +7,7 @@ from typing import Any
 
 from famous.genai.config import ModelConfig
 from famous.genai.models import Family
-from famous.genai.models._common import decoder_config, hf_decoder_weight_map
+from famous.genai.models._common import TINY_DECODER, decoder_config, hf_decoder_weight_map
 from famous.genai.weight_map import WeightMap
 
 
@@ -31,22 +31,13 @@ FAMILY = Family(
         "phi3": {
             "model_type": "phi3",
             "architectures": ["Phi3ForCausalLM"],
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "vocab_size": 256,
-            "max_position_embeddings": 512,
+            **TINY_DECODER,
             "original_max_position_embeddings": 512,
             "rms_norm_eps": 1e-5,
             "rope_theta": 10000.0,
             "partial_rotary_factor": 0.5,
             "sliding_window": 24,
             "tie_word_embeddings": False,
-            "hidden_act": "silu",
-            "bos_token_id": 1,
-            "eos_token_id": 2,
             "pad_token_id": 0,
         },
     },

@@ -6,7 +6,12 @@ from typing import Any
 
 from famous.genai.config import ModelConfig
 from famous.genai.models import Family
-from famous.genai.models._common import decoder_config, hf_decoder_weight_map, layer_types
+from famous.genai.models._common import (
+    TINY_DECODER,
+    decoder_config,
+    hf_decoder_weight_map,
+    layer_types,
+)
 from famous.genai.weight_map import WeightMap
 
 
@@ -37,19 +42,10 @@ FAMILY = Family(
         "qwen2": {
             "model_type": "qwen2",
             "architectures": ["Qwen2ForCausalLM"],
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "vocab_size": 256,
-            "max_position_embeddings": 512,
+            **TINY_DECODER,
             "rms_norm_eps": 1e-6,
             "rope_theta": 1000000.0,
             "tie_word_embeddings": False,
-            "hidden_act": "silu",
-            "bos_token_id": 1,
-            "eos_token_id": 2,
         },
     },
     realistic_hf_configs={
