@@ -32,7 +32,8 @@ try:
     run()
 finally:
     sys.stderr.write("\\nLOADED=" + json.dumps(sorted(
-        {m.split(".")[0] for m in sys.modules} & {"typer", "click", "rich", "pydantic", "yaml"}))
+        {m.split(".")[0] for m in sys.modules} & {"typer", "click", "rich", "pydantic", "yaml"}
+        | {m for m in sys.modules if m.startswith("famous.runtimes.")} - {"famous.runtimes.keys"}))
         + "\\n")
 """
 
@@ -126,11 +127,12 @@ def test_what_quick_does_not_know_goes_to_typer(args: list[str], env: dict[str, 
     assert done.returncode != 0 or done.stdout  # help or version text, or a usage error
 
 
-def test_quick_path_loads_no_typer_and_once_packages_validated_no_pydantic_or_yaml(
+def test_quick_path_loads_no_typer_adapter_and_once_packages_validated_no_pydantic_or_yaml(
     env: dict[str, str],
 ) -> None:
     """The first run may validate a package (pydantic, YAML) and write its snapshot; from
-    then on no read-only command loads typer, pydantic or YAML."""
+    then on no read-only command loads typer, pydantic, YAML or a runtime adapter (show-engine
+    reads the runtime's keys from plain data)."""
     root = str(machine_root(CAPTURE))
     light = {"show-machine": ["--root", root], "status": [], "ps": [], "list": [], "models": []}
     for command in SPECS:
@@ -141,3 +143,14 @@ def test_quick_path_loads_no_typer_and_once_packages_validated_no_pydantic_or_ya
         loaded = set(json.loads(line.removeprefix("LOADED=")))
         assert done.returncode == 0, done.stderr
         assert not loaded, (command, loaded)
+
+
+def test_runtime_keys_are_each_adapters_keys() -> None:
+    """The plain table show-engine reads is the one each adapter validates with: every
+    runtime famous can launch has its entry, and nothing else does."""
+    from famous.runtimes import RUNTIMES, get_runtime
+    from famous.runtimes.keys import RUNTIME_KEYS
+
+    assert set(RUNTIME_KEYS) == set(RUNTIMES)
+    for runtime, keys in RUNTIME_KEYS.items():
+        assert get_runtime(runtime).configuration_keys is keys, runtime

@@ -1,28 +1,19 @@
 """Engine runtimes: one adapter per kind of engine server (see ``base.RuntimeAdapter``).
 
 ``get_runtime(name, configuration)`` is the one entry point the supervisor uses; a new
-runtime (MLX, vLLM, transformers, OpenVINO) registers a factory in ``RUNTIMES``.
+runtime (MLX, vLLM, transformers, OpenVINO) registers a factory in ``RUNTIMES`` and its
+configuration keys in ``keys.RUNTIME_KEYS``. The adapters load on first use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from famous.errors import NotFound
-from famous.runtimes.base import (
-    EngineError,
-    EngineProcess,
-    EngineStartError,
-    HealthTimeout,
-    LaunchSpec,
-    RuntimeAdapter,
-    RuntimeNotInstalled,
-    free_port,
-    stop_process,
-)
+if TYPE_CHECKING:
+    from famous.runtimes.base import RuntimeAdapter
 
-RuntimeFactory = Callable[[Mapping[str, Any] | None], RuntimeAdapter]
+RuntimeFactory = Callable[[Mapping[str, Any] | None], "RuntimeAdapter"]
 
 
 def _llamacpp(configuration: Mapping[str, Any] | None) -> RuntimeAdapter:
@@ -92,12 +83,10 @@ RUNTIMES: dict[str, RuntimeFactory] = {
 }
 
 
-class UnknownRuntime(EngineError, NotFound):
-    """An engine names a runtime famous has no adapter for."""
-
-
 def get_runtime(name: str, configuration: Mapping[str, Any] | None = None) -> RuntimeAdapter:
     """The adapter for runtime ``name`` configured with the engine's ``configuration``."""
+    from famous.runtimes.base import UnknownRuntime
+
     try:
         factory = RUNTIMES[name]
     except KeyError:
@@ -105,6 +94,32 @@ def get_runtime(name: str, configuration: Mapping[str, Any] | None = None) -> Ru
             f"no runtime adapter named {name!r}; famous knows {', '.join(sorted(RUNTIMES))}"
         ) from None
     return factory(configuration)
+
+
+# The adapters' shared vocabulary, imported on first use: what only lists runtimes or reads
+# their configuration keys (famous.runtimes.keys) does not pay for subprocess and the store.
+_FROM_BASE = frozenset(
+    {
+        "EngineError",
+        "EngineProcess",
+        "EngineStartError",
+        "HealthTimeout",
+        "LaunchSpec",
+        "RuntimeAdapter",
+        "RuntimeNotInstalled",
+        "UnknownRuntime",
+        "free_port",
+        "stop_process",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_BASE:
+        from famous.runtimes import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'famous.runtimes' has no attribute {name!r}")
 
 
 __all__ = [

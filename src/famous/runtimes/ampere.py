@@ -13,7 +13,7 @@ import platform
 from typing import ClassVar
 
 from famous.runtimes.base import RuntimeNotInstalled, missing_modules
-from famous.runtimes.llamacpp import CONFIGURATION_KEYS as LLAMACPP_KEYS
+from famous.runtimes.keys import AMPERE_KEYS
 from famous.runtimes.llamacpp import LlamaCppPythonServer
 
 AMPERE_DISTRIBUTION = "llama-cpp-python-ampere"
@@ -22,11 +22,6 @@ AMPERE_INSTALL = (
     "   # arm64 (Ampere Altra / AmpereOne) only"
 )
 ARM64 = ("aarch64", "arm64")
-
-CONFIGURATION_KEYS: dict[str, str] = {
-    **{k: v for k, v in LLAMACPP_KEYS.items() if k not in ("server", "llama_server_path")},
-    "context_size": "alias of ctx-size",
-}
 
 
 def machine_architecture() -> str:
@@ -39,7 +34,7 @@ class AmpereLlamaCppServer(LlamaCppPythonServer):
     runtime: ClassVar[str] = "llamacpp-ampere"
     server: ClassVar[str] = "llama_cpp.server (Ampere build)"
     install_command: ClassVar[str] = AMPERE_INSTALL
-    configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+    configuration_keys: ClassVar[dict[str, str]] = AMPERE_KEYS
 
     def check_installed(self) -> None:
         arch = machine_architecture()

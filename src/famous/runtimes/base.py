@@ -21,12 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from famous.errors import FamousError, Incompatible, Unavailable
+from famous.errors import FamousError, Incompatible, NotFound, Unavailable
 from famous.store.deployments import log_path_for, tail
 
 
 class EngineError(FamousError, RuntimeError):
     """Base of the errors an engine runtime raises."""
+
+
+class UnknownRuntime(EngineError, NotFound):
+    """An engine names a runtime famous has no adapter for."""
 
 
 class RuntimeNotInstalled(EngineError, Incompatible):

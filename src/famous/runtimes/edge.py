@@ -7,18 +7,13 @@ from __future__ import annotations
 from typing import ClassVar
 
 from famous.runtimes.base import LaunchSpec, RuntimeAdapter
-
-CONFIGURATION_KEYS: dict[str, str] = {
-    "context_size": "KV-cache slots the program was built with (informational)",
-    "prefill_lengths": "prefill signatures the program holds (informational)",
-    "threads": "CPU threads",
-}
+from famous.runtimes.keys import EDGE_KEYS
 
 
 class _EdgeServer(RuntimeAdapter):
     server: ClassVar[str] = "famous.runtimes.workers.edge"
     health_path: ClassVar[str] = "/v1/models"
-    configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+    configuration_keys: ClassVar[dict[str, str]] = EDGE_KEYS
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         cmd = self.worker_argv(spec, port)

@@ -35,6 +35,7 @@ from famous.runtimes.base import (
     normalize_configuration,
     physical_cores,
 )
+from famous.runtimes.keys import LLAMACPP_KEYS
 
 LLAMACPP_INSTALL = (
     "famous install-component llama-server (needs a C++ toolchain and CMake), or "
@@ -48,38 +49,6 @@ FUNCTION_CALLING_FORMATS = frozenset(
     {"chatml-function-calling", "functionary", "functionary-v1", "functionary-v2"}
 )
 
-# Every key the llama.cpp engines read from an engine manifest's ``configuration``
-# (kebab-case or snake_case; aliases in parentheses are accepted too).
-CONFIGURATION_KEYS: dict[str, str] = {
-    "server": "auto (llama-server when available) | llama-server | llama-cpp-python",
-    "llama_server_path": "path of a llama-server binary to use",
-    "backend": "llama.cpp build llama-server runs on: cpu | cuda | rocm | vulkan",
-    "context_size": "context length in tokens (n-ctx); default: the model's, at most 4096",
-    "ctx_size": "alias of context-size",
-    "n_ctx": "alias of context-size",
-    "threads": "decode threads; default: physical cores (n-threads)",
-    "n_threads": "alias of threads",
-    "batch_size": "logical batch size for prompt processing (n-batch)",
-    "n_batch": "alias of batch-size",
-    "ubatch_size": "physical batch size (n-ubatch)",
-    "n_ubatch": "alias of ubatch-size",
-    "n_gpu_layers": "layers offloaded to the GPU on GPU builds (-1 = all)",
-    "flash_attn": "on | off | auto: flash attention (6-17 % faster prompt processing here)",
-    "parallel": "llama-server: slots that batch concurrent requests, each with the whole "
-    "context (default: as many as 10 % of the memory holds the KV cache of, 1 to 8)",
-    "cache_reuse": "llama-server: reuse cached prompt chunks of at least N tokens (--cache-reuse)",
-    "draft_model": "llama-server: speculative decoding with this installed GGUF model (a name "
-    "famous list shows, or a file path); it must share the model's vocabulary",
-    "draft_max": "llama-server: most tokens the draft model proposes at a time (--draft-max)",
-    "chat_format": "llama-cpp-python chat format when the GGUF has no chat template",
-    "chat_template": "llama-server built-in template name when the GGUF has none",
-    "embedding": "serve /v1/embeddings (auto-detected from the GGUF)",
-    "pooling": "embedding pooling: mean | cls | last (llama-server)",
-    "reranking": "serve /v1/rerank (auto-detected from a GGUF with rank pooling; llama-server)",
-    "mmproj": "llama-server: the vision projector (mmproj GGUF) to read images with; default: "
-    "the one beside the model's GGUF, if any; none turns vision off",
-    "seed": "default sampling seed",
-}
 NO_PROJECTOR = (
     "read images: this model has no vision projector (pull a repo that ships an "
     "mmproj-*.gguf, or set mmproj to one)"
@@ -114,7 +83,7 @@ def _projector(cfg: Mapping[str, Any], model: Path) -> Path | None:
 
 class _LlamaCppBase(RuntimeAdapter):
     runtime: ClassVar[str] = "llamacpp"
-    configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+    configuration_keys: ClassVar[dict[str, str]] = LLAMACPP_KEYS
     local_only_keys: ClassVar[frozenset[str]] = frozenset(
         {"llama_server_path", "draft_model", "mmproj"}
     )

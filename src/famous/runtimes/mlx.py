@@ -31,21 +31,10 @@ from famous.runtimes.base import (
     LaunchSpec,
     RuntimeAdapter,
 )
+from famous.runtimes.keys import MLX_KEYS
 
 MLX_INSTALL = "pip install 'famous[mlx]'   # mlx (mlx[cpu] on Linux) and mlx-lm"
 
-CONFIGURATION_KEYS: dict[str, str] = {
-    "context_size": "longest answer mlx_lm generates when a request sets no max_tokens",
-    "max_tokens": "alias of context-size for mlx_lm's --max-tokens",
-    "chat_template": "a chat template to use instead of the tokenizer's",
-    "temperature": "default sampling temperature (requests override it)",
-    "top_p": "default nucleus sampling top-p",
-    "top_k": "default top-k (0 disables)",
-    "decode_concurrency": "requests decoded together in one batch (mlx_lm default 32)",
-    "prompt_cache_size": "distinct KV caches mlx_lm keeps for prompt reuse",
-    "kv_bits": "quantize the KV cache to 4 or 8 bits (disables batching)",
-    "log_level": "mlx_lm log level (INFO, WARNING, …)",
-}
 
 # configuration key -> mlx_lm.server flag
 _FLAGS: dict[str, str] = {
@@ -67,7 +56,7 @@ class MlxServer(RuntimeAdapter):
     server: ClassVar[str] = "mlx_lm.server"
     install_command: ClassVar[str] = MLX_INSTALL
     health_path: ClassVar[str] = "/health"
-    configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+    configuration_keys: ClassVar[dict[str, str]] = MLX_KEYS
     required_modules: ClassVar[tuple[str, ...]] = ("mlx", "mlx_lm")
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:

@@ -10,16 +10,10 @@ from famous.runtimes.base import (
     RuntimeAdapter,
     physical_cores,
 )
+from famous.runtimes.keys import NATIVE_KEYS
 
 # Engine manifests say torch's names; the server takes famous.genai's short ones.
 _DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-
-CONFIGURATION_KEYS: dict[str, str] = {
-    "context_size": "longest sequence the native engine keeps in its KV cache",
-    "max_seq_len": "alias of context-size",
-    "dtype": "weights and compute dtype: float32, bfloat16 or float16",
-    "threads": "torch intra-op threads (default: physical cores)",
-}
 
 
 class FamousNativeServer(RuntimeAdapter):
@@ -29,7 +23,7 @@ class FamousNativeServer(RuntimeAdapter):
     server: ClassVar[str] = "famous.runtimes.workers.native"
     install_command: ClassVar[str] = "pip install 'famous[genai]'"
     health_path: ClassVar[str] = "/v1/models"
-    configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+    configuration_keys: ClassVar[dict[str, str]] = NATIVE_KEYS
     required_modules: ClassVar[tuple[str, ...]] = ("torch", "famous.runtimes.workers.native")
 
     def command(self, spec: LaunchSpec, port: int) -> list[str]:

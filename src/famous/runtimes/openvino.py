@@ -12,18 +12,10 @@ from famous.runtimes.base import (
     LaunchSpec,
     RuntimeAdapter,
 )
+from famous.runtimes.keys import OPENVINO_KEYS
 
 OPENVINO_INSTALL = "pip install 'famous[openvino]'   # openvino-genai"
 
-CONFIGURATION_KEYS: dict[str, str] = {
-    "device": "CPU (default) | GPU | GPU.N | NPU | AUTO: where OpenVINO compiles the model",
-    "context_size": "most tokens (prompt + answer); default: the model's max_position_embeddings",
-    "cache_dir": "OpenVINO's compiled-model cache (first NPU / GPU load compiles for minutes)",
-    "max_prompt_len": "NPU only: longest prompt the static NPU pipeline is compiled for",
-    "min_response_len": "NPU only: answer tokens the NPU pipeline reserves",
-    "performance_hint": "LATENCY (default) | THROUGHPUT: OpenVINO's performance hint",
-    "inference_num_threads": "CPU threads OpenVINO uses",
-}
 
 # configuration key -> OpenVINO property passed to LLMPipeline
 _PROPERTIES: dict[str, str] = {
@@ -41,7 +33,7 @@ class OpenVINOServer(RuntimeAdapter):
     server: ClassVar[str] = "famous.runtimes.workers.openvino"
     install_command: ClassVar[str] = OPENVINO_INSTALL
     health_path: ClassVar[str] = "/health"
-    configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+    configuration_keys: ClassVar[dict[str, str]] = OPENVINO_KEYS
     local_only_keys: ClassVar[frozenset[str]] = frozenset({"cache_dir"})
     required_modules: ClassVar[tuple[str, ...]] = (
         "openvino",

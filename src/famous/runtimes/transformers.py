@@ -14,16 +14,9 @@ from famous.runtimes.base import (
     RuntimeAdapter,
     as_bool,
 )
+from famous.runtimes.keys import TRANSFORMERS_KEYS
 
 TRANSFORMERS_INSTALL = "pip install 'famous[transformers]'"
-
-CONFIGURATION_KEYS: dict[str, str] = {
-    "dtype": "auto (fp32 on CPU, the checkpoint's dtype on a GPU) | float32 | bfloat16 | float16",
-    "device": "auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps",
-    "threads": "torch CPU threads; default: torch's own choice",
-    "context_size": "most tokens (prompt + answer); default: the model's max_position_embeddings",
-    "allow_pickle": "accept .bin / .pt checkpoints (pickle can run code; default false)",
-}
 
 
 class TransformersServer(RuntimeAdapter):
@@ -33,7 +26,7 @@ class TransformersServer(RuntimeAdapter):
     server: ClassVar[str] = "famous.runtimes.workers.transformers"
     install_command: ClassVar[str] = TRANSFORMERS_INSTALL
     health_path: ClassVar[str] = "/health"
-    configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+    configuration_keys: ClassVar[dict[str, str]] = TRANSFORMERS_KEYS
     local_only_keys: ClassVar[frozenset[str]] = frozenset({"allow_pickle"})
     required_modules: ClassVar[tuple[str, ...]] = ("torch", "transformers", "safetensors")
 

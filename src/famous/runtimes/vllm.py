@@ -22,25 +22,10 @@ from famous.runtimes.base import (
     as_bool,
     missing_modules,
 )
+from famous.runtimes.keys import VLLM_KEYS
 
 VLLM_INSTALL = "pip install 'famous[vllm]'   # on ROCm: vLLM's ROCm wheels or container"
 
-CONFIGURATION_KEYS: dict[str, str] = {
-    "max_model_len": "context length vLLM reserves KV cache for (--max-model-len)",
-    "context_size": "alias of max-model-len",
-    "gpu_memory_utilization": "share of each GPU's memory vLLM may take (0-1, default 0.9)",
-    "tensor_parallel_size": "GPUs one model is split over; default: every visible GPU "
-    "(the largest power of two of them)",
-    "pipeline_parallel_size": "pipeline stages (multi-node through Ray)",
-    "dtype": "auto | bfloat16 | float16 | float32",
-    "quantization": "awq | gptq | fp8 | … (default: read from the checkpoint)",
-    "kv_cache_dtype": "auto | fp8 …: KV cache precision",
-    "max_num_seqs": "requests batched together at most",
-    "enforce_eager": "true disables CUDA graphs (less memory, slower decode)",
-    "enable_prefix_caching": "true reuses the KV cache of shared prompt prefixes",
-    "seed": "default sampling seed",
-    "distributed_executor_backend": "mp | ray: how vLLM starts its workers",
-}
 
 # configuration key -> vllm serve flag taking a value
 _VALUE_FLAGS: dict[str, str] = {
@@ -111,7 +96,7 @@ class VllmServer(RuntimeAdapter):
     server: ClassVar[str] = "vllm serve"
     install_command: ClassVar[str] = VLLM_INSTALL
     health_path: ClassVar[str] = "/health"
-    configuration_keys: ClassVar[dict[str, str]] = CONFIGURATION_KEYS
+    configuration_keys: ClassVar[dict[str, str]] = VLLM_KEYS
 
     def __init__(
         self, configuration: Mapping[str, Any] | None = None, gpus: int | None = None

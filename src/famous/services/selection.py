@@ -84,14 +84,12 @@ def check_runtime(resolved: Resolved) -> RuntimeCheck | None:
 
 def runtime_settings(runtime: str) -> dict[str, str]:
     """Configuration keys ``runtime`` understands (kebab-case, as manifests write them), each
-    with what it does; empty for a runtime famous has no adapter for."""
-    from famous.runtimes import UnknownRuntime, get_runtime
+    with what it does; empty for a runtime famous has no adapter for. Read from plain data:
+    no adapter is imported."""
+    from famous.runtimes.keys import RUNTIME_KEYS
 
-    try:
-        adapter = get_runtime(runtime)
-    except UnknownRuntime:
-        return {}
-    return {key.replace("_", "-"): doc for key, doc in adapter.configuration_keys.items()}
+    keys = RUNTIME_KEYS.get(runtime, {})
+    return {key.replace("_", "-"): doc for key, doc in keys.items()}
 
 
 def artifact_configuration(model: str, engine: str, file_format: str) -> tuple[str, dict[str, Any]]:
@@ -118,9 +116,9 @@ def artifact_configuration(model: str, engine: str, file_format: str) -> tuple[s
 def every_runtime_key() -> list[str]:
     """Every engine key some runtime understands: what ``famous set KEY=VALUE`` (no
     ``--model``) may set for all models, each applying where the engine understands it."""
-    from famous.runtimes import RUNTIMES
+    from famous.runtimes.keys import RUNTIME_KEYS
 
-    return sorted({key for runtime in RUNTIMES for key in runtime_settings(runtime)})
+    return sorted({key for runtime in RUNTIME_KEYS for key in runtime_settings(runtime)})
 
 
 def scoped_configuration(model: str) -> tuple[dict[str, object], list[str]]:
