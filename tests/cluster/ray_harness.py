@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,6 +24,12 @@ from pathlib import Path
 import psutil
 
 from famous.runtimes.base import free_port
+
+SERVING = Path(__file__).resolve().parents[1] / "serving"
+if str(SERVING) not in sys.path:
+    sys.path.insert(0, str(SERVING))
+
+import serving_harness as harness  # noqa: E402
 
 OBJECT_STORE_BYTES = 100 * 1000 * 1000
 
@@ -139,3 +146,40 @@ def leftover(nodes: list[RayNode]) -> list[int]:
 def kill_pid(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def start_ray_gateway(env: dict[str, str], address: str, args: list[str]) -> harness.Gateway:
+    """``famous serve --ray ADDRESS ARGS`` in ``env``'s FAMOUS_HOME, once its /health answers
+    (Serve's HTTP proxy on a free port)."""
+    home = Path(env["FAMOUS_HOME"])
+    port = free_port()
+    log_path = home / "gateway-test.log"
+    argv = [sys.executable, "-m", "famous", "serve", "--port", str(port), "--ray", address]
+    argv += ["--ray-port", str(free_port()), *args]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    gw = harness.Gateway(f"http://127.0.0.1:{port}", port, home, proc, log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited early:\n{gw.log()}")
+        try:
+            if harness.get_json(gw.url + "/health", timeout=1)["status"] == "ok":
+                return gw
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"gateway did not come up:\n{gw.log()}")
+
+
+def with_ray_token(env: dict[str, str], root: Path) -> dict[str, str]:
+    """``env`` with the cluster's own token (Ray's token authentication, which famous turns
+    on where a token is at hand): the nodes and the gateway read it, nothing of ~/.ray."""
+    token = root / "ray-auth-token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    env["RAY_AUTH_TOKEN_PATH"] = str(token)
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"):
+        env.pop(key, None)
+    return env

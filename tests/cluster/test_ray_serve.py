@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import subprocess
 import sys
 import time
@@ -32,12 +31,13 @@ from ray_harness import (  # noqa: E402
     kill_pid,
     launch_node,
     leftover,
+    start_ray_gateway,
     wait_port,
     wait_started,
+    with_ray_token,
 )
 from realweights_helpers import CHAT  # noqa: E402
 
-from famous.runtimes.base import free_port  # noqa: E402
 from provision import smollm2_gguf  # noqa: E402
 
 REPO_ID = "test-org/SmolLM2-135M-Instruct-GGUF"
@@ -57,14 +57,7 @@ class Cluster:
         self.hub = HubServer().start()
         self.env = {**harness.famous_env(root, "llama-server"), **environment(self.hub)}
         self.env.pop("HF_TOKEN", None)
-        # the cluster's own token (Ray's token authentication, which famous turns on where a
-        # token is at hand): the nodes and the gateway read it, nothing of ~/.ray is used
-        token = root / "ray-auth-token"
-        token.write_text(secrets.token_hex(32))
-        token.chmod(0o600)
-        self.env["RAY_AUTH_TOKEN_PATH"] = str(token)
-        for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"):
-            self.env.pop(key, None)
+        with_ray_token(self.env, root)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +82,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         _, errors = pull.communicate(timeout=120)
         assert pull.returncode == 0, errors
         wait_started(head)
-        state.gateway = _start_gateway(state, gateway_home, address)
+        args = ["--ray-replicas", "2", "--keep-alive", "-1"]
+        state.gateway = start_ray_gateway(_home(state, gateway_home), address, args)
         wait_started(worker)
         yield state
     finally:
@@ -103,32 +97,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def _home(state: Cluster, home: Path) -> dict[str, str]:
     return {**state.env, "FAMOUS_HOME": str(home)}
-
-
-def _start_gateway(state: Cluster, home: Path, address: str) -> harness.Gateway:
-    port = free_port()
-    log_path = home / "gateway-test.log"
-    argv = [sys.executable, "-m", "famous", "serve", "--port", str(port), "--ray", address]
-    argv += ["--ray-replicas", "2", "--ray-port", str(free_port()), "--keep-alive", "-1"]
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            argv,
-            env=_home(state, home),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    gw = harness.Gateway(f"http://127.0.0.1:{port}", port, home, proc, log_path)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited early:\n{gw.log()}")
-        try:
-            if harness.get_json(gw.url + "/health", timeout=1)["status"] == "ok":
-                return gw
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"gateway did not come up:\n{gw.log()}")
 
 
 def _client(state: Cluster) -> openai.OpenAI:

@@ -81,11 +81,21 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     lines: int = typer.Option(50, "--lines", "-n", help="How many lines to show first."),
 ) -> None:
-    """Show an engine's log (stdout and stderr of its process)."""
+    """Show an engine's log (stdout and stderr of its process); for a model on Ray, each
+    replica's engine log, read on its node."""
+    from famous.services.deployments import cluster_logs, log_of
     from famous.services.deployments import follow as follow_log
-    from famous.services.deployments import log_of
     from famous.store.deployments import tail
 
+    on_ray = cluster_logs(model, lines)
+    if on_ray is not None:
+        _print_replica_logs(on_ray)
+        if follow:
+            raise InvalidInput(
+                f"--follow reads a log on this machine; {model}'s engines log on their Ray "
+                "nodes: run famous logs again for their latest lines"
+            )
+        return
     path = log_of(model)
     for line in tail(path, lines):
         typer.echo(line)
@@ -97,6 +107,20 @@ def logs(
             sys.stdout.flush()
     except KeyboardInterrupt:
         return
+
+
+def _print_replica_logs(answer: dict) -> None:
+    """The gateway's deployment lines, then each replica's engine log under a header."""
+    for line in answer["lines"]:
+        typer.echo(line)
+    for rep in answer["replicas"]:
+        typer.echo(
+            f"==> replica {rep['replica']} on node {rep['node_ip']} ({rep['node_id'][:12]}), "
+            f"engine {rep['engine']} on {rep['server']} (pid {rep['engine_pid']}): "
+            f"{rep['log_path']}"
+        )
+        for line in rep["lines"]:
+            typer.echo(line)
 
 
 @handle_errors

@@ -23,6 +23,7 @@ from famous.services.gateway_client import GatewayClient, StreamInterrupted
 
 if TYPE_CHECKING:
     from famous.hub.progress import ProgressSink
+    from famous.serve.ray_serve.launcher import RayOptions
     from famous.services.run import RunTarget
 
 
@@ -77,22 +78,34 @@ def serve(
     ray: str = typer.Option(
         None, "--ray", help="Deploy models on this Ray cluster (ADDRESS, or auto: a local head)."
     ),
-    ray_replicas: int = typer.Option(1, "--ray-replicas", help="Ray Serve replicas per model."),
+    ray_replicas: int = typer.Option(
+        None, "--replicas", "--ray-replicas", help="Ray Serve replicas per model (default 1)."
+    ),
+    min_replicas: int = typer.Option(
+        None, "--min-replicas", help="Autoscale on Ray from N replicas (0: scale to zero)."
+    ),
+    max_replicas: int = typer.Option(
+        None, "--max-replicas", help="Autoscale on Ray up to M replicas."
+    ),
+    target_ongoing: float = typer.Option(
+        None, "--target-ongoing-requests", help="Ongoing requests per replica Ray aims at (2)."
+    ),
     ray_cpus: float = typer.Option(1.0, "--ray-cpus", help="CPUs each Ray replica reserves."),
     ray_port: int = typer.Option(8000, "--ray-port", help="Port of Ray Serve's HTTP proxy."),
 ) -> None:
     """Run the OpenAI-compatible gateway in the foreground (Ctrl-C stops it and its engines)."""
     from famous.serve.models import ModelRegistry, ModelSpec
-    from famous.serve.ray_serve.launcher import RayOptions
     from famous.serve.server import GatewayConfigError, GatewaySettings, run_gateway
     from famous.units import parse_size
 
     specs = [ModelSpec(name=name, path=path) for name, path in _model_files(model)]
+    keep_alive = float(keep_alive if keep_alive is not None else _setting("keep-alive"))
+    scaling = (ray_replicas, min_replicas, max_replicas, target_ongoing)
     settings = GatewaySettings(
         host=host or str(_setting("http.host")),
         port=port or int(_setting("http.port")),
         api_key=api_key or None,
-        keep_alive=float(keep_alive if keep_alive is not None else _setting("keep-alive")),
+        keep_alive=keep_alive,
         max_loaded=max_loaded or int(_setting("max-loaded-models")),
         memory_budget=parse_size(memory_budget) if memory_budget else None,
         startup_timeout=float(startup_timeout or _setting("startup-timeout")),
@@ -100,7 +113,7 @@ def serve(
         models=specs,
         drain_timeout=max(drain_timeout, 0.0),
         read_timeout=max(read_timeout, 0.5),
-        ray=RayOptions(ray, max(ray_replicas, 1), ray_cpus, ray_port) if ray else None,
+        ray=_ray_options(ray, scaling, keep_alive, ray_cpus, ray_port),
     )
     running = running_gateway()
     if running is not None and running.port == settings.port:
@@ -111,6 +124,28 @@ def serve(
         run_gateway(settings)
     except (GatewayConfigError, FileNotFoundError) as exc:
         raise FamousError(str(exc)) from None
+
+
+def _ray_options(
+    address: str | None,
+    scaling: tuple[int | None, int | None, int | None, float | None],
+    keep_alive: float,
+    cpus: float,
+    port: int,
+) -> RayOptions | None:
+    """``--ray`` and its replica options (checked), or None without ``--ray``."""
+    from famous.serve.ray_serve.launcher import RayOptions
+    from famous.serve.ray_serve.scaling import scaling_options
+
+    if address is None:
+        given = [n for n, v in zip(SCALING_FLAGS, scaling, strict=True) if v is not None]
+        if given:
+            raise InvalidInput(f"{', '.join(given)} apply only with --ray ADDRESS (or --ray auto)")
+        return None
+    return RayOptions(address, scaling_options(*scaling, keep_alive), cpus, port)
+
+
+SCALING_FLAGS = ("--replicas", "--min-replicas", "--max-replicas", "--target-ongoing-requests")
 
 
 # -- run / chat -------------------------------------------------------------------------------

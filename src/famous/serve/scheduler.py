@@ -459,9 +459,11 @@ class Scheduler:
             if dep.state != "ready" or dep.process is None:
                 continue
             keep = self.keep_alive_of(dep.name)
+            # an engine that scales itself (Ray's autoscaling) removes its idle replicas
+            idles_itself = getattr(dep.process, "scales_itself", False)
             if not dep.process.alive():
                 self._mark_failed(dep)
-            elif keep >= 0 and dep.active == 0 and now - dep.last_used > keep:
+            elif keep >= 0 and not idles_itself and dep.active == 0 and now - dep.last_used > keep:
                 await self._stop(dep, reason=f"unloaded after {keep:g} s idle")
 
     # -- the catalog's deployments table ---------------------------------------------------

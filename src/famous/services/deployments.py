@@ -211,6 +211,24 @@ def deployment_health() -> list[dict[str, Any]]:
     return deployments
 
 
+def cluster_logs(model: str, lines: int) -> dict[str, Any] | None:
+    """For a model the running gateway deployed on Ray: its deployment log's last ``lines``
+    (``lines``) and each replica's engine log tail, read on its node (``replicas``); None
+    for a model that runs on this machine."""
+    from urllib.parse import quote
+
+    from famous.services.gateway import running_gateway
+    from famous.services.gateway_client import GatewayClient
+
+    record = next((r for r in read_all() if r.name == model), None)
+    info = running_gateway()
+    if record is None or record.server != CLUSTER_SERVER or info is None:
+        return None
+    path = f"/famous/api/deployments/{quote(model, safe='/')}/logs?tail={max(lines, 0)}"
+    answer = GatewayClient.of(info).call("GET", path, timeout=60.0)
+    return answer if "replicas" in answer else None
+
+
 def log_of(model: str) -> Path:
     """The engine log of ``model`` (its recorded one, else where it would be)."""
     record = next((r for r in read_all() if r.name == model), None)

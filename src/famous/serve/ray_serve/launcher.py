@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from famous.serve.ray_serve.resources import (
     replica_options,
     serve_environment,
 )
+from famous.serve.ray_serve.scaling import Scaling, deployment_scaling
 from famous.services.deployments import CLUSTER_SERVER
 from famous.store.deployments import log_path_for
 
@@ -47,10 +48,11 @@ class RayUnavailable(Unavailable):
 @dataclass
 class RayOptions:
     """How the gateway uses Ray: the cluster (``auto``: start a head in this process),
-    replicas per model, CPUs each replica reserves, and the port of Serve's HTTP proxy."""
+    replicas per model (a count, or autoscaling bounds), CPUs each replica reserves, and
+    the port of Serve's HTTP proxy."""
 
     address: str = "auto"
-    replicas: int = 1
+    scaling: Scaling = field(default_factory=Scaling)
     replica_cpus: float = 1.0
     http_port: int = 8000
     namespace: str = "famous"
@@ -152,7 +154,9 @@ class RayEngine(EngineProcess):
 
     cluster: RayCluster | None = None
     app: str = ""
-    replicas_wanted: int = 1
+    #: Ray autoscales the replicas and removes idle ones itself (the scheduler's keep-alive
+    #: then leaves the application deployed, even at zero replicas)
+    scales_itself: bool = False
 
     async def wait_healthy_async(self, timeout: float = 120.0, interval: float = 0.1) -> None:
         """Serve's proxy answers for the application; then the gateway refuses what any
@@ -194,6 +198,13 @@ class RayEngine(EngineProcess):
                 continue
             alive.append(record)
         return sorted(alive, key=lambda r: (r["node_ip"], r["node_id"], r["replica"]))
+
+    def replica_logs(self, lines: int = 50) -> list[dict[str, Any]]:
+        """Each live replica with the last ``lines`` lines of its engine's log, read on its
+        node (``famous logs``)."""
+        from famous.serve.ray_serve.logs import replica_logs
+
+        return replica_logs(self.placement(), lines)
 
     def stop(self, grace: float = 10.0) -> int | None:
         """Ask Serve to delete the application and wait up to ``grace`` seconds for it to go
@@ -238,7 +249,7 @@ class RayLauncher:
         deployment = serve.deployment(
             EngineReplica,
             name="engine",
-            num_replicas=opts.replicas,
+            **deployment_scaling(opts.scaling),
             ray_actor_options=replica_options(spec.memory_bytes, opts.replica_cpus),
             health_check_period_s=5.0,
             graceful_shutdown_timeout_s=5.0,
@@ -266,10 +277,10 @@ class RayLauncher:
             log_path=log_path,
             health_path=prefix + "/health",
             path_prefix=prefix,
-            reason=f"Ray Serve application {app!r}, {opts.replicas} replica(s)",
+            reason=f"Ray Serve application {app!r}, {opts.scaling.describe()}",
             cluster=self.cluster,
             app=app,
-            replicas_wanted=opts.replicas,
+            scales_itself=opts.scaling.autoscaling,
         )
 
     def close(self) -> None:

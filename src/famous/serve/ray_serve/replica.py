@@ -119,6 +119,7 @@ class EngineReplica:
             "runtime": spec.runtime,
             "server": self.process.server,
             "engine_pid": self.process.pid,
+            "log_path": str(self.process.log_path),  # on its node (``famous logs``)
             "memory_estimate_bytes": spec.memory_bytes,
             "started_at": time.time(),
             "limits": self.process.unsupported,

@@ -305,15 +305,28 @@ async def logs(request: Request, model: str) -> dict[str, Any]:
     tail = _int_query(request, "tail", 200, 0, 10_000)
     after = _int_query(request, "after", None, 0, _MAX_OFFSET)
 
-    def read() -> tuple[list[str], int]:
+    def read() -> dict[str, Any]:
         try:
             path = _log_path(gateway, name)
         except FamousError as exc:
             raise _not_found(str(exc), "log_not_found") from None
-        return deployments.read_log(path, tail or 0, after)
+        lines, offset = deployments.read_log(path, tail or 0, after)
+        answer: dict[str, Any] = {"lines": lines, "offset": offset}
+        replicas = _replica_logs(gateway, name, tail or 0) if after is None else None
+        if replicas is not None:
+            answer["replicas"] = replicas
+        return answer
 
-    lines, offset = await asyncio.to_thread(read)
-    return {"lines": lines, "offset": offset}
+    return await asyncio.to_thread(read)
+
+
+def _replica_logs(gateway: GatewayContext, name: str, tail: int) -> list[dict[str, Any]] | None:
+    """For a model on Ray: each replica's engine log tail, read on its node; else None."""
+    from famous.serve.ray_serve.launcher import RayEngine
+
+    dep = gateway.scheduler.deployments.get(name)
+    proc = dep.process if dep is not None and dep.state in ("starting", "ready") else None
+    return proc.replica_logs(tail) if isinstance(proc, RayEngine) else None
 
 
 # -- the Hub ---------------------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""How many replicas Ray Serve runs of a model: a fixed count (``--replicas``), or autoscaling
+on ongoing requests between ``--min-replicas`` and ``--max-replicas``.
+
+With autoscaling, Ray owns the idle policy: replicas above the minimum go after the gateway's
+keep-alive, and with a minimum of 0 the last one too (scale to zero); the next request then
+waits at Serve's proxy while Ray starts a replica (its node's engine) for it. Ray decides from
+the ongoing requests it saw over a look-back window, then waits its down-scale delay: famous
+splits the keep-alive between the two, so a replica goes about ``keep-alive`` seconds after
+its last request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from famous.errors import InvalidInput
+
+#: Ray Serve's own default of ongoing requests per replica
+DEFAULT_TARGET_ONGOING = 2.0
+#: seconds a higher load must last before Ray adds a replica (Ray's default is 30)
+UPSCALE_DELAY_S = 3.0
+#: the longest look-back window famous asks for (Ray's default)
+MAX_LOOK_BACK_S = 30.0
+#: seconds between the reports of ongoing requests to Serve's autoscaler (famous's nodes
+#: set Ray's push intervals to it: ``resources.SERVE_ENVIRONMENT``); Ray wants a look-back
+#: window longer than it
+METRICS_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """``replicas`` when fixed; else the autoscaling bounds and target, and the keep-alive
+    (seconds; negative: replicas above the minimum stay as long as Ray's default)."""
+
+    replicas: int = 1
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    target_ongoing: float | None = None
+    keep_alive: float = 300.0
+
+    @property
+    def autoscaling(self) -> bool:
+        return (self.min_replicas, self.max_replicas, self.target_ongoing) != (None,) * 3
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        low = self.min_replicas if self.min_replicas is not None else 1
+        high = self.max_replicas if self.max_replicas is not None else max(low, 1)
+        return low, high
+
+    def describe(self) -> str:
+        if not self.autoscaling:
+            return f"{self.replicas} replica(s)"
+        low, high = self.bounds
+        target = self.target_ongoing or DEFAULT_TARGET_ONGOING
+        return f"{low} to {high} replica(s), autoscaling at {target:g} ongoing request(s) each"
+
+
+def scaling_options(
+    replicas: int | None,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    target_ongoing: float | None,
+    keep_alive: float,
+) -> Scaling:
+    """The ``--replicas`` / ``--min-replicas`` / ``--max-replicas`` /
+    ``--target-ongoing-requests`` options, checked (InvalidInput names the option)."""
+    auto = (min_replicas, max_replicas, target_ongoing) != (None,) * 3
+    if replicas is not None and auto:
+        raise InvalidInput(
+            "give either --replicas N (a fixed count) or --min-replicas/--max-replicas "
+            "(autoscaling), not both"
+        )
+    if replicas is not None and replicas < 1:
+        raise InvalidInput(f"--replicas must be at least 1, got {replicas}")
+    if min_replicas is not None and min_replicas < 0:
+        raise InvalidInput(f"--min-replicas must be 0 or more, got {min_replicas}")
+    if max_replicas is not None and max_replicas < 1:
+        raise InvalidInput(f"--max-replicas must be at least 1, got {max_replicas}")
+    if target_ongoing is not None and target_ongoing <= 0:
+        raise InvalidInput(f"--target-ongoing-requests must be above 0, got {target_ongoing}")
+    scaling = Scaling(replicas or 1, min_replicas, max_replicas, target_ongoing, keep_alive)
+    low, high = scaling.bounds
+    if auto and low > high:
+        raise InvalidInput(f"--min-replicas ({low}) must not exceed --max-replicas ({high})")
+    if auto and low == 0 and keep_alive < 0:
+        raise InvalidInput(
+            "--min-replicas 0 scales a model to zero after its keep-alive, but --keep-alive is "
+            "negative (never unload): give --keep-alive SECONDS"
+        )
+    return scaling
+
+
+def deployment_scaling(scaling: Scaling) -> dict[str, Any]:
+    """The options of ``serve.deployment`` that say how many replicas run: ``num_replicas``,
+    or an ``autoscaling_config`` (one replica starts with the model even when the minimum is
+    0, so the gateway learns what the engines can do; it goes after the keep-alive)."""
+    if not scaling.autoscaling:
+        return {"num_replicas": scaling.replicas}
+    low, high = scaling.bounds
+    config: dict[str, Any] = {
+        "min_replicas": low,
+        "max_replicas": high,
+        "initial_replicas": max(low, 1),
+        "target_ongoing_requests": scaling.target_ongoing or DEFAULT_TARGET_ONGOING,
+        "upscale_delay_s": UPSCALE_DELAY_S,
+        "metrics_interval_s": METRICS_INTERVAL_S,
+    }
+    if scaling.keep_alive >= 0:
+        look_back = min(MAX_LOOK_BACK_S, max(2 * METRICS_INTERVAL_S, scaling.keep_alive / 2))
+        delay = max(0.0, scaling.keep_alive - look_back)
+        config["look_back_period_s"] = look_back
+        config["downscale_delay_s"] = delay
+        config["downscale_to_zero_delay_s"] = delay
+    return {"autoscaling_config": config}
