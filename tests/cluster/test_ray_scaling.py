@@ -30,7 +30,11 @@ from ray_harness import RayNode, harness  # noqa: E402
 from realweights_helpers import CHAT  # noqa: E402
 
 from famous.errors import InvalidInput  # noqa: E402
-from famous.serve.ray_serve.scaling import deployment_scaling, scaling_options  # noqa: E402
+from famous.serve.ray_serve.scaling import (  # noqa: E402
+    deployment_scaling,
+    max_ongoing,
+    scaling_options,
+)
 from provision import smollm2_gguf  # noqa: E402
 
 MODEL = "smol"
@@ -169,5 +173,8 @@ def test_autoscaling_config_is_rays_own() -> None:
     assert config.look_back_period_s + config.downscale_to_zero_delay_s == 20.0
     assert config.downscale_delay_s == config.downscale_to_zero_delay_s
     assert deployment_scaling(scaling_options(2, None, None, None, 20.0)) == {"num_replicas": 2}
+    # Serve hands a replica as many requests at once as its engine has slots
+    assert max_ongoing({"parallel": 8}, scaling) == 8
+    assert max_ongoing({}, scaling) > 5  # not Serve's default, which would queue the 6th
     with pytest.raises(InvalidInput, match="--max-replicas must be at least 1"):
         scaling_options(None, None, 0, None, 20.0)

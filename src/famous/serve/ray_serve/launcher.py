@@ -29,7 +29,7 @@ from famous.serve.ray_serve.resources import (
     replica_options,
     serve_environment,
 )
-from famous.serve.ray_serve.scaling import Scaling, deployment_scaling
+from famous.serve.ray_serve.scaling import Scaling, deployment_scaling, max_ongoing
 from famous.services.deployments import CLUSTER_SERVER
 from famous.store.deployments import log_path_for
 
@@ -250,6 +250,7 @@ class RayLauncher:
             EngineReplica,
             name="engine",
             **deployment_scaling(opts.scaling),
+            max_ongoing_requests=max_ongoing(dict(spec.configuration), opts.scaling),
             ray_actor_options=replica_options(spec.memory_bytes, opts.replica_cpus),
             health_check_period_s=5.0,
             graceful_shutdown_timeout_s=5.0,

@@ -11,6 +11,7 @@ its last request.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,12 @@ from famous.errors import InvalidInput
 
 #: Ray Serve's own default of ongoing requests per replica
 DEFAULT_TARGET_ONGOING = 2.0
+#: requests Serve hands one replica at once when the engine's slots are not configured
+#: (Serve's own default, 5, would queue the 6th stream at the proxy however many slots the
+#: engine batches over: llama-server has up to 8 by itself, vLLM hundreds)
+DEFAULT_MAX_ONGOING = 32
+#: configuration keys that say how many requests an engine batches at once
+SLOT_KEYS = ("parallel", "n_parallel", "np", "max_num_seqs", "max-num-seqs")
 #: seconds a higher load must last before Ray adds a replica (Ray's default is 30)
 UPSCALE_DELAY_S = 3.0
 #: the longest look-back window famous asks for (Ray's default)
@@ -90,6 +97,14 @@ def scaling_options(
             "negative (never unload): give --keep-alive SECONDS"
         )
     return scaling
+
+
+def max_ongoing(configuration: dict[str, Any], scaling: Scaling) -> int:
+    """Requests Serve hands one replica at once: the engine's slots where its configuration
+    names them, else ``DEFAULT_MAX_ONGOING``; never below the autoscaling target."""
+    slots = next((configuration[k] for k in SLOT_KEYS if configuration.get(k) is not None), None)
+    count = int(slots) if slots is not None else DEFAULT_MAX_ONGOING
+    return max(count, math.ceil(scaling.target_ongoing or 1))
 
 
 def deployment_scaling(scaling: Scaling) -> dict[str, Any]:
