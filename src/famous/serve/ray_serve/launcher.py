@@ -22,6 +22,7 @@ from typing import Any
 from famous.errors import Unavailable
 from famous.runtimes import EngineProcess
 from famous.serve.models import ModelSpec
+from famous.serve.ray_serve.large import node_gpus, split_over_nodes
 from famous.serve.ray_serve.replica import EngineReplica, ReplicaModel, replica_records
 from famous.serve.ray_serve.resources import (
     auth_environment,
@@ -224,6 +225,13 @@ class RayEngine(EngineProcess):
         return None
 
 
+def _split_words(split: dict[str, Any]) -> str:
+    return (
+        f"pipeline parallel {split['pipeline_parallel_size']} x tensor parallel "
+        f"{split['tensor_parallel_size']}, Ray backend"
+    )
+
+
 class RayLauncher:
     """``Scheduler(launcher=RayLauncher(cluster))``: deploy each model on the cluster."""
 
@@ -236,6 +244,10 @@ class RayLauncher:
 
         self.cluster.connect()
         opts = self.cluster.options
+        split = self._split(spec)
+        scaling = Scaling(keep_alive=opts.scaling.keep_alive) if split else opts.scaling
+        # split over nodes, the GPUs and their memory are vLLM's workers', not the replica's
+        memory = None if split else spec.memory_bytes
         model = ReplicaModel(
             name=spec.name,
             package=spec.package,
@@ -245,13 +257,14 @@ class RayLauncher:
             configuration=dict(spec.configuration),
             embedding=bool(spec.embedding),
             startup_timeout=self.startup_timeout,
+            distributed=split or {},
         )
         deployment = serve.deployment(
             EngineReplica,
             name="engine",
-            **deployment_scaling(opts.scaling),
-            max_ongoing_requests=max_ongoing(dict(spec.configuration), opts.scaling),
-            ray_actor_options=replica_options(spec.memory_bytes, opts.replica_cpus),
+            **deployment_scaling(scaling),
+            max_ongoing_requests=max_ongoing(dict(spec.configuration), scaling),
+            ray_actor_options=replica_options(memory, opts.replica_cpus),
             health_check_period_s=5.0,
             graceful_shutdown_timeout_s=5.0,
             graceful_shutdown_wait_loop_s=0.5,
@@ -278,11 +291,23 @@ class RayLauncher:
             log_path=log_path,
             health_path=prefix + "/health",
             path_prefix=prefix,
-            reason=f"Ray Serve application {app!r}, {opts.scaling.describe()}",
+            reason=f"Ray Serve application {app!r}, {scaling.describe()}"
+            + (f", one vLLM over nodes ({_split_words(split)})" if split else ""),
             cluster=self.cluster,
             app=app,
-            scales_itself=opts.scaling.autoscaling,
+            scales_itself=scaling.autoscaling,
         )
+
+    def _split(self, spec: ModelSpec) -> dict[str, Any] | None:
+        """vLLM's Ray-backend configuration for a model no single node holds, else None."""
+        if spec.runtime != "vllm" or not spec.memory_bytes:
+            return None
+        import ray
+
+        split = split_over_nodes(spec.memory_bytes, node_gpus(ray.nodes()))
+        if split is not None:
+            log.info("%s fits no single node: vLLM over Ray with %s", spec.name, split)
+        return split
 
     def close(self) -> None:
         self.cluster.close()

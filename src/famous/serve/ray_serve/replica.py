@@ -50,6 +50,9 @@ class ReplicaModel:
     configuration: dict[str, Any] = field(default_factory=dict)
     embedding: bool = False
     startup_timeout: float = 300.0
+    #: vLLM's Ray backend for a model no single node holds (``large.split_over_nodes``):
+    #: merged into the node's own configuration
+    distributed: dict[str, Any] = field(default_factory=dict)
 
 
 def node_spec(model: ReplicaModel) -> tuple[ModelSpec, str]:
@@ -61,7 +64,7 @@ def node_spec(model: ReplicaModel) -> tuple[ModelSpec, str]:
             path=Path(model.path),
             runtime=model.runtime,
             engine=model.engine,
-            configuration=dict(model.configuration),
+            configuration={**model.configuration, **model.distributed},
             embedding=model.embedding,
         )
         return spec, "file"
@@ -71,6 +74,7 @@ def node_spec(model: ReplicaModel) -> tuple[ModelSpec, str]:
     result = pull(model.package)
     artifact = result.artifact
     runtime, configuration = artifact_configuration(result.model, result.engine, artifact.format)
+    configuration = {**configuration, **model.distributed}
     path = Path(artifact.path)
     spec = ModelSpec(
         name=model.name,
@@ -98,6 +102,9 @@ class EngineReplica:
         context = serve.get_replica_context()
         self.key = KV_PREFIX + f"{context.app_name}:{context.replica_id.unique_id}"
         spec, variant = node_spec(model)
+        if model.distributed.get("distributed_executor_backend") == "ray":
+            # vLLM's workers join this cluster: the engine gets its address
+            os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
         self.process: EngineProcess = launch_engine(spec)
         try:
             self.process.wait_healthy(model.startup_timeout)
