@@ -28,7 +28,9 @@ import ray_harness as ray_cluster  # noqa: E402
 from ray.serve.config import AutoscalingConfig  # noqa: E402
 from ray_harness import RayNode, harness  # noqa: E402
 from realweights_helpers import CHAT  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
 
+from famous.cli.app import app  # noqa: E402
 from famous.errors import InvalidInput  # noqa: E402
 from famous.serve.ray_serve.scaling import (  # noqa: E402
     deployment_scaling,
@@ -55,7 +57,8 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
     nodes: list[RayNode] = []
     gateway = None
     try:
-        head, address = ray_cluster.launch_node("node-a", root, env, {"node_a": 1})
+        # two CPU slots: a new replica may start while the one scaled down drains
+        head, address = ray_cluster.launch_node("node-a", root, env, {"node_a": 1}, num_cpus=2)
         nodes.append(head)
         ray_cluster.wait_started(head)
         home = root / "gateway"
@@ -80,9 +83,10 @@ def _cli(state: Scaled, *args: str) -> str:
 
 
 def _replicas(state: Scaled) -> list[dict]:
-    rows = [r for r in json.loads(_cli(state, "ps", "--format", "json")) if r["name"] == MODEL]
+    """The model's live replicas, as the gateway reports them (what ``famous ps`` shows)."""
+    rows = [d for d in state.gateway.ps() if d["name"] == MODEL]
     assert len(rows) == 1, rows
-    return rows[0]["replicas"]
+    return rows[0]["replicas"] or []
 
 
 def _ask(state: Scaled) -> str:
@@ -105,6 +109,8 @@ def test_scale_from_zero_logs_and_ps(scaled: Scaled) -> None:
     [replica] = _wait_replicas(scaled, 1, 30)
     assert replica["server"] == "llama-server" and replica["variant"] == "file", replica
 
+    listed = json.loads(_cli(scaled, "ps", "--format", "json"))
+    assert [r["replicas"] for r in listed if r["name"] == MODEL] == [[replica]]
     table = _cli(scaled, "ps")  # the replica by node, with its engine and server
     line = next(ln for ln in table.splitlines() if replica["node_id"][:12] in ln)
     assert replica["engine"] in line and "llama-server" in line, table
@@ -125,6 +131,7 @@ def test_scale_from_zero_logs_and_ps(scaled: Scaled) -> None:
     assert _wait_replicas(scaled, 0, 45) == []
     print(f"scaled to zero {time.monotonic() - idle:.1f} s after the logs were read")
     assert not psutil.pid_exists(replica["engine_pid"]) or _zombie(replica["engine_pid"])
+    assert f"{MODEL}: no replica runs (scaled to zero" in _cli(scaled, "ps")
 
     started = time.monotonic()
     assert "Paris" in _ask(scaled)  # waits while Ray starts a replica, then is answered
@@ -150,16 +157,16 @@ def _zombie(pid: int) -> bool:
         (["--min-replicas", "0", "--keep-alive", "-1"], "--keep-alive is negative"),
     ],
 )
-def test_replica_options_are_checked(tmp_path: Path, args: list[str], message: str) -> None:
-    out = harness.famous_cli(tmp_path, "serve", "--ray", "auto", *args, timeout=60)
-    assert out.returncode != 0
+def test_replica_options_are_checked(args: list[str], message: str) -> None:
+    out = CliRunner().invoke(app, ["serve", "--ray", "auto", *args])
+    assert out.exit_code == 2, out.output  # famous's exit status for invalid input
     assert message in out.stderr, out.stderr
     assert "famous gateway on" not in out.stderr  # refused before anything started
 
 
-def test_scaling_options_need_ray(tmp_path: Path) -> None:
-    out = harness.famous_cli(tmp_path, "serve", "--min-replicas", "0", timeout=60)
-    assert out.returncode != 0 and "--min-replicas apply only with --ray" in out.stderr, out.stderr
+def test_scaling_options_need_ray() -> None:
+    out = CliRunner().invoke(app, ["serve", "--min-replicas", "0"])
+    assert out.exit_code == 2 and "--min-replicas apply only with --ray" in out.stderr
 
 
 def test_autoscaling_config_is_rays_own() -> None:

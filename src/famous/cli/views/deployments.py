@@ -49,6 +49,9 @@ def ps(fmt: OutputFormat) -> None:
 def _print_replicas(rows: list[dict]) -> None:
     """The replicas of the models deployed on Ray, by node."""
     replicas = [(r["name"], rep) for r in rows for rep in r.get("replicas") or []]
+    for r in rows:
+        if r.get("replicas") == []:
+            print(f"\n{r['name']}: no replica runs (scaled to zero; a request starts one)")
     if not replicas:
         return
     print("")
