@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from export_helpers import load, prompt_ids
+from export_helpers import prompt_ids
 from gguf_helpers import (
+    assert_export_refused,
+    family_exports,
+    famous_greedy,
     fields,
     hf_greedy,
     hf_logits,
@@ -27,8 +29,7 @@ from gguf_helpers import (
 )
 from safetensors.numpy import load_file
 
-from famous.genai.export.gguf import GGUFExportError, export_gguf
-from famous.genai.kernels.decode import decode
+from famous.genai.export.gguf import export_gguf
 from famous.genai.models import fake_hf_config
 
 # model_type → llama.cpp's architecture (Mixtral is llama.cpp's llama with experts)
@@ -52,32 +53,12 @@ NEW = 12
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory):
     """``exported(kind)``: a random model of the family and famous's f32 GGUF of it."""
-    done: dict[str, tuple[Path, Path]] = {}
 
-    def get(kind: str) -> tuple[Path, Path]:
-        if kind not in done:
-            model = tmp_path_factory.mktemp(f"gguf-{kind}")
-            config = {"initializer_range": INIT.get(kind, 0.2), **CONFIG.get(kind, {})}
-            save_random_model(kind, model, **config)
-            result = export_gguf(model, model / "model.gguf", "f32")
-            assert result.architecture == ARCH[kind]
-            done[kind] = (model, result.path)
-        return done[kind]
+    def make(kind: str, model: Path) -> None:
+        config = {"initializer_range": INIT.get(kind, 0.2), **CONFIG.get(kind, {})}
+        save_random_model(kind, model, **config)
 
-    return get
-
-
-def famous_greedy(model_dir: Path, ids: list[int], n: int) -> list[int]:
-    model = load(model_dir)
-    cache = model.init_cache(1)
-    out: list[int] = []
-    with torch.no_grad():
-        logits, cache = model(torch.tensor([ids]), torch.arange(len(ids)), cache)
-        for i in range(n):
-            out.append(int(logits[0, -1].argmax()))
-            pos = torch.tensor([len(ids) + i])
-            logits, cache = decode(model, torch.tensor([out[-1:]]), pos, cache)
-    return out
+    return family_exports(tmp_path_factory, make, ARCH)
 
 
 @pytest.mark.parametrize("kind", list(ARCH))
@@ -155,8 +136,4 @@ def test_granite_multipliers_are_written_under_llama_cpps_keys(exported) -> None
     ],
 )
 def test_what_llama_cpp_would_run_differently_is_refused(kind, config, match, tmp_path) -> None:
-    model = save_random_model(kind, tmp_path / "model", **config)
-    with pytest.raises(GGUFExportError, match=match):
-        export_gguf(model, tmp_path / "model.gguf", "f16")
-    assert not (tmp_path / "model.gguf").exists()
-    assert not list(tmp_path.glob("*.partial"))
+    assert_export_refused(save_random_model(kind, tmp_path / "model", **config), match)
