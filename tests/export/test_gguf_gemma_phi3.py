@@ -1,11 +1,12 @@
 """GGUF export of Gemma 2, Gemma 3 (text) and Phi-3, run by llama.cpp itself (llama-cpp-python,
 the library famous's llama-server is built from), and read back as a famous source.
 
-Each model is a two-layer one of the family, trained a few steps on the test corpus (so its
-greedy tokens do not hinge on near-ties), with a sliding window of 4 tokens under prompts of
-10-24: llama.cpp's greedy text equals transformers' and famous's eager model's, and its
-logits stay close to transformers' windowed ones while a full-attention run of the same
-weights is far from them — dropping the window from the GGUF would fail here.
+Each model is a two-layer one of the family (the tied Gemmas trained a few steps on the test
+corpus: at random they repeat their last token), the Gemmas with a sliding window of 4
+tokens under prompts of 10-24, Phi-3 with LongRoPE: llama.cpp's greedy text equals
+transformers' and famous's eager model's, and its logits stay close to transformers' while
+the same weights without the window (without LongRoPE) are far from them — a GGUF that
+dropped either would fail here. Phi-3's own sliding window llama.cpp ignores: refused.
 """
 
 from __future__ import annotations
@@ -29,17 +30,30 @@ from gguf_helpers import (
     llama_logits,
     memorize_corpus,
     save_random_model,
+    tensors,
 )
 
 from famous.genai.export.gguf import export_gguf
+from famous.genai.models import fake_hf_config
 
-ARCH = {"gemma2": "gemma2", "gemma3_text": "gemma3"}
+ARCH = {"gemma2": "gemma2", "gemma3_text": "gemma3", "phi3": "phi3"}
 WINDOW = 4
+# Phi-3 128k-style LongRoPE over the fake model's 8 rotary dimensions (4 frequencies)
+LONGROPE = {"rope_type": "longrope", "short_factor": [1.0, 1.5, 2.5, 4.0]}
+LONGROPE["long_factor"] = [2.0, 3.0, 5.0, 8.0]
 CONFIG: dict[str, dict] = {
     "gemma2": {"sliding_window": WINDOW},
     "gemma3_text": {"sliding_window": WINDOW},
+    # llama.cpp's phi3 disables sliding windows: this one has none
+    "phi3": {
+        "sliding_window": None,
+        "max_position_embeddings": 2048,
+        "original_max_position_embeddings": 512,
+        "rope_scaling": LONGROPE,
+    },
 }
 NEW = 12
+TIED = ("gemma2", "gemma3_text")
 
 
 def corpus_prompt(model_dir: Path, n: int = 10) -> list[int]:
@@ -51,10 +65,12 @@ def corpus_prompt(model_dir: Path, n: int = 10) -> list[int]:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory):
-    """``exported(kind)``: a trained two-layer model of the family and famous's f32 GGUF."""
+    """``exported(kind)``: a two-layer model of the family and famous's f32 GGUF."""
 
     def make(kind: str, model: Path) -> None:
-        memorize_corpus(save_random_model(kind, model, **CONFIG[kind]))
+        save_random_model(kind, model, **CONFIG[kind])
+        if kind in TIED:  # a random tied model repeats its last token: train it a little
+            memorize_corpus(model, steps=10)
 
     return family_exports(tmp_path_factory, make, ARCH)
 
@@ -122,3 +138,41 @@ def test_query_pre_attn_scalar_is_folded_into_the_weights(kind: str, tmp_path) -
 def test_what_llama_cpp_would_run_differently_is_refused(kind, config, match, tmp_path) -> None:
     model = save_random_model(kind, tmp_path / "model", tokenizer=False, **config)
     assert_export_refused(model, match)
+
+
+def test_phi3_fused_tensors_and_longrope_are_where_llama_cpp_reads_them(exported, tmp_path) -> None:
+    """q/k/v and gate/up stay fused (attn_qkv, ffn_up with gate first, as llama.cpp's
+    SwiGLU splits it); the LongRoPE factors are tensors and their cos/sin gain a key. The
+    short factors matter: the same weights without LongRoPE answer far from llama.cpp."""
+    import math
+
+    from safetensors.numpy import load_file
+
+    model, gguf_path = exported("phi3")
+    ckpt = load_file(model / "model.safetensors")
+    got = tensors(gguf_path)
+    for gguf_name, hub in (("attn_qkv", "self_attn.qkv_proj"), ("ffn_up", "mlp.gate_up_proj")):
+        want = ckpt[f"model.layers.1.{hub}.weight"]
+        np.testing.assert_array_equal(
+            np.asarray(got[f"blk.1.{gguf_name}.weight"].data).reshape(want.shape), want
+        )
+    for kind in ("long", "short"):
+        factors = np.asarray(got[f"rope_factors_{kind}.weight"].data)
+        np.testing.assert_array_equal(factors, LONGROPE[f"{kind}_factor"])
+    meta = fields(gguf_path)
+    assert meta["phi3.rope.scaling.attn_factor"] == pytest.approx(
+        math.sqrt(1 + math.log(2048 / 512) / math.log(512))
+    )
+    assert meta["phi3.rope.scaling.original_context_length"] == 512
+    assert meta["phi3.rope.dimension_count"] == 8  # partial_rotary_factor 0.5 of 16
+    ids = corpus_prompt(model)
+    plain = with_config(model, tmp_path / "plain", rope_parameters={"rope_theta": 10000.0})
+    past = np.abs(llama_logits(gguf_path, ids) - hf_logits(plain, ids)).max()
+    assert past > 1.0, f"LongRoPE changes the logits by only {past}"
+
+
+def test_a_phi3_window_llama_cpp_would_ignore_is_refused(tmp_path) -> None:
+    """llama.cpp's phi3 reads a sliding window and then disables it (full attention)."""
+    window = fake_hf_config("phi3")["sliding_window"]
+    model = save_random_model("phi3", tmp_path / "model", tokenizer=False)
+    assert_export_refused(model, f"sliding_window {window} is shorter than .*'phi3'")

@@ -410,6 +410,9 @@ def _write_metadata(
     cfg = load_config(model_dir)
     b0 = cfg.blocks[0]
     a0 = b0.attention
+    vocab = read_vocab(model_dir, cfg.vocab_size, hf)
+    warnings: list[str] = []
+    name = _loadable_name(name, vocab.tokens, warnings)
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(name)
     writer.add_context_length(cfg.max_position_embeddings)
@@ -428,7 +431,6 @@ def _write_metadata(
     writer.add_vocab_size(cfg.vocab_size)
     writer.add_file_type(_file_type(outtype if outtype in WRITTEN_TYPES else "f16"))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    warnings: list[str] = []
     if rope.rope_type == "linear" and rope.factor != 1.0:
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(rope.factor)
@@ -442,10 +444,30 @@ def _write_metadata(
     write_family_metadata(writer, cfg.model_type, cfg)
     if cfg.model_type == "gpt_oss":
         warnings += gpt_oss_metadata(writer, cfg)
-    vocab = read_vocab(model_dir, cfg.vocab_size, hf)
     write_vocab(writer, vocab)
     warnings.extend(vocab.warnings)
     return warnings
+
+
+#: llama.cpp sets these tokens' attributes in any GGUF whose general.name says Phi-3, and
+#: fails to load one whose vocabulary lacks them ("unordered_map::at").
+_PHI3_NAMED_TOKENS = ("</s>", "<unk>", "<s>", "<|endoftext|>")
+
+
+def _loadable_name(name: str, tokens: list[str], warnings: list[str]) -> str:
+    """``name``, unless llama.cpp would take it for Phi-3's and then miss that vocabulary."""
+    lowered = name.lower()
+    if "phi3" not in lowered and "phi-3" not in lowered:
+        return name
+    missing = [t for t in _PHI3_NAMED_TOKENS if t not in set(tokens)]
+    if not missing:
+        return name
+    safe = lowered.replace("phi-3", "phi_3").replace("phi3", "phi_3")
+    warnings.append(
+        f"general.name {name!r} written as {safe!r}: llama.cpp refuses a model named Phi-3 "
+        f"whose vocabulary lacks {', '.join(missing)}"
+    )
+    return safe
 
 
 def _longrope_metadata(writer: Any, cfg: ModelConfig, rope: Any) -> list[str]:
