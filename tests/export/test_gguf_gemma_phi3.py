@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from export_helpers import CORPUS, prompt_ids
 from gguf_helpers import (
     assert_export_refused,
@@ -124,6 +125,8 @@ def test_query_pre_attn_scalar_is_folded_into_the_weights(kind: str, tmp_path) -
     assert kl(want, llama_logits(path, ids)) < 1e-4
     plain = with_config(model, tmp_path / "plain", query_pre_attn_scalar=16)
     assert kl(want, hf_logits(plain, ids)) > 1e-2, "the scalar should matter here"
+    # read back, the folded weights with llama.cpp's scale are the same model
+    torch.testing.assert_close(famous_logits(path, ids), famous_logits(model, ids))
 
 
 @pytest.mark.parametrize(
@@ -176,3 +179,33 @@ def test_a_phi3_window_llama_cpp_would_ignore_is_refused(tmp_path) -> None:
     window = fake_hf_config("phi3")["sliding_window"]
     model = save_random_model("phi3", tmp_path / "model", tokenizer=False)
     assert_export_refused(model, f"sliding_window {window} is shorter than .*'phi3'")
+
+
+# ------------------------------------------------------------------------------ as a source
+
+
+def famous_logits(source: Path, ids: list[int]) -> torch.Tensor:
+    from famous.genai.loader import load_model
+
+    model = load_model(source, torch.float32, max_seq_len=64)
+    n = len(ids)
+    with torch.inference_mode():
+        logits, _ = model(torch.tensor([ids]), torch.arange(n), model.init_cache(1), end=n)
+    return logits[0]
+
+
+@pytest.mark.parametrize("kind", list(ARCH))
+def test_a_gguf_famous_wrote_loads_back_as_the_eager_model(kind: str, exported, tmp_path) -> None:
+    """``load_model(x.gguf)``: windows, caps, local RoPE, fused tensors and LongRoPE all come
+    back from the metadata (f32: the same logits; f16: within its rounding), and the Hub
+    folder ``famous build`` / ``quantize`` make of it is the one transformers reads."""
+    from famous.genai.gguf_source.hub_folder import write_hub_folder
+
+    model, gguf_path = exported(kind)
+    ids = prompt_ids(24)
+    want = famous_logits(model, ids)
+    torch.testing.assert_close(famous_logits(gguf_path, ids), want, rtol=0, atol=1e-5)
+    f16 = export_gguf(model, tmp_path / "m.f16.gguf", "f16").path
+    assert (famous_logits(f16, ids) - want).abs().max() < 0.05
+    folder = write_hub_folder(gguf_path, tmp_path / "hub")
+    np.testing.assert_allclose(hf_logits(folder, ids), hf_logits(model, ids), atol=1e-4)
