@@ -209,3 +209,22 @@ def test_a_gguf_famous_wrote_loads_back_as_the_eager_model(kind: str, exported, 
     assert (famous_logits(f16, ids) - want).abs().max() < 0.05
     folder = write_hub_folder(gguf_path, tmp_path / "hub")
     np.testing.assert_allclose(hf_logits(folder, ids), hf_logits(model, ids), atol=1e-4)
+
+
+def test_verify_takes_a_gemma2_gguf_and_says_when_transformers_reads_it_otherwise(
+    exported, tmp_path
+) -> None:
+    """``famous verify x.gguf`` checks famous against transformers' own GGUF loader, which
+    reads Gemma 2's window and caps but assumes query_pre_attn_scalar 256: at head_dim 256
+    (the real Gemma 2 2B / 9B) it agrees; at the fake model's 16 verify names the scale."""
+    from famous.genai.errors import GenAIError
+    from famous.genai.verify import verify
+
+    model = save_random_model(
+        "gemma2", tmp_path / "wide", head_dim=256, query_pre_attn_scalar=256, sliding_window=4
+    )
+    report = verify(export_gguf(model, tmp_path / "wide.gguf", "f32").path, "fp32", 12, 6)
+    assert report.ok and report.greedy_match, report
+    _, narrow = exported("gemma2")
+    with pytest.raises(GenAIError, match=r"softmax_scale 0\.0625 where the GGUF holds 0\.25"):
+        verify(narrow, "fp32", 12, 6)
