@@ -44,7 +44,13 @@ LONGROPE = {"rope_type": "longrope", "short_factor": [1.0, 1.5, 2.5, 4.0]}
 LONGROPE["long_factor"] = [2.0, 3.0, 5.0, 8.0]
 CONFIG: dict[str, dict] = {
     "gemma2": {"sliding_window": WINDOW},
-    "gemma3_text": {"sliding_window": WINDOW},
+    "gemma3_text": {  # a local base other than llama.cpp's default 10000
+        "sliding_window": WINDOW,
+        "rope_parameters": {
+            "sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+            "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+        },
+    },
     # llama.cpp's phi3 disables sliding windows: this one has none
     "phi3": {
         "sliding_window": None,
@@ -52,6 +58,11 @@ CONFIG: dict[str, dict] = {
         "original_max_position_embeddings": 512,
         "rope_scaling": LONGROPE,
     },
+}
+# what llama.cpp reads beyond the window (the fake configs' values)
+KEYS = {
+    "gemma2": {"attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0},
+    "gemma3_text": {"rope.freq_base_swa": 100, "rope.freq_base": 1e6, "rope.scaling.factor": 8},
 }
 NEW = 12
 TIED = ("gemma2", "gemma3_text")
@@ -103,6 +114,8 @@ def test_the_sliding_window_is_what_llama_cpp_runs(kind: str, exported, tmp_path
     arch = ARCH[kind]
     assert meta[f"{arch}.attention.sliding_window"] == WINDOW
     assert meta[f"{arch}.attention.sliding_window_pattern"] == [True, False]
+    for key, value in KEYS[kind].items():
+        assert meta[f"{arch}.{key}"] == pytest.approx(value), key
     ids = prompt_ids(24)
     got = llama_logits(gguf_path, ids)
     windowed = hf_logits(model, ids)
