@@ -4,8 +4,8 @@ as transformers and as famous's eager model, the logits close, and the parts lla
 needs (stacked expert tensors, expert counts, Granite's multipliers) where it reads them.
 
 What llama.cpp would run differently is refused rather than written: un-renormalized or
-partly dense expert routing (qwen3moe renormalizes every block's top-k) and SmolLM3 NoPE
-layers other than every 4th (llama.cpp fixes that step)."""
+partly dense expert routing (qwen3moe renormalizes every block's top-k; qwen2moe never
+does) and SmolLM3 NoPE layers other than every 4th (llama.cpp fixes that step)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from famous.genai.models import fake_hf_config
 # model_type → llama.cpp's architecture (Mixtral is llama.cpp's llama with experts)
 ARCH = {
     "qwen3_moe": "qwen3moe",
+    "qwen2_moe": "qwen2moe",
     "mixtral": "llama",
     "olmo2": "olmo2",
     "granite": "granite",
@@ -90,6 +91,20 @@ def test_experts_are_stacked_where_llama_cpp_reads_them(exported) -> None:
     np.testing.assert_array_equal(np.asarray(router.data), ckpt["model.layers.1.mlp.gate.weight"])
 
 
+def test_qwen2moe_shared_expert_is_where_llama_cpp_reads_it(exported) -> None:
+    model, gguf_path = exported("qwen2_moe")
+    meta = fields(gguf_path)
+    assert meta["qwen2moe.expert_shared_feed_forward_length"] == 96
+    assert meta["qwen2moe.expert_feed_forward_length"] == 32
+    ckpt, got = load_file(model / "model.safetensors"), tensors(gguf_path)
+    gate = got["blk.1.ffn_gate_inp_shexp.weight"]
+    assert gate.tensor_type.name == "F32"
+    want = ckpt["model.layers.1.mlp.shared_expert_gate.weight"]
+    np.testing.assert_array_equal(np.asarray(gate.data).reshape(want.shape), want)
+    up = np.asarray(got["blk.1.ffn_up_shexp.weight"].data)
+    np.testing.assert_array_equal(up, ckpt["model.layers.1.mlp.shared_expert.up_proj.weight"])
+
+
 def test_gpt_oss_tensors_and_the_yarn_llama_cpp_cannot_match(exported, tmp_path) -> None:
     """Sinks, split and transposed experts with their biases where llama.cpp reads them;
     the checkpoint's own truncate=false YaRN exports with a warning saying what differs."""
@@ -129,6 +144,7 @@ def test_granite_multipliers_are_written_under_llama_cpps_keys(exported) -> None
     ("kind", "config", "match"),
     [
         ("qwen3_moe", {"norm_topk_prob": False}, "norm_topk_prob"),
+        ("qwen2_moe", {"norm_topk_prob": True}, "never renormalizes"),
         ("qwen3_moe", {"num_hidden_layers": 3, "mlp_only_layers": [1]}, r"blocks \[1\] are dense"),
         ("smollm3", {"no_rope_layers": [0, 1, 1, 1]}, "every 4th layer NoPE"),
         ("gpt_oss", {"swiglu_limit": 5.0}, "swiglu_limit"),

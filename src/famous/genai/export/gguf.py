@@ -97,6 +97,7 @@ def _arch_for(model_type: str) -> _Arch:
         "gemma3_text": _Arch(gguf.MODEL_ARCH.GEMMA3, norm_plus_one=True),
         "phi3": _Arch(gguf.MODEL_ARCH.PHI3),
         "qwen3_moe": _Arch(gguf.MODEL_ARCH.QWEN3MOE),
+        "qwen2_moe": _Arch(gguf.MODEL_ARCH.QWEN2MOE),
         "mixtral": _Arch(gguf.MODEL_ARCH.LLAMA, permute_qk=True),
         "olmo2": _Arch(gguf.MODEL_ARCH.OLMO2),
         "granite": _Arch(gguf.MODEL_ARCH.GRANITE, permute_qk=True),
@@ -339,7 +340,8 @@ def _plan(
     # types
     for p in planned:
         role = _role(p.gguf_name)
-        router = p.gguf_name.endswith("ffn_gate_inp.weight")  # kept F32, as llama.cpp does
+        # routers and the shared expert's gate: kept F32, as llama.cpp does
+        router = p.gguf_name.endswith(("ffn_gate_inp.weight", "ffn_gate_inp_shexp.weight"))
         if len(p.shape) < 2 or role.component in ("norm", "other") or router:
             p.qtype = _qtype("f32")
             continue

@@ -57,14 +57,10 @@ def check_exportable(model_type: str, cfg: ModelConfig) -> None:
         _check_gpt_oss(cfg)
     elif model_type in ("gemma2", "gemma3_text"):
         _check_gemma(model_type, cfg)
+    elif model_type == "qwen2_moe":
+        _check_qwen2_moe(cfg)
     elif any(moe):
-        if not all(moe):
-            dense = [i for i, m in enumerate(moe) if m is None]
-            raise FamilyExportError(
-                f"{model_type}: blocks {dense} are dense (mlp_only_layers / "
-                "decoder_sparse_step) but llama.cpp routes every block of this "
-                "architecture through experts; GGUF export refused"
-            )
+        _refuse_dense_blocks(model_type, cfg)
         m = moe[0]
         assert m is not None
         if m.routing != "softmax_topk" or not m.normalize_top_k:
@@ -108,6 +104,39 @@ def _check_gpt_oss(cfg: ModelConfig) -> None:
         )
     if cfg.tie_word_embeddings:
         raise FamilyExportError("gpt_oss: llama.cpp needs a separate output.weight (untied)")
+
+
+def _refuse_dense_blocks(model_type: str, cfg: ModelConfig) -> None:
+    dense = [i for i, b in enumerate(cfg.blocks) if b.moe is None]
+    if dense:
+        raise FamilyExportError(
+            f"{model_type}: blocks {dense} are dense (mlp_only_layers / decoder_sparse_step) "
+            "but llama.cpp routes every block of this architecture through experts; GGUF "
+            "export refused"
+        )
+
+
+def _check_qwen2_moe(cfg: ModelConfig) -> None:
+    """llama.cpp's qwen2moe graph: experts and one sigmoid-gated shared expert in every
+    block, softmax → top-k never renormalized, SiLU, an untied head."""
+    _refuse_dense_blocks("qwen2_moe", cfg)
+    m = cfg.blocks[0].moe
+    assert m is not None
+    if m.normalize_top_k:
+        raise FamilyExportError(
+            "qwen2_moe: norm_topk_prob is true but llama.cpp's qwen2moe never renormalizes "
+            "the top-k expert weights; GGUF export refused"
+        )
+    if not (m.shared_intermediate_size and m.shared_gate) or m.router_bias:
+        raise FamilyExportError(
+            "qwen2_moe: llama.cpp's qwen2moe needs one gated shared expert per block and no "
+            "router bias; GGUF export refused"
+        )
+    if m.activation != "silu" or cfg.tie_word_embeddings:
+        raise FamilyExportError(
+            "qwen2_moe: llama.cpp's qwen2moe runs SiLU experts and reads a separate output "
+            "head (tie_word_embeddings false); GGUF export refused"
+        )
 
 
 def _check_gemma(model_type: str, cfg: ModelConfig) -> None:
@@ -191,8 +220,10 @@ def write_family_metadata(writer: Any, model_type: str, cfg: ModelConfig) -> Non
     if b0.moe is not None:
         writer.add_expert_count(b0.moe.num_experts)
         writer.add_expert_used_count(b0.moe.top_k)
-        if model_type == "qwen3_moe":
+        if model_type in ("qwen3_moe", "qwen2_moe"):
             writer.add_expert_feed_forward_length(b0.moe.intermediate_size)
+        if model_type == "qwen2_moe" and b0.moe.shared_intermediate_size:
+            writer.add_expert_shared_feed_forward_length(b0.moe.shared_intermediate_size)
     if model_type == "granite":
         writer.add_embedding_scale(cfg.embedding_scale or 1.0)
         writer.add_residual_scale(b0.residual_scale or 1.0)
