@@ -7,13 +7,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from export_helpers import CORPUS, train_tokenizer
+from export_helpers import CORPUS, load, train_tokenizer
 
 
 def save_random_model(
@@ -92,6 +92,56 @@ def hf_greedy(model_dir: Path, ids: list[int], n: int) -> list[int]:
             torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None
         )
     return out[0, len(ids) :].tolist()
+
+
+def family_exports(
+    factory: Any, make: Callable[[str, Path], Any], arch: dict[str, str]
+) -> Callable[[str], tuple[Path, Path]]:
+    """``get(kind)``: once per family, ``make(kind, folder)`` saves a model there, then
+    famous's f32 GGUF of it is written beside it (checked to name ``arch[kind]``)."""
+    from famous.genai.export.gguf import export_gguf
+
+    done: dict[str, tuple[Path, Path]] = {}
+
+    def get(kind: str) -> tuple[Path, Path]:
+        if kind not in done:
+            model = factory.mktemp(f"gguf-{kind}")
+            make(kind, model)
+            result = export_gguf(model, model / "model.gguf", "f32")
+            assert result.architecture == arch[kind]
+            done[kind] = (model, result.path)
+        return done[kind]
+
+    return get
+
+
+def assert_export_refused(model: Path, match: str) -> None:
+    """export_gguf refuses ``model`` with a message matching ``match``, leaving no file."""
+    import pytest
+
+    from famous.genai.export.gguf import GGUFExportError, export_gguf
+
+    out = model.parent / "refused.gguf"
+    with pytest.raises(GGUFExportError, match=match):
+        export_gguf(model, out, "f16")
+    assert not out.exists()
+    assert not list(model.parent.glob("*.partial"))
+
+
+def famous_greedy(model_dir: Path, ids: list[int], n: int) -> list[int]:
+    """famous's eager model, greedy: one prefill, then its decode step per token."""
+    from famous.genai.kernels.decode import decode
+
+    model = load(model_dir)
+    cache = model.init_cache(1)
+    out: list[int] = []
+    with torch.no_grad():
+        logits, cache = model(torch.tensor([ids]), torch.arange(len(ids)), cache)
+        for i in range(n):
+            out.append(int(logits[0, -1].argmax()))
+            pos = torch.tensor([len(ids) + i])
+            logits, cache = decode(model, torch.tensor([out[-1:]]), pos, cache)
+    return out
 
 
 @contextlib.contextmanager

@@ -4,8 +4,8 @@ as transformers and as famous's eager model, the logits close, and the parts lla
 needs (stacked expert tensors, expert counts, Granite's multipliers) where it reads them.
 
 What llama.cpp would run differently is refused rather than written: un-renormalized or
-partly dense expert routing (qwen3moe renormalizes every block's top-k) and SmolLM3 NoPE
-layers other than every 4th (llama.cpp fixes that step)."""
+partly dense expert routing (qwen3moe renormalizes every block's top-k; qwen2moe never
+does) and SmolLM3 NoPE layers other than every 4th (llama.cpp fixes that step)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from export_helpers import load, prompt_ids
+from export_helpers import prompt_ids
 from gguf_helpers import (
+    assert_export_refused,
+    family_exports,
+    famous_greedy,
     fields,
     hf_greedy,
     hf_logits,
@@ -27,13 +29,13 @@ from gguf_helpers import (
 )
 from safetensors.numpy import load_file
 
-from famous.genai.export.gguf import GGUFExportError, export_gguf
-from famous.genai.kernels.decode import decode
+from famous.genai.export.gguf import export_gguf
 from famous.genai.models import fake_hf_config
 
 # model_type → llama.cpp's architecture (Mixtral is llama.cpp's llama with experts)
 ARCH = {
     "qwen3_moe": "qwen3moe",
+    "qwen2_moe": "qwen2moe",
     "mixtral": "llama",
     "olmo2": "olmo2",
     "granite": "granite",
@@ -52,32 +54,12 @@ NEW = 12
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory):
     """``exported(kind)``: a random model of the family and famous's f32 GGUF of it."""
-    done: dict[str, tuple[Path, Path]] = {}
 
-    def get(kind: str) -> tuple[Path, Path]:
-        if kind not in done:
-            model = tmp_path_factory.mktemp(f"gguf-{kind}")
-            config = {"initializer_range": INIT.get(kind, 0.2), **CONFIG.get(kind, {})}
-            save_random_model(kind, model, **config)
-            result = export_gguf(model, model / "model.gguf", "f32")
-            assert result.architecture == ARCH[kind]
-            done[kind] = (model, result.path)
-        return done[kind]
+    def make(kind: str, model: Path) -> None:
+        config = {"initializer_range": INIT.get(kind, 0.2), **CONFIG.get(kind, {})}
+        save_random_model(kind, model, **config)
 
-    return get
-
-
-def famous_greedy(model_dir: Path, ids: list[int], n: int) -> list[int]:
-    model = load(model_dir)
-    cache = model.init_cache(1)
-    out: list[int] = []
-    with torch.no_grad():
-        logits, cache = model(torch.tensor([ids]), torch.arange(len(ids)), cache)
-        for i in range(n):
-            out.append(int(logits[0, -1].argmax()))
-            pos = torch.tensor([len(ids) + i])
-            logits, cache = decode(model, torch.tensor([out[-1:]]), pos, cache)
-    return out
+    return family_exports(tmp_path_factory, make, ARCH)
 
 
 @pytest.mark.parametrize("kind", list(ARCH))
@@ -107,6 +89,20 @@ def test_experts_are_stacked_where_llama_cpp_reads_them(exported) -> None:
     router = got["blk.1.ffn_gate_inp.weight"]
     assert router.tensor_type.name == "F32"
     np.testing.assert_array_equal(np.asarray(router.data), ckpt["model.layers.1.mlp.gate.weight"])
+
+
+def test_qwen2moe_shared_expert_is_where_llama_cpp_reads_it(exported) -> None:
+    model, gguf_path = exported("qwen2_moe")
+    meta = fields(gguf_path)
+    assert meta["qwen2moe.expert_shared_feed_forward_length"] == 96
+    assert meta["qwen2moe.expert_feed_forward_length"] == 32
+    ckpt, got = load_file(model / "model.safetensors"), tensors(gguf_path)
+    gate = got["blk.1.ffn_gate_inp_shexp.weight"]
+    assert gate.tensor_type.name == "F32"
+    want = ckpt["model.layers.1.mlp.shared_expert_gate.weight"]
+    np.testing.assert_array_equal(np.asarray(gate.data).reshape(want.shape), want)
+    up = np.asarray(got["blk.1.ffn_up_shexp.weight"].data)
+    np.testing.assert_array_equal(up, ckpt["model.layers.1.mlp.shared_expert.up_proj.weight"])
 
 
 def test_gpt_oss_tensors_and_the_yarn_llama_cpp_cannot_match(exported, tmp_path) -> None:
@@ -148,6 +144,7 @@ def test_granite_multipliers_are_written_under_llama_cpps_keys(exported) -> None
     ("kind", "config", "match"),
     [
         ("qwen3_moe", {"norm_topk_prob": False}, "norm_topk_prob"),
+        ("qwen2_moe", {"norm_topk_prob": True}, "never renormalizes"),
         ("qwen3_moe", {"num_hidden_layers": 3, "mlp_only_layers": [1]}, r"blocks \[1\] are dense"),
         ("smollm3", {"no_rope_layers": [0, 1, 1, 1]}, "every 4th layer NoPE"),
         ("gpt_oss", {"swiglu_limit": 5.0}, "swiglu_limit"),
@@ -155,8 +152,4 @@ def test_granite_multipliers_are_written_under_llama_cpps_keys(exported) -> None
     ],
 )
 def test_what_llama_cpp_would_run_differently_is_refused(kind, config, match, tmp_path) -> None:
-    model = save_random_model(kind, tmp_path / "model", **config)
-    with pytest.raises(GGUFExportError, match=match):
-        export_gguf(model, tmp_path / "model.gguf", "f16")
-    assert not (tmp_path / "model.gguf").exists()
-    assert not list(tmp_path.glob("*.partial"))
+    assert_export_refused(save_random_model(kind, tmp_path / "model", **config), match)

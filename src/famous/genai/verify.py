@@ -74,12 +74,34 @@ def _check_gguf_reference(tc: Any, cfg: Any, path: Path) -> None:
         problems.append(
             f"RoPE {rope.get('rope_type', 'default')!r} where the GGUF holds {a.rope.rope_type!r}"
         )
+    if not problems:
+        problems = _attention_differences(tc, cfg)
     if problems:
         raise GenAIError(
             f"{path.name}: transformers' GGUF loader builds this model differently "
             f"({'; '.join(problems)}), so it cannot check famous on it; verify the Hub folder "
             "the GGUF was made from instead"
         )
+
+
+def _attention_differences(tc: Any, cfg: Any) -> list[str]:
+    """Per layer, what transformers' config makes of the attention (its query scale,
+    window, RoPE, caps) against famous's reading of the GGUF: transformers' loader keeps
+    Gemma's default query_pre_attn_scalar and sliding-window pattern, for one."""
+    from famous.genai.models import family_for
+
+    theirs = family_for(tc.to_dict()).config_from_hf(tc.to_dict())
+    out = []
+    for i, (t, o) in enumerate(zip(theirs.blocks, cfg.blocks, strict=False)):
+        for what in ("softmax_scale", "sliding_window", "rope", "logit_softcapping"):
+            mine, ref = getattr(o.attention, what), getattr(t.attention, what)
+            if mine != ref:
+                shown = (ref, mine) if what != "rope" else (ref.rope_type, mine.rope_type)
+                out.append(f"layer {i}'s {what} {shown[0]!r} where the GGUF holds {shown[1]!r}")
+                break
+    if theirs.final_logit_softcapping != cfg.final_logit_softcapping:
+        out.append("final_logit_softcapping differs")
+    return out[:3]
 
 
 def verify(

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from famous.genai.config import ModelConfig
+from famous.genai.config import ModelConfig, longrope_attention_factor
 from famous.genai.errors import GenAIError, UnsupportedModelError
 from famous.genai.export.gguf_families import (
     FUSED_TRANSFORMS,
@@ -43,6 +43,7 @@ from famous.genai.export.gguf_families import (
     expert_groups,
     fused_expert_tensors,
     gpt_oss_metadata,
+    query_scale_fold,
     write_family_metadata,
 )
 from famous.genai.export.gguf_inspect import tensor_types
@@ -92,7 +93,11 @@ def _arch_for(model_type: str) -> _Arch:
         "qwen2": _Arch(gguf.MODEL_ARCH.QWEN2),
         "qwen3": _Arch(gguf.MODEL_ARCH.QWEN3),
         "gemma": _Arch(gguf.MODEL_ARCH.GEMMA, norm_plus_one=True),
+        "gemma2": _Arch(gguf.MODEL_ARCH.GEMMA2, norm_plus_one=True),
+        "gemma3_text": _Arch(gguf.MODEL_ARCH.GEMMA3, norm_plus_one=True),
+        "phi3": _Arch(gguf.MODEL_ARCH.PHI3),
         "qwen3_moe": _Arch(gguf.MODEL_ARCH.QWEN3MOE),
+        "qwen2_moe": _Arch(gguf.MODEL_ARCH.QWEN2MOE),
         "mixtral": _Arch(gguf.MODEL_ARCH.LLAMA, permute_qk=True),
         "olmo2": _Arch(gguf.MODEL_ARCH.OLMO2),
         "granite": _Arch(gguf.MODEL_ARCH.GRANITE, permute_qk=True),
@@ -123,6 +128,7 @@ class _Planned:
     data: np.ndarray | None = None  # synthesized tensors
     fallback: str | None = None
     experts: list[SourceTensor] | None = None  # stacked into [num_experts, rows, cols]
+    scale: float | None = None  # multiplied in after the transform (a folded query scale)
 
     @property
     def nbytes(self) -> int:
@@ -250,6 +256,8 @@ def _plan(
     warnings: list[str] = []
     unknown: list[str] = []
     groups = expert_groups(sources)
+    fold = query_scale_fold(cfg)  # Gemma 2: into attn_q; Gemma 3: into its q norm
+    fold_into = ("attn_q_norm.weight",) if a0.qk_norm else ("attn_q.weight", "attn_q.bias")
     expert_of = {n: merged for merged, names in groups.items() for n in names}
     stacked: set[str] = set()
     for name in sorted(sources, key=_source_order):
@@ -293,14 +301,15 @@ def _plan(
             transform = "permute_k"
         elif arch.norm_plus_one and new.endswith("norm.weight"):
             transform = "plus_one"
-        planned.append(_Planned(new, src, tuple(src.shape), None, transform))
+        scale = fold if new.endswith(fold_into) else None
+        planned.append(_Planned(new, src, tuple(src.shape), None, transform, scale=scale))
     if unknown:
         raise GGUFExportError(
             f"{len(unknown)} tensor(s) have no GGUF name for the "
             f"{gguf.MODEL_ARCH_NAMES[arch.gguf_arch]} "
             f"architecture: {', '.join(unknown[:6])}{' …' if len(unknown) > 6 else ''}"
         )
-    rope = a0.rope
+    rope = _global_rope(cfg)
     if rope.rope_type == "llama3":
         factors = llama3_rope_factors(
             int(a0.head_dim * rope.partial_rotary_factor),
@@ -320,10 +329,19 @@ def _plan(
                 data=factors,
             ),
         )
+    if rope.rope_type == "longrope":  # Phi-3: one divisor per rotary frequency, both sets
+        for tensor, factors in (
+            (gguf.MODEL_TENSOR.ROPE_FACTORS_LONG, rope.long_factor),
+            (gguf.MODEL_TENSOR.ROPE_FACTORS_SHORT, rope.short_factor),
+        ):
+            data = np.asarray(factors, dtype=np.float32)
+            name = gguf.TENSOR_NAMES[tensor] + ".weight"
+            planned.insert(0, _Planned(name, None, tuple(data.shape), None, data=data))
     # types
     for p in planned:
         role = _role(p.gguf_name)
-        router = p.gguf_name.endswith("ffn_gate_inp.weight")  # kept F32, as llama.cpp does
+        # routers and the shared expert's gate: kept F32, as llama.cpp does
+        router = p.gguf_name.endswith(("ffn_gate_inp.weight", "ffn_gate_inp_shexp.weight"))
         if len(p.shape) < 2 or role.component in ("norm", "other") or router:
             p.qtype = _qtype("f32")
             continue
@@ -341,15 +359,23 @@ def _plan(
     return planned, warnings
 
 
+def _global_rope(cfg: ModelConfig) -> Any:
+    """The RoPE of the full-attention layers (llama.cpp's ``rope.*`` keys; Gemma 3's sliding
+    layers have their own base, ``rope.freq_base_swa``)."""
+    full = [b.attention.rope for b in cfg.blocks if b.attention.sliding_window is None]
+    return full[0] if full else cfg.blocks[0].attention.rope
+
+
 #: Families whose llama.cpp graph runs the sliding window the export writes.
-WINDOWED_FAMILIES = frozenset({"gpt_oss"})
+WINDOWED_FAMILIES = frozenset({"gpt_oss", "gemma2", "gemma3_text"})
 
 
 def _refuse_sliding_window(cfg: ModelConfig, arch: str) -> None:
     """llama.cpp's llama / qwen2 / qwen3 / gemma graphs have no sliding-window attention
-    (they never read ``<arch>.attention.sliding_window``): a window shorter than the
-    context would silently become full attention, so such a model is refused. gpt-oss's
-    graph does read it (``gpt_oss_metadata`` writes it, with its alternating layers)."""
+    (they never read ``<arch>.attention.sliding_window``; phi3 reads it and then disables
+    it): a window shorter than the context would silently become full attention, so such
+    a model is refused. The gpt-oss, gemma2 and gemma3 graphs do run it (the family
+    metadata writes the window and which layers use it)."""
     if cfg.model_type in WINDOWED_FAMILIES:
         return
     windows = {b.attention.sliding_window for b in cfg.blocks} - {None}
@@ -386,6 +412,9 @@ def _write_metadata(
     cfg = load_config(model_dir)
     b0 = cfg.blocks[0]
     a0 = b0.attention
+    vocab = read_vocab(model_dir, cfg.vocab_size, hf)
+    warnings: list[str] = []
+    name = _loadable_name(name, vocab.tokens, warnings)
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(name)
     writer.add_context_length(cfg.max_position_embeddings)
@@ -395,31 +424,66 @@ def _write_metadata(
     writer.add_head_count(a0.num_attention_heads)
     writer.add_head_count_kv(a0.num_key_value_heads)
     writer.add_layer_norm_rms_eps((b0.attn_norm or cfg.final_norm).eps)
-    writer.add_rope_freq_base(a0.rope.rope_theta)
-    writer.add_rope_dimension_count(int(a0.head_dim * a0.rope.partial_rotary_factor))
+    rope = _global_rope(cfg)
+    writer.add_rope_freq_base(rope.rope_theta)
+    writer.add_rope_dimension_count(int(a0.head_dim * rope.partial_rotary_factor))
     if a0.head_dim * a0.num_attention_heads != cfg.hidden_size or hf.get("head_dim"):
         writer.add_key_length(a0.head_dim)
         writer.add_value_length(a0.head_dim)
     writer.add_vocab_size(cfg.vocab_size)
     writer.add_file_type(_file_type(outtype if outtype in WRITTEN_TYPES else "f16"))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    warnings: list[str] = []
-    rope = a0.rope
     if rope.rope_type == "linear" and rope.factor != 1.0:
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(rope.factor)
+    elif rope.rope_type == "longrope" and cfg.model_type == "phi3":
+        warnings += _longrope_metadata(writer, cfg, rope)
     elif rope.rope_type not in ("default", "llama3") and cfg.model_type != "gpt_oss":
         raise GGUFExportError(
             f"RoPE scaling {rope.rope_type!r} is not supported by famous's GGUF exporter "
-            "(supported: default, linear, llama3)"
+            "(supported: default, linear, llama3; longrope for phi3)"
         )
     write_family_metadata(writer, cfg.model_type, cfg)
     if cfg.model_type == "gpt_oss":
         warnings += gpt_oss_metadata(writer, cfg)
-    vocab = read_vocab(model_dir, cfg.vocab_size, hf)
     write_vocab(writer, vocab)
     warnings.extend(vocab.warnings)
     return warnings
+
+
+#: llama.cpp sets these tokens' attributes in any GGUF whose general.name says Phi-3, and
+#: fails to load one whose vocabulary lacks them ("unordered_map::at").
+_PHI3_NAMED_TOKENS = ("</s>", "<unk>", "<s>", "<|endoftext|>")
+
+
+def _loadable_name(name: str, tokens: list[str], warnings: list[str]) -> str:
+    """``name``, unless llama.cpp would take it for Phi-3's and then miss that vocabulary."""
+    lowered = name.lower()
+    if "phi3" not in lowered and "phi-3" not in lowered:
+        return name
+    missing = [t for t in _PHI3_NAMED_TOKENS if t not in set(tokens)]
+    if not missing:
+        return name
+    safe = lowered.replace("phi-3", "phi_3").replace("phi3", "phi_3")
+    warnings.append(
+        f"general.name {name!r} written as {safe!r}: llama.cpp refuses a model named Phi-3 "
+        f"whose vocabulary lacks {', '.join(missing)}"
+    )
+    return safe
+
+
+def _longrope_metadata(writer: Any, cfg: ModelConfig, rope: Any) -> list[str]:
+    """Phi-3's LongRoPE: the factors are tensors (``_plan``); here the cos/sin gain and the
+    pretraining length, past which llama.cpp takes the long factors."""
+    orig = rope.original_max_position_embeddings or cfg.max_position_embeddings
+    gain = longrope_attention_factor(rope, cfg.max_position_embeddings)
+    writer.add_rope_scaling_attn_factors(gain)
+    writer.add_rope_scaling_orig_ctx_len(orig)
+    return [
+        f"LongRoPE: llama.cpp picks the long factors by the context size it is started with "
+        f"(n_ctx > {orig}), transformers by the length of the sequence so far; they agree "
+        f"on every token only when n_ctx <= {orig} or every sequence is longer than {orig}"
+    ]
 
 
 # ------------------------------------------------------------------------------ tensors
@@ -442,11 +506,13 @@ def _tensor_data(p: _Planned, n_heads: int, n_kv: int, budget: int) -> np.ndarra
         whole = read_all(src)
         whole = interleave_rope_rows(whole, n_heads if p.transform == "permute_q" else n_kv)
         return np.ascontiguousarray(gguf.quants.quantize(whole, p.qtype))
-    if len(src.shape) < 2:
+    if len(src.shape) < 2 or p.scale is not None:
         arr = read_all(src)
         if p.transform == "plus_one":
             arr = arr + 1.0
-        return gguf.quants.quantize(arr, p.qtype)
+        if p.scale is not None:
+            arr = (arr * np.float32(p.scale)).astype(np.float32)
+        return np.ascontiguousarray(gguf.quants.quantize(arr, p.qtype))
     block, type_size = gguf.GGML_QUANT_SIZES[p.qtype]
     row_out = src.row_elems // block * type_size
     out = np.empty((src.rows, row_out), dtype=np.uint8)

@@ -6,7 +6,11 @@ differently — a clear error instead of a file that loads and then runs wrong.
 What llama.cpp assumes (its ``src/models/*.cpp``): ``qwen3moe`` and ``llama`` route every
 block through experts with softmax → top-k → renormalize and SiLU experts, no shared
 expert; ``smollm3`` makes every 4th layer NoPE (``n_no_rope_layer_step = 4``), whatever
-config.json says.
+config.json says. ``gemma2`` always soft-caps attention and final logits, ties its head to
+the embedding, and scales queries by ``head_dim ** -0.5`` (``(hidden / heads) ** -0.5`` at
+the 27B's 46 layers; ``gemma3``: 62 layers) whatever ``query_pre_attn_scalar`` says;
+``gemma3`` caps no attention logits and runs its sliding layers with an unscaled RoPE
+(``rope.freq_base_swa``); ``phi3`` reads a sliding window and then disables it.
 """
 
 from __future__ import annotations
@@ -51,14 +55,12 @@ def check_exportable(model_type: str, cfg: ModelConfig) -> None:
     moe = [b.moe for b in cfg.blocks]
     if model_type == "gpt_oss":
         _check_gpt_oss(cfg)
+    elif model_type in ("gemma2", "gemma3_text"):
+        _check_gemma(model_type, cfg)
+    elif model_type == "qwen2_moe":
+        _check_qwen2_moe(cfg)
     elif any(moe):
-        if not all(moe):
-            dense = [i for i, m in enumerate(moe) if m is None]
-            raise FamilyExportError(
-                f"{model_type}: blocks {dense} are dense (mlp_only_layers / "
-                "decoder_sparse_step) but llama.cpp routes every block of this "
-                "architecture through experts; GGUF export refused"
-            )
+        _refuse_dense_blocks(model_type, cfg)
         m = moe[0]
         assert m is not None
         if m.routing != "softmax_topk" or not m.normalize_top_k:
@@ -104,19 +106,131 @@ def _check_gpt_oss(cfg: ModelConfig) -> None:
         raise FamilyExportError("gpt_oss: llama.cpp needs a separate output.weight (untied)")
 
 
+def _refuse_dense_blocks(model_type: str, cfg: ModelConfig) -> None:
+    dense = [i for i, b in enumerate(cfg.blocks) if b.moe is None]
+    if dense:
+        raise FamilyExportError(
+            f"{model_type}: blocks {dense} are dense (mlp_only_layers / decoder_sparse_step) "
+            "but llama.cpp routes every block of this architecture through experts; GGUF "
+            "export refused"
+        )
+
+
+def _check_qwen2_moe(cfg: ModelConfig) -> None:
+    """llama.cpp's qwen2moe graph: experts and one sigmoid-gated shared expert in every
+    block, softmax → top-k never renormalized, SiLU, an untied head."""
+    _refuse_dense_blocks("qwen2_moe", cfg)
+    m = cfg.blocks[0].moe
+    assert m is not None
+    if m.normalize_top_k:
+        raise FamilyExportError(
+            "qwen2_moe: norm_topk_prob is true but llama.cpp's qwen2moe never renormalizes "
+            "the top-k expert weights; GGUF export refused"
+        )
+    if not (m.shared_intermediate_size and m.shared_gate) or m.router_bias:
+        raise FamilyExportError(
+            "qwen2_moe: llama.cpp's qwen2moe needs one gated shared expert per block and no "
+            "router bias; GGUF export refused"
+        )
+    if m.activation != "silu" or cfg.tie_word_embeddings:
+        raise FamilyExportError(
+            "qwen2_moe: llama.cpp's qwen2moe runs SiLU experts and reads a separate output "
+            "head (tie_word_embeddings false); GGUF export refused"
+        )
+
+
+def _check_gemma(model_type: str, cfg: ModelConfig) -> None:
+    """What llama.cpp's gemma2 / gemma3 graphs fix: one window, the caps, GeGLU (tanh)."""
+    attn = [b.attention for b in cfg.blocks]
+    windows = {a.sliding_window for a in attn} - {None}
+    if len(windows) > 1:
+        raise FamilyExportError(
+            f"{model_type}: sliding windows {sorted(windows)} differ between layers; "
+            "llama.cpp has one window per model"
+        )
+    if any(b.feed_forward.activation != "gelu_tanh" for b in cfg.blocks):
+        raise FamilyExportError(
+            f"{model_type}: hidden_activation is not gelu_pytorch_tanh, the GELU llama.cpp "
+            "runs for this architecture; GGUF export refused"
+        )
+    caps = {a.logit_softcapping for a in attn}
+    if model_type == "gemma2":
+        if None in caps or cfg.final_logit_softcapping is None:
+            raise FamilyExportError(
+                "gemma2: attn_logit_softcapping and final_logit_softcapping must both be "
+                "set: llama.cpp's gemma2 graph always soft-caps both (50 and 30 when the "
+                "GGUF names none); GGUF export refused"
+            )
+        if not cfg.tie_word_embeddings:
+            raise FamilyExportError(
+                "gemma2: llama.cpp's gemma2 reads its output head from token_embd; a model "
+                "with a separate lm_head (tie_word_embeddings false) is refused"
+            )
+        return
+    if caps != {None}:
+        raise FamilyExportError(
+            "gemma3_text: attn_logit_softcapping is set but llama.cpp's gemma3 graph never "
+            "soft-caps attention logits; GGUF export refused"
+        )
+    local = {a.rope for a in attn if a.sliding_window is not None}
+    if any(r.rope_type != "default" for r in local) or len(local) > 1:
+        raise FamilyExportError(
+            "gemma3_text: the sliding layers' RoPE is scaled, but llama.cpp runs them with "
+            "rope.freq_base_swa alone (no scaling); GGUF export refused"
+        )
+
+
+def llama_cpp_query_scale(cfg: ModelConfig) -> float:
+    """The query scale llama.cpp's gemma2 / gemma3 graphs apply (they ignore
+    ``query_pre_attn_scalar``): ``(hidden / heads) ** -0.5`` for the 27B layer counts."""
+    a0 = cfg.blocks[0].attention
+    big = {"gemma2": 46, "gemma3_text": 62}.get(cfg.model_type) == cfg.num_hidden_layers
+    return (cfg.hidden_size / a0.num_attention_heads if big else a0.head_dim) ** -0.5
+
+
+def query_scale_fold(cfg: ModelConfig) -> float | None:
+    """The factor that, folded into the query projection (Gemma 2) or the query norm's
+    weight (Gemma 3: a norm would undo it in the projection), makes llama.cpp's fixed query
+    scale the checkpoint's own: exact, as RoPE and the norm are linear in that weight.
+    None where nothing needs folding."""
+    if cfg.model_type not in ("gemma2", "gemma3_text"):
+        return None
+    c = cfg.blocks[0].attention.softmax_scale / llama_cpp_query_scale(cfg)
+    return None if abs(c - 1.0) < 1e-7 else c
+
+
+def gemma_metadata(writer: Any, cfg: ModelConfig) -> None:
+    """Gemma 2 / 3's sliding window (one flag per layer), the local RoPE base and the caps."""
+    attn = [b.attention for b in cfg.blocks]
+    window = next((a.sliding_window for a in attn if a.sliding_window is not None), None)
+    if window is not None:
+        writer.add_sliding_window(window)
+        local = next(a.rope for a in attn if a.sliding_window is not None)
+        writer.add_rope_freq_base_swa(local.rope_theta)
+    writer.add_sliding_window_pattern([a.sliding_window is not None for a in attn])
+    if attn[0].logit_softcapping is not None:
+        writer.add_attn_logit_softcapping(attn[0].logit_softcapping)
+    if cfg.final_logit_softcapping is not None:
+        writer.add_final_logit_softcapping(cfg.final_logit_softcapping)
+
+
 def write_family_metadata(writer: Any, model_type: str, cfg: ModelConfig) -> None:
-    """Expert counts and Granite's multipliers, under llama.cpp's key names."""
+    """Expert counts, Granite's multipliers and Gemma's windows, under llama.cpp's keys."""
     b0 = cfg.blocks[0]
     if b0.moe is not None:
         writer.add_expert_count(b0.moe.num_experts)
         writer.add_expert_used_count(b0.moe.top_k)
-        if model_type == "qwen3_moe":
+        if model_type in ("qwen3_moe", "qwen2_moe"):
             writer.add_expert_feed_forward_length(b0.moe.intermediate_size)
+        if model_type == "qwen2_moe" and b0.moe.shared_intermediate_size:
+            writer.add_expert_shared_feed_forward_length(b0.moe.shared_intermediate_size)
     if model_type == "granite":
         writer.add_embedding_scale(cfg.embedding_scale or 1.0)
         writer.add_residual_scale(b0.residual_scale or 1.0)
         writer.add_attention_scale(b0.attention.softmax_scale)
         writer.add_logit_scale(cfg.logits_scaling or 1.0)
+    if model_type in ("gemma2", "gemma3_text"):
+        gemma_metadata(writer, cfg)
 
 
 # ------------------------------------------------------------------------------ gpt-oss

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from famous.genai.errors import CheckpointError, UnsupportedModelError
+from famous.genai.gguf_source.family_config import gemma_fields, phi3_fields
 from famous.genai.gguf_source.rope_freqs import llama3_rope_scaling
 
 Fix = Literal["unpermute_q", "unpermute_k", "minus_one"]
@@ -44,6 +45,14 @@ _GLOBAL = {
     "output_norm": "model.norm",
     "output": "lm_head",
 }
+# Gemma 2 / 3 name their four block norms after where they sit
+_GEMMA_NORMS = {
+    "post_attention_norm": "post_attention_layernorm",
+    "ffn_norm": "pre_feedforward_layernorm",
+    "post_ffw_norm": "post_feedforward_layernorm",
+}
+# Phi-3 stores q/k/v and gate/up fused, as the Hub does
+_PHI3_FUSED = {"attn_qkv": "self_attn.qkv_proj", "ffn_up": "mlp.gate_up_proj"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,10 @@ class Architecture:
     unpermute_qk: bool = False
     norm_minus_one: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # fixed config.json fields
+    blocks: dict[str, str] = field(default_factory=dict)  # block names beyond _BLOCK's
+
+    def block_name(self, part: str) -> str | None:
+        return self.blocks.get(part) or _BLOCK.get(part)
 
 
 ARCHITECTURES = {
@@ -70,6 +83,21 @@ ARCHITECTURES = {
             activation="gelu_pytorch_tanh",
             norm_minus_one=True,
         ),
+        Architecture(
+            "gemma2",
+            "gemma2",
+            activation="gelu_pytorch_tanh",
+            norm_minus_one=True,
+            blocks=_GEMMA_NORMS,
+        ),
+        Architecture(
+            "gemma3",
+            "gemma3_text",
+            activation="gelu_pytorch_tanh",
+            norm_minus_one=True,
+            blocks=_GEMMA_NORMS,
+        ),
+        Architecture("phi3", "phi3", blocks=_PHI3_FUSED),
     )
 }
 
@@ -95,9 +123,11 @@ def hf_config(
     tensors: dict[str, tuple[int, ...]],
     file: str,
     rope_freqs: list[float] | None = None,
+    factors: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
     """The ``config.json`` a Hub checkpoint of these weights would carry (``rope_freqs``:
-    the values of that tensor, where the file has one)."""
+    the values of that tensor, where the file has one; ``factors``: Phi-3's LongRoPE
+    tensors by name)."""
     p = f"{arch.gguf_name}."
     heads = int(_need(meta, p + "attention.head_count", file))
     hidden = int(_need(meta, p + "embedding_length", file))
@@ -138,6 +168,10 @@ def hf_config(
             f"{file}: RoPE scaling {scaling!r} is not one famous reads from a GGUF "
             "(supported: none, linear)"
         )
+    if arch.gguf_name in ("gemma2", "gemma3"):
+        cfg.update(gemma_fields(arch.gguf_name, meta, cfg, file))
+    elif arch.gguf_name == "phi3":
+        cfg.update(phi3_fields(meta, cfg, factors or {}, file))
     return cfg
 
 
@@ -150,14 +184,15 @@ def hub_name(arch: Architecture, gguf_name: str) -> tuple[str, Fix | None] | Non
     m = _BLOCK_RE.match(gguf_name)
     if m:
         i, part, kind = m.groups()
-        if part not in _BLOCK:
+        hub = arch.block_name(part)
+        if hub is None:
             return None
         fix: Fix | None = None
         if arch.unpermute_qk and part in ("attn_q", "attn_k"):
             fix = "unpermute_q" if part == "attn_q" else "unpermute_k"
         elif arch.norm_minus_one and part.endswith("norm"):
             fix = "minus_one"
-        return f"model.layers.{i}.{_BLOCK[part]}.{kind}", fix
+        return f"model.layers.{i}.{hub}.{kind}", fix
     m = _GLOBAL_RE.match(gguf_name)
     if m and m.group(1) in _GLOBAL:
         part, kind = m.groups()

@@ -19,6 +19,7 @@ from famous.genai.gguf_source.architectures import (
     hub_name,
 )
 from famous.genai.gguf_source.dequant import dequantize
+from famous.genai.gguf_source.family_config import LONG, SHORT
 from famous.genai.gguf_source.reader import GGUFFile
 from famous.genai.weight_map import permute_rope
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 
 ROPE_FREQS = "rope_freqs.weight"
+# tensors that are RoPE parameters, read into the config, not weights
+CONFIG_TENSORS = (ROPE_FREQS, LONG, SHORT)
 
 
 class GGUFCheckpoint:
@@ -35,14 +38,15 @@ class GGUFCheckpoint:
         self.path = self.file.path
         self.arch: Architecture = architecture(self.file.architecture, self.path.name)
         shapes = {n: t.shape for n, t in self.file.tensors.items()}
-        freqs = self._raw(ROPE_FREQS).tolist() if ROPE_FREQS in shapes else None
+        values = {n: self._raw(n).tolist() for n in CONFIG_TENSORS if n in shapes}
+        freqs = values.pop(ROPE_FREQS, None)
         self.hf_config: dict[str, Any] = hf_config(
-            self.arch, self.file.metadata, shapes, self.path.name, freqs
+            self.arch, self.file.metadata, shapes, self.path.name, freqs, values
         )
         self._source: dict[str, tuple[str, Fix | None]] = {}
         unknown = []
         for name in self.file.tensors:
-            if name == ROPE_FREQS:  # read into the config above, not a weight
+            if name in CONFIG_TENSORS:  # read into the config above, not weights
                 continue
             mapped = hub_name(self.arch, name)
             if mapped is None:

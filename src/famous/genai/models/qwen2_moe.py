@@ -3,7 +3,8 @@ shared expert that every token goes through, scaled by ``sigmoid(shared_expert_g
 
 Routing: softmax over all experts, the top ``num_experts_per_tok``, renormalized only when
 ``norm_topk_prob``; dense blocks as in Qwen3-MoE (``mlp_only_layers``,
-``decoder_sparse_step``). No GGUF export yet (llama.cpp's ``qwen2moe`` is not mapped).
+``decoder_sparse_step``). GGUF: llama.cpp's ``qwen2moe`` (every block sparse, never
+renormalized: ``famous.genai.export.gguf_families``).
 """
 
 from __future__ import annotations
