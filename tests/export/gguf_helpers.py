@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -206,3 +208,11 @@ def kl(ref: np.ndarray, got: np.ndarray) -> float:
     lp = torch.log_softmax(torch.from_numpy(ref).double(), -1)
     lq = torch.log_softmax(torch.from_numpy(got).double(), -1)
     return float((lp.exp() * (lp - lq)).sum(-1).mean())
+
+
+def with_config(model: Path, out: Path, **changes: object) -> Path:
+    """A copy of the model folder (no GGUF) with ``changes`` made to its config.json."""
+    shutil.copytree(model, out, ignore=shutil.ignore_patterns("*.gguf"))
+    conf = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**conf, **changes}))
+    return out

@@ -26,6 +26,7 @@ from gguf_helpers import (
     memorize_corpus,
     save_random_model,
     tensors,
+    with_config,
 )
 from safetensors.numpy import load_file, save_file
 
@@ -516,28 +517,32 @@ def test_architectures_famous_does_not_map_are_refused(tiny_llama, tmp_path):
         ("qwen2", {"use_sliding_window": True, "sliding_window": 16, "max_window_layers": 0}),
     ],
 )
-def test_a_sliding_window_llama_cpp_cannot_run_is_refused(kind, window, tmp_path) -> None:
-    """llama.cpp's llama and qwen2 graphs never read ``<arch>.attention.sliding_window``:
-    the same weights without the window run there like transformers' full attention, and
-    past the window far from the windowed model. So the windowed model is refused, with
-    the field named, and nothing written; a window as long as the context is no window."""
+def test_a_sliding_window_llama_cpp_cannot_run_becomes_the_declared_context(
+    kind, window, tmp_path
+) -> None:
+    """llama.cpp's llama and qwen2 graphs never read ``<arch>.attention.sliding_window``,
+    and within the window full attention is the windowed model. So the GGUF declares the
+    window as its context, says so in a warning naming the field, and within that context
+    llama.cpp answers like transformers' windowed model; past it, the same file would
+    attend over everything (which is why the context is capped)."""
     windowed = save_random_model(kind, tmp_path / "windowed", **window)
-    out = tmp_path / "out"
-    with pytest.raises(GGUFExportError, match="sliding_window 16 is shorter than") as e:
-        export_gguf(windowed, out / "m.gguf", "f32")
-    assert repr(LLAMA_CPP_ARCH[kind]) in str(e.value)
-    assert not out.exists() or _leftovers(out) == []
-    full = tmp_path / "full"
-    shutil.copytree(windowed, full)
-    conf = json.loads((full / "config.json").read_text())
-    conf["sliding_window"] = conf["max_position_embeddings"]
-    (full / "config.json").write_text(json.dumps(conf))
-    path = export_gguf(full, tmp_path / "full.gguf", "f32").path
-    ids = prompt_ids(48)
-    got = llama_logits(path, ids)
-    assert np.abs(got - hf_logits(full, ids)).max() < 0.03  # full attention: llama.cpp's own
-    past = np.abs(got - hf_logits(windowed, ids))[16:].max()
+    result = export_gguf(windowed, tmp_path / "m.gguf", "f32")
+    meta = fields(result.path)
+    arch = LLAMA_CPP_ARCH[kind]
+    assert meta[f"{arch}.context_length"] == 16
+    assert any("sliding_window 16" in w and repr(arch) in w for w in result.warnings)
+    within = prompt_ids(16)
+    got = llama_logits(result.path, within)
+    assert np.abs(got - hf_logits(windowed, within)).max() < 0.03
+    longer = prompt_ids(48)
+    past = np.abs(llama_logits(result.path, longer) - hf_logits(windowed, longer))[16:].max()
     assert past > 1.0, f"past the window llama.cpp differs from the windowed model by {past}"
+    full = with_config(windowed, tmp_path / "full", sliding_window=None)
+    full_meta = fields(export_gguf(full, tmp_path / "full.gguf", "f32").path)
+    assert (
+        full_meta[f"{arch}.context_length"]
+        == json.loads((windowed / "config.json").read_text())["max_position_embeddings"]
+    )
 
 
 def test_bad_options_are_refused_before_anything_is_written(tiny_qwen2, tmp_path) -> None:

@@ -6,13 +6,12 @@ corpus: at random they repeat their last token), the Gemmas with a sliding windo
 tokens under prompts of 10-24, Phi-3 with LongRoPE: llama.cpp's greedy text equals
 transformers' and famous's eager model's, and its logits stay close to transformers' while
 the same weights without the window (without LongRoPE) are far from them — a GGUF that
-dropped either would fail here. Phi-3's own sliding window llama.cpp ignores: refused.
+dropped either would fail here. Phi-3's own sliding window llama.cpp ignores: the GGUF
+declares it as its context.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from gguf_helpers import (
     memorize_corpus,
     save_random_model,
     tensors,
+    with_config,
 )
 
 from famous.genai.export.gguf import export_gguf
@@ -85,14 +85,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
             memorize_corpus(model, steps=10)
 
     return family_exports(tmp_path_factory, make, ARCH)
-
-
-def with_config(model: Path, out: Path, **changes: object) -> Path:
-    """A copy of the model folder (no GGUF) with ``changes`` made to its config.json."""
-    shutil.copytree(model, out, ignore=shutil.ignore_patterns("*.gguf"))
-    conf = json.loads((out / "config.json").read_text())
-    (out / "config.json").write_text(json.dumps({**conf, **changes}))
-    return out
 
 
 @pytest.mark.parametrize("kind", list(ARCH))
@@ -187,11 +179,16 @@ def test_phi3_fused_tensors_and_longrope_are_where_llama_cpp_reads_them(exported
     assert past > 1.0, f"LongRoPE changes the logits by only {past}"
 
 
-def test_a_phi3_window_llama_cpp_would_ignore_is_refused(tmp_path) -> None:
-    """llama.cpp's phi3 reads a sliding window and then disables it (full attention)."""
+def test_a_phi3_window_llama_cpp_would_ignore_becomes_the_declared_context(tmp_path) -> None:
+    """llama.cpp's phi3 reads a sliding window and then disables it (full attention): the
+    GGUF declares the window as its context, within which llama.cpp is the windowed model."""
     window = fake_hf_config("phi3")["sliding_window"]
-    model = save_random_model("phi3", tmp_path / "model", tokenizer=False)
-    assert_export_refused(model, f"sliding_window {window} is shorter than .*'phi3'")
+    model = save_random_model("phi3", tmp_path / "model")
+    result = export_gguf(model, tmp_path / "m.gguf", "f32")
+    assert fields(result.path)["phi3.context_length"] == window
+    assert any(f"sliding_window {window}" in w and "'phi3'" in w for w in result.warnings)
+    ids = prompt_ids(min(window, 24))
+    assert np.abs(llama_logits(result.path, ids) - hf_logits(model, ids)).max() < 0.03
 
 
 # ------------------------------------------------------------------------------ as a source

@@ -248,7 +248,6 @@ def _plan(
     import gguf
 
     cfg = load_config(model_dir)
-    _refuse_sliding_window(cfg, gguf.MODEL_ARCH_NAMES[arch.gguf_arch])
     a0 = cfg.blocks[0].attention
     sources = scan(model_dir)
     name_map = gguf.get_tensor_name_map(arch.gguf_arch, cfg.num_hidden_layers)
@@ -370,24 +369,26 @@ def _global_rope(cfg: ModelConfig) -> Any:
 WINDOWED_FAMILIES = frozenset({"gpt_oss", "gemma2", "gemma3_text"})
 
 
-def _refuse_sliding_window(cfg: ModelConfig, arch: str) -> None:
-    """llama.cpp's llama / qwen2 / qwen3 / gemma graphs have no sliding-window attention
-    (they never read ``<arch>.attention.sliding_window``; phi3 reads it and then disables
-    it): a window shorter than the context would silently become full attention, so such
-    a model is refused. The gpt-oss, gemma2 and gemma3 graphs do run it (the family
-    metadata writes the window and which layers use it)."""
+def _windowed_context(cfg: ModelConfig, arch: str, warnings: list[str]) -> int:
+    """The context length the GGUF declares. llama.cpp's llama / qwen2 / qwen3 / gemma / phi3
+    graphs run no sliding window (phi3 reads it and then disables it), and within the
+    window full attention is the windowed model exactly: such a model's GGUF declares the
+    window as its context, so what llama.cpp runs by default equals the model. The gpt-oss,
+    gemma2 and gemma3 graphs do run the window (the family metadata writes it)."""
     if cfg.model_type in WINDOWED_FAMILIES:
-        return
+        return cfg.max_position_embeddings
     windows = {b.attention.sliding_window for b in cfg.blocks} - {None}
-    short = sorted(w for w in windows if w < cfg.max_position_embeddings)
-    if short:
-        raise GGUFExportError(
-            f"config.json's sliding_window {short[0]} is shorter than max_position_embeddings "
-            f"{cfg.max_position_embeddings}, and llama.cpp's {arch!r} architecture has no "
-            "sliding-window attention: its GGUF would attend over the whole context and "
-            f"answer differently past {short[0]} tokens. Serve the safetensors with the "
-            "famous-native or transformers runtime instead"
-        )
+    short = min((w for w in windows if w < cfg.max_position_embeddings), default=None)
+    if short is None:
+        return cfg.max_position_embeddings
+    warnings.append(
+        f"config.json's sliding_window {short} is shorter than max_position_embeddings "
+        f"{cfg.max_position_embeddings}, and llama.cpp's {arch!r} architecture runs no "
+        f"sliding window: the GGUF declares a context of {short} tokens, within which it "
+        f"answers exactly like the model (a longer context set in llama.cpp would attend past "
+        "the window; serve the safetensors with famous-native or transformers for that)"
+    )
+    return short
 
 
 def _source_order(name: str) -> tuple:
@@ -417,7 +418,8 @@ def _write_metadata(
     name = _loadable_name(name, vocab.tokens, warnings)
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(name)
-    writer.add_context_length(cfg.max_position_embeddings)
+    arch = writer.arch
+    writer.add_context_length(_windowed_context(cfg, arch, warnings))
     writer.add_embedding_length(cfg.hidden_size)
     writer.add_block_count(cfg.num_hidden_layers)
     writer.add_feed_forward_length(b0.feed_forward.intermediate_size)
