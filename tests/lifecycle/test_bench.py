@@ -235,6 +235,15 @@ def test_measured_selection_ranks_engines_on_this_machine_only(
     bad = cli("engines", QWEN)
     assert bad.exit_code != 0 and "selection objective 'latency'" in bad.output
     assert cli("set", "selection.objective=decode").exit_code == 0
+    # a pinned engine wins, and runs the variant of it that measured best
+    _measure("cpu", "q8_0", here, 35.0, 150.0)
+    assert cli("use-engine", QWEN, "cpu").exit_code == 0
+    rows = engines()
+    assert rows["cpu"]["selected"] and rows["cpu"]["option"] == "q8_0"
+    assert "cpu pinned (famous use-engine): measured 35.0 tok/s decode (q8_0) behind 42.0" in (
+        cli("engines", QWEN).stdout
+    )
+    assert cli("use-engine", QWEN, "--auto").exit_code == 0
     # measured selection off: the manifest score decides again
     assert cli("set", "selection.measured=false").exit_code == 0
     assert engines()["cpu"]["selected"]

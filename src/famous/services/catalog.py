@@ -169,6 +169,7 @@ class EngineChoice:
     evaluations: list[EngineEvaluation]
     selected: str | None  # None: no engine runs here
     measured: MeasuredRanking | None = None  # `famous bench`'s figures that ranked them
+    pinned: bool = False  # the selected engine is the user's pin
 
     def rows(self) -> list[dict[str, Any]]:
         return [engine_row(ev, self.selected) for ev in self.evaluations]
@@ -182,7 +183,7 @@ def engine_choice(model: str, package: ModelPackage, report: HardwareReport) -> 
 
     try:
         chosen = resolve_selection(model, package=package, report=report).selection
-        return EngineChoice(chosen.evaluations, chosen.engine.name, chosen.measured)
+        return EngineChoice(chosen.evaluations, chosen.engine.name, chosen.measured, chosen.pinned)
     except NoCompatibleEngine:
         return EngineChoice(evaluate_all(package, report), None)
 

@@ -72,7 +72,8 @@ def engines(model: str, root: str | None, fmt: OutputFormat) -> None:
             ]
         print_table(headers, rows)
         if measured is not None and selected is not None:
-            print(f"\n{selected} chosen by measurement: {measured.note_for(selected)}")
+            why = "pinned (famous use-engine)" if choice.pinned else "chosen by measurement"
+            print(f"\n{selected} {why}: {measured.note_for(selected) or 'not measured here'}")
         for line in unused_accelerators(report, package.engines.values()):
             print(f"\n{line}")
         if selected is None:
