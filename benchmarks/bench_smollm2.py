@@ -6,7 +6,8 @@ writes a user package ``smollm2`` into a FAMOUS_HOME of its own (default: a fold
 
 - ``cpu``: llama.cpp's llama-server on the Q4_1 GGUF (the suite's build for this machine);
 - ``cpu-python``: llama-cpp-python's ``llama_cpp.server`` on the same GGUF;
-- ``native-fp32`` / ``native-bf16``: famous-native on the fp32 safetensors, in fp32 / bf16;
+- ``native-fp32`` / ``native-bf16`` / ``native-int8``: famous-native on the fp32
+  safetensors, in fp32, in bf16, and with int8 per-channel weights (``quantize: int8``);
 - ``transformers-cpu``: the transformers worker on the same folder (fp32);
 - ``openvino-cpu``: OpenVINO GenAI on an IR converted from the folder here (fp32 weights,
   OpenVINO's own converter, as tests/engines/tiny_ov.py does; no optimum-intel), declared
@@ -43,6 +44,8 @@ options:
     files: ['*.safetensors', '*.json'], size: {hf}}}
   bf16: {{repo: local/smollm2, format: safetensors, quantization: bf16,
     files: ['*.safetensors', '*.json'], size: {hf_half}}}
+  int8: {{repo: local/smollm2, format: safetensors, quantization: int8,
+    files: ['*.safetensors', '*.json'], size: {hf_quarter}}}
   ov-fp32: {{repo: local/smollm2, format: openvino, quantization: fp32,
     files: ['*.xml', '*.bin', '*.json'], size: {ov}}}
 """
@@ -69,6 +72,8 @@ ENGINES = [
      ", server: llama-cpp-python"),
     ("native-fp32", "famous-native", "fp32", "famous-native fp32 on the CPU", ", dtype: float32"),
     ("native-bf16", "famous-native", "bf16", "famous-native bf16 on the CPU", ", dtype: bfloat16"),
+    ("native-int8", "famous-native", "int8", "famous-native int8 weights on the CPU",
+     ", dtype: float32, quantize: int8"),
     ("transformers-cpu", "transformers", "fp32", "transformers fp32 on the CPU",
      ", dtype: float32, device: cpu"),
     ("openvino-cpu", "openvino", "ov-fp32", "OpenVINO GenAI on the CPU", ", device: CPU"),
@@ -86,7 +91,13 @@ def _size(path: Path) -> int:
 def write_package(home: Path, gguf: Path, hf: Path, ov: Path) -> None:
     pkg = home / "packages" / "smollm2"
     (pkg / "engines").mkdir(parents=True, exist_ok=True)
-    sizes = {"gguf": _size(gguf), "hf": _size(hf), "hf_half": _size(hf) // 2, "ov": _size(ov)}
+    sizes = {
+        "gguf": _size(gguf),
+        "hf": _size(hf),
+        "hf_half": _size(hf) // 2,
+        "hf_quarter": _size(hf) // 4,
+        "ov": _size(ov),
+    }
     (pkg / "model.yaml").write_text(MODEL_YAML.format(**sizes))
     for name, runtime, option, summary, extra in ENGINES:
         folder = pkg / "engines" / name
@@ -138,6 +149,7 @@ def main() -> int:
         ("cpu", "q4_1", "gguf", gguf),
         ("native-fp32", "fp32", "safetensors", hf),
         ("native-bf16", "bf16", "safetensors", hf),
+        ("native-int8", "int8", "safetensors", hf),
         ("openvino-cpu", "ov-fp32", "openvino", ov),
     ):
         register(engine, variant, fmt, path)

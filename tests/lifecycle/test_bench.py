@@ -78,6 +78,7 @@ def tiny_package(famous_home: Path, tmp_path: Path) -> Path:
     options = {
         "f32": ("gguf", "F32", gguf),
         "fp32": ("safetensors", "fp32", hf),
+        "int8": ("safetensors", "int8", hf),
         "truncated": ("gguf", "F32", broken),
     }
     pkg = famous_home / "packages" / PACKAGE
@@ -112,6 +113,9 @@ def tiny_package(famous_home: Path, tmp_path: Path) -> Path:
     engines = [
         _engine("llama-server", "llamacpp", ["f32"], server),
         _engine("native-cpu", "famous-native", ["fp32"], {"context-size": 512, "dtype": "float32"}),
+        _engine(
+            "native-int8", "famous-native", ["int8"], {"context-size": 512, "quantize": "int8"}
+        ),
         _engine("truncated", "llamacpp", ["truncated"], server),
         _engine(
             "arm-only",
@@ -128,7 +132,12 @@ def tiny_package(famous_home: Path, tmp_path: Path) -> Path:
         (pkg / "engines" / e["name"] / "engine.yaml").write_text(yaml.safe_dump(e))
     for name, (f, _q, path) in options.items():
         _register(
-            name, {"f32": "llama-server", "fp32": "native-cpu"}.get(name, "truncated"), f, path
+            name,
+            {"f32": "llama-server", "fp32": "native-cpu", "int8": "native-int8"}.get(
+                name, "truncated"
+            ),
+            f,
+            path,
         )
     return pkg
 
@@ -150,13 +159,17 @@ def test_bench_measures_real_engines_stores_them_and_auto_pins(
     assert "arm64" in cases["arm-only"]["reason"]
     assert cases["truncated"]["status"] == "failed"
     assert "exited with status 1 before it was healthy" in cases["truncated"]["reason"]
-    for engine in ("llama-server", "native-cpu"):
+    for engine in ("llama-server", "native-cpu", "native-int8"):  # int8: quantized at load
         m = cases[engine]["measurement"]
         assert cases[engine]["status"] == "ok", cases[engine]
         assert m["pp_tps"] > 0 and m["decode_tps"] > 0 and m["throughput_tps"] > 0
         assert 0 < m["ttft_ms"] < 60_000 and m["streams"] == 2 and m["max_tokens"] == 8
         assert 5 < m["peak_rss_mb"] < 8192  # a real process tree was sampled
     assert cases["llama-server"]["server"] == "llama-server"
+    from famous.store.deployments import log_path_for
+
+    int8_log = log_path_for(f"bench-{PACKAGE}-native-int8-int8").read_text()
+    assert "--quantize int8" in int8_log  # the engine's configuration reached its command
     # prompt_tokens is each server's own count: llama.cpp's tokenizer and transformers' agree
     text = prompt(2, PROMPT_WORDS)  # request 1 is the warm-up, request 2 the prompt timing
     gguf = str(tmp_path / "tiny.gguf")
@@ -169,6 +182,7 @@ def test_bench_measures_real_engines_stores_them_and_auto_pins(
     assert {(m.engine, m.variant) for m in stored} == {
         ("llama-server", "f32"),
         ("native-cpu", "fp32"),
+        ("native-int8", "int8"),
     }
     best = max(stored, key=lambda m: m.decode_tps)
     assert report["best"] == [best.engine, best.variant]
