@@ -31,6 +31,7 @@ _COMMAND_MODULES = (
     "famous.cli.lifecycle",
     "famous.cli.build",
     "famous.cli.profile",
+    "famous.cli.bench",
 )
 
 

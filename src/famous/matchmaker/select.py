@@ -10,6 +10,9 @@ Rules, in order:
 5. The highest score wins; ties go to the engine whose chosen option is the engine's
    default, then to the smaller memory need, then to the engine name (alphabetical), so the
    same machine always gets the same answer.
+6. Measured selection (``famous.matchmaker.measured``): given ``famous bench``'s
+   measurements for this machine, the compatible engine × variant that measured best on
+   the objective wins over rule 5, and a pinned engine runs its best-measured variant.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from famous.errors import Incompatible, NotFound
 from famous.matchmaker.devices import DeviceMatch, match_device
 from famous.matchmaker.environment import engine_environment
+from famous.matchmaker.measured import MeasuredRanking, rank
 from famous.matchmaker.memory import MemoryEstimate, estimate, memory_budget
 
 if TYPE_CHECKING:  # the matchmaker reads manifests by attribute: validated models or records
@@ -70,6 +74,8 @@ class Selection:
     evaluation: EngineEvaluation
     evaluations: list[EngineEvaluation]
     pinned: bool = False  # chosen by the user (`--engine`, `use-engine`), not by score
+    # what `famous bench` measured here, when it decided (or, for a pin, informed) the choice
+    measured: MeasuredRanking | None = None
     # what the engine's process needs on the matched device
     environment: dict[str, str] = field(default_factory=dict)
 
@@ -230,15 +236,25 @@ def select(
     option: str | None = None,
     context: int | None = None,
     force: bool = False,
+    measurements: Sequence[Any] | None = None,
+    objective: str = "decode",
 ) -> Selection:
     """Pick the engine (or check the one named) and its model option.
 
     ``force`` accepts a named engine even when it is incompatible (the user insisted).
+    ``measurements``: ``famous bench``'s figures for this machine (rule 6).
     """
     evaluations = evaluate_all(package, report, context)
+    measured = None
+    if measurements:
+        names = {ev.engine for ev in evaluations if ev.compatible and not ev.experimental}
+        names |= {engine} if engine in package.engines else set()
+        measured = _measured(package, report, context, measurements, objective, option, names)
     if engine is not None:
         if engine not in package.engines:
             raise UnknownEngine(package.name, engine, list(package.engines))
+        best_variant = measured.best_of(engine) if measured and option is None else None
+        option = best_variant.variant if best_variant else option
         chosen = evaluate(package, package.engines[engine], report, context, option)
         evaluations = [chosen if ev.engine == engine else ev for ev in evaluations]
         if not chosen.compatible and not force:
@@ -257,8 +273,11 @@ def select(
             evaluation=chosen,
             evaluations=evaluations,
             pinned=True,
+            measured=measured,
             environment=engine_environment(package.engines[engine], report, _matched(chosen)),
         )
+    if measured is not None:
+        return _measured_selection(package, report, context, measured, evaluations)
     candidates = [ev for ev in evaluations if ev.compatible and not ev.experimental]
     if option is not None:
         candidates = [
@@ -279,4 +298,50 @@ def select(
         evaluation=best,
         evaluations=evaluations,
         environment=engine_environment(package.engines[best.engine], report, _matched(best)),
+    )
+
+
+def _measured(
+    package: ModelPackage,
+    report: HardwareReport,
+    context: int | None,
+    measurements: Sequence[Any],
+    objective: str,
+    option: str | None,
+    names: set[str],
+) -> MeasuredRanking | None:
+    """Rank the measured engine × variants of ``names`` that fit here (``option`` only,
+    when one is asked for); measurements of other machines must be filtered out before."""
+
+    def runs_here(engine: str, variant: str) -> bool:
+        manifest = package.engines.get(engine)
+        if manifest is None or engine not in names or variant not in manifest.model_options:
+            return False
+        if option is not None and variant != option:
+            return False
+        return evaluate(package, manifest, report, context, variant).compatible
+
+    return rank(measurements, objective, runs_here)
+
+
+def _measured_selection(
+    package: ModelPackage,
+    report: HardwareReport,
+    context: int | None,
+    measured: MeasuredRanking,
+    evaluations: list[EngineEvaluation],
+) -> Selection:
+    """Rule 6: the measured winner, evaluated with the variant that won."""
+    win = measured.winner
+    manifest = package.engines[win.engine]
+    chosen = evaluate(package, manifest, report, context, win.variant)
+    return Selection(
+        package=package.name,
+        engine=manifest,
+        option_name=win.variant,
+        option=package.option(win.variant),
+        evaluation=chosen,
+        evaluations=[chosen if ev.engine == win.engine else ev for ev in evaluations],
+        measured=measured,
+        environment=engine_environment(manifest, report, _matched(chosen)),
     )

@@ -49,6 +49,8 @@ NATIVE_KEYS: dict[str, str] = {
     "max_seq_len": "alias of context-size",
     "dtype": "weights and compute dtype: float32, bfloat16 or float16",
     "threads": "torch intra-op threads (default: physical cores)",
+    "quantize": "weight quantization applied at load: int8 (per channel) | int4 | q4_0, "
+    "from float weights (famous quantize lists the recipes)",
 }
 
 EDGE_KEYS: dict[str, str] = {

@@ -34,5 +34,7 @@ class FamousNativeServer(RuntimeAdapter):
             argv += ["--max-seq-len", str(int(seq))]
         if cfg.get("dtype"):
             argv += ["--dtype", _DTYPES.get(str(cfg["dtype"]), str(cfg["dtype"]))]
+        if cfg.get("quantize"):
+            argv += ["--quantize", str(cfg["quantize"])]
         argv += ["--threads", str(int(cfg.get("threads") or physical_cores()))]
         return argv

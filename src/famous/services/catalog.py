@@ -18,6 +18,7 @@ from famous.plain import to_plain
 if TYPE_CHECKING:
     from famous.hardware.report import HardwareReport
     from famous.manifests.schema import EngineManifest, ModelPackage
+    from famous.matchmaker.measured import MeasuredRanking
     from famous.matchmaker.select import EngineEvaluation
 
 
@@ -167,6 +168,8 @@ def engine_row(ev: EngineEvaluation, selected: str | None) -> dict[str, Any]:
 class EngineChoice:
     evaluations: list[EngineEvaluation]
     selected: str | None  # None: no engine runs here
+    measured: MeasuredRanking | None = None  # `famous bench`'s figures that ranked them
+    pinned: bool = False  # the selected engine is the user's pin
 
     def rows(self) -> list[dict[str, Any]]:
         return [engine_row(ev, self.selected) for ev in self.evaluations]
@@ -180,7 +183,7 @@ def engine_choice(model: str, package: ModelPackage, report: HardwareReport) -> 
 
     try:
         chosen = resolve_selection(model, package=package, report=report).selection
-        return EngineChoice(chosen.evaluations, chosen.engine.name)
+        return EngineChoice(chosen.evaluations, chosen.engine.name, chosen.measured, chosen.pinned)
     except NoCompatibleEngine:
         return EngineChoice(evaluate_all(package, report), None)
 
@@ -193,6 +196,7 @@ class EngineDetail:
     evaluation: EngineEvaluation
     settings: dict[str, Any]  # key -> famous.store.config setting (value, layer)
     keys: dict[str, str]  # the runtime's keys, each with what it does
+    measured: str | None = None  # what `famous bench` measured of it vs the runner-up
 
     def data(self) -> dict[str, Any]:
         return {
@@ -200,6 +204,7 @@ class EngineDetail:
             "evaluation": {**to_plain(self.evaluation), "verdict": self.evaluation.verdict},
             "configuration": {k: to_plain(s) for k, s in self.settings.items()},
             "runtime-keys": self.keys,
+            **({"measured": self.measured} if self.measured else {}),
         }
 
 
@@ -211,14 +216,35 @@ def engine_detail(
     from famous.services.selection import resolve_selection, runtime_settings
     from famous.store.config import resolve
 
+    ranking = None
     if engine is None:
-        engine = resolve_selection(model, package=package, report=report).selection.engine.name
+        chosen = resolve_selection(model, package=package, report=report).selection
+        engine, ranking = chosen.engine.name, chosen.measured
+    elif engine in package.engines:
+        ranking = _measured_ranking(model, package, report)
     if engine not in package.engines:
         raise UnknownEngine(package.name, engine, sorted(package.engines))
     manifest = package.engines[engine]
     keys = runtime_settings(manifest.runtime)
     settings = resolve(manifest.configuration, model=package.name, runtime_keys=keys)
-    return EngineDetail(manifest, evaluate(package, manifest, report), settings, keys)
+    note = ranking.note_for(engine) if ranking is not None else None
+    return EngineDetail(manifest, evaluate(package, manifest, report), settings, keys, note)
+
+
+def _measured_ranking(
+    model: str, package: ModelPackage, report: HardwareReport
+) -> MeasuredRanking | None:
+    """How ``famous bench``'s figures rank ``package``'s engines here (None without any)."""
+    from famous.matchmaker import NoCompatibleEngine
+    from famous.matchmaker.resolve import measured_figures
+    from famous.services.selection import resolve_selection
+
+    if not measured_figures(package.name, report)[0]:
+        return None
+    try:
+        return resolve_selection(model, package=package, report=report).selection.measured
+    except NoCompatibleEngine:
+        return None
 
 
 # -- pins --------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Value] = {
     "startup-timeout": 300,  # seconds to wait for an engine to become healthy
     "offline": False,
     "llama-server.build": "auto",
+    "selection.measured": True,
+    "selection.objective": "decode",
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -44,6 +46,10 @@ DESCRIPTIONS: dict[str, str] = {
     "offline": "never contact the Hub; use only what is in the catalog",
     "llama-server.build": "auto: famous run / pull build llama.cpp's llama-server for this "
     "machine the first time a GGUF model needs it (minutes, once) | never: keep llama_cpp.server",
+    "selection.measured": "rank engines by `famous bench`'s measurements of this machine, "
+    "when there are any (false: by manifest score alone)",
+    "selection.objective": "what measured selection maximises: decode (tok/s at one stream) | "
+    "throughput (tok/s over several streams) | ttft (time to first token, lowest wins)",
 }
 
 

@@ -72,6 +72,27 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE deployments ADD COLUMN server_reason TEXT
     """,
+    # 4: (famous.store.measurements) what `famous bench` measured, per model, engine,
+    # variant and machine fingerprint (famous.hardware.fingerprint): the newest run only.
+    """
+    CREATE TABLE measurements (
+        model TEXT NOT NULL,             -- package name
+        engine TEXT NOT NULL,
+        variant TEXT NOT NULL,           -- model option
+        fingerprint TEXT NOT NULL,       -- the machine it ran on
+        pp_tps REAL NOT NULL,            -- prompt processing, tokens per second
+        decode_tps REAL NOT NULL,        -- decode at one stream, tokens per second
+        streams INTEGER NOT NULL,        -- concurrent streams of the throughput run
+        throughput_tps REAL NOT NULL,    -- generated tokens per second over all streams
+        ttft_ms REAL NOT NULL,           -- time to first token of one stream
+        peak_rss_mb REAL,                -- peak resident memory of the engine's processes
+        prompt_tokens INTEGER NOT NULL,  -- the workload: prompt length and answer budget
+        max_tokens INTEGER NOT NULL,
+        famous_version TEXT NOT NULL,
+        measured_at TEXT NOT NULL,
+        PRIMARY KEY (model, engine, variant, fingerprint)
+    )
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

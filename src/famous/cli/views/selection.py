@@ -3,8 +3,13 @@ scored on this machine."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from famous.cli import exits
 from famous.cli.render import OutputFormat, emit, print_fields, print_table
+
+if TYPE_CHECKING:
+    from famous.matchmaker.measured import MeasuredRanking
 
 
 def models(fmt: OutputFormat) -> None:
@@ -40,8 +45,11 @@ def engines(model: str, root: str | None, fmt: OutputFormat) -> None:
 
     package, report = read_package(model), recent_report(root)
     choice = engine_choice(model, package, report)
-    evaluations, selected = choice.evaluations, choice.selected
+    evaluations, selected, measured = choice.evaluations, choice.selected, choice.measured
     data = choice.rows()
+    if measured is not None:  # `famous bench` ran here: its figures ranked the engines
+        for row in data:
+            row["measured"] = measured.note_for(row["engine"])
 
     def table() -> None:
         rows = [
@@ -55,7 +63,17 @@ def engines(model: str, root: str | None, fmt: OutputFormat) -> None:
             )
             for ev in evaluations
         ]
-        print_table(["engine", "vendor", "summary", "compatible", "score", "option"], rows)
+        headers = ["engine", "vendor", "summary", "compatible", "score", "option"]
+        if measured is not None:
+            headers.append(OBJECTIVE_COLUMN[measured.objective])
+            rows = [
+                (*r, _measured_cell(measured, ev.engine))
+                for r, ev in zip(rows, evaluations, strict=True)
+            ]
+        print_table(headers, rows)
+        if measured is not None and selected is not None:
+            why = "pinned (famous use-engine)" if choice.pinned else "chosen by measurement"
+            print(f"\n{selected} {why}: {measured.note_for(selected) or 'not measured here'}")
         for line in unused_accelerators(report, package.engines.values()):
             print(f"\n{line}")
         if selected is None:
@@ -64,6 +82,16 @@ def engines(model: str, root: str | None, fmt: OutputFormat) -> None:
     emit(data, fmt, table)
     if selected is None:
         raise SystemExit(exits.INCOMPATIBLE)
+
+
+OBJECTIVE_COLUMN = {"decode": "decode tok/s", "throughput": "tok/s (N streams)", "ttft": "ttft ms"}
+
+
+def _measured_cell(measured: MeasuredRanking, engine: str) -> str:
+    best = measured.best_of(engine)
+    if best is None:
+        return "-"
+    return f"{best.value:.0f}" if measured.objective == "ttft" else f"{best.value:.1f}"
 
 
 def show_engine(model: str, engine: str | None, root: str | None, fmt: OutputFormat) -> None:
@@ -88,6 +116,7 @@ def show_engine(model: str, engine: str | None, root: str | None, fmt: OutputFor
                 ("score", ev.score),
                 ("model option", ev.option or "-"),
                 ("model options", ", ".join(manifest.model_options)),
+                *([("measured", detail.measured)] if detail.measured else []),
             ]
         )
         print("\ndevices:")

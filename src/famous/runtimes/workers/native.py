@@ -3,8 +3,8 @@
 Run it (the ``famous-native`` runtime adapter launches exactly this)::
 
     python -m famous.runtimes.workers.native --model DIR [--host 127.0.0.1] [--port 8080]
-        [--dtype fp32|bf16|fp16] [--max-seq-len 4096] [--threads N]
-        [--served-model-name NAME] [--allow-pickle]
+        [--dtype fp32|bf16|fp16] [--quantize int8|int4|q4_0|RECIPE] [--max-seq-len 4096]
+        [--threads N] [--served-model-name NAME] [--allow-pickle]
 
 Lifecycle, for a supervisor:
 
@@ -130,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     ap.add_argument("--allow-pickle", action="store_true", help="accept .bin / .pt checkpoints")
+    ap.add_argument(
+        "--quantize",
+        default=None,
+        help="weight quantization recipe applied after loading (int8, int4, q4_0 or a file)",
+    )
     args = ap.parse_args(argv)
 
     from pathlib import Path
@@ -157,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
                 allow_pickle=args.allow_pickle,
                 threads=args.threads,
             )
+            if args.quantize:
+                from famous.genai.quantize import get_recipe
+                from famous.genai.quantize.modules import apply_recipe
+
+                apply_recipe(pipe.model, get_recipe(args.quantize))
             app = app_for(pipe, name)
     except (GenAIError, ValueError, OSError) as e:
         sys.stderr.write(f"error: {e}\n")
