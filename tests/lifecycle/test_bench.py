@@ -300,3 +300,11 @@ def test_fingerprint_is_stable_and_names_the_silicon(cpu_report: HardwareReport)
     other = copy.deepcopy(cpu_report)
     other.cpus[0].flags.append("avx512f")
     assert machine_fingerprint(other) != machine_fingerprint(cpu_report)
+
+
+def test_a_bench_that_measured_nothing_fails(cli, tiny_package: Path) -> None:
+    """Only engines that cannot start or run here: the table says why, the exit code says
+    that nothing was measured."""
+    r = cli("bench", PACKAGE, "--engines", "truncated,arm-only", "--max-tokens", "8")
+    assert r.exit_code == 1, r.output
+    assert "failed" in r.output and "skipped" in r.output

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from famous.cli import exits
 from famous.cli.errors import handle_errors
 from famous.cli.options import FormatOption
 from famous.cli.render import OutputFormat, emit, print_table
@@ -58,6 +59,9 @@ def bench(
         progress=progress,
     )
     emit(result.as_dict(), fmt, lambda: print_report(result))
+    if not any(case.status == "ok" for case in result.cases):
+        # nothing measured (all skipped or failed): a script must not read it as a result
+        raise SystemExit(exits.ERROR)
 
 
 def _cells(case: BenchCase, result: BenchReport) -> list[object]:

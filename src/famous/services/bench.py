@@ -97,7 +97,7 @@ def plan_cases(
     """Every engine × variant asked for (default: all, experimental engines only by name),
     each marked skipped with a reason when it cannot run here, else pending."""
     from famous.matchmaker.select import evaluate
-    from famous.services.selection import _missing_install
+    from famous.services.selection import missing_install
 
     _check_names(package, engines, variants)
     cases = []
@@ -110,7 +110,7 @@ def plan_cases(
                 continue
             case = BenchCase(engine=name, variant=variant, runtime=manifest.runtime)
             ev = evaluate(package, manifest, report, option=variant)
-            install = None if not ev.compatible else _missing_install(manifest.runtime)
+            install = None if not ev.compatible else missing_install(manifest.runtime)
             if not ev.compatible:
                 case.reason = "not compatible here: " + "; ".join(ev.reasons)
             elif install is not None:

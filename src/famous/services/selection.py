@@ -36,7 +36,7 @@ class RuntimeCheck:
         return text
 
 
-def _missing_install(runtime: str) -> str | None:
+def missing_install(runtime: str) -> str | None:
     """The install command when ``runtime`` cannot start here, else None."""
     from famous.runtimes import RuntimeNotInstalled, UnknownRuntime, get_runtime
 
@@ -65,7 +65,7 @@ def llama_server_buildable() -> bool:
 def check_runtime(resolved: Resolved) -> RuntimeCheck | None:
     """None when the selected engine can start here; else the install hint and an alternative."""
     engine = resolved.selection.engine
-    install = _missing_install(engine.runtime)
+    install = missing_install(engine.runtime)
     if install is None:
         return None
     alternative = next(
@@ -75,7 +75,7 @@ def check_runtime(resolved: Resolved) -> RuntimeCheck | None:
             if ev.compatible
             and not ev.experimental
             and ev.engine != engine.name
-            and _missing_install(resolved.package.engines[ev.engine].runtime) is None
+            and missing_install(resolved.package.engines[ev.engine].runtime) is None
         ),
         None,
     )
