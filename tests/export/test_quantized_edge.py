@@ -102,6 +102,7 @@ def _serves(artifact: Path, target: str, name: str) -> None:
     assert r.json()["choices"][0]["text"] == want != ""
 
 
+@pytest.mark.slow  # ExecuTorch's lowering of the quantized linears: minutes on 2 shared cores
 def test_executorch_dynamic_int8(tiny_llama: Path, famous_home: Path, eager_dynamic_int8) -> None:
     artifact = _check_int8_package(
         "executorch", "tiny-et8", tiny_llama, famous_home, eager_dynamic_int8
@@ -109,6 +110,7 @@ def test_executorch_dynamic_int8(tiny_llama: Path, famous_home: Path, eager_dyna
     _serves(artifact, "executorch", "tiny-et8")
 
 
+@pytest.mark.slow  # litert-torch's conversion and quantizer, in its own venv
 def test_litert_dynamic_int8(tiny_llama: Path, famous_home: Path, eager_dynamic_int8) -> None:
     assert _litert_ready() is None  # the suite's conftest provisions the converter venv
     artifact = _check_int8_package(

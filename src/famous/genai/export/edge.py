@@ -8,7 +8,8 @@ Quantized edge programs use the backends' own schemes (``EDGE_RECIPES``), named 
 famous recipe they implement: ``dynamic-int8`` is int8 weights per output channel with
 activations quantized per token at run time, on every ``nn.Linear`` (torchao's
 ``Int8DynamicActivationIntxWeightConfig`` lowered to XNNPACK for ExecuTorch; litert-torch's
-dynamic-range int8 recipe for LiteRT). The embedding (and an LM head tied to it) stays fp32.
+dynamic-range int8 recipe for LiteRT). ExecuTorch keeps the embedding (and an LM head tied
+to it) fp32; litert-torch's recipe covers every op it supports, the embedding table included.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ EDGE_RECIPES = {
             "dynamic-int8",
             "int8-channel+dyn-act",
             "linears: int8 weights per output channel, int8 activations per token at run "
-            "time (XNNPACK); embedding and a tied LM head fp32",
+            "time (XNNPACK); embedding: fp32 in ExecuTorch, int8 in LiteRT",
             "torchao Int8DynamicActivationIntxWeightConfig(weight_dtype=int8, PerAxis(0))",
             "litert_torch quant_recipes.full_dynamic_recipe(INT8, CHANNELWISE)",
         ),
