@@ -6,6 +6,7 @@ Only typer at module level: torch, gguf and llama.cpp load inside the commands.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -25,7 +26,8 @@ def build(
         "--quant",
         "-q",
         help="Recipe (preset or YAML file); repeat for more options "
-        "(default: q8_0 for gguf, fp32 for executorch / litert).",
+        "(default: q8_0 for gguf, fp32 for executorch / litert; executorch / litert build "
+        "fp32 and dynamic-int8: int8 weights per channel, int8 activations at run time).",
     ),
     prefill: list[int] = typer.Option(
         [], "--prefill", help="executorch / litert: a prefill signature length (repeatable)."
@@ -69,10 +71,21 @@ def build(
         typer.echo(f"built {pkg.name} ({pkg.target}, engine {pkg.engine}) in {pkg.directory}")
         for o in pkg.options:
             types = ", ".join(f"{k}×{v}" for k, v in sorted(o.tensor_types.items()))
-            typer.echo(f"  {o.name:<12} {o.size_bytes / 2**20:8.1f} MiB  {types}")
+            typer.echo(f"  {o.name:<12} {o.size_bytes / 2**20:8.1f} MiB  {types}{_parity(o)}")
         typer.echo(f"try: famous engines {pkg.name}   ·   famous run {pkg.name}")
 
     emit(pkg.as_dict(), fmt, table)
+
+
+def _parity(option: Any) -> str:
+    """An edge option's parity with the fp32 eager model, as the build table shows it."""
+    p = option.parity
+    if not p:
+        return ""
+    return (
+        f"{option.quantization}  KL {p['kl']:.2e}  top-1 {100 * p['top1']:.1f}% "
+        f"({p['positions']} positions vs fp32 eager)  decode {p['decode_tok_s']:.1f} tok/s"
+    )
 
 
 def quantize(

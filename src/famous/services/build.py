@@ -71,6 +71,8 @@ class BuiltOption:
     tensor_types: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     side_files: list[str] = field(default_factory=list)  # tokenizer, signatures.json …
+    quantizer: str = ""  # edge: the backend quantizer the recipe ran ("" = none)
+    parity: dict[str, Any] = field(default_factory=dict)  # edge: KL / top-1 / tok/s vs fp32
 
 
 @dataclass
@@ -92,7 +94,7 @@ class _Build:
 
     name: str
     target: str
-    recipes: list[Any]  # famous.genai.quantize.recipe.Recipe
+    recipes: list[Any]  # gguf: quantize.recipe.Recipe; edge: export.edge.EdgeRecipe
     option_names: list[str]
     model_dir: Path
     hf: dict[str, Any]
@@ -206,16 +208,23 @@ def _plan(
 
 
 def _check_recipes(target: str, recipes: list[str]) -> list[Any]:
-    from famous.genai.export.edge import check_edge_recipe
+    """The recipes resolved for ``target`` (a ``RecipeError``, an ``InvalidInput``, names
+    the recipes the target builds)."""
+    from famous.genai.export.edge import edge_recipe
     from famous.genai.quantize.recipe import get_recipe
 
-    resolved = [get_recipe(r) for r in recipes]  # RecipeError is an InvalidInput
+    if target != "gguf":
+        return [edge_recipe(r, target) for r in recipes]
+    resolved = [get_recipe(r) for r in recipes]
     for r in resolved:
-        if target == "gguf":
-            r.check_target(target)
-        else:
-            check_edge_recipe(r, target)
+        r.check_target(target)
     return resolved
+
+
+def _recipe_record(recipe: Any) -> dict[str, Any]:
+    """What build.json keeps of a recipe: a famous recipe's fields, or an edge recipe's
+    name, description and the quantizer each backend runs."""
+    return recipe.model_dump() if hasattr(recipe, "model_dump") else asdict(recipe)
 
 
 def _signature_plan(
@@ -282,18 +291,7 @@ def _gguf_source(path: Path) -> Path:
 
 def _build_option(build: _Build, tmp: Path, recipe: Any, opt: str) -> BuiltOption:
     if build.edge is not None:
-        from famous.genai.export.edge import EDGE_FORMATS, export_edge
-
-        out = tmp / "artifacts" / f"{build.name}-{opt}.{EDGE_FORMATS[build.target]}"
-        side = export_edge(build.model_dir, out, build.target, build.edge)
-        return BuiltOption(
-            name=opt,
-            recipe=recipe.name,
-            quantization="fp32",
-            path=f"artifacts/{out.name}",
-            size_bytes=out.stat().st_size,
-            side_files=[f"artifacts/{p.name}" for p in side],
-        )
+        return _build_edge_option(build, tmp, recipe, opt)
     from famous.genai.export.gguf import export_recipe_gguf
 
     filename = f"{build.name}-{opt}.gguf"
@@ -306,6 +304,25 @@ def _build_option(build: _Build, tmp: Path, recipe: Any, opt: str) -> BuiltOptio
         size_bytes=result.size_bytes,
         tensor_types=result.type_counts(),
         warnings=list(result.warnings) + [f"{k}: {v}" for k, v in result.fallbacks.items()],
+    )
+
+
+def _build_edge_option(build: _Build, tmp: Path, recipe: Any, opt: str) -> BuiltOption:
+    """Export the program, then score it in its runtime against the fp32 eager model."""
+    from famous.genai.edge_quality import edge_parity
+    from famous.genai.export.edge import EDGE_FORMATS, export_edge
+
+    out = tmp / "artifacts" / f"{build.name}-{opt}.{EDGE_FORMATS[build.target]}"
+    side = export_edge(build.model_dir, out, build.target, build.edge, recipe)
+    return BuiltOption(
+        name=opt,
+        recipe=recipe.name,
+        quantization=recipe.quantization,
+        path=f"artifacts/{out.name}",
+        size_bytes=out.stat().st_size,
+        side_files=[f"artifacts/{p.name}" for p in side],
+        quantizer=getattr(recipe, build.target),
+        parity=edge_parity(out, build.model_dir).as_dict(),
     )
 
 
@@ -324,8 +341,18 @@ def _write_package(build: _Build, tmp: Path, built: list[BuiltOption]) -> None:
             {
                 "source": str(build.model_dir.resolve()),
                 "target": build.target,
-                "recipes": [r.model_dump() for r in build.recipes],
+                "recipes": [_recipe_record(r) for r in build.recipes],
                 **({"signatures": asdict(build.edge)} if build.edge is not None else {}),
+                "options": {
+                    b.name: {
+                        "recipe": b.recipe,
+                        "quantization": b.quantization,
+                        "size_bytes": b.size_bytes,
+                        **({"quantizer": b.quantizer} if build.edge is not None else {}),
+                        **({"parity": b.parity} if b.parity else {}),
+                    }
+                    for b in built
+                },
             },
             indent=2,
         )
@@ -435,6 +462,7 @@ def _register(build: _Build, built: list[BuiltOption]) -> None:
             "recipe": b.recipe,
             "built_from": str(build.model_dir.resolve()),
             "tensor_types": b.tensor_types,
+            **({"quantizer": b.quantizer, "parity": b.parity} if b.parity else {}),
         }
         if build.target == "gguf":
             from famous.hub.formats import read_gguf_header

@@ -3,6 +3,13 @@
 What a build of an edge target needs from genai: the recipe and runtime checks made before
 any work, the signature plan (prefill lengths and KV-cache slots), the export itself with the
 tokenizer and config files an engine needs next to the program, and the KV cache's size.
+
+Quantized edge programs use the backends' own schemes (``EDGE_RECIPES``), named after the
+famous recipe they implement: ``dynamic-int8`` is int8 weights per output channel with
+activations quantized per token at run time, on every ``nn.Linear`` (torchao's
+``Int8DynamicActivationIntxWeightConfig`` lowered to XNNPACK for ExecuTorch; litert-torch's
+dynamic-range int8 recipe for LiteRT). ExecuTorch keeps the embedding (and an LM head tied
+to it) fp32; litert-torch's recipe covers every op it supports, the embedding table included.
 """
 
 from __future__ import annotations
@@ -31,6 +38,33 @@ EDGE_SIDE_FILES = (
 
 
 @dataclass(frozen=True)
+class EdgeRecipe:
+    """A recipe an edge target builds: what each backend's quantizer does with it."""
+
+    name: str
+    quantization: str  # the label of famous's QuantSpec the linears get
+    description: str
+    executorch: str  # the quantizer famous applies before lowering ("" = none)
+    litert: str  # the litert-torch recipe passed to its converter ("" = none)
+
+
+EDGE_RECIPES = {
+    r.name: r
+    for r in (
+        EdgeRecipe("fp32", "fp32", "no quantization (reference)", "", ""),
+        EdgeRecipe(
+            "dynamic-int8",
+            "int8-channel+dyn-act",
+            "linears: int8 weights per output channel, int8 activations per token at run "
+            "time (XNNPACK); embedding: fp32 in ExecuTorch, int8 in LiteRT",
+            "torchao Int8DynamicActivationIntxWeightConfig(weight_dtype=int8, PerAxis(0))",
+            "litert_torch quant_recipes.full_dynamic_recipe(INT8, CHANNELWISE)",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
 class SignaturePlan:
     """The prefill signatures and the KV-cache slots of an edge program."""
 
@@ -38,14 +72,33 @@ class SignaturePlan:
     prefill_lengths: list[int]
 
 
-def check_edge_recipe(recipe: Any, target: str) -> None:
-    """Edge targets build fp32 programs (XNNPACK's quantized kernels are not wired yet)."""
+def edge_recipe(name: str, target: str) -> EdgeRecipe:
+    """The edge recipe called ``name`` (a famous preset name, or a recipe file that only
+    casts to fp32); any other is a ``RecipeError`` listing the ones ``target`` builds."""
+    from famous.genai.quantize.recipe import PRESETS, get_recipe
+
+    valid = ", ".join(EDGE_RECIPES)
+    key = name.lower()
+    if key in EDGE_RECIPES:
+        return EDGE_RECIPES[key]
+    if key in PRESETS:
+        raise RecipeError(
+            f"recipe {name!r} ({PRESETS[key].description}) has no {target} program: the "
+            f"edge targets build {valid} (dynamic-int8 is XNNPACK's int8 scheme); use "
+            "--target gguf or torch for the other recipes"
+        )
+    try:
+        recipe = get_recipe(name)
+    except RecipeError:
+        raise RecipeError(
+            f"unknown recipe {name!r} for --target {target}: edge recipes are {valid}"
+        ) from None
     if recipe.gguf_type or any(s.dtype != "fp32" for s in recipe.specs()):
         raise RecipeError(
-            f"recipe {recipe.name!r} quantizes weights; famous builds {target} programs in "
-            "fp32 (XNNPACK's int8 / int4 kernels are not wired in this build): use "
-            f"--quant fp32, or --target gguf / torch for quantized engines"
+            f"recipe {recipe.name!r} ({name}) quantizes weights in a way {target} does not "
+            f"build: the edge targets build {valid}"
         )
+    return EDGE_RECIPES["fp32"]
 
 
 def check_edge_runtime(target: str) -> None:
@@ -70,21 +123,40 @@ def plan_signatures(
     return SignaturePlan(cap, check_prefill_lengths(lengths, cap))
 
 
-def export_edge(model_dir: Path, out: Path, target: str, plan: SignaturePlan) -> list[Path]:
-    """Write the ``target`` program of ``model_dir`` to ``out``; return the files it needs
-    next to it (signature metadata, tokenizer, config), copied into ``out``'s folder."""
+def export_edge(
+    model_dir: Path,
+    out: Path,
+    target: str,
+    plan: SignaturePlan,
+    recipe: EdgeRecipe = EDGE_RECIPES["fp32"],
+) -> list[Path]:
+    """Write the ``target`` program of ``model_dir`` (quantized by ``recipe``) to ``out``;
+    return the files it needs next to it (signature metadata, tokenizer, config), copied
+    into ``out``'s folder."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if target == "executorch":
-        from famous.genai.export.executorch import export_executorch, meta_path
+        from famous.genai.export.executorch import (
+            export_executorch,
+            meta_path,
+            quantize_dynamic_int8,
+        )
         from famous.genai.loader import load_model
 
         model = load_model(model_dir, "fp32", plan.max_seq_len)
+        if recipe.executorch:
+            quantize_dynamic_int8(model)
         export_executorch(model, out, plan.prefill_lengths)
         del model
     else:
         from famous.genai.export.litert import export_litert, meta_path
 
-        export_litert(model_dir, out, plan.prefill_lengths, max_seq_len=plan.max_seq_len)
+        export_litert(
+            model_dir,
+            out,
+            plan.prefill_lengths,
+            max_seq_len=plan.max_seq_len,
+            quant=recipe.name,
+        )
     side = [meta_path(out)]
     for f in EDGE_SIDE_FILES:
         src = model_dir / f

@@ -70,6 +70,24 @@ def lower_to_executorch(program: MultiSignatureProgram, xnnpack: bool = True) ->
     return edge.to_executorch().buffer
 
 
+def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
+    """Quantize every ``nn.Linear`` of ``model`` in place the way XNNPACK runs int8: int8
+    weights with one scale per output channel, activations quantized per token at run
+    time (torchao's ``Int8DynamicActivationIntxWeightConfig``, which ExecuTorch documents
+    for its XNNPACK backend). Embeddings and a tied LM head (``F.linear`` on the embedding)
+    keep fp32."""
+    require_executorch()  # torchao comes with executorch
+    from torchao.quantization import quantize_
+    from torchao.quantization.granularity import PerAxis
+    from torchao.quantization.quant_api import Int8DynamicActivationIntxWeightConfig
+
+    config = Int8DynamicActivationIntxWeightConfig(
+        weight_dtype=torch.int8, weight_granularity=PerAxis(0)
+    )
+    quantize_(model, config)
+    return model
+
+
 def export_executorch(
     model: nn.Module,
     path: str | Path,
@@ -116,4 +134,5 @@ __all__ = [
     "export_executorch",
     "lower_to_executorch",
     "meta_path",
+    "quantize_dynamic_int8",
 ]

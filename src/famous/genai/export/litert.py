@@ -71,7 +71,32 @@ def runtime_available() -> bool:
 # ------------------------------------------------------------------------------ convert
 
 
-def convert_model(model, path: str | Path, prefill_lengths: Sequence[int]):
+LITERT_QUANT = ("fp32", "dynamic-int8")  # what the converter script's --quant takes
+
+
+def _check_quant(quant: str) -> None:
+    if quant not in LITERT_QUANT:
+        raise GenAIError(
+            f"LiteRT quantization {quant!r}: famous converts {', '.join(LITERT_QUANT)}"
+        )
+
+
+def quant_config(quant: str):
+    """litert-torch's quantization config for famous's edge recipe ``quant`` (None: fp32).
+
+    ``dynamic-int8`` is litert-torch's dynamic-range recipe: int8 weights per output channel,
+    activations quantized at run time by the int8 (hybrid) kernels."""
+    _check_quant(quant)
+    if quant == "fp32":
+        return None
+    from litert_torch.generative.quantize import quant_attrs, quant_recipes
+
+    return quant_recipes.full_dynamic_recipe(
+        weight_dtype=quant_attrs.Dtype.INT8, granularity=quant_attrs.Granularity.CHANNELWISE
+    )
+
+
+def convert_model(model, path: str | Path, prefill_lengths: Sequence[int], quant: str = "fp32"):
     """In-process conversion of famous's ``model`` (needs ``litert_torch`` importable)."""
     import litert_torch
 
@@ -90,7 +115,7 @@ def convert_model(model, path: str | Path, prefill_lengths: Sequence[int]):
         converter = converter.signature(
             name, signature_module(model, name), example_inputs(meta, name)
         )
-    edge = converter.convert()
+    edge = converter.convert(quant_config=quant_config(quant))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
@@ -109,9 +134,12 @@ def export_litert(
     dtype: str = "fp32",
     python: str | None = None,
     timeout: float = 1800,
+    quant: str = "fp32",
 ) -> Path:
     """Convert the checkpoint in ``model_dir`` to ``path`` (.tflite) + its
-    ``.signatures.json``, in this interpreter or in ``FAMOUS_LITERT_PYTHON``."""
+    ``.signatures.json``, in this interpreter or in ``FAMOUS_LITERT_PYTHON``; ``quant``:
+    one of ``LITERT_QUANT``."""
+    _check_quant(quant)
     python = python or converter_python()
     if python is None:
         raise LiteRTUnavailable(f"litert-torch is not available: {CONVERTER_HINT}")
@@ -133,6 +161,8 @@ def export_litert(
         str(int(max_seq_len)),
         "--dtype",
         dtype,
+        "--quant",
+        quant,
     ]
     try:
         proc = subprocess.run(
@@ -212,6 +242,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prefill", default="8,64")
     parser.add_argument("--max-seq-len", type=int, default=1024)
     parser.add_argument("--dtype", default="fp32")
+    parser.add_argument("--quant", default="fp32", choices=LITERT_QUANT)
     args = parser.parse_args(argv)
     import torch
 
@@ -220,7 +251,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     model = load_model(args.model_dir, args.dtype, args.max_seq_len)
     lengths = [int(x) for x in args.prefill.split(",") if x.strip()]
-    convert_model(model, args.out, lengths)
+    convert_model(model, args.out, lengths, args.quant)
     return 0
 
 
