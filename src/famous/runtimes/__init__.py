@@ -122,17 +122,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'famous.runtimes' has no attribute {name!r}")
 
 
-__all__ = [
-    "RUNTIMES",
-    "EngineError",
-    "EngineProcess",
-    "EngineStartError",
-    "HealthTimeout",
-    "LaunchSpec",
-    "RuntimeAdapter",
-    "RuntimeNotInstalled",
-    "UnknownRuntime",
-    "free_port",
-    "get_runtime",
-    "stop_process",
-]
+__all__ = ["RUNTIMES", "get_runtime", *sorted(_FROM_BASE)]
