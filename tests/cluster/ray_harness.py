@@ -83,13 +83,16 @@ def launch_node(
     resources: dict[str, float],
     head_address: str | None = None,
     num_cpus: int = 1,
+    famous_args: tuple[str, ...] = (),
 ) -> tuple[RayNode, str]:
     """Start a node (the head when ``head_address`` is None) without waiting for it; the
-    head's address. A worker may be launched once the head's port answers (``wait_port``)."""
+    head's address. A worker may be launched once the head's port answers (``wait_port``).
+    ``famous_args`` go to ``famous ray-start`` (e.g. ``--root`` a captured machine)."""
     home = root / name
     home.mkdir(parents=True, exist_ok=True)
     log_path = root / f"{name}.log"
-    argv = [sys.executable, "-m", "famous", "ray-start", "--resources", json.dumps(resources)]
+    argv = [sys.executable, "-m", "famous", "ray-start", *famous_args]
+    argv += ["--resources", json.dumps(resources)]
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus), "--block"]
     common += ["--object-store-memory", str(OBJECT_STORE_BYTES), "--disable-usage-stats"]
     if head_address is None:

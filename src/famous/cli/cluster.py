@@ -4,7 +4,10 @@ It runs Ray's own ``ray start`` with the node's accelerators as custom resources
 memory as the detector measured it (``famous.serve.ray_serve.resources``), so that Ray
 places famous's replicas where their engine and memory estimate fit, and with Ray Serve's
 high-throughput mode on (HAProxy in front of the replicas) unless the environment says
-otherwise.
+otherwise. With ``--root`` the node is the captured machine for famous throughout: its Ray
+resources are read from that root, and the replicas Ray starts there inherit
+``FAMOUS_HARDWARE_ROOT``, so their matchmaker picks the engine for the machine the node
+says it is.
 """
 
 from __future__ import annotations
@@ -73,4 +76,9 @@ def ray_start(
         return
     if shutil.which("ray") is None:
         raise NotFound("the ray command is missing", hint='pip install "famous[ray]"')
-    raise typer.Exit(subprocess.run(argv, env=serve_environment(dict(os.environ))).returncode)
+    env = serve_environment(dict(os.environ))
+    if root:
+        from famous.hardware import ENV_ROOT
+
+        env[ENV_ROOT] = str(root.resolve())
+    raise typer.Exit(subprocess.run(argv, env=env).returncode)

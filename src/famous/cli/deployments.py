@@ -6,6 +6,7 @@ processes themselves (``famous.services.deployments``), without the web stack.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -82,8 +83,8 @@ def logs(
     lines: int = typer.Option(50, "--lines", "-n", help="How many lines to show first."),
 ) -> None:
     """Show an engine's log (stdout and stderr of its process); for a model on Ray, each
-    replica's engine log, read on its node."""
-    from famous.services.deployments import cluster_logs, log_of
+    replica's engine log, read on its node (--follow: new lines prefixed by replica and node)."""
+    from famous.services.deployments import cluster_logs, follow_cluster, log_of
     from famous.services.deployments import follow as follow_log
     from famous.store.deployments import tail
 
@@ -91,10 +92,9 @@ def logs(
     if on_ray is not None:
         _print_replica_logs(on_ray)
         if follow:
-            raise InvalidInput(
-                f"--follow reads a log on this machine; {model}'s engines log on their Ray "
-                "nodes: run famous logs again for their latest lines"
-            )
+            with contextlib.suppress(KeyboardInterrupt):
+                for line in follow_cluster(model, on_ray):
+                    typer.echo(line)
         return
     path = log_of(model)
     for line in tail(path, lines):

@@ -92,6 +92,9 @@ def serve(
     ),
     ray_cpus: float = typer.Option(1.0, "--ray-cpus", help="CPUs each Ray replica reserves."),
     ray_port: int = typer.Option(8000, "--ray-port", help="Port of Ray Serve's HTTP proxy."),
+    ray_place: list[str] = typer.Option(
+        [], "--ray-place", help="Run MODEL's replicas on nodes with a resource: MODEL=RESOURCE."
+    ),
 ) -> None:
     """Run the OpenAI-compatible gateway in the foreground (Ctrl-C stops it and its engines)."""
     from famous.serve.models import ModelRegistry, ModelSpec
@@ -113,7 +116,7 @@ def serve(
         models=specs,
         drain_timeout=max(drain_timeout, 0.0),
         read_timeout=max(read_timeout, 0.5),
-        ray=_ray_options(ray, scaling, keep_alive, ray_cpus, ray_port),
+        ray=_ray_options(ray, scaling, keep_alive, ray_cpus, ray_port, ray_place),
     )
     running = running_gateway()
     if running is not None and running.port == settings.port:
@@ -132,17 +135,22 @@ def _ray_options(
     keep_alive: float,
     cpus: float,
     port: int,
+    place: list[str],
 ) -> RayOptions | None:
     """``--ray`` and its replica options (checked), or None without ``--ray``."""
     from famous.serve.ray_serve.launcher import RayOptions
+    from famous.serve.ray_serve.resources import placement_options
     from famous.serve.ray_serve.scaling import scaling_options
 
     if address is None:
         given = [n for n, v in zip(SCALING_FLAGS, scaling, strict=True) if v is not None]
+        given += ["--ray-place"] if place else []
         if given:
             raise InvalidInput(f"{', '.join(given)} apply only with --ray ADDRESS (or --ray auto)")
         return None
-    return RayOptions(address, scaling_options(*scaling, keep_alive), cpus, port)
+    options = RayOptions(address, scaling_options(*scaling, keep_alive), cpus, port)
+    options.placed = placement_options(place)
+    return options
 
 
 SCALING_FLAGS = ("--replicas", "--min-replicas", "--max-replicas", "--target-ongoing-requests")

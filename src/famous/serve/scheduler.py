@@ -448,6 +448,15 @@ class Scheduler:
             except Exception:  # the monitor must never die
                 log.exception("scheduler check failed")
 
+    def set_keep_alive(self, name: str, keep: float) -> None:
+        """A request's ``keep_alive`` for ``name`` (Ollama's), from now on; a launcher that
+        cannot honour it (Ray autoscaling to zero, past its down-scale delay) refuses it."""
+        self.spec_for(name)  # a known model: the table holds no made-up names
+        check = getattr(self.launcher, "check_keep_alive", None)
+        if check is not None:
+            check(name, keep)
+        self.keep_alive_for[name] = keep
+
     def keep_alive_of(self, name: str) -> float:
         """Seconds ``name`` stays loaded once idle (negative: until stopped)."""
         return self.keep_alive_for.get(name, self.keep_alive)
@@ -459,11 +468,13 @@ class Scheduler:
             if dep.state != "ready" or dep.process is None:
                 continue
             keep = self.keep_alive_of(dep.name)
-            # an engine that scales itself (Ray's autoscaling) removes its idle replicas
+            # an engine that scales itself (Ray's autoscaling) removes its idle replicas, unless
+            # a request asked for its own keep-alive (``set_keep_alive``)
             idles_itself = getattr(dep.process, "scales_itself", False)
+            ours = not idles_itself or dep.name in self.keep_alive_for
             if not dep.process.alive():
                 self._mark_failed(dep)
-            elif keep >= 0 and not idles_itself and dep.active == 0 and now - dep.last_used > keep:
+            elif keep >= 0 and ours and dep.active == 0 and now - dep.last_used > keep:
                 await self._stop(dep, reason=f"unloaded after {keep:g} s idle")
 
     # -- the catalog's deployments table ---------------------------------------------------

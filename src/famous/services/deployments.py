@@ -229,6 +229,41 @@ def cluster_logs(model: str, lines: int) -> dict[str, Any] | None:
     return answer if "replicas" in answer else None
 
 
+def replica_prefix(replica: dict[str, Any]) -> str:
+    """How ``famous logs --follow`` marks a Ray replica's line: the replica and its node."""
+    return f"[{replica['replica']} {replica['node_ip']} {str(replica['node_id'])[:12]}]"
+
+
+def follow_cluster(model: str, first: dict[str, Any], poll: float = 1.0) -> Iterator[str]:
+    """The lines written since ``first`` (``cluster_logs``' answer) to the gateway's log of
+    ``model`` and to each of its replicas' engine logs, each replica's prefixed with
+    ``replica_prefix``, as they come (until the caller stops): the gateway reads each on its
+    node from the replica's last offset, a replica Ray started since from its beginning."""
+    from urllib.parse import quote
+
+    from famous.services.gateway import running_gateway
+    from famous.services.gateway_client import GatewayClient
+
+    info = running_gateway()
+    if info is None:
+        raise NotFound("the famous gateway is not running")
+    client = GatewayClient.of(info)
+    offset = int(first["offset"])
+    since = {str(r["replica"]): int(r.get("offset") or 0) for r in first["replicas"]}
+    base = f"/famous/api/deployments/{quote(model, safe='/')}/logs"
+    while True:
+        time.sleep(poll)
+        known = ",".join(f"{replica}:{at}" for replica, at in since.items())
+        answer = client.call("GET", f"{base}?after={offset}&since={known}", timeout=60.0)
+        yield from answer["lines"]
+        offset = int(answer["offset"])
+        since = {}
+        for replica in answer.get("replicas") or []:
+            prefix = replica_prefix(replica)
+            yield from (f"{prefix} {line}" for line in replica["lines"])
+            since[str(replica["replica"])] = int(replica["offset"])
+
+
 def log_of(model: str) -> Path:
     """The engine log of ``model`` (its recorded one, else where it would be)."""
     record = next((r for r in read_all() if r.name == model), None)

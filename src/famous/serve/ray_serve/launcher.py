@@ -30,7 +30,12 @@ from famous.serve.ray_serve.resources import (
     replica_options,
     serve_environment,
 )
-from famous.serve.ray_serve.scaling import Scaling, deployment_scaling, max_ongoing
+from famous.serve.ray_serve.scaling import (
+    Scaling,
+    check_keep_alive,
+    deployment_scaling,
+    max_ongoing,
+)
 from famous.services.deployments import CLUSTER_SERVER
 from famous.store.deployments import log_path_for
 
@@ -49,8 +54,8 @@ class RayUnavailable(Unavailable):
 @dataclass
 class RayOptions:
     """How the gateway uses Ray: the cluster (``auto``: start a head in this process),
-    replicas per model (a count, or autoscaling bounds), CPUs each replica reserves, and
-    the port of Serve's HTTP proxy."""
+    replicas per model (a count, or autoscaling bounds), CPUs each replica reserves, the
+    port of Serve's HTTP proxy, and the nodes a model is placed on (``--ray-place``)."""
 
     address: str = "auto"
     scaling: Scaling = field(default_factory=Scaling)
@@ -58,6 +63,8 @@ class RayOptions:
     http_port: int = 8000
     namespace: str = "famous"
     object_store_bytes: int | None = None
+    #: model -> the custom resources its replicas ask for (``--ray-place``)
+    placed: dict[str, list[str]] = field(default_factory=dict)
 
 
 def route_prefix(name: str) -> str:
@@ -200,12 +207,14 @@ class RayEngine(EngineProcess):
             alive.append(record)
         return sorted(alive, key=lambda r: (r["node_ip"], r["node_id"], r["replica"]))
 
-    def replica_logs(self, lines: int = 50) -> list[dict[str, Any]]:
-        """Each live replica with the last ``lines`` lines of its engine's log, read on its
-        node (``famous logs``)."""
+    def replica_logs(
+        self, lines: int = 50, since: dict[str, int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Each live replica with the last ``lines`` lines of its engine's log, or what came
+        after the offsets in ``since``, read on its node (``famous logs [--follow]``)."""
         from famous.serve.ray_serve.logs import replica_logs
 
-        return replica_logs(self.placement(), lines)
+        return replica_logs(self.placement(), lines, since)
 
     def stop(self, grace: float = 10.0) -> int | None:
         """Ask Serve to delete the application and wait up to ``grace`` seconds for it to go
@@ -238,8 +247,16 @@ class RayLauncher:
     def __init__(self, cluster: RayCluster, startup_timeout: float = 300.0) -> None:
         self.cluster = cluster
         self.startup_timeout = startup_timeout
+        self._lock = threading.Lock()
 
     def __call__(self, spec: ModelSpec) -> EngineProcess:
+        """Deploy ``spec``, one model at a time: the scheduler launches models from several
+        threads, and Ray Serve's deployment options are not thread-safe (building two at
+        once fails in cloudpickle's by-value registry, seen with two models loading)."""
+        with self._lock:
+            return self._deploy(spec)
+
+    def _deploy(self, spec: ModelSpec) -> EngineProcess:
         from ray import serve
 
         self.cluster.connect()
@@ -264,7 +281,9 @@ class RayLauncher:
             name="engine",
             **deployment_scaling(scaling),
             max_ongoing_requests=max_ongoing(dict(spec.configuration), scaling),
-            ray_actor_options=replica_options(memory, opts.replica_cpus),
+            ray_actor_options=replica_options(
+                memory, opts.replica_cpus, opts.placed.get(spec.name)
+            ),
             health_check_period_s=5.0,
             graceful_shutdown_timeout_s=5.0,
             graceful_shutdown_wait_loop_s=0.5,
@@ -297,6 +316,11 @@ class RayLauncher:
             app=app,
             scales_itself=scaling.autoscaling,
         )
+
+    def check_keep_alive(self, name: str, keep: float) -> None:
+        """Refuse a request's ``keep_alive`` Ray's autoscaling cannot honour
+        (``scaling.check_keep_alive``)."""
+        check_keep_alive(name, keep, self.cluster.options.scaling)
 
     def _split(self, spec: ModelSpec) -> dict[str, Any] | None:
         """vLLM's Ray-backend configuration for a model no single node holds, else None."""

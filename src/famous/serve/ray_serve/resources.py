@@ -55,10 +55,40 @@ def node_memory(report: HardwareReport) -> int:
     return int(report.memory.available_bytes or report.memory.total_bytes)
 
 
-def replica_options(memory_bytes: int | None, num_cpus: float) -> dict[str, Any]:
-    """A replica's ``ray_actor_options``: a famous node's slot, its CPUs, and the model's
-    memory estimate, so Ray places it only on a node where the model fits."""
-    options: dict[str, Any] = {"num_cpus": num_cpus, "resources": {NODE_RESOURCE: 1.0}}
+#: what a placed replica takes of its node's placement resource (``--ray-place``): a node
+#: offering ``rack_a: 1`` holds up to 100 of them, so the resource marks nodes, not counts
+PLACE_AMOUNT = 0.01
+_RESOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+def placement_options(items: list[str]) -> dict[str, list[str]]:
+    """``--ray-place MODEL=RESOURCE`` options (repeatable; a model may need several): the
+    custom resources each model's replicas ask for, so Ray puts them only on nodes started
+    with them (``famous ray-start --resources '{"RESOURCE": 1}'``)."""
+    from famous.errors import InvalidInput
+
+    placed: dict[str, list[str]] = {}
+    for item in items:
+        model, sep, resource = item.rpartition("=")
+        if not sep or not model or not resource:
+            raise InvalidInput(f"--ray-place expects MODEL=RESOURCE, got {item!r}")
+        if not _RESOURCE_NAME.fullmatch(resource) or resource.startswith("famous_"):
+            raise InvalidInput(
+                f"--ray-place {item!r}: the resource must be a letter then letters, digits or "
+                "_ (64 at most), and not one of famous's own (famous_*)"
+            )
+        placed.setdefault(model, []).append(resource)
+    return placed
+
+
+def replica_options(
+    memory_bytes: int | None, num_cpus: float, placed: list[str] | None = None
+) -> dict[str, Any]:
+    """A replica's ``ray_actor_options``: a famous node's slot, its CPUs, the model's memory
+    estimate, so Ray places it only on a node where the model fits, and a little of each
+    resource the model is placed by (``--ray-place``)."""
+    resources = {NODE_RESOURCE: 1.0, **dict.fromkeys(placed or [], PLACE_AMOUNT)}
+    options: dict[str, Any] = {"num_cpus": num_cpus, "resources": resources}
     if memory_bytes:
         options["memory"] = int(memory_bytes)
     return options

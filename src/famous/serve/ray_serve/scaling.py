@@ -129,3 +129,35 @@ def deployment_scaling(scaling: Scaling) -> dict[str, Any]:
         config["downscale_delay_s"] = delay
         config["downscale_to_zero_delay_s"] = delay
     return {"autoscaling_config": config}
+
+
+class KeepAliveRefused(InvalidInput):
+    """A request's ``keep_alive`` that Ray's autoscaling of the model cannot honour."""
+
+    param = "keep_alive"
+    code = "keep_alive_not_honoured"
+
+
+def check_keep_alive(name: str, keep: float, scaling: Scaling) -> None:
+    """A request's ``keep_alive`` (Ollama's) for a model Ray autoscales down to zero.
+
+    Ray Serve fixes a deployment's down-scale delay when the model is deployed (famous
+    derives it from ``--keep-alive``): it removes the last replica that long after the last
+    request, whatever a request says. A shorter ``keep_alive`` is honoured by the gateway,
+    which unloads the model (deletes its application) once it was idle that long; a longer
+    or negative one cannot be, and is refused (KeepAliveRefused) rather than ignored. With a
+    minimum of one replica or more, or a fixed count, Ray keeps the model loaded and every
+    keep_alive is honoured by the gateway."""
+    low, _ = scaling.bounds
+    if not scaling.autoscaling or low > 0 or scaling.keep_alive < 0:
+        return
+    if keep < 0 or keep > scaling.keep_alive:
+        asked = "forever" if keep < 0 else f"{keep:g} s"
+        raise KeepAliveRefused(
+            f"keep_alive {asked}: {name!r} autoscales on Ray down to zero replicas, and Ray "
+            f"Serve removes its last replica {scaling.keep_alive:g} s after the last request "
+            "(the deployment's down-scale delay, fixed when the model is deployed, not per "
+            f"request); a keep_alive of at most {scaling.keep_alive:g} s applies (the gateway "
+            "unloads the model sooner), or restart the gateway with a longer --keep-alive, or "
+            "with --min-replicas 1 to keep a replica"
+        )

@@ -242,6 +242,12 @@ _ENGINE = openapi.query("engine", "only this engine's artifacts", _NAME)
 _VARIANT = openapi.query("variant", "only this variant", _NAME)
 _TAIL = openapi.query("tail", "how many last lines (default 200)", _bounded(0, 10_000))
 _AFTER = openapi.query("after", "the offset of the last answer: what came since", _bounded(0))
+_SINCE = openapi.query(
+    "since",
+    "with after, for a model on Ray: REPLICA:OFFSET,... (the replicas' last offsets); each "
+    "replica's lines since its offset come back, a replica not named from its log's start",
+    {"type": "string", "maxLength": 16_384},
+)
 _Q = openapi.query("q", "words to look for (required)", {"type": "string", "maxLength": 200})
 _FORMAT = openapi.query("format", "only repos holding this format (gguf, mlx…)", _NAME)
 _LIMIT = openapi.query("limit", "how many hits (default 20)", _bounded(1, 100))
@@ -295,15 +301,20 @@ def _log_path(gateway: GatewayContext, name: str) -> Any:
 
 
 @router.get(
-    f"{_API}/deployments/{{model:path}}/logs", **openapi.route(admin=True, query=[_TAIL, _AFTER])
+    f"{_API}/deployments/{{model:path}}/logs",
+    **openapi.route(admin=True, query=[_TAIL, _AFTER, _SINCE]),
 )
 async def logs(request: Request, model: str) -> dict[str, Any]:
     """The last ``tail`` lines and the byte offset after them; with ``after=OFFSET``, the
-    lines written since (poll with the answer's offset). 404 when the model has no log."""
+    lines written since (poll with the answer's offset), and with ``since`` too, each Ray
+    replica's lines since its own offset. 404 when the model has no log."""
     gateway = _admin(request)
     name = _model(model)
     tail = _int_query(request, "tail", 200, 0, 10_000)
     after = _int_query(request, "after", None, 0, _MAX_OFFSET)
+    since = _since_query(request)
+    if since is not None and after is None:
+        raise invalid("since goes with after (the gateway log's offset)", "since")
 
     def read() -> dict[str, Any]:
         try:
@@ -312,7 +323,9 @@ async def logs(request: Request, model: str) -> dict[str, Any]:
             raise _not_found(str(exc), "log_not_found") from None
         lines, offset = deployments.read_log(path, tail or 0, after)
         answer: dict[str, Any] = {"lines": lines, "offset": offset}
-        replicas = _replica_logs(gateway, name, tail or 0) if after is None else None
+        replicas = None
+        if after is None or since is not None:
+            replicas = _replica_logs(gateway, name, tail or 0, since)
         if replicas is not None:
             answer["replicas"] = replicas
         return answer
@@ -320,13 +333,40 @@ async def logs(request: Request, model: str) -> dict[str, Any]:
     return await asyncio.to_thread(read)
 
 
-def _replica_logs(gateway: GatewayContext, name: str, tail: int) -> list[dict[str, Any]] | None:
-    """For a model on Ray: each replica's engine log tail, read on its node; else None."""
+def _replica_logs(
+    gateway: GatewayContext, name: str, tail: int, since: dict[str, int] | None
+) -> list[dict[str, Any]] | None:
+    """For a model on Ray: each replica's engine log tail (or what came since ``since``),
+    read on its node; else None."""
     from famous.serve.ray_serve.launcher import RayEngine
 
     dep = gateway.scheduler.deployments.get(name)
     proc = dep.process if dep is not None and dep.state in ("starting", "ready") else None
-    return proc.replica_logs(tail) if isinstance(proc, RayEngine) else None
+    return proc.replica_logs(tail, since) if isinstance(proc, RayEngine) else None
+
+
+_REPLICA_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_OFFSET = re.compile(r"^[0-9]{1,19}$")
+_MAX_SINCE = 256
+
+
+def _since_query(request: Request) -> dict[str, int] | None:
+    """``since=REPLICA:OFFSET,...`` (empty: no replica seen yet), checked; None if absent."""
+    raw = request.query_params.get("since")
+    if raw is None:
+        return None
+    since: dict[str, int] = {}
+    items = [item for item in raw.split(",") if item] if len(raw) <= 16_384 else None
+    if items is None or len(items) > _MAX_SINCE:
+        raise invalid(f"since names at most {_MAX_SINCE} replicas (16 KiB)", "since")
+    for item in items:
+        replica, _, offset = item.rpartition(":")
+        if not _REPLICA_ID.fullmatch(replica) or not _OFFSET.fullmatch(offset):
+            raise invalid("since must be REPLICA:OFFSET,... (Ray replica ids)", "since")
+        if int(offset) > _MAX_OFFSET:
+            raise invalid(f"since: an offset is above {_MAX_OFFSET}", "since")
+        since[replica] = int(offset)
+    return since
 
 
 # -- the Hub ---------------------------------------------------------------------------------

@@ -277,8 +277,7 @@ async def _generation(request: Request, kind: str) -> Response:
     keep = ollama.keep_alive_seconds(payload.get("keep_alive"))
     field = "message" if kind == "chat" else "response"
     if keep is not None:
-        gateway.scheduler.spec_for(name)  # a known model: the table holds no made-up names
-        gateway.scheduler.keep_alive_for[name] = keep
+        gateway.scheduler.set_keep_alive(name, keep)
     if ollama.is_empty(payload, kind):
         return JSONResponse(await _load_or_unload(gateway, request, name, keep, field))
     openai_kind = "completions" if "prompt" in body else "chat"
@@ -315,8 +314,7 @@ async def _embeddings(request: Request, legacy: bool) -> dict[str, Any]:
         body["dimensions"] = payload["dimensions"]
     keep = ollama.keep_alive_seconds(payload.get("keep_alive"))
     if keep is not None:
-        context(request).scheduler.spec_for(name)
-        context(request).scheduler.keep_alive_for[name] = keep
+        context(request).scheduler.set_keep_alive(name, keep)
     response = await answer(request, "embeddings", body)
     content = b"".join([c async for c in _chunks(response)])
     if response.status_code >= 400:
