@@ -3,8 +3,12 @@
 request (the official ``openai`` client) loads it, Ray scales it to zero once the keep-alive
 passed (its engine goes), and the next request waits while Ray starts a replica again, then
 gets its answer. ``famous logs`` shows the replica's engine log, read on its node, and
-``famous ps`` the replica's node and engine. The replica options are checked before the
-gateway starts, and mapped to what Ray Serve's own autoscaling configuration accepts.
+``famous ps`` the replica's node and engine. A request's own ``keep_alive`` (Ollama's) means
+what it says: shorter than Ray's down-scale delay, the gateway unloads the model once idle
+that long; longer (or forever), which Ray Serve's per-deployment delay cannot honour at a
+minimum of zero replicas, it is refused, also when a hostile client sends it. The replica
+options are checked before the gateway starts, and mapped to what Ray Serve's own
+autoscaling configuration accepts.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import openai
 import psutil
 import pytest
@@ -32,11 +37,16 @@ from typer.testing import CliRunner  # noqa: E402
 
 from famous.cli.app import app  # noqa: E402
 from famous.errors import InvalidInput  # noqa: E402
+from famous.serve.models import ModelRegistry, ModelSpec  # noqa: E402
+from famous.serve.ray_serve.launcher import RayCluster, RayLauncher, RayOptions  # noqa: E402
+from famous.serve.ray_serve.resources import placement_options, replica_options  # noqa: E402
 from famous.serve.ray_serve.scaling import (  # noqa: E402
+    KeepAliveRefused,
     deployment_scaling,
     max_ongoing,
     scaling_options,
 )
+from famous.serve.scheduler import Scheduler  # noqa: E402
 from provision import smollm2_gguf  # noqa: E402
 
 MODEL = "smol"
@@ -185,3 +195,107 @@ def test_autoscaling_config_is_rays_own() -> None:
     assert max_ongoing({}, scaling) > 5  # not Serve's default, which would queue the 6th
     with pytest.raises(InvalidInput, match="--max-replicas must be at least 1"):
         scaling_options(None, None, 0, None, 20.0)
+
+
+def _generate(
+    state: Scaled, body: bytes | dict, route: str = "/api/generate", **headers: str
+) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"content-type": "application/json", **headers}
+    url = state.gateway.url + route
+    return httpx.post(url, content=content, headers=headers, timeout=300, trust_env=False)
+
+
+def test_request_keep_alive_on_ray(scaled: Scaled) -> None:
+    """Runs after the scale-from-zero test (module order): the model is deployed."""
+    body = {"model": MODEL, "prompt": "The capital of France is", "stream": False}
+    body["options"] = {"num_predict": 4, "temperature": 0}
+    # longer than Ray's down-scale delay (4 s), or forever: refused, naming keep_alive
+    for keep in (3600, -1, "1h", 1e308, 4.5):
+        resp = _generate(scaled, {**body, "keep_alive": keep})
+        assert resp.status_code == 400, (keep, resp.text)
+        message = resp.json()["error"]
+        assert "keep_alive" in message and "down-scale delay" in message, message
+        assert "--min-replicas 1" in message, message
+    # what a hostile client sends along with it never reaches the check, or is refused
+    hostile = [
+        (json.dumps({**body, "keep_alive": 3600}).encode(), {"content-type": "text/plain"}, 415),
+        (json.dumps({**body, "keep_alive": 3600}).encode(), {"host": "evil.example"}, 403),
+        (b'{"model": "smol", "keep_alive": ' + b"[" * 1000 + b"]" * 1000 + b"}", {}, 400),
+        (b'{"model": "smol", "prompt": "x", "keep_alive": 1e999}', {}, 400),
+        (b'{"model": "smol", "prompt": "x", "keep_alive": ' + b"9" * 5000 + b"}", {}, 400),
+        (json.dumps({**body, "keep_alive": 3600, "extra": {"a": 1}}).encode(), {}, 400),
+    ]
+    for raw, headers, status in hostile:
+        resp = _generate(scaled, raw, **headers)
+        assert resp.status_code == status, (raw[:80], resp.text[:300])
+        assert "Traceback" not in resp.text
+    for name in ("../smol", "a\x00b", "x" * 10_000, "nope"):
+        resp = _generate(scaled, {**body, "model": name, "keep_alive": 1})
+        assert resp.status_code in (400, 404), (name[:20], resp.text[:300])
+    assert [d["name"] for d in scaled.gateway.ps()] == [MODEL]  # nothing else was deployed
+
+    # shorter: honoured by the gateway, which unloads the model once it was idle that long
+    chat = {"model": MODEL, "messages": CHAT, "stream": False, "keep_alive": 1}
+    resp = _generate(
+        scaled, {**chat, "options": {"num_predict": 24, "temperature": 0}}, "/api/chat"
+    )
+    assert resp.status_code == 200 and "Paris" in resp.json()["message"]["content"], resp.text
+    answered = time.monotonic()
+    while _state(scaled) == "ready" and time.monotonic() < answered + 20:
+        time.sleep(0.1)
+    began = time.monotonic() - answered  # the gateway began unloading (deleting the app)
+    while "unloaded after 1 s idle" not in scaled.gateway.log():
+        assert time.monotonic() < answered + 30, scaled.gateway.log()[-2000:]
+        time.sleep(0.5)
+    done = time.monotonic() - answered
+    print(f"unloading began {began:.1f} s after the answer, done at {done:.1f} s (Ray's own")
+    print("scale to zero waits 4 s of idle, then drains the replica for 5 s)")
+    assert began < KEEP_ALIVE, "the request's 1 s keep-alive did not unload before Ray's 4 s"
+    assert _state(scaled) == "stopped"
+
+
+def _state(state: Scaled) -> str:
+    return next(d["state"] for d in state.gateway.ps() if d["name"] == MODEL)
+
+
+def test_request_keep_alive_checked_by_the_launcher() -> None:
+    """The scheduler asks Ray's launcher before it records a request's keep_alive (no Ray
+    contacted: the check reads the options)."""
+    spec = ModelSpec(name="m", path=smollm2_gguf())
+
+    def scheduler(scaling) -> Scheduler:
+        cluster = RayCluster(RayOptions("127.0.0.1:1", scaling))
+        return Scheduler(ModelRegistry([spec], use_store=False), launcher=RayLauncher(cluster))
+
+    to_zero = scheduler(scaling_options(None, 0, 2, None, keep_alive=30.0))
+    for keep in (31.0, -1.0):
+        with pytest.raises(KeepAliveRefused, match="down-scale delay"):
+            to_zero.set_keep_alive("m", keep)
+    assert "m" not in to_zero.keep_alive_for
+    to_zero.set_keep_alive("m", 30.0)
+    to_zero.set_keep_alive("m", 0.0)
+    assert to_zero.keep_alive_for == {"m": 0.0}
+    # a minimum of one replica, or a fixed count: Ray keeps the model, any keep_alive holds
+    for scaling in (
+        scaling_options(None, 1, 2, None, 30.0),
+        scaling_options(2, None, None, None, 30.0),
+    ):
+        kept = scheduler(scaling)
+        kept.set_keep_alive("m", -1.0)
+        kept.set_keep_alive("m", 3600.0)
+        assert kept.keep_alive_for == {"m": 3600.0}
+
+
+def test_ray_place_options() -> None:
+    assert placement_options(["a=rack_a", "a=gpu_big", "org/b:q4=rack_b"]) == {
+        "a": ["rack_a", "gpu_big"],
+        "org/b:q4": ["rack_b"],
+    }
+    options = replica_options(None, 1.0, ["rack_a"])
+    assert options["resources"] == {"famous_node": 1.0, "rack_a": 0.01}
+    for bad in ("a", "=rack", "a=", "a=famous_node", "a=1rack", "a=rack a", "a=" + "r" * 65):
+        with pytest.raises(InvalidInput, match="--ray-place"):
+            placement_options([bad])
+    out = CliRunner().invoke(app, ["serve", "--ray-place", "a=rack_a"])
+    assert out.exit_code == 2 and "--ray-place apply only with --ray" in out.stderr

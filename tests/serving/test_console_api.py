@@ -302,6 +302,29 @@ def test_deployments_health_and_logs(api: httpx.Client, gateway: Gateway) -> Non
             "tail",
         )
     assert _error(api.get("/deployments/nobody/logs"), 404)["code"] == "log_not_found"
+    # since (Ray replicas' offsets, famous logs --follow) goes with after; a model on this
+    # machine has no replicas: the answer is the gateway log's alone
+    local = _ok(api.get("/deployments/tiny/logs", params={"after": new["offset"], "since": ""}))
+    assert "replicas" not in local and local["offset"] >= new["offset"]
+    many = ",".join(f"r{i}:0" for i in range(300))
+    for since in (
+        "r1",
+        "r1:-1",
+        "r1:1e3",
+        "../x:1",
+        "r1:" + "9" * 30,
+        "r1:9223372036854775807",
+        many,
+        "r1:0\n",
+        "r1:\u00b2",
+        "a\x00b:1",
+        "r:1," + "x" * 17_000,
+        ":1",
+    ):
+        resp = api.get("/deployments/tiny/logs", params={"after": 0, "since": since})
+        assert _error(resp, 400)["param"] == "since", since[:40]
+    resp = api.get("/deployments/tiny/logs", params={"since": "r1:0"})
+    assert _error(resp, 400)["param"] == "since"  # without after
 
 
 # -- the Hub -----------------------------------------------------------------------------------
@@ -345,6 +368,7 @@ ROUTES = [
     ("DELETE", "/installed/tiny", None),
     ("GET", "/deployments", None),
     ("GET", "/deployments/tiny/logs", None),
+    ("GET", "/deployments/tiny/logs?after=0&since=r1:0", None),
     ("GET", "/hub/search?q=chat", None),
 ]
 
