@@ -45,6 +45,8 @@ from realweights_helpers import CHAT, names_paris  # noqa: E402
 from famous.services.deployments import replica_prefix  # noqa: E402
 from provision import smollm2_gguf, smollm2_hf_dir  # noqa: E402
 
+pytestmark = [pytest.mark.slow]
+
 MODELS = {"smol-a": "node_a", "smol-b": "node_b"}
 #: a captured machine whose CPU lacks AVX2 (Intel Core i5-3570K)
 CAPTURE = HERE.parents[1].parent / "shared" / "machines" / "i5-3570k+arc-a580+gtx1080ti"

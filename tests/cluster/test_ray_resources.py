@@ -40,7 +40,9 @@ def test_ray_start_offers_the_captured_gpus_and_memory() -> None:
     (shared memory, so no VRAM of its own) on an amd64 CPU."""
     done = _ray_start("--address", "10.0.0.1:6379", "--resources", '{"rack_a": 1}', "--block")
     assert done.returncode == 0, done.stderr
-    argv = shlex.split(done.stderr.strip().splitlines()[-1])
+    view, *argv = shlex.split(done.stderr.strip().splitlines()[-1])
+    # the node's replicas get the machine view its resources come from
+    assert view == f"FAMOUS_HARDWARE_ROOT={ROOT.resolve()}"
     assert argv[:2] == ["ray", "start"]
     resources = json.loads(argv[argv.index("--resources") + 1])
     assert resources == {

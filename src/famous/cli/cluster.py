@@ -71,14 +71,14 @@ def ray_start(
     if address:
         argv += ["--address", address]
     argv += list(ctx.args)
-    typer.echo(shlex.join(argv), err=True)
+    from famous.hardware import ENV_ROOT
+
+    # the node's replicas read the machine its resources were read from
+    view = {ENV_ROOT: str(root.resolve())} if root else {}
+    typer.echo(shlex.join([f"{k}={v}" for k, v in view.items()] + argv), err=True)
     if dry_run:
         return
     if shutil.which("ray") is None:
         raise NotFound("the ray command is missing", hint='pip install "famous[ray]"')
-    env = serve_environment(dict(os.environ))
-    if root:
-        from famous.hardware import ENV_ROOT
-
-        env[ENV_ROOT] = str(root.resolve())
+    env = {**serve_environment(dict(os.environ)), **view}
     raise typer.Exit(subprocess.run(argv, env=env).returncode)
