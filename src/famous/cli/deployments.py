@@ -239,23 +239,68 @@ def _build_or_fall_back(model: str, gpu: str) -> None:
         typer.echo(f"{exc}\n{model} runs on llama_cpp.server instead", err=True)
 
 
+COMPONENTS = ("llama-server", "vllm")
+
+
 @handle_errors
 def install_component(
-    component: str = typer.Argument(..., help="The component to install: llama-server."),
-    gpu: str = typer.Option("cpu", "--gpu", help="Backend: cpu, cuda, rocm or vulkan."),
+    component: str = typer.Argument(..., help="The component to install: llama-server or vllm."),
+    gpu: str | None = typer.Option(
+        None,
+        "--gpu",
+        help="Backend: cpu, cuda, rocm or vulkan (default: cpu for llama-server, "
+        "this machine's GPU or cpu for vllm).",
+    ),
     sdist: Path | None = typer.Option(
         None, "--sdist", help="Use this llama-cpp-python sdist instead of downloading it."
     ),
     jobs: int | None = typer.Option(None, "--jobs", "-j", help="Parallel compile jobs."),
 ) -> None:
-    """Build llama.cpp's llama-server (with llama-quantize and llama-bench) for this machine."""
+    """Build llama.cpp's llama-server (with llama-quantize and llama-bench) for this machine,
+    or install vLLM into an environment of its own (it pins its own torch and transformers)."""
+    if component == "vllm":
+        _install_vllm(gpu)
+        return
     if component != "llama-server":
-        raise NotFound(f"unknown component {component!r}; available: llama-server")
+        raise NotFound(f"unknown component {component!r}; available: {', '.join(COMPONENTS)}")
     from famous.runtimes.components import build_lock
 
     with build_lock(on_wait=_waiting_for_build):
-        result = build_llama_server_shown(gpu, jobs, sdist)
+        result = build_llama_server_shown(gpu or "cpu", jobs, sdist)
     typer.echo(f"installed {result.folder}; famous uses it for llama.cpp engines from now on")
+
+
+def _install_vllm(backend: str | None) -> None:
+    """vLLM's managed environment for this machine, its time said first, each step and
+    package shown; an environment already complete is kept."""
+    from famous.runtimes import environments as envs
+    from famous.runtimes.vllm import vllm_backend
+    from famous.units import format_size
+
+    spec = envs.vllm_spec(backend or vllm_backend())
+    with envs.install_lock("vllm", on_wait=lambda: typer.echo(_WAITING_VLLM, err=True)):
+        done = envs.read_environment(spec.folder)
+        if done is None:
+            minutes = max(1, round(envs.estimate_seconds("vllm") / 60))
+            typer.echo(
+                f"installing vLLM {spec.version} ({spec.backend}) into {spec.folder}, about "
+                f"{minutes} min; once per machine",
+                err=True,
+            )
+            with BuildDisplay() as display:
+                done = envs.install_environment(
+                    spec,
+                    on_step=display.step,
+                    on_package=lambda name: display.step(f"collecting {name}"),
+                )
+            typer.echo(f"installed in {format_duration(done.seconds)}", err=True)
+    typer.echo(
+        f"vLLM {done.version} ({done.backend}) in {done.folder} (Python {done.python_version}, "
+        f"{format_size(done.size_bytes)}); famous launches vLLM engines from it"
+    )
+
+
+_WAITING_VLLM = "waiting for another famous that is installing vLLM…"
 
 
 def register(app: typer.Typer) -> None:

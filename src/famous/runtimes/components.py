@@ -96,13 +96,12 @@ def llama_server_dir() -> Path:
 
 
 @contextlib.contextmanager
-def build_lock(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """One build at a time per FAMOUS_HOME (two ``famous run`` started together build
-    once: the second finds the first's build when it gets the lock)."""
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the lock file ``path``, calling ``on_wait`` first when another process has it."""
     from filelock import FileLock, Timeout
 
-    llama_server_dir().mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(llama_server_dir() / ".build.lock"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -113,6 +112,12 @@ def build_lock(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def build_lock(on_wait: Callable[[], None] | None = None) -> contextlib.AbstractContextManager:
+    """One build at a time per FAMOUS_HOME (two ``famous run`` started together build
+    once: the second finds the first's build when it gets the lock)."""
+    return file_lock(llama_server_dir() / ".build.lock", on_wait)
 
 
 # -- what this machine's build is called ---------------------------------------------------
@@ -368,12 +373,22 @@ def build_percent(line: str) -> int | None:
     return min(100, int(match.group(1))) if match else None
 
 
-def _run_logged(argv: list[str], log: IO[str], on_line: Callable[[str], None]) -> int:
+def run_logged(
+    argv: list[str],
+    log: IO[str],
+    on_line: Callable[[str], None],
+    env: dict[str, str] | None = None,
+) -> int:
     """Run ``argv``, its output line by line into ``log`` and ``on_line``; its exit status."""
     log.write(f"$ {' '.join(argv)}\n")
     log.flush()
     with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env=env,
     ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -439,7 +454,7 @@ def build_llama_server(
                 (f"compiling with {workers} jobs", cmake_build_command(build, workers)),
             ):
                 step(label)
-                code = _run_logged(argv, log, on_line)
+                code = run_logged(argv, log, on_line)
                 if code != 0:
                     log.flush()
                     tail = log_path.read_text(errors="replace")[-3000:]

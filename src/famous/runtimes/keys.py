@@ -80,10 +80,17 @@ VLLM_KEYS: dict[str, str] = {
     "quantization": "awq | gptq | fp8 | … (default: read from the checkpoint)",
     "kv_cache_dtype": "auto | fp8 …: KV cache precision",
     "max_num_seqs": "requests batched together at most",
-    "enforce_eager": "true disables CUDA graphs (less memory, slower decode)",
+    "enforce_eager": "true disables CUDA graphs (less memory, slower decode); on the CPU it "
+    "skips torch.compile, which doubles startup (famous's CPU default: true)",
     "enable_prefix_caching": "true reuses the KV cache of shared prompt prefixes",
     "seed": "default sampling seed",
     "distributed_executor_backend": "mp | ray: how vLLM starts its workers",
+    "device": "cpu: run vLLM's CPU build (dtype auto = bfloat16 only with native CPU bf16, "
+    "else float32); unset: the GPUs",
+    "kv_cache_space": "GiB of KV cache vLLM on the CPU reserves (VLLM_CPU_KVCACHE_SPACE, "
+    "default 1)",
+    "tool_call_parser": "hermes | llama3_json | mistral | …: vLLM parses tool calls with it "
+    "(--enable-auto-tool-choice)",
 }
 
 MLX_KEYS: dict[str, str] = {

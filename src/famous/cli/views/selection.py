@@ -102,6 +102,9 @@ def show_engine(model: str, engine: str | None, root: str | None, fmt: OutputFor
     detail = engine_detail(model, read_package(model), engine, recent_report(root))
     manifest, ev, settings, keys = detail.manifest, detail.evaluation, detail.settings, detail.keys
     data = detail.data()
+    environment = _engine_environment(manifest.runtime, manifest.configuration)
+    if environment:
+        data["environment"] = environment
 
     def table() -> None:
         print_fields(
@@ -117,6 +120,7 @@ def show_engine(model: str, engine: str | None, root: str | None, fmt: OutputFor
                 ("model option", ev.option or "-"),
                 ("model options", ", ".join(manifest.model_options)),
                 *([("measured", detail.measured)] if detail.measured else []),
+                *([("environment", environment)] if environment else []),
             ]
         )
         print("\ndevices:")
@@ -140,3 +144,12 @@ def show_engine(model: str, engine: str | None, root: str | None, fmt: OutputFor
             print(f"  {key} = {value}  ({s.layer}){doc}")
 
     emit(data, fmt, table)
+
+
+def _engine_environment(runtime: str, configuration: dict) -> str | None:
+    """Which Python environment a runtime with one of its own launches from (vLLM)."""
+    if runtime != "vllm":
+        return None
+    from famous.runtimes.vllm import environment_note
+
+    return environment_note(configuration)
