@@ -14,8 +14,9 @@ the next step re-checks the model.
 A model qualifies when it runs on the CPU in fp32 or bf16 with plain ``nn.Linear`` /
 ``nn.Embedding`` weights or weight-only quantized ones the quantized GEMV streams (int8 per
 output channel, int4 in blocks of a multiple of 32: ``QuantLinear`` / ``QuantEmbedding``
-of ``famous.genai.quantize``, read in their stored layout), RMS norms and no ring
-(sliding-window) caches, and bf16 attention has no soft-cap; otherwise ``decode`` runs
+of ``famous.genai.quantize``, read in their stored layout; their GEMVs quantize the input
+to int8 blocks unless ``FAMOUS_QUANT_ACTIVATIONS=exact``, see ``int8_activations``), RMS
+norms and no ring (sliding-window) caches, and bf16 attention has no soft-cap; otherwise ``decode`` runs
 the model's module path. The caller chooses: ``decode`` is the kernels' entry point (the
 pipeline's decoding loop uses it); ``DecoderModel.forward`` itself is always the module
 path. The kernels read the model through its public parts only (``layout``,
