@@ -16,11 +16,11 @@ A model qualifies when it runs on the CPU in fp32 or bf16 with plain ``nn.Linear
 output channel, int4 in blocks of a multiple of 32: ``QuantLinear`` / ``QuantEmbedding``
 of ``famous.genai.quantize``, read in their stored layout; their GEMVs quantize the input
 to int8 blocks unless ``FAMOUS_QUANT_ACTIVATIONS=exact``, see ``int8_activations``), RMS
-norms and no ring (sliding-window) caches, and bf16 attention has no soft-cap; otherwise ``decode`` runs
-the model's module path. The caller chooses: ``decode`` is the kernels' entry point (the
-pipeline's decoding loop uses it); ``DecoderModel.forward`` itself is always the module
-path. The kernels read the model through its public parts only (``layout``,
-``embed_tokens``, ``rope_tables``, ``soft_cap`` and its modules).
+norms and no ring (sliding-window) caches, and bf16 attention has no soft-cap; otherwise
+``decode`` runs the model's module path. The caller chooses: ``decode`` is the kernels'
+entry point (the pipeline's decoding loop uses it); ``DecoderModel.forward`` itself is
+always the module path. The kernels read the model through its public parts only
+(``layout``, ``embed_tokens``, ``rope_tables``, ``soft_cap`` and its modules).
 """
 
 from __future__ import annotations
