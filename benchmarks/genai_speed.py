@@ -21,7 +21,10 @@ int8 embedding / LM head; q4_0: int4 blocks of 32 everywhere) decoding through i
 quantized GEMVs, beside llama.cpp's Q8_0 and Q4_0 (every weight matrix, the tied
 embedding / LM head included, made by llama.cpp's own quantizer with ``pure``) of the same
 checkpoint. Their bound counts the bytes each engine actually streams per token (codes
-and scales, as stored).
+and scales, as stored). famous's quantized GEMVs quantize their input to int8 blocks of 32,
+as llama.cpp's do (``FAMOUS_QUANT_ACTIVATIONS=exact`` measures the weight-only path). Each
+row records the machine's 1-minute load average around its run: on a shared machine,
+compare the ratios of one run.
 """
 
 from __future__ import annotations
@@ -405,6 +408,7 @@ def _row(shape: str, engine: str, dtype: str, r: dict, ref: dict | None) -> dict
         "prefill_x_tf": r["prefill_tok_s"] / ref["prefill_tok_s"] if ref else None,
         "peak_rss_mb": r["peak_rss_mb"],
         "load_s": r["load_s"],
+        "load_avg": r["load_avg"],
     }
 
 
@@ -428,7 +432,7 @@ def _ratios(shape: str, results: dict) -> dict[str, float]:
 def _print_table(rows: list[dict], ratios: dict[str, float]) -> None:
     head = ["shape", "engine", "dtype", "decode tok/s", "prefill tok/s", "GB/s"]
     head += ["MB/token", "bound tok/s", "% of bound", "decode ×tf", "prefill ×tf"]
-    head += ["peak RSS MB", "load s"]
+    head += ["peak RSS MB", "load s", "load avg"]
     print("\n" + " | ".join(head))
     print(" | ".join("---" for _ in head))
     for r in rows:
@@ -437,7 +441,7 @@ def _print_table(rows: list[dict], ratios: dict[str, float]) -> None:
         cells += [f"{r['bytes_per_token'] / 1e6:.0f}", f"{r['bound_tok_s']:.1f}"]
         cells += [f"{100 * r['of_bound']:.0f} %"]
         cells += ["-" if r[c] is None else f"{r[c]:.2f}" for c in ("decode_x_tf", "prefill_x_tf")]
-        cells += [f"{r['peak_rss_mb']:.0f}", f"{r['load_s']:.1f}"]
+        cells += [f"{r['peak_rss_mb']:.0f}", f"{r['load_s']:.1f}", f"{r['load_avg']:.1f}"]
         print(" | ".join(cells))
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
@@ -475,17 +479,20 @@ def main() -> None:
 
     kernels = cpu_kernels()  # its ISA decides famous's bf16 dot product (cpu_decode.c)
     isa = kernels.isa if kernels else "none"
-    print(f"famous kernels: {isa} build (-march=native)")
+    q8 = kernels.q8_isa if kernels else "none"
+    print(f"famous kernels: {isa} build (-march=native), int8 dot products: {q8}")
     print(f"each engine: the best of {REPEATS} runs after a warm-up", flush=True)
 
     def measured(engine: str, path: Path, dtype: str, new: int) -> dict | None:
         """One engine's run with the bandwidth measured just before and just after it: this
         machine's bandwidth drifts, so each row's bound uses the higher of the two."""
-        before = bw[0]
+        before, load = bw[0], os.getloadavg()[0]
         r = run_child(engine, path, dtype, args.prompt, new)
         bw[0] = bandwidth_gbs()
         if r:
             r["bandwidth_gbs"] = max(before, bw[0])
+            # other processes' load: the 1-minute average, the higher of before and after
+            r["load_avg"] = max(load, os.getloadavg()[0])
             print(f"{engine} {dtype}: {r}", flush=True)
         return r
 
@@ -526,6 +533,7 @@ def main() -> None:
     _print_table(rows, ratios)
     if args.json:
         report = {"threads": THREADS, "kernels_isa": isa, "rows": rows, "ratios": ratios}
+        report["quant_activations"] = os.environ.get("FAMOUS_QUANT_ACTIVATIONS", "int8")
         args.json.write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json}")
 

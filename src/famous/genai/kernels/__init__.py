@@ -35,7 +35,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_decode.c")
-ABI = 6
+ABI = 7
 _DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 ACTIVATIONS = {"silu": 0, "gelu_tanh": 1, "gelu": 2, "relu": 3}
 PREP_NONE, PREP_RMS, PREP_GATED, PREP_ACT = 0, 1, 2, 3
@@ -45,9 +45,10 @@ _P, _L, _F, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
 _SIGNATURES = {
     "famous_kernels_abi": ([], _I),
     "famous_kernels_isa": ([], ctypes.c_char_p),
+    "famous_kernels_q8_isa": ([], ctypes.c_char_p),
     "famous_linear": ([_P, _P, _P, _P, _P, _L, _L, _L, _I, _P, _F, _I, _I, _I, _I], None),
     "famous_linear_q": (
-        [_P, _P, _P, _I, _L, _P, _P, _P, _L, _L, _L, _I, _P, _F, _I, _I, _I, _I],
+        [_P, _P, _P, _I, _L, _I, _P, _P, _P, _L, _L, _L, _I, _P, _F, _I, _I, _I, _I],
         None,
     ),
     "famous_rms_norm": ([_P, _P, _P, _L, _L, _F, _I, _I], None),
@@ -84,6 +85,8 @@ TARGETS: dict[str, Target] = (
         "native": _NATIVE,
         "avx512-bf16": Target((["-march=x86-64-v4", "-mavx512bf16"],), _X86_V4 | {"avx512_bf16"}),
         "avx512": Target((["-march=x86-64-v4"],), _X86_V4),
+        "avx512-vnni": Target((["-march=x86-64-v4", "-mavx512vnni"],), _X86_V4 | {"avx512_vnni"}),
+        "avx2-vnni": Target((["-march=x86-64-v3", "-mavxvnni"],), _X86_V3 | {"avx_vnni"}),
         "avx2": Target((["-march=x86-64-v3"],), _X86_V3),
         "generic": _GENERIC,
     }
@@ -196,17 +199,30 @@ def cpu_kernels() -> CpuKernels | None:
         return None
 
 
+def int8_activations() -> bool:
+    """Whether famous-native's int8 / int4 decode GEMVs quantize their input to int8
+    blocks of 32 (``FAMOUS_QUANT_ACTIVATIONS=int8``, the default: integer dot products,
+    as llama.cpp's Q8_0 / Q4_0) or keep it fp32 (``=exact``: weight-only arithmetic, the
+    dequantized fp32 product within rounding)."""
+    value = os.environ.get("FAMOUS_QUANT_ACTIVATIONS", "int8")
+    if value not in ("int8", "exact"):
+        raise ValueError(f"FAMOUS_QUANT_ACTIVATIONS must be 'int8' or 'exact', not {value!r}")
+    return value == "int8"
+
+
 class QuantMatrix(NamedTuple):
     """A weight-only quantized [n, k] matrix in the layout the quantized GEMV streams
     (``cpu_decode.c``): ``kind`` Q_I8_ROW (int8 [n, k], fp32 scale per row) or Q_I4_BLK
     (uint8 [n, kp / 2], fp16 scale per row and ``block``). The tensors are the quantized
-    module's own buffers, read in place."""
+    module's own buffers, read in place. ``int8_act``: the GEMV quantizes its input to
+    int8 blocks of 32 and sums integer products (else fp32 activations, exact)."""
 
     data: torch.Tensor
     scale: torch.Tensor
     kind: int
     block: int
     shape: tuple[int, int]
+    int8_act: bool = False
 
 
 class CpuKernels:
@@ -223,6 +239,8 @@ class CpuKernels:
         # the ISA the vector code was built for: "avx512-bf16" sums bf16 dot products
         # with its own instruction, every other build in PyTorch's AVX2 order
         self.isa: str = lib.famous_kernels_isa().decode()
+        # the integer dot product of the int8-activation GEMVs (vpdpbusd, vpmaddubsw, C)
+        self.q8_isa: str = lib.famous_kernels_q8_isa().decode()
 
     @staticmethod
     def dtype_code(dtype: torch.dtype) -> int | None:
@@ -242,7 +260,8 @@ class CpuKernels:
         ``prep`` is the identity, or RMSNorm with ``norm = (weight, eps, zero_centered)``,
         or ``activation = (name, gated)``: gated takes rows of ``[gate | up]`` (twice the
         weight's input width) to ``act(gate) * up``; plain applies ``act``. A
-        ``QuantMatrix`` weight is streamed quantized and widened to fp32 in registers.
+        ``QuantMatrix`` weight is streamed quantized and widened to fp32 in registers (or,
+        with its ``int8_act``, multiplied in integers by the int8-quantized input).
         """
         n, k = weight.shape
         prep, norm_w, eps, zero_centered, act = PREP_NONE, None, 0.0, False, 0
@@ -346,5 +365,5 @@ class CpuKernels:
         return out
 
 
-def _quant_args(w: QuantMatrix) -> tuple[int, int, int, int]:
-    return (w.data.data_ptr(), w.scale.data_ptr(), w.kind, w.block)
+def _quant_args(w: QuantMatrix) -> tuple[int, int, int, int, int]:
+    return (w.data.data_ptr(), w.scale.data_ptr(), w.kind, w.block, int(w.int8_act))

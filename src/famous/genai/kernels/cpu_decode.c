@@ -32,7 +32,7 @@
 #include <immintrin.h>
 #endif
 
-#define FAMOUS_KERNELS_ABI 6
+#define FAMOUS_KERNELS_ABI 7
 
 enum { F32 = 0, BF16 = 1 };
 enum { ACT_SILU = 0, ACT_GELU_TANH = 1, ACT_GELU = 2, ACT_RELU = 3 };
@@ -635,18 +635,224 @@ static void dot4_i4(const uint8_t *w0, int64_t ldw, const uint16_t *s0, int64_t 
 }
 #endif
 
+/* ------------------------------------------------------------------ int8 activations
+ *
+ * The faster option for the same weights (what llama.cpp does for Q4_0 / Q8_0): the GEMV's
+ * input is quantized once per call to int8 in blocks of 32 values, and each block's
+ * products are summed in integers, so one fp32 multiply-add per block remains:
+ *   d[b] = max |x[b]| / 127 (fp32),  q[i] = rint(x[i] / d[b]) (nearest, ties to even; the
+ *   fp32 division, IEEE-rounded; q = 0 where d == 0),  the row padded with zeros to whole
+ *   blocks. Then y = sum over blocks of fp32(I[b]) * (s_w * d[b]) with I[b] the exact int32
+ *   dot product of the block's weight codes and q (int4 codes q_w = u - 8: the unsigned
+ *   nibbles u times q, minus 8 * sum(q), precomputed per block), s_w the weight's block
+ *   scale (int4) or 1 with the row's scale applied at the end (int8 per channel).
+ * The result differs from the weight-only GEMV by the activations' rounding (relative
+ * 1 / 254 of a block's largest value at most), not by summation error.
+ *
+ * Paths: AVX2 (vpmaddubsw then vpmaddwd into int32; int8 weights by the sign trick, |w|
+ * times x signed as w, exact because both stay within 127), AVX512-VNNI + VL or AVX-VNNI
+ * (vpdpbusd: four products into each int32 lane in one instruction), portable C. A block
+ * is one 256-bit vector, so the AVX-512 builds use the same 256-bit code (EVEX encoded;
+ * with VNNI where the target has it). */
+
+typedef struct {
+    int8_t *q;   /* [rows, nb * 32] codes */
+    float *d;    /* [rows, nb] scales */
+    int32_t *c;  /* [rows, nb] -8 * sum of the block's codes (int4's offset) */
+    int64_t nb;  /* blocks per row */
+} q8act;
+
+/* One row of x (nb * 32 values, zero padded) to int8 blocks, as the comment above says. */
+static void quantize_row_q8(const float *x, int64_t nb, int8_t *q, float *d, int32_t *c) {
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0.0f;
+        for (int i = 0; i < 32; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
+        float db = amax / 127.0f;
+        d[b] = db;
+        int32_t sum = 0;
+        if (db == 0.0f) {
+            memset(q + 32 * b, 0, 32);
+        } else {
+#ifdef __AVX2__
+            __m256 vd = _mm256_set1_ps(db);
+            __m256i t[4];
+            for (int v = 0; v < 4; v++) /* vcvtps2dq rounds to nearest even, as rint */
+                t[v] = _mm256_cvtps_epi32(_mm256_div_ps(_mm256_loadu_ps(xb + 8 * v), vd));
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(t[0], t[1]),
+                                           _mm256_packs_epi32(t[2], t[3]));
+            /* packing works per 128-bit lane: put the 4-byte groups back in order */
+            p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(q + 32 * b), p);
+#else
+            for (int i = 0; i < 32; i++) q[32 * b + i] = (int8_t)rintf(xb[i] / db);
+#endif
+            for (int i = 0; i < 32; i++) sum += q[32 * b + i];
+        }
+        c[b] = -8 * sum;
+    }
+}
+
+/* The per-block fp32 factors of one int4 row: its weight scale (per `per` blocks of 32)
+ * times the activation block's scale. */
+static void i4_factors(const uint16_t *s, int64_t per, const float *d, int64_t nb, float *out) {
+    int64_t i = 0;
+#ifdef __F16C__
+    if (per == 1)
+        for (; i + 8 <= nb; i += 8)
+            _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(
+                                                        (const __m128i *)(s + i))),
+                                                    _mm256_loadu_ps(d + i)));
+#endif
+    for (; i < nb; i++) out[i] = f16_to_f32(s[i / per]) * d[i];
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+#define Q8_SIMD 1
+/* acc + the products of u (unsigned bytes) and s (signed bytes), four to each int32 lane */
+static inline __m256i dp_us(__m256i acc, __m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(acc, u, s);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
+#else /* pairs into int16 (at most 2 * 127 * 127: no saturation), pairs of those into int32 */
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+/* 32 int4 codes (16 bytes, the Q_I4_BLK layout) → 32 unsigned bytes u = q + 8, in value
+ * order: the 16 bytes in both halves, the upper half shifted by a nibble, masked. */
+static inline __m256i u4x32(const uint8_t *p) {
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    v = _mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4));
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+}
+
+static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#endif
+
+/* Block b of a row (int4: 16 bytes of nibbles, i4 = 1; int8: 32 codes) times the int8
+ * input, as int32 values whose sum is the block's exact dot product. */
+#ifdef Q8_SIMD
+static inline __m256i q8_block(const void *w, int i4, const int8_t *xq, const int32_t *xc,
+                               int64_t b) {
+    __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+    if (i4) /* (u - 8) . q = u . q - 8 * sum(q): the offset starts the sum */
+        return dp_us(_mm256_zextsi128_si256(_mm_cvtsi32_si128(xc[b])),
+                     u4x32((const uint8_t *)w + 16 * b), xv);
+    __m256i wv = _mm256_loadu_si256((const __m256i *)((const int8_t *)w + 32 * b));
+    return dp_us(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+}
+
+/* The sum over nb blocks of a row of block(b) * f[b]: the weights read as one sequential
+ * stream (row after row, which the hardware prefetcher follows better than four rows at
+ * once), four independent chains of multiply-adds. */
+static inline __attribute__((always_inline)) float q8_row(const void *w, int i4,
+                                                          const int8_t *xq, const int32_t *xc,
+                                                          const float *f, int64_t nb) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+#define Q8_STEP(acc, b)                                                                        \
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_block(w, i4, xq, xc, b)), _mm256_set1_ps(f[b]), \
+                          acc)
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        Q8_STEP(a0, b);
+        Q8_STEP(a1, b + 1);
+        Q8_STEP(a2, b + 2);
+        Q8_STEP(a3, b + 3);
+    }
+    for (; b < nb; b++) Q8_STEP(a0, b);
+#undef Q8_STEP
+    return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+#else
+static inline float q8_row(const void *w, int i4, const int8_t *xq, const int32_t *xc,
+                           const float *f, int64_t nb) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *a = xq + 32 * b;
+        int32_t s = 0;
+        if (i4) {
+            const uint8_t *g = (const uint8_t *)w + 16 * b;
+            s = xc[b];
+            for (int i = 0; i < 16; i++) s += (g[i] & 15) * a[i] + (g[i] >> 4) * a[i + 16];
+        } else {
+            const int8_t *c = (const int8_t *)w + 32 * b;
+            for (int i = 0; i < 32; i++) s += c[i] * a[i];
+        }
+        acc += (float)s * f[b];
+    }
+    return acc;
+}
+#endif
+
+/* Up to 4 int4 rows times the quantized input: y = the sum over blocks of I[b] * factor[b]. */
+static void dot4_i4_q8(const uint8_t *w0, int64_t ldw, const uint16_t *s0, int64_t lds,
+                       int64_t per, int64_t nrows, const int8_t *xq, const float *xd,
+                       const int32_t *xc, int64_t nb, float out[4]) {
+    float f[nb];
+    for (int64_t j = 0; j < nrows; j++) {
+        i4_factors(s0 + j * lds, per, xd, nb, f);
+        out[j] = q8_row(w0 + j * ldw, 1, xq, xc, f, nb);
+    }
+}
+
+/* Up to 4 int8 rows (k codes each, ldw bytes apart) times the quantized input: the sum
+ * over blocks of I[b] * d[b], unscaled by the rows' own scales. A last partial block (k
+ * not a multiple of 32) is summed in scalar integers, reading no byte past a row. */
+static void dot4_i8_q8(const int8_t *w0, int64_t ldw, int64_t nrows, const int8_t *xq,
+                       const float *xd, int64_t k, float out[4]) {
+    int64_t full = k / 32;
+    for (int64_t j = 0; j < nrows; j++) {
+        const int8_t *w = w0 + j * ldw;
+        out[j] = q8_row(w, 0, xq, NULL, xd, full);
+        if (full * 32 < k) {
+            int32_t s = 0;
+            for (int64_t i = full * 32; i < k; i++) s += w[i] * xq[i];
+            out[j] += (float)s * xd[full];
+        }
+    }
+}
+
+/* The name of the integer dot product this build's int8-activation GEMV uses. */
+const char *famous_kernels_q8_isa(void) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return "avx512-vnni";
+#elif defined(__AVXVNNI__)
+    return "avx-vnni";
+#elif defined(Q8_SIMD)
+    return "avx2";
+#else
+    return "generic";
+#endif
+}
+
 /* The quantized counterpart of famous_linear (same prep, bias, residual and rounding):
  * y[m, n] = in[m, :] . dequantize(w)[n, :] + bias[n] with in = prep(x). qtype Q_I8_ROW:
  * qw int8 [n, k], scale fp32 [n]; Q_I4_BLK: qw uint8 [n, kp / 2], scale fp16 [n, kp /
- * block], kp = k rounded up to block (a multiple of 32); x and y are of dtype dt. */
+ * block], kp = k rounded up to block (a multiple of 32); x and y are of dtype dt.
+ * act8 = 0: weight-only (fp32 activations); 1: in quantized to int8 blocks (see above). */
 void famous_linear_q(const void *x, const void *qw, const void *scale, int qtype, int64_t block,
-                     const void *bias, const void *residual, void *y, int64_t m, int64_t n,
-                     int64_t k, int prep, const void *norm_w, float eps, int zero_centered,
-                     int act, int dt, int threads) {
+                     int act8, const void *bias, const void *residual, void *y, int64_t m,
+                     int64_t n, int64_t k, int prep, const void *norm_w, float eps,
+                     int zero_centered, int act, int dt, int threads) {
     int64_t kp = qtype == Q_I4_BLK ? (k + block - 1) / block * block : k;
-    float *xf = calloc((size_t)(m * kp), sizeof(float)); /* zero padding past k */
+    int64_t ks = qtype == Q_I4_BLK ? kp : (k + 31) / 32 * 32; /* row stride of xf */
+    float *xf = calloc((size_t)(m * ks), sizeof(float)); /* zero padding past k */
     for (int64_t r = 0; r < m; r++)
-        prepare_input(x, r, k, prep, norm_w, eps, zero_centered, act, dt, xf + r * kp);
+        prepare_input(x, r, k, prep, norm_w, eps, zero_centered, act, dt, xf + r * ks);
+    q8act a = {NULL, NULL, NULL, ks / 32};
+    if (act8) {
+        a.q = malloc((size_t)(m * ks));
+        a.d = malloc(sizeof(float) * (size_t)(m * a.nb));
+        a.c = malloc(sizeof(int32_t) * (size_t)(m * a.nb));
+        for (int64_t r = 0; r < m; r++)
+            quantize_row_q8(xf + r * ks, a.nb, a.q + r * ks, a.d + r * a.nb, a.c + r * a.nb);
+    }
     int64_t blocks = (n + 3) / 4, ldw = qtype == Q_I4_BLK ? kp / 2 : k;
     int64_t lds = qtype == Q_I4_BLK ? kp / block : 1;
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -654,11 +860,19 @@ void famous_linear_q(const void *x, const void *qw, const void *scale, int qtype
         int64_t n0 = b * 4, rows = n - n0 < 4 ? n - n0 : 4;
         for (int64_t r = 0; r < m; r++) {
             float s[4];
-            if (qtype == Q_I4_BLK) {
+            if (qtype == Q_I4_BLK && act8) {
+                dot4_i4_q8((const uint8_t *)qw + n0 * ldw, ldw, (const uint16_t *)scale + n0 * lds,
+                           lds, block / 32, rows, a.q + r * ks, a.d + r * a.nb, a.c + r * a.nb,
+                           a.nb, s);
+            } else if (qtype == Q_I4_BLK) {
                 dot4_i4((const uint8_t *)qw + n0 * ldw, ldw, (const uint16_t *)scale + n0 * lds,
-                        lds, rows, xf + r * kp, kp, block, s);
+                        lds, rows, xf + r * ks, kp, block, s);
             } else {
-                dot4_i8((const int8_t *)qw + n0 * k, k, rows, xf + r * k, k, s);
+                if (act8)
+                    dot4_i8_q8((const int8_t *)qw + n0 * k, k, rows, a.q + r * ks,
+                               a.d + r * a.nb, k, s);
+                else
+                    dot4_i8((const int8_t *)qw + n0 * k, k, rows, xf + r * ks, k, s);
                 for (int64_t j = 0; j < rows; j++) s[j] *= ((const float *)scale)[n0 + j];
             }
             for (int64_t j = 0; j < rows; j++) {
@@ -668,5 +882,6 @@ void famous_linear_q(const void *x, const void *qw, const void *scale, int qtype
             }
         }
     }
+    free(a.q), free(a.d), free(a.c);
     free(xf);
 }

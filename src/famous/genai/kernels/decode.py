@@ -14,12 +14,13 @@ the next step re-checks the model.
 A model qualifies when it runs on the CPU in fp32 or bf16 with plain ``nn.Linear`` /
 ``nn.Embedding`` weights or weight-only quantized ones the quantized GEMV streams (int8 per
 output channel, int4 in blocks of a multiple of 32: ``QuantLinear`` / ``QuantEmbedding``
-of ``famous.genai.quantize``, read in their stored layout), RMS norms and no ring
-(sliding-window) caches, and bf16 attention has no soft-cap; otherwise ``decode`` runs
-the model's module path. The caller chooses: ``decode`` is the kernels' entry point (the
-pipeline's decoding loop uses it); ``DecoderModel.forward`` itself is always the module
-path. The kernels read the model through its public parts only (``layout``,
-``embed_tokens``, ``rope_tables``, ``soft_cap`` and its modules).
+of ``famous.genai.quantize``, read in their stored layout; their GEMVs quantize the input
+to int8 blocks unless ``FAMOUS_QUANT_ACTIVATIONS=exact``, see ``int8_activations``), RMS
+norms and no ring (sliding-window) caches, and bf16 attention has no soft-cap; otherwise
+``decode`` runs the model's module path. The caller chooses: ``decode`` is the kernels'
+entry point (the pipeline's decoding loop uses it); ``DecoderModel.forward`` itself is
+always the module path. The kernels read the model through its public parts only
+(``layout``, ``embed_tokens``, ``rope_tables``, ``soft_cap`` and its modules).
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from famous.genai.kernels import Q_I4_BLK, Q_I8_ROW, CpuKernels, QuantMatrix, cpu_kernels
+from famous.genai.kernels import (
+    Q_I4_BLK,
+    Q_I8_ROW,
+    CpuKernels,
+    QuantMatrix,
+    cpu_kernels,
+    int8_activations,
+)
 from famous.genai.kernels.hugepages import move_to_huge_pages
 from famous.genai.layers.norm import RMSNorm
 from famous.genai.layers.transformer import Block, DecoderModel
@@ -119,10 +127,10 @@ def plan_for(
     _watch_registrations()
     embed = model.embed  # a quantized table's .weight would dequantize it: ask its dtype
     dtype = embed.qweight.out_dtype if type(embed) is QuantEmbedding else embed.weight.dtype
-    key = (_generation, dtype, kernels)
+    key = (_generation, dtype, kernels, int8_activations())
     cached = _plans.get(model)
     if cached is None or cached[0] != key:
-        cached = (key, _build_plan(model, kernels, key[1]))
+        cached = (key, _build_plan(model, kernels, dtype, key[3]))
         _plans[model] = cached
     plan = cached[1]
     if plan is not None and kv_cache is not None and not _cache_fits(plan, kv_cache, pos):
@@ -164,9 +172,12 @@ def _plain(t: torch.Tensor | None, dtype: torch.dtype) -> bool:
     return t is None or (t.dtype == dtype and t.device.type == "cpu" and t.is_contiguous())
 
 
-def _quant_matrix(qw: QuantizedWeight, dtype: torch.dtype) -> QuantMatrix | None:
+def _quant_matrix(
+    qw: QuantizedWeight, dtype: torch.dtype, int8_act: bool = False
+) -> QuantMatrix | None:
     """The quantized weight as the GEMV streams it, if its scheme is one the kernels have
-    (int8 per channel, int4 in blocks of 32 or a multiple) and it dequantizes to dtype."""
+    (int8 per channel, int4 in blocks of 32 or a multiple) and it dequantizes to dtype;
+    ``int8_act``: its GEMV quantizes the input to int8 (``int8_activations``)."""
     spec = qw.spec
     if qw.out_dtype != dtype or spec.activations != "none" or len(qw.shape) != 2:
         return None
@@ -178,12 +189,12 @@ def _quant_matrix(qw: QuantizedWeight, dtype: torch.dtype) -> QuantMatrix | None
         return None
     if not all(_plain(t, t.dtype) for t in (qw.data, qw.scale)):
         return None
-    return QuantMatrix(qw.data, qw.scale, kind, block, qw.shape)
+    return QuantMatrix(qw.data, qw.scale, kind, block, qw.shape, int8_act)
 
 
-def _linear(m: object, dtype: torch.dtype) -> Proj | None:
+def _linear(m: object, dtype: torch.dtype, int8_act: bool) -> Proj | None:
     if type(m) is QuantLinear:
-        qm = _quant_matrix(m.qweight, dtype)
+        qm = _quant_matrix(m.qweight, dtype, int8_act)
         return (qm, m.bias) if qm is not None and _plain(m.bias, dtype) else None
     ok = type(m) is nn.Linear and _plain(m.weight, dtype) and _plain(m.bias, dtype)
     return (m.weight, m.bias) if ok else None
@@ -213,7 +224,9 @@ def _optional_norm(m: object | None, dtype: torch.dtype) -> Norm | None:
     return None if m is None else _need(_norm(m, dtype))
 
 
-def _layer_plan(model: DecoderModel, i: int, block: Block, dtype: torch.dtype) -> LayerPlan:
+def _layer_plan(
+    model: DecoderModel, i: int, block: Block, dtype: torch.dtype, int8_act: bool
+) -> LayerPlan:
     a, ffn = block.attn, block.ffn
     if a.n_heads % a.n_kv or (a.softcap is not None and dtype != torch.float32):
         raise _Ineligible
@@ -226,8 +239,8 @@ def _layer_plan(model: DecoderModel, i: int, block: Block, dtype: torch.dtype) -
     q_norm, k_norm = _optional_norm(a.q_norm, dtype), _optional_norm(a.k_norm, dtype)
     return LayerPlan(
         attn_norm=_need(_norm(block.attn_norm, dtype)),
-        qkv=_need(_linear(a.qkv, dtype)),
-        o=_need(_linear(a.o, dtype)),
+        qkv=_need(_linear(a.qkv, dtype, int8_act)),
+        o=_need(_linear(a.o, dtype, int8_act)),
         q_norm=None if q_norm is None else q_norm[0],
         k_norm=None if k_norm is None else k_norm[0],
         qk_eps=0.0 if q_norm is None else q_norm[1],
@@ -241,19 +254,21 @@ def _layer_plan(model: DecoderModel, i: int, block: Block, dtype: torch.dtype) -
         window=model.layout[i].window,
         rope=model.layout[i].rope,
         ffn_norm=_need(_norm(block.ffn_norm, dtype)),
-        gate_up=_need(_linear(ffn.gate_up, dtype)),
-        down=_need(_linear(ffn.down, dtype)),
+        gate_up=_need(_linear(ffn.gate_up, dtype, int8_act)),
+        down=_need(_linear(ffn.down, dtype, int8_act)),
         activation=(model.cfg.blocks[i].feed_forward.activation, ffn.gated),
         ffn_post_norm=_optional_norm(block.ffn_post_norm, dtype),
     )
 
 
-def _build_plan(model: DecoderModel, kernels: CpuKernels, dtype: torch.dtype) -> DecodePlan | None:
+def _build_plan(
+    model: DecoderModel, kernels: CpuKernels, dtype: torch.dtype, int8_act: bool
+) -> DecodePlan | None:
     if kernels.dtype_code(dtype) is None:
         return None
     embed = model.embed
     if type(embed) is QuantEmbedding:
-        tied: Weight | None = _quant_matrix(embed.qweight, dtype)
+        tied: Weight | None = _quant_matrix(embed.qweight, dtype, int8_act)
     elif type(embed) is nn.Embedding and _plain(embed.weight, dtype):
         tied = embed.weight
     else:
@@ -261,8 +276,12 @@ def _build_plan(model: DecoderModel, kernels: CpuKernels, dtype: torch.dtype) ->
     if any(lay.ring is not None for lay in model.layout):
         return None
     try:
-        layers = tuple(_layer_plan(model, i, b, dtype) for i, b in enumerate(model.layers))
-        lm_head = None if model.lm_head is None else _need(_linear(model.lm_head, dtype))[0]
+        layers = tuple(
+            _layer_plan(model, i, b, dtype, int8_act) for i, b in enumerate(model.layers)
+        )
+        lm_head = (
+            None if model.lm_head is None else _need(_linear(model.lm_head, dtype, int8_act))[0]
+        )
         head = _need(tied) if lm_head is None else lm_head
         final_norm = _need(_norm(model.norm, dtype))
     except _Ineligible:
