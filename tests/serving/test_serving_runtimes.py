@@ -185,6 +185,20 @@ def test_native_command(tmp_path: Path) -> None:
     assert not configured.unknown_keys({"context-size": 1, "dtype": "float32"})
 
 
+def test_native_openmp_threads_wait_passively(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = LaunchSpec(name="n", model_path=tmp_path)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert FamousNativeServer().environment(spec)["OMP_WAIT_POLICY"] == "passive"
+    # The user's own choice, from the shell or the engine's launch, wins.
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    assert FamousNativeServer().environment(spec)["OMP_WAIT_POLICY"] == "active"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    spec = LaunchSpec(name="n", model_path=tmp_path, env={"OMP_WAIT_POLICY": "active"})
+    assert FamousNativeServer().environment(spec)["OMP_WAIT_POLICY"] == "active"
+
+
 def test_component_build_commands(tmp_path: Path) -> None:
     configure = cmake_configure_command(tmp_path / "src", tmp_path / "build", gpu="cuda")
     assert "-DLLAMA_USE_PREBUILT_UI=OFF" in configure
