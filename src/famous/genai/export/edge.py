@@ -160,7 +160,7 @@ def export_edge(
         model = load_model(model_dir, "fp32", plan.max_seq_len)
         if recipe.executorch:
             quantize_for_xnnpack(model, recipe.name)
-        export_executorch(model, out, plan.prefill_lengths)
+        export_executorch(model, out, plan.prefill_lengths, quantized=bool(recipe.executorch))
         del model
     else:
         from famous.genai.export.litert import export_litert, meta_path

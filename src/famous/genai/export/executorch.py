@@ -43,11 +43,14 @@ def meta_path(pte: str | Path) -> Path:
     return pte.with_name(pte.stem + ".signatures.json")
 
 
-def lower_to_executorch(program: MultiSignatureProgram, xnnpack: bool = True) -> bytes:
+def lower_to_executorch(
+    program: MultiSignatureProgram, xnnpack: bool = True, quantized: bool = False
+) -> bytes:
     """Lower every signature into one ExecuTorch program (XNNPACK delegate by default).
 
     Composite ops (``famous::*``) have no ExecuTorch kernel; they are decomposed to their
-    ATen reference first.
+    ATen reference first. ``quantized``: the model went through ``quantize_for_xnnpack``, so
+    torchao's dequantize + embedding pairs are fused into ExecuTorch's quantized embedding.
     """
     require_executorch()
     from executorch.exir import (
@@ -71,8 +74,8 @@ def lower_to_executorch(program: MultiSignatureProgram, xnnpack: bool = True) ->
     edge = to_edge_transform_and_lower(
         programs, partitioner=partitioners, compile_config=EdgeCompileConfig()
     )
-    # fuses torchao's dequantize + embedding into ExecuTorch's quantized embedding kernel
-    return edge.to_executorch(ExecutorchBackendConfig(do_quant_fusion_and_const_prop=True)).buffer
+    config = ExecutorchBackendConfig(do_quant_fusion_and_const_prop=quantized)
+    return edge.to_executorch(config).buffer
 
 
 XNNPACK_WEIGHTS = {"dynamic-int8": 0, "dynamic-int4": 32}  # edge recipe → int4 group (0: int8)
@@ -134,11 +137,13 @@ def export_executorch(
     prefill_lengths: Sequence[int] = (8, 64),
     *,
     xnnpack: bool = True,
+    quantized: bool = False,
 ) -> Path:
-    """famous model → ``path`` (.pte) + its ``.signatures.json``."""
+    """famous model → ``path`` (.pte) + its ``.signatures.json``; ``quantized``: see
+    ``lower_to_executorch``."""
     require_executorch()
     program = export_signatures(model, prefill_lengths)
-    data = lower_to_executorch(program, xnnpack)
+    data = lower_to_executorch(program, xnnpack, quantized)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
