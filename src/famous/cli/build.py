@@ -27,7 +27,8 @@ def build(
         "-q",
         help="Recipe (preset or YAML file); repeat for more options "
         "(default: q8_0 for gguf, fp32 for executorch / litert; executorch / litert build "
-        "fp32 and dynamic-int8: int8 weights per channel, int8 activations at run time).",
+        "fp32, dynamic-int8 (int8 weights per channel) and dynamic-int4 (int4 weights in "
+        "groups of 32), both with int8 activations quantized at run time).",
     ),
     prefill: list[int] = typer.Option(
         [], "--prefill", help="executorch / litert: a prefill signature length (repeatable)."

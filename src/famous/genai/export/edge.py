@@ -8,8 +8,10 @@ Quantized edge programs use the backends' own schemes (``EDGE_RECIPES``), named 
 famous recipe they implement: ``dynamic-int8`` is int8 weights per output channel with
 activations quantized per token at run time, on every ``nn.Linear`` (torchao's
 ``Int8DynamicActivationIntxWeightConfig`` lowered to XNNPACK for ExecuTorch; litert-torch's
-dynamic-range int8 recipe for LiteRT). ExecuTorch keeps the embedding (and an LM head tied
-to it) fp32; litert-torch's recipe covers every op it supports, the embedding table included.
+dynamic-range int8 recipe for LiteRT); ``dynamic-int4`` the same with int4 weights in groups
+of 32 (torchao's "8da4w"). ExecuTorch unties a tied LM head (int8 per channel) and stores the
+embedding int8 per row, so neither stays fp32; litert-torch's recipe covers every op it
+supports, the embedding table included (int4 blocks of 32 under ``dynamic-int4``).
 """
 
 from __future__ import annotations
@@ -56,9 +58,21 @@ EDGE_RECIPES = {
             "dynamic-int8",
             "int8-channel+dyn-act",
             "linears: int8 weights per output channel, int8 activations per token at run "
-            "time (XNNPACK); embedding: fp32 in ExecuTorch, int8 in LiteRT",
-            "torchao Int8DynamicActivationIntxWeightConfig(weight_dtype=int8, PerAxis(0))",
+            "time (XNNPACK); embedding: int8 per row",
+            "torchao Int8DynamicActivationIntxWeightConfig(weight_dtype=int8, PerAxis(0)); "
+            "LM head untied; embedding IntxWeightOnlyConfig(int8, PerAxis(0))",
             "litert_torch quant_recipes.full_dynamic_recipe(INT8, CHANNELWISE)",
+        ),
+        EdgeRecipe(
+            "dynamic-int4",
+            "int4-b32+dyn-act",
+            "linears: int4 weights in groups of 32, int8 activations per token at run time "
+            "(XNNPACK, torchao's 8da4w); ExecuTorch keeps the LM head int8 per channel and "
+            "the embedding int8 per row, LiteRT makes them int4 blocks of 32 too",
+            "torchao Int8DynamicActivationIntxWeightConfig(weight_dtype=int4, PerGroup(32)); "
+            "LM head untied, Int8DynamicActivationIntxWeightConfig(int8, PerAxis(0)); "
+            "embedding IntxWeightOnlyConfig(int8, PerAxis(0))",
+            "litert_torch quant_recipes.full_dynamic_recipe(INT4, BLOCKWISE_32)",
         ),
     )
 }
@@ -84,7 +98,8 @@ def edge_recipe(name: str, target: str) -> EdgeRecipe:
     if key in PRESETS:
         raise RecipeError(
             f"recipe {name!r} ({PRESETS[key].description}) has no {target} program: the "
-            f"edge targets build {valid} (dynamic-int8 is XNNPACK's int8 scheme); use "
+            f"edge targets build {valid} (XNNPACK's int8 / int4-weight schemes, int8 "
+            "activations at run time); use "
             "--target gguf or torch for the other recipes"
         )
     try:
@@ -138,14 +153,14 @@ def export_edge(
         from famous.genai.export.executorch import (
             export_executorch,
             meta_path,
-            quantize_dynamic_int8,
+            quantize_for_xnnpack,
         )
         from famous.genai.loader import load_model
 
         model = load_model(model_dir, "fp32", plan.max_seq_len)
         if recipe.executorch:
-            quantize_dynamic_int8(model)
-        export_executorch(model, out, plan.prefill_lengths)
+            quantize_for_xnnpack(model, recipe.name)
+        export_executorch(model, out, plan.prefill_lengths, quantized=bool(recipe.executorch))
         del model
     else:
         from famous.genai.export.litert import export_litert, meta_path

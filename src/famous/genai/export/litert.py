@@ -71,7 +71,7 @@ def runtime_available() -> bool:
 # ------------------------------------------------------------------------------ convert
 
 
-LITERT_QUANT = ("fp32", "dynamic-int8")  # what the converter script's --quant takes
+LITERT_QUANT = ("fp32", "dynamic-int8", "dynamic-int4")  # what the converter script's --quant takes
 
 
 def _check_quant(quant: str) -> None:
@@ -85,15 +85,43 @@ def quant_config(quant: str):
     """litert-torch's quantization config for famous's edge recipe ``quant`` (None: fp32).
 
     ``dynamic-int8`` is litert-torch's dynamic-range recipe: int8 weights per output channel,
-    activations quantized at run time by the int8 (hybrid) kernels."""
+    activations quantized at run time by the int8 (hybrid) kernels; ``dynamic-int4`` the same
+    recipe with int4 weights in blocks of 32."""
     _check_quant(quant)
     if quant == "fp32":
         return None
     from litert_torch.generative.quantize import quant_attrs, quant_recipes
 
-    return quant_recipes.full_dynamic_recipe(
-        weight_dtype=quant_attrs.Dtype.INT8, granularity=quant_attrs.Granularity.CHANNELWISE
-    )
+    if quant == "dynamic-int4":
+        dtype, granularity = quant_attrs.Dtype.INT4, quant_attrs.Granularity.BLOCKWISE_32
+    else:
+        dtype, granularity = quant_attrs.Dtype.INT8, quant_attrs.Granularity.CHANNELWISE
+    return quant_recipes.full_dynamic_recipe(weight_dtype=dtype, granularity=granularity)
+
+
+# litert-torch stores int4 block scales as fp16: the smallest normal fp16 (2^-14) times the
+# int4 range (8) gives a block holding this value a positive scale; see lift_zero_blocks
+ZERO_BLOCK_FILL = 2.0**-14 * 8
+
+
+def lift_zero_blocks(model, block: int = 32) -> int:
+    """Put ``ZERO_BLOCK_FILL`` in the first entry of every all-zero ``block`` of a 2-D weight
+    (e.g. a padding token's embedding row); return how many. litert-torch gives such a block
+    int4 scale 0, which XNNPACK refuses to load ("unsupported scale value (0.000000)"). The
+    lifted entry (4.9e-4) moves a logit by at most 4.9e-4 × |hidden|: trained weights rarely
+    have such blocks (SmolLM2 has none), random checkpoints have their padding row."""
+    import torch
+
+    lifted = 0
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim != 2 or p.shape[1] % block:
+                continue
+            blocks = p.view(p.shape[0], -1, block)
+            zero = blocks.abs().amax(-1) == 0
+            lifted += int(zero.sum())
+            blocks[..., 0][zero] = ZERO_BLOCK_FILL
+    return lifted
 
 
 def convert_model(model, path: str | Path, prefill_lengths: Sequence[int], quant: str = "fp32"):
@@ -109,6 +137,8 @@ def convert_model(model, path: str | Path, prefill_lengths: Sequence[int], quant
 
     lengths = check_prefill_lengths(prefill_lengths, model.max_seq_len)
     model.eval()
+    if quant == "dynamic-int4":
+        lift_zero_blocks(model, 32)
     meta = SignatureMeta.of(model, lengths, False)
     converter = litert_torch
     for name in meta.signatures:
