@@ -424,3 +424,24 @@ def test_a_cache_the_kernels_cannot_write_goes_to_the_module_path(tiny_chat_mode
     assert plan_for(model, tok, model.init_cache(2), 0) is None  # a batch of two rows
     with torch.no_grad(), pytest.raises((RuntimeError, IndexError)):
         model(tok, torch.tensor([40]), good, end=41, inplace=True)
+
+
+def test_a_tensor_subclass_weight_goes_to_the_module_path(tiny_chat_model: Path) -> None:
+    """torchao's quantized weights say float32 and contiguous, but their memory is not the
+    float matrix: handing their data_ptr to the kernels read garbage (or crashed)."""
+    from torchao.quantization import quantize_
+    from torchao.quantization.granularity import PerAxis
+    from torchao.quantization.quant_api import Int8DynamicActivationIntxWeightConfig
+
+    model = load_model(tiny_chat_model, max_seq_len=32)
+    one = torch.tensor([[5]])
+    assert plan_for(model, one) is not None
+    config = Int8DynamicActivationIntxWeightConfig(
+        weight_dtype=torch.int8, weight_granularity=PerAxis(0)
+    )
+    quantize_(model, config, filter_fn=lambda m, _: isinstance(m, torch.nn.Linear))
+    assert plan_for(model, one) is None
+    with torch.no_grad():
+        logits, _ = decode.decode(model, one, torch.tensor([0]), model.init_cache(1))
+        reference = model(one, torch.tensor([0]), model.init_cache(1), end=1, inplace=True)[0]
+    assert torch.equal(logits, reference)

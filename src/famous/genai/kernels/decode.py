@@ -168,8 +168,19 @@ def _cache_fits(plan: DecodePlan, kv_cache: KVCache, pos: int) -> bool:
 
 
 def _plain(t: torch.Tensor | None, dtype: torch.dtype) -> bool:
-    """A tensor the kernels can read as raw memory of the model's dtype."""
-    return t is None or (t.dtype == dtype and t.device.type == "cpu" and t.is_contiguous())
+    """A tensor the kernels can read as raw memory of the model's dtype: not a tensor
+    subclass (torchao's quantized tensors say float32 and contiguous, but their
+    ``data_ptr`` is not the float matrix they stand for)."""
+    return t is None or (
+        type(t) in _PLAIN_TYPES
+        and t.layout == torch.strided
+        and t.dtype == dtype
+        and t.device.type == "cpu"
+        and t.is_contiguous()
+    )
+
+
+_PLAIN_TYPES = (torch.Tensor, nn.Parameter)
 
 
 def _quant_matrix(
