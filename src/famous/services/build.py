@@ -136,7 +136,34 @@ def build_package(
     the KV-cache slots of the program (defaults: 8 … 1024 that fit, and
     ``min(1024, max_position_embeddings)``)."""
     with managed_converter(target):
-        return _build_package(source, target, recipes, name, force, prefill_lengths, max_seq_len)
+        build = _plan(source, target, recipes, name, force, prefill_lengths, max_seq_len)
+        build.root.mkdir(parents=True, exist_ok=True)
+        work = build.root / f".build-{build.name}-{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        tmp = work / build.name
+        try:
+            built = [
+                _build_option(build, tmp, r, o)
+                for r, o in zip(build.recipes, build.option_names, strict=True)
+            ]
+            _write_package(build, tmp, built)
+            _install(tmp, build.dest, build.name, force)
+            try:
+                _register(build, built)
+            except BaseException:
+                from famous.store.artifacts import remove_artifacts
+
+                with contextlib.suppress(Exception):
+                    remove_artifacts(build.name, force=True)
+                shutil.rmtree(build.dest, ignore_errors=True)
+                raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        for b in built:
+            b.path = str(build.dest / b.path)
+        return BuiltPackage(
+            build.name, str(build.dest), target, build.engine[0], str(build.model_dir), built
+        )
 
 
 @contextlib.contextmanager
@@ -156,45 +183,6 @@ def managed_converter(target: str) -> Iterator[str | None]:
         yield str(managed.python)
     finally:
         os.environ.pop(variable, None)
-
-
-def _build_package(
-    source: str | Path,
-    target: str,
-    recipes: list[str] | None,
-    name: str | None,
-    force: bool,
-    prefill_lengths: list[int] | None,
-    max_seq_len: int | None,
-) -> BuiltPackage:
-    build = _plan(source, target, recipes, name, force, prefill_lengths, max_seq_len)
-    build.root.mkdir(parents=True, exist_ok=True)
-    work = build.root / f".build-{build.name}-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    tmp = work / build.name
-    try:
-        built = [
-            _build_option(build, tmp, r, o)
-            for r, o in zip(build.recipes, build.option_names, strict=True)
-        ]
-        _write_package(build, tmp, built)
-        _install(tmp, build.dest, build.name, force)
-        try:
-            _register(build, built)
-        except BaseException:
-            from famous.store.artifacts import remove_artifacts
-
-            with contextlib.suppress(Exception):
-                remove_artifacts(build.name, force=True)
-            shutil.rmtree(build.dest, ignore_errors=True)
-            raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    for b in built:
-        b.path = str(build.dest / b.path)
-    return BuiltPackage(
-        build.name, str(build.dest), target, build.engine[0], str(build.model_dir), built
-    )
 
 
 def _plan(
