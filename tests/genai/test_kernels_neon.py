@@ -5,7 +5,8 @@ and instructions, not speed).
 Three static builds of ``cpu_decode.c`` with a small driver: ``-march=armv8.2-a+dotprod``
 (``sdot``), plain ``-march=armv8-a`` (``smull`` / ``smlal2`` / ``sadalp``) and the portable
 C path (``FAMOUS_PORTABLE``). Each build's integer block dot products (int8 x int8 and int4
-x int8, extremes included) equal numpy's int64 products exactly, and its GEMVs (int8 per
+x int8, extremes included) equal numpy's int64 products exactly, its activation codes and
+scales equal numpy's fp32 quantization exactly (ties to even included), and its GEMVs (int8 per
 channel, int4 blocks of 32 and 128, with and without the fused RMSNorm) equal a float64
 product of the same quantized activations and weights within fp32 rounding. The driver
 includes the kernel source, so it reaches the file's static functions."""
@@ -100,8 +101,22 @@ static int gemv(char **a) {
     return 0;
 }
 
+/* quant NB X OUT: one row of NB * 32 values to int8 blocks (codes, then fp32 scales) */
+static int quant(char **a) {
+    int64_t nb = atoll(a[0]);
+    float *x = slurp(a[1], sizeof(float) * (size_t)(32 * nb));
+    int8_t *out = malloc((size_t)(36 * nb));
+    int32_t *c = malloc(sizeof(int32_t) * (size_t)nb);
+    float *d = malloc(sizeof(float) * (size_t)nb);
+    quantize_row_q8(x, nb, out, d, c);
+    memcpy(out + 32 * nb, d, sizeof(float) * (size_t)nb);
+    spill(a[2], out, (size_t)(36 * nb));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "isa")) return puts(famous_kernels_q8_isa()) < 0;
+    if (argc == 5 && !strcmp(argv[1], "quant")) return quant(argv + 2);
     if (argc == 7 && !strcmp(argv[1], "blocks")) return blocks(argv + 2);
     if (argc == 14 && !strcmp(argv[1], "gemv")) return gemv(argv + 2);
     fprintf(stderr, "usage: isa | blocks ... | gemv ...\n");
@@ -150,6 +165,7 @@ def test_the_builds_use_their_instructions(arm64: dict[str, list[str]]) -> None:
     for instruction in ("smull", "smlal2", "sadalp"):
         assert instruction in neon, instruction
     assert "fcvtl" in dotprod and "fcvtl" in neon  # the fp16 scales widened four at once
+    assert "fcvtns" in dotprod and "fcvtns" in neon  # the activations rounded four at once
 
 
 def _blocks(i4: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -212,6 +228,26 @@ def _quantize(xf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     safe = np.where(d == 0, np.float32(1), d)[..., None]
     q = np.where(d[..., None] == 0, 0, np.rint(blocks / safe)).astype(np.int64)
     return q, d
+
+
+def test_activations_quantize_as_specified(arm64: dict[str, list[str]], tmp_path: Path) -> None:
+    """Codes and scales equal numpy's fp32 rint(x / (max|x| / 127)) exactly, ties included."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((1, 8 * 32)) * 3).astype(np.float32)
+    x[0, 32:64] = 0  # scale 0: codes 0
+    x[0, 64] = np.float32(127 / 2)  # so this block's d is 0.5 ...
+    x[0, 65:96] = np.arange(-15, 16, dtype=np.float32) / 2 + 0.25  # ... and x / d is n + 1/2
+    x.tofile(tmp_path / "x.bin")
+    want_q, want_d = _quantize(x)
+    assert want_d[0, 2] == 0.5 and ((x[0, 65:96] / want_d[0, 2]) % 1 == 0.5).all()
+    for name, run in arm64.items():
+        out = tmp_path / f"{name}-q.bin"
+        _check([*run, "quant", "8", str(tmp_path / "x.bin"), str(out)], f"{name} quant")
+        raw = out.read_bytes()
+        got_q = np.frombuffer(raw[: 8 * 32], dtype=np.int8).reshape(8, 32)
+        got_d = np.frombuffer(raw[8 * 32 :], dtype=np.float32)
+        np.testing.assert_array_equal(got_q, want_q[0], err_msg=f"{name}: codes")
+        np.testing.assert_array_equal(got_d, want_d[0], err_msg=f"{name}: scales")
 
 
 def _reference(qtype, block, qw, scale, xf, k) -> tuple[np.ndarray, np.ndarray]:

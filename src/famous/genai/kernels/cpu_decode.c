@@ -657,7 +657,8 @@ static void dot4_i4(const uint8_t *w0, int64_t ldw, const uint16_t *s0, int64_t 
  *
  * Paths: AVX2 (vpmaddubsw then vpmaddwd into int32; int8 weights by the sign trick, |w|
  * times x signed as w, exact because both stay within 127), AVX512-VNNI + VL or AVX-VNNI
- * (vpdpbusd: four products into each int32 lane in one instruction), portable C. A block
+ * (vpdpbusd: four products into each int32 lane in one instruction), arm64 NEON (sdot with
+ * the dot-product extension, else smull / smlal2 + sadalp; Q8_NEON), portable C. A block
  * is one 256-bit vector, so the AVX-512 builds use the same 256-bit code (EVEX encoded;
  * with VNNI where the target has it). */
 
@@ -690,6 +691,14 @@ static void quantize_row_q8(const float *x, int64_t nb, int8_t *q, float *d, int
             /* packing works per 128-bit lane: put the 4-byte groups back in order */
             p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
             _mm256_storeu_si256((__m256i *)(q + 32 * b), p);
+#elif defined(Q8_NEON)
+            float32x4_t vd = vdupq_n_f32(db);
+            int16x8_t h[4];
+            for (int v = 0; v < 4; v++) /* fcvtns rounds to nearest even, as rint */
+                h[v] = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vdivq_f32(vld1q_f32(xb + 8 * v), vd))),
+                                    vqmovn_s32(vcvtnq_s32_f32(vdivq_f32(vld1q_f32(xb + 8 * v + 4), vd))));
+            vst1q_s8(q + 32 * b, vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1])));
+            vst1q_s8(q + 32 * b + 16, vcombine_s8(vqmovn_s16(h[2]), vqmovn_s16(h[3])));
 #else
             for (int i = 0; i < 32; i++) q[32 * b + i] = (int8_t)rintf(xb[i] / db);
 #endif
