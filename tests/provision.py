@@ -373,7 +373,8 @@ def chromium() -> Path:
 
 AARCH64_GCC = Path("/usr/bin/aarch64-linux-gnu-gcc")
 QEMU_AARCH64 = Path("/usr/bin/qemu-aarch64")
-AARCH64_PACKAGES = ["gcc-aarch64-linux-gnu", "qemu-user"]
+AARCH64_LIBC = Path("/usr/aarch64-linux-gnu/lib/libc.a")  # -static links against it
+AARCH64_PACKAGES = ["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "qemu-user"]
 
 
 def aarch64_cross() -> tuple[Path, Path]:
@@ -382,14 +383,15 @@ def aarch64_cross() -> tuple[Path, Path]:
     the run may."""
 
     def ready() -> bool:
-        return AARCH64_GCC.is_file() and QEMU_AARCH64.is_file()
+        return all(p.is_file() for p in (AARCH64_GCC, AARCH64_LIBC, QEMU_AARCH64))
 
     if ready():
         return AARCH64_GCC, QEMU_AARCH64
     apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
         raise ProvisionError(
-            f"the arm64 kernel tests need {AARCH64_GCC} and {QEMU_AARCH64}: install them "
+            f"the arm64 kernel tests need {AARCH64_GCC}, {AARCH64_LIBC} and {QEMU_AARCH64}: "
+            "install them "
             f"(Debian/Ubuntu: sudo apt-get install -y {' '.join(AARCH64_PACKAGES)}), or run "
             "the suite as root on a machine with apt-get so that it installs them"
         )
@@ -408,8 +410,8 @@ def aarch64_cross() -> tuple[Path, Path]:
             BUILT["aarch64-cross"] = time.monotonic() - started
     if not ready():
         raise ProvisionError(
-            f"apt-get installed {' '.join(AARCH64_PACKAGES)} but {AARCH64_GCC} or "
-            f"{QEMU_AARCH64} is missing"
+            f"apt-get installed {' '.join(AARCH64_PACKAGES)} but {AARCH64_GCC}, "
+            f"{AARCH64_LIBC} or {QEMU_AARCH64} is missing"
         )
     return AARCH64_GCC, QEMU_AARCH64
 
