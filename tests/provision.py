@@ -13,7 +13,9 @@ into famous's own environment are provisioned here, on first use, and kept in
 - vLLM's CPU build in a managed environment, installed by famous's own ``install-component
   vllm`` into a FAMOUS_HOME of its own (3.2 GiB; 4 minutes on 2 quiet cores, 12 loaded);
 - the LiteRT converter's environment (``litert-torch`` pins an older pydantic than famous),
-  installed the same way by ``famous install-component litert``.
+  installed the same way by ``famous install-component litert``;
+- Debian's aarch64 cross compiler and ``qemu-aarch64`` (user-mode emulation), for the
+  arm64 NEON kernel tests, installed with ``apt-get`` like Chromium.
 
 Each is built under a file lock into a temporary name and renamed into place, so concurrent
 or interrupted runs never see half of one. The time each took is reported at the end of the
@@ -363,6 +365,53 @@ def chromium() -> Path:
     if not CHROMIUM.is_file():
         raise ProvisionError(f"apt-get installed chromium but {CHROMIUM} is missing")
     return CHROMIUM
+
+
+# ------------------------------------------------------------------------------ arm64 cross tools
+
+AARCH64_GCC = Path("/usr/bin/aarch64-linux-gnu-gcc")
+QEMU_AARCH64 = Path("/usr/bin/qemu-aarch64")
+AARCH64_LIBC = Path("/usr/aarch64-linux-gnu/lib/libc.a")  # -static links against it
+AARCH64_PACKAGES = ["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "qemu-user"]
+
+
+def aarch64_cross() -> tuple[Path, Path]:
+    """(cross compiler, qemu-aarch64): the NEON kernels are built for arm64 and run under
+    user-mode emulation on this x86 machine; installed with apt-get once when missing and
+    the run may."""
+
+    def ready() -> bool:
+        return all(p.is_file() for p in (AARCH64_GCC, AARCH64_LIBC, QEMU_AARCH64))
+
+    if ready():
+        return AARCH64_GCC, QEMU_AARCH64
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        raise ProvisionError(
+            f"the arm64 kernel tests need {AARCH64_GCC}, {AARCH64_LIBC} and {QEMU_AARCH64}: "
+            "install them "
+            f"(Debian/Ubuntu: sudo apt-get install -y {' '.join(AARCH64_PACKAGES)}), or run "
+            "the suite as root on a machine with apt-get so that it installs them"
+        )
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with _building("aarch64-cross", cache_root() / "aarch64-cross"):
+        if not ready():
+            _say(f"installing {', '.join(AARCH64_PACKAGES)} with apt-get (once for this machine)")
+            started = time.monotonic()
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            _run([apt, "update", "-q"], "apt-get update", env=env)
+            _run(
+                [apt, "install", "-y", "-q", *AARCH64_PACKAGES],
+                "apt-get install the aarch64 cross tools",
+                env=env,
+            )
+            BUILT["aarch64-cross"] = time.monotonic() - started
+    if not ready():
+        raise ProvisionError(
+            f"apt-get installed {' '.join(AARCH64_PACKAGES)} but {AARCH64_GCC}, "
+            f"{AARCH64_LIBC} or {QEMU_AARCH64} is missing"
+        )
+    return AARCH64_GCC, QEMU_AARCH64
 
 
 # ------------------------------------------------------------------------------ reporting

@@ -31,6 +31,12 @@
 #ifdef __AVX2__
 #include <immintrin.h>
 #endif
+/* arm64: the int8-activation GEMV's integer block products run on NEON (Q8_NEON, see
+ * there); FAMOUS_PORTABLE keeps them on the portable C path (the tests' reference build). */
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(FAMOUS_PORTABLE)
+#include <arm_neon.h>
+#define Q8_NEON 1
+#endif
 
 #define FAMOUS_KERNELS_ABI 7
 
@@ -651,7 +657,8 @@ static void dot4_i4(const uint8_t *w0, int64_t ldw, const uint16_t *s0, int64_t 
  *
  * Paths: AVX2 (vpmaddubsw then vpmaddwd into int32; int8 weights by the sign trick, |w|
  * times x signed as w, exact because both stay within 127), AVX512-VNNI + VL or AVX-VNNI
- * (vpdpbusd: four products into each int32 lane in one instruction), portable C. A block
+ * (vpdpbusd: four products into each int32 lane in one instruction), arm64 NEON (sdot with
+ * the dot-product extension, else smull / smlal2 + sadalp; Q8_NEON), portable C. A block
  * is one 256-bit vector, so the AVX-512 builds use the same 256-bit code (EVEX encoded;
  * with VNNI where the target has it). */
 
@@ -684,6 +691,14 @@ static void quantize_row_q8(const float *x, int64_t nb, int8_t *q, float *d, int
             /* packing works per 128-bit lane: put the 4-byte groups back in order */
             p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
             _mm256_storeu_si256((__m256i *)(q + 32 * b), p);
+#elif defined(Q8_NEON)
+            float32x4_t vd = vdupq_n_f32(db);
+            int16x8_t h[4];
+            for (int v = 0; v < 4; v++) /* fcvtns rounds to nearest even, as rint */
+                h[v] = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vdivq_f32(vld1q_f32(xb + 8 * v), vd))),
+                                    vqmovn_s32(vcvtnq_s32_f32(vdivq_f32(vld1q_f32(xb + 8 * v + 4), vd))));
+            vst1q_s8(q + 32 * b, vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1])));
+            vst1q_s8(q + 32 * b + 16, vcombine_s8(vqmovn_s16(h[2]), vqmovn_s16(h[3])));
 #else
             for (int i = 0; i < 32; i++) q[32 * b + i] = (int8_t)rintf(xb[i] / db);
 #endif
@@ -703,6 +718,12 @@ static void i4_factors(const uint16_t *s, int64_t per, const float *d, int64_t n
             _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(
                                                         (const __m128i *)(s + i))),
                                                     _mm256_loadu_ps(d + i)));
+#endif
+#ifdef Q8_NEON /* fcvtl widens 4 fp16 scales at once; exact, as f16_to_f32 */
+    if (per == 1)
+        for (; i + 4 <= nb; i += 4)
+            vst1q_f32(out + i, vmulq_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s + i))),
+                                         vld1q_f32(d + i)));
 #endif
     for (; i < nb; i++) out[i] = f16_to_f32(s[i / per]) * d[i];
 }
@@ -769,6 +790,47 @@ static inline __attribute__((always_inline)) float q8_row(const void *w, int i4,
 #undef Q8_STEP
     return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
+#elif defined(Q8_NEON)
+/* Block b's products as 4 int32 lanes whose sum is its exact dot product (int4: the
+ * unsigned nibbles u, without the -8 * sum(q) offset). With the dot-product extension
+ * sdot adds four products into each lane; without it smull / smlal2 add pairs of
+ * products into int16 (|w| <= 128 and |q| <= 127, as quantize_row_q8 makes them, so a
+ * pair stays within 32512: no overflow) and sadalp adds pairs of those into int32. */
+static inline int32x4_t q8_block(const void *w, int i4, const int8_t *xq, int64_t b) {
+    int8x16_t x0 = vld1q_s8(xq + 32 * b), x1 = vld1q_s8(xq + 32 * b + 16), w0, w1;
+    if (i4) { /* byte j: value j in the low nibble, value j + 16 in the high one */
+        uint8x16_t g = vld1q_u8((const uint8_t *)w + 16 * b);
+        w0 = vreinterpretq_s8_u8(vandq_u8(g, vdupq_n_u8(0x0f)));
+        w1 = vreinterpretq_s8_u8(vshrq_n_u8(g, 4));
+    } else {
+        w0 = vld1q_s8((const int8_t *)w + 32 * b), w1 = vld1q_s8((const int8_t *)w + 32 * b + 16);
+    }
+#ifdef __ARM_FEATURE_DOTPROD
+    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0), w1, x1);
+#else
+    int16x8_t p0 = vmlal_high_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), w0, x0);
+    int16x8_t p1 = vmlal_high_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(x1)), w1, x1);
+    return vpadalq_s16(vpaddlq_s16(p0), p1);
+#endif
+}
+
+/* The sum over nb blocks of a row of block(b) * f[b]: four blocks' int32 sums folded into
+ * one vector (pairwise adds), widened to fp32 and multiplied by their factors at once. */
+static inline float q8_row(const void *w, int i4, const int8_t *xq, const int32_t *xc,
+                           const float *f, int64_t nb) {
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        int32x4_t s = vpaddq_s32(vpaddq_s32(q8_block(w, i4, xq, b), q8_block(w, i4, xq, b + 1)),
+                                 vpaddq_s32(q8_block(w, i4, xq, b + 2), q8_block(w, i4, xq, b + 3)));
+        if (i4) s = vaddq_s32(s, vld1q_s32(xc + b)); /* (u - 8) . q = u . q - 8 * sum(q) */
+        acc = vfmaq_f32(acc, vcvtq_f32_s32(s), vld1q_f32(f + b));
+    }
+    float sum = vaddvq_f32(acc);
+    for (; b < nb; b++)
+        sum += (float)(vaddvq_s32(q8_block(w, i4, xq, b)) + (i4 ? xc[b] : 0)) * f[b];
+    return sum;
+}
 #else
 static inline float q8_row(const void *w, int i4, const int8_t *xq, const int32_t *xc,
                            const float *f, int64_t nb) {
@@ -826,6 +888,10 @@ const char *famous_kernels_q8_isa(void) {
     return "avx-vnni";
 #elif defined(Q8_SIMD)
     return "avx2";
+#elif defined(Q8_NEON) && defined(__ARM_FEATURE_DOTPROD)
+    return "neon-dotprod";
+#elif defined(Q8_NEON)
+    return "neon";
 #else
     return "generic";
 #endif
