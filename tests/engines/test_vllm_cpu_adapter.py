@@ -73,13 +73,3 @@ def test_ranked_below_llama_cpp_by_score_here() -> None:
     assert vllm.compatible and vllm.option == "bf16", vllm.reasons
     assert vllm.score <= by_engine["cpu"].score
     assert select(package, report).engine.name != "vllm-cpu"
-
-
-@pytest.mark.parametrize(
-    "key", ["device", "kv_cache_space", "distributed_executor_backend", "tool_call_parser"]
-)
-def test_a_request_cannot_choose_the_build_memory_or_parser(key: str) -> None:
-    with pytest.raises(ValueError, match=f"configuration.{key} can only be set in famous's own"):
-        VllmServer.request_configuration({key: "cpu"})
-    # Request-safe keys still pass.
-    assert VllmServer.request_configuration({"max_num_seqs": 4}) == {"max_num_seqs": 4}

@@ -169,11 +169,6 @@ class VllmServer(RuntimeAdapter):
     install_command: ClassVar[str] = VLLM_INSTALL
     health_path: ClassVar[str] = "/health"
     configuration_keys: ClassVar[dict[str, str]] = VLLM_KEYS
-    # Which build and environment runs, how workers start, how much memory the CPU build
-    # reserves and which parser reads tools: the machine's owner decides, never a request.
-    local_only_keys: ClassVar[frozenset[str]] = frozenset(
-        {"device", "kv_cache_space", "distributed_executor_backend", "tool_call_parser"}
-    )
     #: response_format json_schema is vLLM's structured output (xgrammar)
     features: ClassVar[frozenset[str]] = frozenset({"json_schema"})
 
